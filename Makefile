@@ -1,0 +1,40 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Each sets up .venv on first use.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.ordinalclip-installed
+# torch/torchvision are pinned together so that pip never pairs a torchvision with a torch it was not built for.
+TORCH  ?= torch==2.14.1 torchvision==0.29.1
+
+.PHONY: test test-fast demo lint bench clean venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --upgrade --quiet pip
+	$(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet -e ".[test,demo]"
+	touch $(STAMP)
+
+## run the whole test suite (slow tests included), as CI does
+test: $(STAMP)
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m pytest -n 2 -q tests
+
+## the fast tests only
+test-fast: $(STAMP)
+	$(PY) -m pytest -n 2 -q -m "not slow" tests
+
+## the built-in default job: offline demo on real pretrained towers and real photos
+demo: $(STAMP)
+	$(VENV)/bin/ordinalclip demo
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff format --check src tests benchmarks
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py --json benchmarks/results/latest.json
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

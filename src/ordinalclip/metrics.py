@@ -1,0 +1,251 @@
+"""Evaluation metrics of OrdinalCLIP (spec sections 1.7 and 1.8), as pure functions.
+
+Inputs may be torch tensors, numpy arrays or lists; nothing here tracks gradients. Scalar metrics return Python
+floats; per-example ones return 1-D torch tensors.
+
+Predictions from logits z (B, C):
+  * expectation ``pred_exp = sum_i i * softmax(z)_i`` (float), and
+  * argmax ``pred_max = argmax_i z_i`` (long).
+
+A float prediction counts as correct iff ``round(pred) == target`` with torch.round semantics (half to even, as the
+reference code). :func:`ordinal_metrics` bundles the metrics the training loop logs.
+
+Example:
+    >>> import torch
+    >>> m = ordinal_metrics(torch.tensor([[4.0, 0.0, 0.0], [0.0, 0.0, 4.0]]), torch.tensor([0, 1]))
+    >>> m["mae_max"], m["acc_max"]
+    (0.5, 0.5)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "predict_from_logits",
+    "expected_rank",
+    "absolute_error",
+    "mae",
+    "accuracy",
+    "off_by_one_accuracy",
+    "cumulative_score",
+    "confusion_matrix",
+    "quadratic_weighted_kappa",
+    "ordinal_metrics",
+    "prototype_similarity",
+    "ordinality_score",
+]
+
+ArrayLike = Tensor | np.ndarray | Sequence[float] | Sequence[int]
+
+
+def _tensor(x: Any, name: str, ndim: int | None = None) -> Tensor:
+    """Detached tensor view of ``x`` (tensor, numpy array or list), with an optional rank check."""
+    t = x.detach() if isinstance(x, Tensor) else torch.as_tensor(np.asarray(x))
+    if ndim is not None and t.ndim != ndim:
+        shape = "(B,)" if ndim == 1 else "(B, C)" if ndim == 2 else f"{ndim}-D"
+        raise ValueError(f"{name} must have shape {shape}; got shape {tuple(t.shape)}")
+    return t
+
+
+def _pair(pred: Any, target: Any, where: str) -> tuple[Tensor, Tensor]:
+    """Check that prediction and target are non-empty 1-D arrays of the same length; return float64 tensors."""
+    p = _tensor(pred, f"{where}: pred", ndim=1)
+    t = _tensor(target, f"{where}: target", ndim=1)
+    if p.shape != t.shape:
+        raise ValueError(
+            f"{where}: pred and target must have the same shape; got {tuple(p.shape)} and {tuple(t.shape)}"
+        )
+    if p.numel() == 0:
+        raise ValueError(f"{where}: empty input")
+    # float64 so that means over large evaluation sets do not drift.
+    return p.to(torch.float64), t.to(device=p.device, dtype=torch.float64)
+
+
+def _rounded(pred: Tensor) -> Tensor:
+    # Half-to-even (torch.round), the rounding the reference code applies to expectation predictions.
+    return torch.round(pred) if pred.is_floating_point() else pred
+
+
+def expected_rank(probs: ArrayLike) -> Tensor:
+    """Expected rank ``sum_i i * probs[b, i]`` of (B, C) probabilities -> (B,) float tensor."""
+    p = _tensor(probs, "expected_rank: probs", ndim=2)
+    if not p.is_floating_point():
+        p = p.to(torch.float32)
+    ranks = torch.arange(p.shape[1], dtype=p.dtype, device=p.device)
+    return p @ ranks
+
+
+def predict_from_logits(logits: ArrayLike) -> tuple[Tensor, Tensor]:
+    """Expectation and argmax predictions from (B, C) logits.
+
+    Returns:
+        ``(pred_exp, pred_max)``: (B,) float tensor ``sum_i i * softmax(logits)_i`` and (B,) long tensor argmax.
+    """
+    z = _tensor(logits, "predict_from_logits: logits", ndim=2)
+    if not z.is_floating_point():
+        raise TypeError(f"predict_from_logits: logits must be floating point; got dtype {z.dtype}")
+    if z.shape[1] == 0:
+        raise ValueError(f"predict_from_logits: logits has no rank column; got shape {tuple(z.shape)}")
+    return expected_rank(F.softmax(z, dim=1)), z.argmax(dim=1)
+
+
+def absolute_error(pred: ArrayLike, target: ArrayLike) -> Tensor:
+    """Per-example absolute error ``|pred - target|``: (B,), (B,) -> (B,) float64 tensor."""
+    p, t = _pair(pred, target, "absolute_error")
+    return (p - t).abs()
+
+
+def mae(pred: ArrayLike, target: ArrayLike) -> float:
+    """Mean absolute error of (B,) predictions (raw, not rounded) against (B,) targets."""
+    p, t = _pair(pred, target, "mae")
+    return float((p - t).abs().mean())
+
+
+def accuracy(pred: ArrayLike, target: ArrayLike) -> float:
+    """Fraction of examples with ``round(pred) == target`` (half to even), for (B,) inputs."""
+    p, t = _pair(pred, target, "accuracy")
+    return float((_rounded(p) == t).double().mean())
+
+
+def off_by_one_accuracy(pred: ArrayLike, target: ArrayLike) -> float:
+    """Fraction of examples with ``|round(pred) - target| <= 1`` (half to even), for (B,) inputs."""
+    p, t = _pair(pred, target, "off_by_one_accuracy")
+    return float(((_rounded(p) - t).abs() <= 1).double().mean())
+
+
+def cumulative_score(pred: ArrayLike, target: ArrayLike, k: float) -> float:
+    """Cumulative score CS(k): fraction of examples with ``|pred - target| <= k`` (pred not rounded)."""
+    if k < 0:
+        raise ValueError(f"cumulative_score: k must be >= 0; got {k}")
+    p, t = _pair(pred, target, "cumulative_score")
+    return float(((p - t).abs() <= k).double().mean())
+
+
+def _int_ranks(x: Tensor, num_ranks: int, name: str) -> Tensor:
+    r = _rounded(x)
+    if r.numel() and (r.min() < 0 or r.max() >= num_ranks):
+        raise ValueError(
+            f"{name} must be in [0, num_ranks) = [0, {num_ranks}); got min {r.min().item():g}, max {r.max().item():g}"
+        )
+    return r.long()
+
+
+def confusion_matrix(pred: ArrayLike, target: ArrayLike, num_ranks: int) -> np.ndarray:
+    """Confusion matrix of integer ranks: ``cm[i, j]`` = #examples with target i and prediction j.
+
+    Float predictions are rounded (half to even). Same layout as ``sklearn.metrics.confusion_matrix``
+    with ``labels=range(num_ranks)``.
+
+    Returns:
+        (num_ranks, num_ranks) int64 numpy array.
+    """
+    if num_ranks < 1:
+        raise ValueError(f"confusion_matrix: num_ranks must be >= 1; got {num_ranks}")
+    p, t = _pair(pred, target, "confusion_matrix")
+    pi = _int_ranks(p, num_ranks, "confusion_matrix: pred")
+    ti = _int_ranks(t, num_ranks, "confusion_matrix: target")
+    counts = torch.bincount(ti * num_ranks + pi, minlength=num_ranks * num_ranks)
+    return counts.reshape(num_ranks, num_ranks).cpu().numpy().astype(np.int64)
+
+
+def quadratic_weighted_kappa(pred: ArrayLike, target: ArrayLike, num_ranks: int) -> float:
+    """Cohen's kappa with quadratic weights ``(i - j)^2`` over the ranks 0..num_ranks-1.
+
+    Equals ``sklearn.metrics.cohen_kappa_score(target, pred, weights="quadratic", labels=range(num_ranks))``,
+    except that the degenerate case where every target and every prediction is the same rank (0/0 in the
+    formula; sklearn returns NaN) is reported as 1.0: the agreement is perfect.
+    """
+    cm = confusion_matrix(pred, target, num_ranks).astype(np.float64)
+    ranks = np.arange(num_ranks, dtype=np.float64)
+    weights = (ranks[:, None] - ranks[None, :]) ** 2
+    expected = np.outer(cm.sum(axis=1), cm.sum(axis=0)) / cm.sum()
+    denom = float((weights * expected).sum())
+    if denom == 0.0:
+        return 1.0
+    return 1.0 - float((weights * cm).sum()) / denom
+
+
+def ordinal_metrics(logits: ArrayLike, labels: ArrayLike) -> dict[str, float]:
+    """All evaluation metrics for (B, C) logits and (B,) integer labels in [0, C).
+
+    Keys (``_exp``: expectation prediction, ``_max``: argmax prediction):
+        mae_exp, mae_max: mean absolute error;
+        acc_exp, acc_max: accuracy of the rounded prediction;
+        off1_exp, off1_max: off-by-one accuracy ``|round(pred) - y| <= 1``;
+        cs1_max, cs5_max: cumulative score CS(1), CS(5) of the argmax prediction;
+        qwk_max: quadratic weighted kappa of the argmax prediction over the C ranks.
+    """
+    z = _tensor(logits, "ordinal_metrics: logits", ndim=2)
+    y = _tensor(labels, "ordinal_metrics: labels", ndim=1)
+    if y.is_floating_point():
+        raise TypeError(f"ordinal_metrics: labels must be integers; got dtype {y.dtype}")
+    if y.shape[0] != z.shape[0]:
+        raise ValueError(
+            f"ordinal_metrics: logits {tuple(z.shape)} and labels {tuple(y.shape)} disagree on the batch size"
+        )
+    num_ranks = z.shape[1]
+    if y.numel() and (y.min() < 0 or y.max() >= num_ranks):
+        raise ValueError(
+            f"ordinal_metrics: labels must be in [0, C) = [0, {num_ranks}); got min {int(y.min())}, max {int(y.max())}"
+        )
+    pred_exp, pred_max = predict_from_logits(z)
+    return {
+        "mae_exp": mae(pred_exp, y),
+        "acc_exp": accuracy(pred_exp, y),
+        "off1_exp": off_by_one_accuracy(pred_exp, y),
+        "mae_max": mae(pred_max, y),
+        "acc_max": accuracy(pred_max, y),
+        "off1_max": off_by_one_accuracy(pred_max, y),
+        "cs1_max": cumulative_score(pred_max, y, 1),
+        "cs5_max": cumulative_score(pred_max, y, 5),
+        "qwk_max": quadratic_weighted_kappa(pred_max, y, num_ranks),
+    }
+
+
+def prototype_similarity(prototypes: ArrayLike) -> Tensor:
+    """Normalised cosine-similarity matrix of (N, E) prototypes: ``S = T T^T / max(T T^T)`` with unit rows -> (N, N)."""
+    t = _tensor(prototypes, "prototype_similarity: prototypes", ndim=2)
+    if not t.is_floating_point():
+        t = t.to(torch.float32)
+    t = F.normalize(t, dim=1)
+    sim = t @ t.T
+    return sim / sim.max()
+
+
+def ordinality_score(prototypes: ArrayLike, spans: Iterable[int] | None = None) -> dict[int, float]:
+    """Ordinality score O(s) of (N, E) prototypes (spec section 1.8), for each span s.
+
+    With S = :func:`prototype_similarity` and M = N - 1, ``c[i, j] = [S(i, j) > S(i, j + 1)]`` for
+    0 <= i <= j <= M - 1 (moving right from anchor i, similarity must drop) and O(s) is the mean of c[i, j] over the
+    pairs with ``j - i < s``. Default spans: 1, 2, 4, ..., 2^floor(log2 M), and M (= all pairs). For the reference
+    MORPH setting (C = 101) pass ``prototypes[15:76]`` (ages 15-75, N = 61). "Violated ordinality" is ``1 - O``.
+
+    Returns:
+        ``{span: O(span)}`` as Python floats.
+    """
+    sim = prototype_similarity(prototypes)
+    n = sim.shape[0]
+    if n < 2:
+        raise ValueError(f"ordinality_score: needs at least 2 prototypes; got shape {tuple(sim.shape)}")
+    m = n - 1
+    if spans is None:
+        spans = [2**e for e in range(m.bit_length())] + [m]
+    spans = list(spans)
+    for s in spans:
+        if int(s) != s or s < 1:
+            raise ValueError(f"ordinality_score: spans must be positive integers; got {s!r}")
+    drops = sim[:m, :m] > sim[:m, 1:]  # c[i, j] for 0 <= i, j <= M-1
+    idx = torch.arange(m, device=sim.device)
+    offset = idx[None, :] - idx[:, None]  # j - i
+    valid = offset >= 0
+    # Totals per offset d = j - i; O(s) is then a ratio of prefix sums over d < s.
+    hits = torch.bincount(offset[valid], weights=drops[valid].double(), minlength=m).cumsum(0)
+    pairs = torch.bincount(offset[valid], minlength=m).double().cumsum(0)
+    return {int(s): float(hits[min(int(s), m) - 1] / pairs[min(int(s), m) - 1]) for s in spans}

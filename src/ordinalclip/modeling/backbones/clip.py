@@ -1,0 +1,225 @@
+"""Where CLIP weights come from: an open_clip name + tag, a local OpenAI or open_clip file, or random weights.
+
+Every path ends in the same :class:`ClipBundle`: a float32 ``open_clip`` model, its tokenizer and the preprocessing
+constants that belong to the weights.
+
+Local files are read without executing code: ``torch.load(weights_only=True)`` or safetensors. OpenAI's released
+``.pt`` files are TorchScript archives, which can carry code; they are only opened when the caller passes
+``allow_torchscript=True``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import open_clip
+import torch
+from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
+log = logging.getLogger(__name__)
+
+
+class ClipLoadError(RuntimeError):
+    """CLIP weights could not be found, downloaded or read."""
+
+
+@dataclass
+class Preprocess:
+    """Image preprocessing that belongs to a set of weights (what the tower was trained on)."""
+
+    size: int = 224
+    mean: tuple[float, float, float] = tuple(OPENAI_DATASET_MEAN)  # type: ignore[assignment]
+    std: tuple[float, float, float] = tuple(OPENAI_DATASET_STD)  # type: ignore[assignment]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"size": self.size, "mean": list(self.mean), "std": list(self.std)}
+
+
+@dataclass
+class ClipBundle:
+    """A loaded CLIP: the open_clip model (float32), its BPE tokenizer and its preprocessing."""
+
+    model: torch.nn.Module
+    tokenizer: Any
+    preprocess: Preprocess
+    source: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _is_torchscript_archive(path: Path) -> bool:
+    """TorchScript archives are zip files with a ``code/`` folder (plain ``torch.save`` zips have none)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        return any("/code/" in n or n.startswith("code/") for n in zf.namelist())
+
+
+def read_state_dict(path: str | os.PathLike, allow_torchscript: bool = False) -> dict[str, torch.Tensor]:
+    """Read a checkpoint file into a flat ``{name: tensor}`` dict without executing code from it.
+
+    Accepts safetensors, plain ``torch.save`` state dicts (optionally nested under ``state_dict`` / ``model`` and
+    prefixed with ``module.``) and, only with ``allow_torchscript=True``, OpenAI's TorchScript archives.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ClipLoadError(f"CLIP weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    if _is_torchscript_archive(path):
+        if not allow_torchscript:
+            raise ClipLoadError(
+                f"{path} is a TorchScript archive (the format of OpenAI's released CLIP .pt files). Archives can "
+                "contain code, so they are only opened on request: pass allow_torchscript=True (CLI: "
+                "--set model.clip.allow_torchscript=true) if you trust this file."
+            )
+        return {k: v for k, v in torch.jit.load(str(path), map_location="cpu").state_dict().items()}
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle errors come in many types
+        raise ClipLoadError(
+            f"could not read {path} as a weights-only checkpoint ({type(err).__name__}: {err})"
+        ) from err
+    for key in ("state_dict", "model", "module"):
+        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ClipLoadError(f"{path} does not hold a state dict of tensors")
+    if obj and all(k.startswith("module.") for k in obj):
+        obj = {k[len("module.") :]: v for k, v in obj.items()}
+    return obj
+
+
+def _openai_state_dict_to_model(state: dict[str, torch.Tensor], quick_gelu: bool) -> torch.nn.Module:
+    """Build a float32 open_clip CLIP whose architecture is inferred from an OpenAI-format state dict.
+
+    open_clip's builder infers the shapes exactly as OpenAI's ``build_model`` (both head counts = width // 64) but
+    loads into float16 parameters; we reload in float32 afterwards so full-precision files keep their precision.
+    """
+    from open_clip.model import build_model_from_openai_state_dict
+
+    state = dict(state)
+    try:
+        model = build_model_from_openai_state_dict(dict(state), quick_gelu=quick_gelu, cast_dtype=None)
+    except KeyError as err:
+        raise ClipLoadError(f"not an OpenAI CLIP state dict: missing key {err}") from err
+    model = model.float()
+    for key in ("input_resolution", "context_length", "vocab_size"):
+        state.pop(key, None)
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    return model.eval()
+
+
+def _preprocess_of(model: torch.nn.Module) -> Preprocess:
+    cfg = open_clip.get_model_preprocess_cfg(model)
+    size = cfg.get("size", 224)
+    size = size[0] if isinstance(size, (tuple, list)) else size
+    return Preprocess(
+        size=int(size),
+        mean=tuple(cfg.get("mean", OPENAI_DATASET_MEAN)),
+        std=tuple(cfg.get("std", OPENAI_DATASET_STD)),
+    )
+
+
+def load_clip(
+    name: str | None = None,
+    pretrained: str | None = None,
+    *,
+    quick_gelu: bool | None = None,
+    allow_torchscript: bool = False,
+    custom: dict[str, Any] | None = None,
+    cache_dir: str | None = None,
+) -> ClipBundle:
+    """Load a CLIP model.
+
+    Args:
+        name: open_clip architecture name (``"ViT-B-16"``, ``"RN50"``, ...). ``None`` with a file in ``pretrained``
+            infers the architecture from an OpenAI-format state dict, as OpenAI's ``build_model`` does.
+        pretrained: ``None`` (random weights), an open_clip tag (``"openai"``, ``"laion2b_s34b_b88k"``; downloads
+            where the network allows) or a local file (OpenAI ``.pt`` archive or state dict, open_clip checkpoint,
+            safetensors).
+        quick_gelu: force QuickGELU on/off. Default: on for OpenAI weights and ``*-quickgelu`` names.
+        allow_torchscript: permit opening TorchScript archives (they can contain code).
+        custom: keyword arguments of ``open_clip.CLIP`` (``embed_dim``, ``vision_cfg``, ``text_cfg``) for an
+            architecture of your own, e.g. the tiny models of the tests.
+
+    Returns:
+        A :class:`ClipBundle` with a float32 model in eval mode.
+    """
+    tokenizer = open_clip.tokenizer.SimpleTokenizer()
+    if custom is not None:
+        model = open_clip.CLIP(**custom, quick_gelu=bool(quick_gelu)).float().eval()
+        if pretrained is not None:
+            model.load_state_dict(read_state_dict(pretrained, allow_torchscript))
+        return ClipBundle(model, tokenizer, _preprocess_of(model), source=f"custom:{pretrained}")
+
+    if pretrained is not None and (os.path.sep in pretrained or Path(pretrained).suffix or Path(pretrained).exists()):
+        path = Path(pretrained).expanduser()
+        state = read_state_dict(path, allow_torchscript)
+        if name is None:
+            model = _openai_state_dict_to_model(state, quick_gelu=True if quick_gelu is None else quick_gelu)
+            return ClipBundle(model, tokenizer, Preprocess(size=model.visual.image_size[0]
+                                                           if isinstance(model.visual.image_size, tuple)
+                                                           else int(model.visual.image_size)),
+                              source=str(path), info={"format": "openai"})
+        model = _create(name, None, quick_gelu, cache_dir)
+        own = model.state_dict()
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        reshaped = [k for k in state if k in own and own[k].shape != state[k].shape]
+        if missing or unexpected or reshaped:
+            raise ClipLoadError(
+                f"{path} does not match architecture {name!r}: {len(missing)} missing keys (e.g. {missing[:3]}), "
+                f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]}), {len(reshaped)} of another shape "
+                f"(e.g. {reshaped[:3]}). For an OpenAI checkpoint, leave the name empty (model.clip.name: null) "
+                "to infer the architecture from the file."
+            )
+        model.load_state_dict({k: v.float() for k, v in state.items()})
+        return ClipBundle(model.float().eval(), _tokenizer_for(name), _preprocess_of(model), source=str(path))
+
+    if name is None:
+        raise ClipLoadError("load_clip needs an architecture name, a local weights file, or both")
+    model = _create(name, pretrained, quick_gelu, cache_dir)
+    return ClipBundle(model.float().eval(), _tokenizer_for(name), _preprocess_of(model),
+                      source=f"{name}:{pretrained}")
+
+
+def _tokenizer_for(name: str) -> Any:
+    tok = open_clip.get_tokenizer(name)
+    # The prompt learner needs the BPE encoder itself (ids without SOT/EOT), which SimpleTokenizer exposes.
+    return tok if hasattr(tok, "encode") and hasattr(tok, "sot_token_id") else open_clip.tokenizer.SimpleTokenizer()
+
+
+def _create(name: str, pretrained: str | None, quick_gelu: bool | None, cache_dir: str | None) -> torch.nn.Module:
+    if name not in open_clip.list_models():
+        import difflib
+
+        close = difflib.get_close_matches(name, open_clip.list_models(), n=3)
+        raise ClipLoadError(f"unknown open_clip architecture {name!r}" + (f" (did you mean {close}?)" if close else ""))
+    kwargs: dict[str, Any] = {"force_quick_gelu": bool(quick_gelu)}
+    if cache_dir:
+        kwargs["cache_dir"] = cache_dir
+    try:
+        return open_clip.create_model(name, pretrained=pretrained, **kwargs)
+    except RuntimeError as err:
+        if pretrained and ("not found" in str(err) or "Pretrained" in str(err)):
+            tags = [t for n, t in open_clip.list_pretrained() if n == name]
+            raise ClipLoadError(f"unknown pretrained tag {pretrained!r} for {name}; known tags: {tags}") from err
+        raise _offline_error(name, pretrained, err) from err
+    except OSError as err:
+        raise _offline_error(name, pretrained, err) from err
+
+
+def _offline_error(name: str, pretrained: str | None, err: Exception) -> ClipLoadError:
+    return ClipLoadError(
+        f"could not fetch CLIP weights {name}:{pretrained} ({type(err).__name__}: {err}). Without network access, "
+        "download the file elsewhere and point at it: load_clip(name, pretrained='/path/to/weights.pt') "
+        "(CLI: --set model.clip.pretrained=/path/to/weights.pt; for OpenAI's .pt archives also "
+        "--set model.clip.allow_torchscript=true)."
+    )

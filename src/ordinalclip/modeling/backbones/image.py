@@ -1,0 +1,128 @@
+"""Image towers: images (or precomputed features) in, one feature vector per image out.
+
+Every tower has ``output_dim`` (the joint width E after its projection) and ``preprocess`` (the normalisation its
+weights expect). Torchvision towers end in a bias-free projection to E, as the reference does (spec 1.4).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+IMAGENET_PREPROCESS = {"size": 224, "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+
+
+def _projection(in_dim: int, out_dim: int) -> nn.Linear:
+    """Bias-free projection into the joint space, kaiming-normal (fan_out, linear) like the reference."""
+    layer = nn.Linear(in_dim, out_dim, bias=False)
+    nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="linear")
+    return layer
+
+
+class ClipImageTower(nn.Module):
+    """CLIP's own visual tower (its output is already in the joint space)."""
+
+    def __init__(self, visual: nn.Module, preprocess: dict | None = None):
+        super().__init__()
+        self.visual = visual
+        self.output_dim = int(visual.output_dim)
+        self.preprocess = dict(preprocess or IMAGENET_PREPROCESS)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, E)."""
+        return self.visual(images)
+
+
+@dataclass
+class LoadReport:
+    """What a partial (name- and shape-matched) weight load did."""
+
+    loaded: list[str] = field(default_factory=list)
+    shape_mismatch: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"loaded {len(self.loaded)} tensors; kept {len(self.missing)} initialised ({self.missing[:4]}"
+                f"{'...' if len(self.missing) > 4 else ''}); skipped {len(self.shape_mismatch)} with another shape "
+                f"and {len(self.unexpected)} unknown names")
+
+
+def load_matching(module: nn.Module, state: dict[str, torch.Tensor]) -> LoadReport:
+    """Copy every tensor of ``state`` whose name and shape match a tensor of ``module``; report the rest."""
+    own = module.state_dict()
+    report = LoadReport()
+    matched = {}
+    for name, value in state.items():
+        if name not in own:
+            report.unexpected.append(name)
+        elif own[name].shape != value.shape:
+            report.shape_mismatch.append(name)
+        else:
+            matched[name] = value
+            report.loaded.append(name)
+    report.missing = [n for n in own if n not in matched]
+    module.load_state_dict(matched, strict=False)
+    return report
+
+
+class TorchvisionTower(nn.Module):
+    """Torchvision VGG-16 or ResNet-50 whose last layer is replaced by a bias-free projection to ``output_dim``.
+
+    Args:
+        arch: ``"vgg16"`` or ``"resnet50"``.
+        output_dim: joint width E.
+        weights: optional local file (state dict or safetensors) loaded by name and shape, e.g. ImageNet or
+            IMDB-WIKI weights; the new projection stays initialised unless the file has one of the same shape.
+    """
+
+    def __init__(self, arch: Literal["vgg16", "resnet50"], output_dim: int, weights: str | os.PathLike | None = None):
+        super().__init__()
+        import torchvision
+
+        if arch == "vgg16":
+            net = torchvision.models.vgg16(weights=None)
+            net.classifier[6] = _projection(4096, output_dim)
+        elif arch == "resnet50":
+            net = torchvision.models.resnet50(weights=None)
+            net.fc = _projection(2048, output_dim)
+        else:
+            raise ValueError(f"unknown torchvision tower {arch!r}; expected vgg16 or resnet50")
+        self.net = net
+        self.arch = arch
+        self.output_dim = output_dim
+        self.preprocess = dict(IMAGENET_PREPROCESS)
+        self.load_report: LoadReport | None = None
+        if weights is not None:
+            from ordinalclip.modeling.backbones.clip import read_state_dict
+
+            self.load_report = load_matching(self.net, read_state_dict(weights))
+            log.info("%s weights from %s: %s", arch, weights, self.load_report.summary())
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, E)."""
+        return self.net(images)
+
+
+class FeatureTower(nn.Module):
+    """The input already is a feature vector (e.g. precomputed CLIP features), optionally projected to E."""
+
+    def __init__(self, input_dim: int, output_dim: int | None = None):
+        super().__init__()
+        self.input_dim = input_dim
+        self.output_dim = output_dim or input_dim
+        self.proj = _projection(input_dim, output_dim) if output_dim else nn.Identity()
+        self.preprocess: dict = {}
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, F) -> (B, E)."""
+        if features.dim() != 2 or features.shape[1] != self.input_dim:
+            raise ValueError(f"expected features of shape (B, {self.input_dim}), got {tuple(features.shape)}")
+        return self.proj(features)

@@ -1,0 +1,108 @@
+"""One place that turns a :class:`ModelConfig` into modules."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from torch import nn
+
+from ordinalclip.modeling.backbones.clip import ClipBundle, load_clip
+from ordinalclip.modeling.backbones.image import ClipImageTower, FeatureTower, TorchvisionTower
+from ordinalclip.modeling.backbones.text import ClipTextTower
+from ordinalclip.modeling.config import ImageTowerConfig, ModelConfig, PromptConfig
+from ordinalclip.modeling.ordinalclip import CosineClassifier, OrdinalCLIP
+from ordinalclip.modeling.prompts import PlainPromptLearner, RankPromptLearner
+
+
+def read_rank_names(path: str | Path) -> list[str]:
+    """Rank names, one per non-empty line (underscores read as spaces when tokenised)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"rank names file not found: {path}")
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def build_prompt_learner(cfg: PromptConfig, num_ranks: int, vocab) -> nn.Module:
+    """The prompt learner of ``cfg`` over ``vocab`` (a text tower)."""
+    names = cfg.rank_names
+    source = "model.prompts.rank_names"
+    if cfg.rank_names_file:
+        names, source = read_rank_names(cfg.rank_names_file), str(cfg.rank_names_file)
+    common = dict(context_init=cfg.context_init, num_context_tokens=cfg.num_context_tokens,
+                  rank_specific_context=cfg.rank_specific_context, tokens_per_rank=cfg.tokens_per_rank,
+                  position=cfg.position, init_std=cfg.init_std)
+    try:
+        if cfg.learner == "rank":
+            return RankPromptLearner(vocab, num_ranks, cfg.num_base_ranks, cfg.interpolation,
+                                     base_rank_names=names, **common)
+        return PlainPromptLearner(vocab, num_ranks, rank_names=names, **common)
+    except ValueError as err:
+        if names is not None and "names" in str(err):
+            raise ValueError(f"{source}: {err}") from err
+        raise
+
+
+def build_image_tower(cfg: ImageTowerConfig, embed_dim: int | None, bundle: ClipBundle | None) -> nn.Module:
+    """The image tower of ``cfg`` projecting to ``embed_dim`` (where it has a projection)."""
+    if cfg.kind == "clip":
+        assert bundle is not None
+        return ClipImageTower(bundle.model.visual, preprocess=bundle.preprocess.to_dict())
+    if embed_dim is None:
+        raise ValueError(f"image tower {cfg.kind!r} needs the joint width: set model.embed_dim")
+    if cfg.kind in ("vgg16", "resnet50"):
+        return TorchvisionTower(cfg.kind, embed_dim, weights=cfg.weights)
+    if cfg.kind == "efficientnet_lite0":
+        from ordinalclip.modeling.backbones.efficientnet import EfficientNetLite0Tower
+
+        return EfficientNetLite0Tower(output_dim=embed_dim, pretrained=cfg.pretrained, weights_path=cfg.weights)
+    if cfg.kind == "features":
+        if cfg.input_dim is None:
+            raise ValueError("the features tower needs model.image.input_dim (the width of the feature vectors)")
+        if not cfg.project and cfg.input_dim != embed_dim:
+            raise ValueError(f"features are {cfg.input_dim}-d but the joint width is {embed_dim}: set "
+                             "model.image.project: true")
+        return FeatureTower(cfg.input_dim, embed_dim if cfg.project else None)
+    raise ValueError(f"unknown image tower {cfg.kind!r}")
+
+
+def build_text_tower(cfg: ModelConfig, bundle: ClipBundle | None) -> nn.Module:
+    """The text tower of ``cfg``."""
+    if cfg.text.kind == "clip":
+        assert bundle is not None
+        return ClipTextTower(bundle.model, bundle.tokenizer, path=cfg.text.path, freeze=cfg.text.freeze)
+    if cfg.text.kind == "huggingface":
+        from ordinalclip.modeling.backbones.hf_text import HFTextTower
+
+        if not cfg.text.hf_model:
+            raise ValueError("model.text.hf_model must name a local Hugging Face model folder or name")
+        return HFTextTower(cfg.text.hf_model, freeze=cfg.text.freeze)
+    raise ValueError(f"unknown text tower {cfg.text.kind!r}")
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    """Build the model described by ``cfg`` (weights loaded as configured)."""
+    uses_text = cfg.arch == "ordinalclip"
+    bundle = None
+    if cfg.image.kind == "clip" or (uses_text and cfg.text.kind == "clip"):
+        c = cfg.clip
+        bundle = load_clip(c.name, c.pretrained, quick_gelu=c.quick_gelu, allow_torchscript=c.allow_torchscript,
+                           custom=c.custom)
+    text_tower = build_text_tower(cfg, bundle) if uses_text else None
+    if text_tower is not None:
+        embed_dim = text_tower.output_dim
+    elif cfg.image.kind == "clip":
+        embed_dim = int(bundle.model.visual.output_dim)
+    else:
+        embed_dim = cfg.embed_dim
+    image_tower = build_image_tower(cfg.image, embed_dim, bundle)
+    if cfg.arch == "cosine":
+        return CosineClassifier(image_tower, cfg.num_ranks, math.log(cfg.logit_scale or 100.0))
+    if cfg.logit_scale is not None:
+        log_scale = math.log(cfg.logit_scale)
+    elif bundle is not None:
+        log_scale = float(bundle.model.logit_scale.detach())
+    else:
+        log_scale = math.log(1 / 0.07)
+    learner = build_prompt_learner(cfg.prompts, cfg.num_ranks, text_tower)
+    return OrdinalCLIP(image_tower, learner, text_tower, log_scale, cfg.learn_logit_scale)

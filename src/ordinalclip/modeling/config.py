@@ -1,0 +1,76 @@
+"""Typed configuration of a model: everything :func:`ordinalclip.modeling.build_model` needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+MORPH_CONTEXT = "age estimation: the age of the person is"
+
+
+@dataclass
+class ClipConfig:
+    """Where the CLIP towers come from (see :func:`ordinalclip.modeling.load_clip`)."""
+
+    name: str | None = "RN50"  # open_clip architecture; null = infer from an OpenAI state-dict file
+    pretrained: str | None = None  # open_clip tag ("openai", ...) or a local file; null = random weights
+    quick_gelu: bool | None = None
+    allow_torchscript: bool = False
+    custom: dict[str, Any] | None = None  # open_clip.CLIP kwargs for a custom architecture (tests, tiny models)
+
+
+@dataclass
+class ImageTowerConfig:
+    """The image tower."""
+
+    kind: Literal["clip", "vgg16", "resnet50", "efficientnet_lite0", "features"] = "clip"
+    weights: str | None = None  # local weights file for vgg16 / resnet50
+    pretrained: bool = True  # efficientnet_lite0: load the package's ImageNet weights
+    input_dim: int | None = None  # features: width of the precomputed vectors
+    project: bool = True  # features: learnable projection to the joint width
+
+
+@dataclass
+class TextTowerConfig:
+    """The (frozen) text tower."""
+
+    kind: Literal["clip", "huggingface"] = "clip"
+    hf_model: str | None = None  # huggingface: a local folder or installed model name
+    path: Literal["shared_prefix", "truncated", "naive"] = "shared_prefix"
+    freeze: bool = True
+
+
+@dataclass
+class PromptConfig:
+    """The prompt learner (spec 1.2)."""
+
+    learner: Literal["rank", "plain"] = "rank"  # rank = OrdinalCLIP, plain = CoOp
+    num_base_ranks: int = 3
+    interpolation: Literal["linear", "inv_prop", "local_linear"] = "linear"
+    context_init: str | None = MORPH_CONTEXT  # null = random context of num_context_tokens
+    num_context_tokens: int = 10
+    rank_specific_context: bool = False
+    tokens_per_rank: int = 1
+    rank_names: list[str] | None = None  # C names (plain) or C' base-rank names (rank); null = random
+    rank_names_file: str | None = None  # same, one name per line
+    position: Literal["tail", "front", "middle"] = "tail"
+    init_std: float = 0.02
+
+
+@dataclass
+class ModelConfig:
+    """A whole model.
+
+    ``arch``: ``ordinalclip`` (prompt learner + text tower; with ``prompts.learner: plain`` it is CoOp) or
+    ``cosine`` (the CNN baseline: image tower + learnable prototypes, scale 100).
+    """
+
+    arch: Literal["ordinalclip", "cosine"] = "ordinalclip"
+    num_ranks: int = 101
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    image: ImageTowerConfig = field(default_factory=ImageTowerConfig)
+    text: TextTowerConfig = field(default_factory=TextTowerConfig)
+    prompts: PromptConfig = field(default_factory=PromptConfig)
+    embed_dim: int | None = None  # joint width when no CLIP tower sets it
+    logit_scale: float | None = None  # s itself (not log); null = the CLIP checkpoint's (cosine: 100)
+    learn_logit_scale: bool = False

@@ -1,0 +1,241 @@
+"""Prompt learners: learnable context tokens and rank embeddings laid out as one token sequence per rank.
+
+Layouts (spec 1.2), ``V`` = context (m tokens), ``r_i`` = rank embedding of rank i (n_r tokens):
+
+    tail   : [SOT] V r_i "." [EOT]
+    front  : [SOT] r_i V "." [EOT]
+    middle : [SOT] V[:m//2] r_i V[m//2:] "." [EOT]
+
+:class:`RankPromptLearner` (OrdinalCLIP) derives the C rank embeddings from C' base-rank embeddings through a fixed
+interpolation matrix, so the ranks stay ordered and smooth; :class:`PlainPromptLearner` (CoOp) learns C
+independent rank embeddings.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+import torch
+from torch import nn
+
+from ordinalclip.modeling.backbones.text import PromptEmbeddings
+
+Interpolation = Literal["linear", "inv_prop", "local_linear"]
+RankPosition = Literal["tail", "front", "middle"]
+
+
+class Vocabulary(Protocol):
+    """What a prompt learner needs from a text tower's vocabulary."""
+
+    width: int
+    sot_id: int
+    eot_id: int
+    pad_id: int
+    period_ids: list[int]
+
+    def encode_words(self, text: str) -> list[int]: ...
+
+    def embed_ids(self, ids: torch.Tensor | list[int]) -> torch.Tensor: ...
+
+
+def interpolation_matrix(num_ranks: int, num_base_ranks: int, kind: Interpolation = "linear") -> torch.Tensor:
+    """(C, C') row-normalised weights that mix C' base-rank embeddings into C rank embeddings.
+
+    Base positions b_k = linspace(0, C-1, C') (one base: the middle); d_ik = |i - b_k| in rank units.
+
+    * ``linear`` (reference): raw = 1 - d/(C-1) over *all* base ranks, so every rank is a global mixture;
+    * ``inv_prop`` (reference): raw = 1/(d + 1e-5);
+    * ``local_linear`` (extra, not in the reference): the usual two-neighbour lerp between adjacent base ranks.
+
+    Rows are divided by their sum. No row can be NaN (the reference's third type, ``normal``, underflows to 0/0
+    far from every base position and is deliberately not offered).
+    """
+    if num_ranks < 1 or num_base_ranks < 1:
+        raise ValueError(f"need at least one rank and one base rank; got C={num_ranks}, C'={num_base_ranks}")
+    if num_base_ranks > num_ranks:
+        raise ValueError(f"more base ranks (C'={num_base_ranks}) than ranks (C={num_ranks})")
+    if num_ranks == 1:
+        return torch.ones(1, 1)
+    ranks = torch.arange(num_ranks, dtype=torch.float32)[:, None]
+    if num_base_ranks == 1:
+        base = torch.tensor([(num_ranks - 1) / 2], dtype=torch.float32)
+    else:
+        base = torch.linspace(0, num_ranks - 1, num_base_ranks, dtype=torch.float32)
+    dist = (ranks - base[None, :]).abs()
+    if kind == "linear":
+        raw = 1.0 - dist / (num_ranks - 1)
+    elif kind == "inv_prop":
+        raw = 1.0 / (dist + 1e-5)
+    elif kind == "local_linear":
+        spacing = (num_ranks - 1) / max(num_base_ranks - 1, 1)
+        raw = (1.0 - dist / spacing).clamp(min=0.0)
+    else:
+        raise ValueError(f"unknown interpolation {kind!r}; expected one of linear, inv_prop, local_linear")
+    weights = raw / raw.sum(dim=1, keepdim=True)
+    if not torch.isfinite(weights).all():  # pragma: no cover - guarded by construction above
+        raise FloatingPointError(f"interpolation {kind} produced a non-finite row")
+    return weights
+
+
+def _embed_names(vocab: Vocabulary, names: list[str]) -> torch.Tensor:
+    """(len(names), n, D) embeddings of the names' tokens, right-padded with the pad token to the longest name."""
+    ids = [vocab.encode_words(n) for n in names]
+    empty = [n for n, i in zip(names, ids) if not i]
+    if empty:
+        raise ValueError(f"rank names with no tokens: {empty}")
+    n = max(len(i) for i in ids)
+    padded = torch.tensor([i + [vocab.pad_id] * (n - len(i)) for i in ids])
+    return vocab.embed_ids(padded).clone()
+
+
+class _PromptLearner(nn.Module):
+    """Context tokens, special-token embeddings and the layout shared by both learners."""
+
+    def __init__(
+        self,
+        vocab: Vocabulary,
+        num_ranks: int,
+        context_init: str | None,
+        num_context_tokens: int,
+        rank_specific_context: bool,
+        position: RankPosition,
+        init_std: float,
+    ):
+        super().__init__()
+        if position not in ("tail", "front", "middle"):
+            raise ValueError(f"rank position must be tail, front or middle; got {position!r}")
+        self.num_ranks = num_ranks
+        self.position: RankPosition = position
+        if context_init:
+            ctx = vocab.embed_ids(vocab.encode_words(context_init)).clone()
+            if ctx.shape[0] == 0:
+                raise ValueError(f"context sentence {context_init!r} has no tokens")
+        else:
+            ctx = torch.randn(num_context_tokens, vocab.width) * init_std
+        if rank_specific_context:
+            ctx = ctx.unsqueeze(0).repeat(num_ranks, 1, 1)
+        self.context = nn.Parameter(ctx)  # (m, D) or (C, m, D)
+        self.register_buffer("sot", vocab.embed_ids([vocab.sot_id]).clone())
+        self.register_buffer("period", vocab.embed_ids(vocab.period_ids).clone())
+        self.register_buffer("eot", vocab.embed_ids([vocab.eot_id]).clone())
+        self.register_buffer("pad", vocab.embed_ids([vocab.pad_id])[0].clone())
+
+    @property
+    def num_context_tokens(self) -> int:
+        return self.context.shape[-2]
+
+    def rank_embeddings(self) -> torch.Tensor:
+        """(C, n_r, D) rank token embeddings."""
+        raise NotImplementedError
+
+    def forward(self) -> PromptEmbeddings:
+        """The C prompts, split into the prefix shared by all ranks and the per-rank suffix."""
+        ranks = self.rank_embeddings()
+        c = ranks.shape[0]
+        ctx = self.context
+        m = ctx.shape[-2]
+        if self.position == "tail":
+            ctx_parts = [ctx, None]
+        elif self.position == "front":
+            ctx_parts = [None, ctx]
+        else:
+            ctx_parts = [ctx[..., : m // 2, :], ctx[..., m // 2 :, :]]
+        # (tensor, shared by all ranks?) in sequence order
+        segments: list[tuple[torch.Tensor, bool]] = [(self.sot, True)]
+        if ctx_parts[0] is not None:
+            segments.append((ctx_parts[0], ctx.dim() == 2))
+        segments.append((ranks, False))
+        if ctx_parts[1] is not None:
+            segments.append((ctx_parts[1], ctx.dim() == 2))
+        segments += [(self.period, True), (self.eot, True)]
+
+        n_shared = 0
+        while segments[n_shared][1]:
+            n_shared += 1
+        prefix = torch.cat([t for t, _ in segments[:n_shared]], dim=0)
+        suffix = torch.cat(
+            [t.expand(c, -1, -1) if shared else t for t, shared in segments[n_shared:]], dim=1
+        )
+        eot_index = torch.full((c,), prefix.shape[0] + suffix.shape[1] - 1, dtype=torch.long, device=suffix.device)
+        return PromptEmbeddings(prefix=prefix, suffix=suffix, eot_index=eot_index, pad=self.pad)
+
+
+class RankPromptLearner(_PromptLearner):
+    """OrdinalCLIP's learner: C rank embeddings interpolated from C' learnable base-rank embeddings.
+
+    Args:
+        vocab: the text tower (its tokenizer and token embeddings initialise the parameters).
+        num_ranks: C.
+        num_base_ranks: C'.
+        interpolation: see :func:`interpolation_matrix`.
+        context_init: a sentence whose tokens initialise the context (m := its token count), or None for random.
+        num_context_tokens: m when the context is random.
+        rank_specific_context: one context per rank (C, m, D) instead of a shared one (m, D).
+        tokens_per_rank: n_r for random base ranks.
+        base_rank_names: exactly C' names whose token embeddings initialise the base ranks (n_r := longest name).
+        position: where the rank tokens go.
+        init_std: std of the random initialisations (0.02, as the reference).
+    """
+
+    def __init__(
+        self,
+        vocab: Vocabulary,
+        num_ranks: int,
+        num_base_ranks: int = 3,
+        interpolation: Interpolation = "linear",
+        context_init: str | None = None,
+        num_context_tokens: int = 10,
+        rank_specific_context: bool = False,
+        tokens_per_rank: int = 1,
+        base_rank_names: list[str] | None = None,
+        position: RankPosition = "tail",
+        init_std: float = 0.02,
+    ):
+        super().__init__(vocab, num_ranks, context_init, num_context_tokens, rank_specific_context, position,
+                         init_std)
+        if base_rank_names is not None:
+            if len(base_rank_names) != num_base_ranks:
+                raise ValueError(
+                    f"the rank learner needs exactly C'={num_base_ranks} base-rank names (one per base rank), got "
+                    f"{len(base_rank_names)}" + (f" (that is C={num_ranks}, the count the plain/CoOp learner takes)"
+                                                 if len(base_rank_names) == num_ranks else "")
+                )
+            base = _embed_names(vocab, base_rank_names)
+        else:
+            base = torch.randn(num_base_ranks, tokens_per_rank, vocab.width) * init_std
+        self.base_ranks = nn.Parameter(base)  # (C', n_r, D)
+        self.register_buffer("interpolation", interpolation_matrix(num_ranks, num_base_ranks, interpolation))
+
+    def rank_embeddings(self) -> torch.Tensor:
+        """(C, n_r, D): r_i = sum_k W_ik R'_k."""
+        return torch.einsum("ck,knd->cnd", self.interpolation, self.base_ranks)
+
+
+class PlainPromptLearner(_PromptLearner):
+    """CoOp's learner: C independent rank embeddings (random, or from exactly C rank names)."""
+
+    def __init__(
+        self,
+        vocab: Vocabulary,
+        num_ranks: int,
+        context_init: str | None = None,
+        num_context_tokens: int = 10,
+        rank_specific_context: bool = False,
+        tokens_per_rank: int = 1,
+        rank_names: list[str] | None = None,
+        position: RankPosition = "tail",
+        init_std: float = 0.02,
+    ):
+        super().__init__(vocab, num_ranks, context_init, num_context_tokens, rank_specific_context, position,
+                         init_std)
+        if rank_names is not None:
+            if len(rank_names) != num_ranks:
+                raise ValueError(f"the plain (CoOp) learner needs exactly C={num_ranks} rank names, got "
+                                 f"{len(rank_names)}")
+            ranks = _embed_names(vocab, rank_names)
+        else:
+            ranks = torch.randn(num_ranks, tokens_per_rank, vocab.width) * init_std
+        self.ranks = nn.Parameter(ranks)  # (C, n_r, D)
+
+    def rank_embeddings(self) -> torch.Tensor:
+        return self.ranks
