@@ -27,6 +27,9 @@ __all__ = [
     "CrossEntropyLoss",
     "TextToImageKLLoss",
     "OrdinalCLIPLoss",
+    "coral_loss",
+    "corn_loss",
+    "model_loss",
 ]
 
 
@@ -165,3 +168,63 @@ class OrdinalCLIPLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"ce_weight={self.ce_weight}, kl_weight={self.kl_weight}, temperature={self.temperature}"
+
+
+def coral_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """CORAL loss (Cao et al., 2020): binary cross-entropy of the C-1 tasks "rank > k", summed over tasks and
+    averaged over the batch.
+
+    Args:
+        logits: (B, C-1) task logits.
+        labels: (B,) integer ranks in [0, C).
+    """
+    _check_task_inputs(logits, labels, "coral_loss")
+    tasks = torch.arange(logits.shape[1], device=logits.device)
+    levels = (labels.long()[:, None] > tasks[None, :]).to(logits.dtype)
+    return F.binary_cross_entropy_with_logits(logits.float(), levels.float(), reduction="none").sum(1).mean()
+
+
+def corn_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """CORN loss (Shi et al., 2021): task k is trained only on the examples with rank >= k (the conditional
+    subset), target "rank > k"; the binary cross-entropy is summed over all (example, task) pairs used and divided
+    by their count.
+
+    Args:
+        logits: (B, C-1) task logits.
+        labels: (B,) integer ranks in [0, C).
+    """
+    _check_task_inputs(logits, labels, "corn_loss")
+    y = labels.long()[:, None]
+    tasks = torch.arange(logits.shape[1], device=logits.device)[None, :]
+    used = (y >= tasks).float()
+    target = (y > tasks).float()
+    bce = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none")
+    return (bce * used).sum() / used.sum()
+
+
+def _check_task_inputs(logits: Tensor, labels: Tensor, where: str) -> None:
+    if logits.ndim != 2 or labels.ndim != 1 or logits.shape[0] != labels.shape[0]:
+        raise ValueError(f"{where}: expected logits (B, C-1) and labels (B,); got {tuple(logits.shape)} and "
+                         f"{tuple(labels.shape)}")
+    num_ranks = logits.shape[1] + 1
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_ranks):
+        raise ValueError(f"{where}: labels must be in [0, C) = [0, {num_ranks}); got min {int(labels.min())}, "
+                         f"max {int(labels.max())}")
+
+
+def model_loss(outputs: Tensor, labels: Tensor, kind: str = "softmax", ce_weight: float = 1.0,
+               kl_weight: float = 1.0) -> dict[str, Tensor]:
+    """The training loss for a model's ``output_kind``: OrdinalCLIP's CE + KL for ``softmax`` outputs (set
+    ``kl_weight=0`` for plain cross-entropy), CORAL or CORN for the binary-task heads. Always has key ``loss``."""
+    if kind == "softmax":
+        if kl_weight == 0:
+            ce = cross_entropy_loss(outputs, labels)
+            return {"loss": ce_weight * ce, "ce": ce}
+        return ordinalclip_loss(outputs, labels, ce_weight=ce_weight, kl_weight=kl_weight)
+    if kind == "coral":
+        loss = coral_loss(outputs, labels)
+    elif kind == "corn":
+        loss = corn_loss(outputs, labels)
+    else:
+        raise ValueError(f"unknown output kind {kind!r}; expected softmax, coral or corn")
+    return {"loss": loss, kind: loss}

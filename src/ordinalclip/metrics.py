@@ -38,6 +38,7 @@ __all__ = [
     "confusion_matrix",
     "quadratic_weighted_kappa",
     "ordinal_metrics",
+    "rank_probabilities",
     "prototype_similarity",
     "ordinality_score",
 ]
@@ -172,7 +173,29 @@ def quadratic_weighted_kappa(pred: ArrayLike, target: ArrayLike, num_ranks: int)
     return 1.0 - float((weights * cm).sum()) / denom
 
 
-def ordinal_metrics(logits: ArrayLike, labels: ArrayLike) -> dict[str, float]:
+def rank_probabilities(outputs: ArrayLike, kind: str = "softmax") -> Tensor:
+    """(B, C) rank probabilities from a model's outputs.
+
+    ``softmax``: (B, C) logits -> softmax. ``coral`` / ``corn``: (B, C-1) logits of "rank > k"; P(rank > k) is
+    sigmoid (CORAL) or the running product of the conditional sigmoids (CORN); P(rank = k) = P(> k-1) - P(> k),
+    clipped at 0 and renormalised (CORAL's biases can cross early in training).
+    """
+    z = _tensor(outputs, "rank_probabilities: outputs", ndim=2).float()
+    if kind == "softmax":
+        return F.softmax(z, dim=1)
+    if kind == "coral":
+        above = torch.sigmoid(z)
+    elif kind == "corn":
+        above = torch.cumprod(torch.sigmoid(z), dim=1)
+    else:
+        raise ValueError(f"unknown output kind {kind!r}; expected softmax, coral or corn")
+    ones = torch.ones_like(above[:, :1])
+    zeros = torch.zeros_like(above[:, :1])
+    probs = (torch.cat([ones, above], 1) - torch.cat([above, zeros], 1)).clamp(min=0)
+    return probs / probs.sum(1, keepdim=True)
+
+
+def ordinal_metrics(logits: ArrayLike, labels: ArrayLike, kind: str = "softmax") -> dict[str, float]:
     """All evaluation metrics for (B, C) logits and (B,) integer labels in [0, C).
 
     Keys (``_exp``: expectation prediction, ``_max``: argmax prediction):
@@ -190,12 +213,16 @@ def ordinal_metrics(logits: ArrayLike, labels: ArrayLike) -> dict[str, float]:
         raise ValueError(
             f"ordinal_metrics: logits {tuple(z.shape)} and labels {tuple(y.shape)} disagree on the batch size"
         )
-    num_ranks = z.shape[1]
+    num_ranks = z.shape[1] + (0 if kind == "softmax" else 1)
     if y.numel() and (y.min() < 0 or y.max() >= num_ranks):
         raise ValueError(
             f"ordinal_metrics: labels must be in [0, C) = [0, {num_ranks}); got min {int(y.min())}, max {int(y.max())}"
         )
-    pred_exp, pred_max = predict_from_logits(z)
+    if kind == "softmax":
+        pred_exp, pred_max = predict_from_logits(z)
+    else:
+        probs = rank_probabilities(z, kind)
+        pred_exp, pred_max = expected_rank(probs), probs.argmax(dim=1)
     return {
         "mae_exp": mae(pred_exp, y),
         "acc_exp": accuracy(pred_exp, y),

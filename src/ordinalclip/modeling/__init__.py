@@ -20,6 +20,12 @@ from ordinalclip.modeling.config import (
     PromptConfig,
     TextTowerConfig,
 )
+from ordinalclip.modeling.heads import (
+    LinearClassifier,
+    OrdinalBinaryHead,
+    encode_texts,
+    zero_shot_prototypes,
+)
 from ordinalclip.modeling.ordinalclip import CosineClassifier, OrdinalCLIP
 from ordinalclip.modeling.prompts import PlainPromptLearner, RankPromptLearner, interpolation_matrix
 
@@ -28,5 +34,6 @@ __all__ = [
     "FeatureTower", "ImageTowerConfig", "ModelConfig", "OrdinalCLIP", "PlainPromptLearner", "Preprocess",
     "PromptConfig", "PromptEmbeddings", "RankPromptLearner", "TextTowerConfig", "TorchvisionTower",
     "build_image_tower", "build_model", "build_prompt_learner", "build_text_tower", "interpolation_matrix",
-    "load_clip", "load_matching", "read_state_dict",
+    "load_clip", "load_matching", "read_state_dict", "LinearClassifier", "OrdinalBinaryHead", "encode_texts",
+    "zero_shot_prototypes",
 ]

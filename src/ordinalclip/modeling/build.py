@@ -11,6 +11,7 @@ from ordinalclip.modeling.backbones.clip import ClipBundle, load_clip
 from ordinalclip.modeling.backbones.image import ClipImageTower, FeatureTower, TorchvisionTower
 from ordinalclip.modeling.backbones.text import ClipTextTower
 from ordinalclip.modeling.config import ImageTowerConfig, ModelConfig, PromptConfig
+from ordinalclip.modeling.heads import LinearClassifier, OrdinalBinaryHead, zero_shot_prototypes
 from ordinalclip.modeling.ordinalclip import CosineClassifier, OrdinalCLIP
 from ordinalclip.modeling.prompts import PlainPromptLearner, RankPromptLearner
 
@@ -82,7 +83,7 @@ def build_text_tower(cfg: ModelConfig, bundle: ClipBundle | None) -> nn.Module:
 
 def build_model(cfg: ModelConfig) -> nn.Module:
     """Build the model described by ``cfg`` (weights loaded as configured)."""
-    uses_text = cfg.arch == "ordinalclip"
+    uses_text = cfg.arch in ("ordinalclip", "zeroshot")
     bundle = None
     if cfg.image.kind == "clip" or (uses_text and cfg.text.kind == "clip"):
         c = cfg.clip
@@ -98,11 +99,22 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     image_tower = build_image_tower(cfg.image, embed_dim, bundle)
     if cfg.arch == "cosine":
         return CosineClassifier(image_tower, cfg.num_ranks, math.log(cfg.logit_scale or 100.0))
+    if cfg.arch == "linear":
+        return LinearClassifier(image_tower, cfg.num_ranks)
+    if cfg.arch in ("coral", "corn"):
+        return OrdinalBinaryHead(image_tower, cfg.num_ranks, cfg.arch)
     if cfg.logit_scale is not None:
         log_scale = math.log(cfg.logit_scale)
     elif bundle is not None:
         log_scale = float(bundle.model.logit_scale.detach())
     else:
         log_scale = math.log(1 / 0.07)
+    if cfg.arch == "zeroshot":
+        names = read_rank_names(cfg.prompts.rank_names_file) if cfg.prompts.rank_names_file else cfg.prompts.rank_names
+        if not names or len(names) != cfg.num_ranks:
+            raise ValueError(f"zero-shot CLIP needs C={cfg.num_ranks} rank names (model.prompts.rank_names or "
+                             f"rank_names_file); got {0 if not names else len(names)}")
+        protos = zero_shot_prototypes(text_tower, names, cfg.zero_shot_templates)
+        return CosineClassifier(image_tower, cfg.num_ranks, log_scale, prototypes=protos, learnable=False)
     learner = build_prompt_learner(cfg.prompts, cfg.num_ranks, text_tower)
     return OrdinalCLIP(image_tower, learner, text_tower, log_scale, cfg.learn_logit_scale)

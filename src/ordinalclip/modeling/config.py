@@ -62,10 +62,12 @@ class ModelConfig:
     """A whole model.
 
     ``arch``: ``ordinalclip`` (prompt learner + text tower; with ``prompts.learner: plain`` it is CoOp) or
-    ``cosine`` (the CNN baseline: image tower + learnable prototypes, scale 100).
+    ``cosine`` (the CNN baseline: image tower + learnable prototypes, scale 100), ``linear`` (softmax head),
+    ``coral`` / ``corn`` (ordinal binary-task heads), ``zeroshot`` (CLIP with hand-written prompts: the rank
+    names of ``prompts.rank_names`` in each of ``zero_shot_templates``, averaged; nothing is trained).
     """
 
-    arch: Literal["ordinalclip", "cosine"] = "ordinalclip"
+    arch: Literal["ordinalclip", "cosine", "linear", "coral", "corn", "zeroshot"] = "ordinalclip"
     num_ranks: int = 101
     clip: ClipConfig = field(default_factory=ClipConfig)
     image: ImageTowerConfig = field(default_factory=ImageTowerConfig)
@@ -74,3 +76,4 @@ class ModelConfig:
     embed_dim: int | None = None  # joint width when no CLIP tower sets it
     logit_scale: float | None = None  # s itself (not log); null = the CLIP checkpoint's (cosine: 100)
     learn_logit_scale: bool = False
+    zero_shot_templates: list[str] = field(default_factory=lambda: ["a photo of {}."])

@@ -36,6 +36,8 @@ class OrdinalCLIP(nn.Module):
         learn_logit_scale: train log s as well.
     """
 
+    output_kind = "softmax"
+
     def __init__(self, image_tower: nn.Module, prompt_learner: nn.Module, text_tower: nn.Module,
                  log_logit_scale: float = math.log(1 / 0.07), learn_logit_scale: bool = False):
         super().__init__()
@@ -93,6 +95,8 @@ class CosineClassifier(nn.Module):
         prototypes: optional (C, E) initial/fixed prototypes (normalised on use).
         learnable: train the prototypes.
     """
+
+    output_kind = "softmax"
 
     def __init__(self, image_tower: nn.Module, num_ranks: int, log_logit_scale: float = math.log(100.0),
                  prototypes: torch.Tensor | None = None, learnable: bool = True):
