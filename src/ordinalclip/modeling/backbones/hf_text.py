@@ -153,7 +153,8 @@ class HFTextTower(nn.Module):
         folder = resolve_model_path(model_name_or_path)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-            self.model = AutoModel.from_pretrained(str(folder), local_files_only=True)
+            # float32 whatever the checkpoint stores: the prompt learner's parameters start from these embeddings
+            self.model = AutoModel.from_pretrained(str(folder), local_files_only=True).float()
         except OSError as err:
             raise _missing(model_name_or_path, f"{folder} lacks the tokenizer or weights ({err})") from err
         self.pooling: Literal["mean", "cls"] = _pooling_from_folder(folder) if pooling == "auto" else pooling
