@@ -90,7 +90,8 @@ def plot_error_per_rank(labels: Sequence[int], pred_exp: Sequence[float], pred_m
 def plot_learning_curves(metrics_csv: Path, out: Path, keys: Sequence[str] = ("train_loss", "val_mae_max",
                                                                              "val_mae_exp")) -> bool:
     """Curves of ``keys`` against the epoch from a Lightning CSVLogger ``metrics.csv``; False if none found."""
-    rows = list(csv.DictReader(Path(metrics_csv).open()))
+    with Path(metrics_csv).open(newline="") as f:
+        rows = list(csv.DictReader(f))
     series: dict[str, list[tuple[float, float]]] = {}
     for row in rows:
         x = row.get("epoch") or row.get("step")
@@ -175,7 +176,8 @@ def write_pages(out_dir: Path, title: str, sections: Sequence[tuple[str, str | N
 
 def read_predictions(path: Path) -> dict[str, np.ndarray]:
     """Columns of a predictions CSV (label, pred_exp, pred_max, ...) as arrays."""
-    rows = list(csv.DictReader(Path(path).open()))
+    with Path(path).open(newline="") as f:
+        rows = list(csv.DictReader(f))
     if not rows:
         raise ValueError(f"{path}: no predictions")
     return {k: np.array([float(r[k]) for r in rows]) for k in rows[0] if k != "path"}

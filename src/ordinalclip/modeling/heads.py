@@ -31,7 +31,11 @@ class LinearClassifier(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, ...) -> (B, C) logits."""
-        return self.fc(self.image_tower(images))
+        return self.forward_features(self.image_tower(images))
+
+    def forward_features(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, E) image-tower features -> (B, C) logits."""
+        return self.fc(features)
 
 
 class OrdinalBinaryHead(nn.Module):
@@ -59,7 +63,11 @@ class OrdinalBinaryHead(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, ...) -> (B, C-1) task logits."""
-        out = self.fc(self.image_tower(images))
+        return self.forward_features(self.image_tower(images))
+
+    def forward_features(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, E) image-tower features -> (B, C-1) task logits."""
+        out = self.fc(features)
         return out + self.bias if self.output_kind == "coral" else out
 
 

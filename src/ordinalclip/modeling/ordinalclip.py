@@ -67,8 +67,12 @@ class OrdinalCLIP(nn.Module):
 
     def forward(self, images: torch.Tensor, prototypes: torch.Tensor | None = None) -> torch.Tensor:
         """(B, C) logits; pass ``prototypes`` (C, E, normalised) to reuse ones computed earlier (e.g. in eval)."""
+        return self.forward_features(self.image_tower(images), prototypes)
+
+    def forward_features(self, features: torch.Tensor, prototypes: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, E) image-tower features -> (B, C) logits (the part after the image tower)."""
         protos = self.prototypes() if prototypes is None else prototypes
-        return self.logit_scale() * self.encode_image(images) @ protos.t()
+        return self.logit_scale() * F.normalize(features, dim=-1) @ protos.t()
 
     @torch.no_grad()
     def to_head(self) -> CosineClassifier:
@@ -123,6 +127,10 @@ class CosineClassifier(nn.Module):
         return F.normalize(self.image_tower(images), dim=-1)
 
     def forward(self, images: torch.Tensor, prototypes: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, C) logits."""
+        """(B, C) logits; pass ``prototypes`` (C, E, normalised) to reuse ones computed earlier (e.g. in eval)."""
+        return self.forward_features(self.image_tower(images), prototypes)
+
+    def forward_features(self, features: torch.Tensor, prototypes: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, E) image-tower features -> (B, C) logits (the part after the image tower)."""
         protos = self.prototypes() if prototypes is None else prototypes
-        return self.logit_scale() * self.encode_image(images) @ protos.t()
+        return self.logit_scale() * F.normalize(features, dim=-1) @ protos.t()

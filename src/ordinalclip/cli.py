@@ -1,0 +1,250 @@
+"""The ``ordinalclip`` command: a thin layer over :mod:`ordinalclip.api`.
+
+Exit codes: 0 success; 1 training failed (non-finite loss); 2 bad config, data, checkpoint or command line;
+130 / 143 interrupted by SIGINT / SIGTERM after writing a checkpoint (continue with ``--resume``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+USAGE_ERROR = 2
+
+TRAIN_EXAMPLE = """\
+examples:
+  ordinalclip train -c configs/tiny.yaml
+  ordinalclip train -c configs/morph.yaml --set data.root=/data/MORPH --set trainer.max_epochs=50
+  ordinalclip train -c configs/adience.yaml --set data.root=/data/adience --folds
+  ordinalclip train --resume runs/morph-20240101-120000             # continue from last.ckpt
+  ordinalclip train --resume runs/morph-20240101-120000 --set trainer.max_epochs=150
+"""
+EVAL_EXAMPLE = """\
+examples:
+  ordinalclip eval runs/morph-20240101-120000/checkpoints/best.ckpt --split test
+  ordinalclip eval runs/morph-20240101-120000 --split val              # a run folder: its best checkpoint
+  ordinalclip eval best.ckpt --set data.test=/data/other_test.txt      # another list, same format
+"""
+PREDICT_EXAMPLE = """\
+examples:
+  ordinalclip predict runs/morph-20240101-120000/checkpoints/best.ckpt photos/ --out predictions.csv
+  ordinalclip predict model.safetensors list.txt --out predictions.csv --probabilities
+"""
+EXPORT_EXAMPLE = """\
+examples:
+  ordinalclip export runs/morph-20240101-120000/checkpoints/best.ckpt --out morph_model.safetensors
+  (writes morph_model.safetensors + its JSON sidecar; predict loads it without the text tower)
+"""
+
+SUMMARY_KEYS = ("mae_exp", "mae_max", "acc_exp", "acc_max", "off1_max", "qwk_max")
+
+
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``ordinalclip`` (sub-commands train, eval, predict, export)."""
+    parser = argparse.ArgumentParser(
+        prog="ordinalclip", formatter_class=_formatter,
+        description="OrdinalCLIP: language-guided ordinal regression. Train, evaluate, export and predict.",
+        epilog="run 'ordinalclip COMMAND --help' for the options and an example of each command")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a model; writes a run folder", formatter_class=_formatter,
+                       description="Train a model. Writes runs/<name>-<timestamp>/ with the resolved config, "
+                       "environment, splits, logs, checkpoints (best, last) and metrics.json.",
+                       epilog=TRAIN_EXAMPLE)
+    p.add_argument("-c", "--config", action="append", default=[], metavar="YAML",
+                   help="config file; repeat to merge several in order (later ones win)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override one config key, e.g. --set optim.lr=1e-4 (repeatable; VALUE is YAML)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run folder from its checkpoints/last.ckpt")
+    p.add_argument("--run-dir", metavar="DIR", help="write the run here instead of a new timestamped folder")
+    p.add_argument("--folds", action="store_true",
+                   help="run every fold of a fold benchmark (adience, hci) and report mean ± std")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint on val or test", formatter_class=_formatter,
+                       description="Evaluate a checkpoint on one split of the data in its stored config "
+                       "(the splits saved in its run folder when there is one). Prints JSON.",
+                       epilog=EVAL_EXAMPLE)
+    p.add_argument("checkpoint", help="a .ckpt file or a run folder")
+    p.add_argument("--split", choices=("val", "test"), default="test")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override a key of the stored config, e.g. --set data.test=other.txt")
+    p.set_defaults(func=_eval)
+
+    p = sub.add_parser("predict", help="predict ranks of images with a checkpoint or an export",
+                       formatter_class=_formatter, epilog=PREDICT_EXAMPLE,
+                       description="Write a CSV with the expected rank, the argmax rank and optionally the "
+                       "per-rank probabilities of every image.")
+    p.add_argument("model", help="a training checkpoint (.ckpt) or an export (.safetensors + .json)")
+    p.add_argument("inputs", help="an image folder, a list file or a CSV")
+    p.add_argument("-o", "--out", required=True, help="output CSV")
+    p.add_argument("--probabilities", action="store_true", help="add one probability column per rank")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.set_defaults(func=_predict)
+
+    p = sub.add_parser("export", help="export a checkpoint for inference (safetensors + JSON)",
+                       formatter_class=_formatter, epilog=EXPORT_EXAMPLE,
+                       description="Freeze the prototypes into a cosine head and write the image tower + head "
+                       "as safetensors with a JSON sidecar (tower config, preprocessing, rank values).")
+    p.add_argument("checkpoint", help="a training checkpoint (.ckpt)")
+    p.add_argument("-o", "--out", required=True, help="output .safetensors file (the JSON sidecar goes beside it)")
+    p.set_defaults(func=_export)
+    return parser
+
+
+# ------------------------------------------------------------------------------------------------ commands
+
+
+def _table(rows: list[tuple[str, dict[str, Any] | None]], fmt: Any) -> str:
+    head = f"{'':<12}" + "".join(f"{k:>16}" for k in SUMMARY_KEYS)
+    lines = [head]
+    for name, values in rows:
+        if values:
+            lines.append(f"{name:<12}" + "".join(f"{fmt(values.get(k)):>16}" for k in SUMMARY_KEYS))
+    return "\n".join(lines)
+
+
+def _num(v: Any) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
+def _print_run(metrics: dict[str, Any]) -> None:
+    rows = []
+    for tag in ("best", "last"):
+        entry = metrics.get(tag)
+        if entry:
+            for split in ("val", "test"):
+                rows.append((f"{tag} {split}", entry.get(split)))
+    print(_table(rows, _num))
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ordinalclip import api
+    from ordinalclip.configtools import ConfigError
+
+    if args.resume:
+        if args.config or args.folds or args.run_dir:
+            raise ConfigError("--resume takes the run folder's own config: no -c, --run-dir or --folds with it")
+        run = api.fit(resume=args.resume, overrides=args.overrides)
+    elif not args.config:
+        raise ConfigError("train needs -c CONFIG.yaml (or --resume RUN_DIR)")
+    elif args.folds:
+        if args.run_dir:
+            raise ConfigError("--folds writes one folder per fold under a new parent: no --run-dir with it")
+        result = api.fit_folds(args.config, overrides=args.overrides)
+        print(f"folds {result.summary['folds']} in {result.run_dir}")
+        rows = [(f"{tag} {split}", {k: v for k, v in result.summary[tag][split].items()})
+                for tag in ("best", "last") if tag in result.summary for split in ("val", "test")
+                if split in result.summary[tag]]
+        print(_table(rows, lambda v: "-" if v is None else f"{v['mean']:.3f} ± {v['std']:.3f}"))
+        return 0
+    else:
+        run = api.fit(args.config, overrides=args.overrides, run_dir=args.run_dir)
+    print(f"run folder: {run.run_dir}")
+    _print_run(run.metrics)
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from ordinalclip import api
+
+    result = api.evaluate(args.checkpoint, split=args.split, overrides=args.overrides)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from ordinalclip.predict import predict
+
+    out = predict(args.model, args.inputs, args.out, probabilities=args.probabilities, batch_size=args.batch_size)
+    print(f"predictions written to {out}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ordinalclip.export import export_model
+
+    out = export_model(args.checkpoint, args.out)
+    print(f"exported to {out}")
+    return 0
+
+
+# -------------------------------------------------------------------------------------------------- errors
+
+
+def _message(err: BaseException) -> str:
+    text = str(err)
+    # An error raised in a DataLoader worker arrives wrapped with the worker's traceback: keep its last line.
+    if "Original Traceback" in text:
+        last = [line for line in text.strip().splitlines() if line.strip()][-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
+    return text
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    from ordinalclip.api import CheckpointError
+    from ordinalclip.configtools import ConfigError
+    from ordinalclip.data import DataError
+    from ordinalclip.modeling import ClipLoadError
+
+    errors: tuple[type[BaseException], ...] = (ConfigError, DataError, CheckpointError, ClipLoadError,
+                                                MisconfigurationException, FileNotFoundError)
+    try:
+        from ordinalclip.export import ExportError
+    except ImportError:  # pragma: no cover - export is optional for train/eval
+        return errors
+    return (*errors, ExportError)
+
+
+def _setup_logging(verbose: bool) -> None:
+    ours = logging.getLogger("ordinalclip")
+    if not ours.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        ours.addHandler(handler)
+    ours.setLevel(logging.DEBUG if verbose else logging.INFO)
+    # Lightning's own info lines (devices found, "Restoring states from ...") only with --verbose.
+    logging.getLogger("lightning.pytorch").setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``ordinalclip`` command with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse exits on --help (0) and on usage errors (2)
+        return int(exit_.code or 0)
+    if args.command is None:
+        parser.print_help()
+        return USAGE_ERROR
+    _setup_logging(args.verbose)
+    from ordinalclip.engine.callbacks import NonFiniteLossError, TrainingInterrupted
+
+    try:
+        return int(args.func(args))
+    except TrainingInterrupted as err:
+        run_dir = getattr(err, "run_dir", None)
+        hint = f"; continue with: ordinalclip train --resume {run_dir}" if run_dir else ""
+        print(f"{err}{hint}", file=sys.stderr)
+        return 130 if err.signame == "SIGINT" else 143
+    except NonFiniteLossError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except _user_errors() as err:
+        print(f"error: {_message(err)}", file=sys.stderr)
+        return USAGE_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

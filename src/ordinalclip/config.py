@@ -1,0 +1,250 @@
+"""The typed configuration of a training run: model, data, optimizer, loss and trainer.
+
+A run is described by one :class:`RunConfig`; YAML files map onto it key by key (see ``configs/``)::
+
+    name: morph
+    model: {num_ranks: 101, image: {kind: vgg16}}
+    data: {format: list, root: data/MORPH, train: data/MORPH/train.txt, val: ..., test: ...}
+    optim: {name: radam, lr: 1.0e-4, weight_decay: 5.0e-4, scheduler: cosine}
+    trainer: {max_epochs: 100, precision: 16-mixed}
+
+:func:`load_run_config` merges YAML files in order, applies ``key.path=value`` overrides and checks every key and
+type (an unknown key is an error that names the closest valid key, see :mod:`ordinalclip.configtools`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ordinalclip.configtools import ConfigError, load_config
+from ordinalclip.modeling.config import ModelConfig
+
+__all__ = [
+    "CsvColumns",
+    "DataConfig",
+    "DemoDataConfig",
+    "FewShotConfig",
+    "LabelShiftConfig",
+    "LossConfig",
+    "OptimConfig",
+    "RunConfig",
+    "TrainerConfig",
+    "load_run_config",
+]
+
+
+@dataclass
+class CsvColumns:
+    """Column names of a CSV sample list (or of the label CSV next to a ``.npy`` feature file)."""
+
+    path: str = "path"
+    label: str = "label"
+    split: str | None = None  # set: each split keeps the rows whose value is "train" / "val" / "test"
+    group: str | None = None  # optional sub-set name (per-group metrics)
+
+
+@dataclass
+class FewShotConfig:
+    """Few-shot protocol (spec 2.2): keep ``shots`` random training images per rank."""
+
+    shots: int | None = None  # null = off
+    seed: int | None = None  # null = trainer.seed
+    strict: bool = False  # true: a rank with fewer images than ``shots`` is an error (else it keeps all)
+
+
+@dataclass
+class LabelShiftConfig:
+    """Label-distribution shift (spec 2.2): thin the ``top_k`` most frequent ranks to ``scale`` of their images."""
+
+    top_k: int | None = None  # null = off
+    scale: float = 0.1
+    seed: int | None = None  # null = trainer.seed
+
+
+@dataclass
+class DemoDataConfig:
+    """The built-in blur-level data set (``data.format: demo``); its rank count is ``model.num_ranks``."""
+
+    crops_per_photo: int = 16
+    size: int = 96
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    """Where samples come from and how they become tensors.
+
+    ``format``:
+      * ``list``: reference list files (``relative/path label`` lines); image paths are relative to ``root``
+        (default: the list file's folder);
+      * ``csv``: CSV files with a header (``columns``); with ``columns.split`` set, one file may hold all splits
+        (``val``/``test`` default to the ``train`` file);
+      * ``folder``: ``train``/``val``/``test`` are folders with one sub-folder per rank;
+      * ``features``: ``.npz`` / ``.npy`` (+ CSV) / ``.safetensors`` feature files (model.image.kind: features);
+        a file with a split column may serve all three splits;
+      * ``benchmark``: ``benchmark`` + ``root`` (+ ``fold`` / ``category``), see :mod:`ordinalclip.data.benchmarks`;
+      * ``demo``: the built-in blur-level data set, built under ``root`` (default: the user cache).
+
+    Labels are integers (rank = label - ``rank_offset``) or names from ``rank_names`` / ``rank_names_file``.
+    """
+
+    format: Literal["list", "csv", "folder", "features", "benchmark", "demo"] = "list"
+    root: str | None = None
+    train: str | None = None
+    val: str | None = None
+    test: str | None = None
+    splits_dir: str | None = None  # reuse splits saved by an earlier run (its splits/ folder)
+    benchmark: Literal["morph2", "adience", "aesthetics", "hci"] | None = None
+    fold: int = 0
+    category: str = "all"
+    images_root: str | None = None  # benchmark: images somewhere else than under root
+    columns: CsvColumns = field(default_factory=CsvColumns)
+    rank_offset: int = 0
+    rank_names: list[str] | None = None
+    rank_names_file: str | None = None
+    few_shot: FewShotConfig = field(default_factory=FewShotConfig)
+    label_shift: LabelShiftConfig = field(default_factory=LabelShiftConfig)
+    image_size: int | None = None  # crop size; null = the image tower's input size
+    resize: int | None = None  # square resize before the crop; null = round(image_size * 256 / 224)
+    augment: bool = True  # training: random crop + horizontal flip (else the eval transform)
+    normalize: Literal["tower", "imagenet"] = "tower"  # tower = the statistics the tower's weights expect
+    mean: list[float] | None = None  # explicit normalisation (both mean and std), overrides ``normalize``
+    std: list[float] | None = None
+    batch_size: int = 32
+    eval_batch_size: int | None = None  # null = batch_size
+    num_workers: int = 0
+    on_bad_image: Literal["raise", "skip"] = "raise"
+    feature_cache: bool = True  # frozen image tower: compute its features once and train from them
+    cache_dir: str | None = None  # null = <output_dir>/.cache/features
+    demo: DemoDataConfig = field(default_factory=DemoDataConfig)
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer, learning rates per parameter group, freezing and the per-epoch schedule.
+
+    ``radam`` is ``torch.optim.RAdam`` with decoupled weight decay. The reference used the LiyuanLucasLiu RAdam,
+    which leaves parameters (and their decay) untouched for the first 5 steps (spec 8.13); torch's RAdam takes
+    SGD-with-momentum-like steps there instead. The difference only shows in runs of a handful of steps.
+
+    Every ``lr_*`` left null takes ``lr``; an lr of 0 freezes that group. ``lr_text`` applies only when the text
+    tower is trainable (``model.text.freeze: false``), ``lr_logit_scale`` only with ``model.learn_logit_scale``.
+    """
+
+    name: Literal["radam", "adam", "adamw", "sgd"] = "radam"
+    lr: float = 1e-4
+    lr_context: float | None = None
+    lr_ranks: float | None = None
+    lr_image: float | None = None
+    lr_text: float | None = None
+    lr_logit_scale: float | None = None
+    lr_prototypes: float | None = None  # the cosine baseline's prototype vectors
+    weight_decay: float = 5e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    momentum: float = 0.9  # sgd
+    nesterov: bool = False  # sgd
+    freeze_image: bool = False
+    freeze_context: bool = False
+    freeze_ranks: bool = False
+    scheduler: Literal["cosine", "multistep", "none"] = "cosine"
+    milestones: list[int] = field(default_factory=lambda: [60])  # multistep: epochs where lr *= gamma
+    gamma: float = 0.1
+    warmup_epochs: int = 0  # linear warm-up: factor (e + 1) / (warmup + 1) in epoch e < warmup
+
+
+@dataclass
+class LossConfig:
+    """Weights of the two OrdinalCLIP losses (spec 1.6)."""
+
+    ce_weight: float = 1.0
+    kl_weight: float = 1.0
+    temperature: float = 10.0
+
+
+@dataclass
+class TrainerConfig:
+    """Lightning Trainer settings (devices, strategies and multi-node runs are Lightning's)."""
+
+    max_epochs: int = 100
+    accelerator: str = "auto"
+    devices: int | str | list[int] = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: Literal[32, "32", "16-mixed", "bf16-mixed"] = "32"
+    accumulate_grad_batches: int = 1
+    gradient_clip_val: float | None = None
+    seed: int = 42
+    deterministic: bool = False
+    monitor: str = "val_mae_max"
+    monitor_mode: Literal["min", "max"] = "min"
+    loggers: list[Literal["csv", "tensorboard"]] = field(default_factory=lambda: ["csv", "tensorboard"])
+    progress_bar: bool = True
+    log_every_n_steps: int = 50
+    check_val_every_n_epoch: int = 1
+
+
+@dataclass
+class RunConfig:
+    """Everything a training run needs; written resolved into every run folder and checkpoint."""
+
+    name: str = "run"
+    output_dir: str = "runs"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def __post_init__(self) -> None:
+        check_run_config(self)
+
+
+def _positive(value: int | None, key: str, minimum: int = 1) -> None:
+    if value is not None and value < minimum:
+        raise ConfigError(f"{key}: expected an integer >= {minimum}, got {value}")
+
+
+def check_run_config(cfg: RunConfig) -> None:
+    """Value checks the type system cannot express (ranges, pairs that go together)."""
+    d, o, t = cfg.data, cfg.optim, cfg.trainer
+    for key, value in (("data.batch_size", d.batch_size), ("data.eval_batch_size", d.eval_batch_size),
+                       ("data.image_size", d.image_size), ("data.resize", d.resize),
+                       ("data.few_shot.shots", d.few_shot.shots), ("trainer.max_epochs", t.max_epochs),
+                       ("trainer.accumulate_grad_batches", t.accumulate_grad_batches),
+                       ("trainer.num_nodes", t.num_nodes), ("model.num_ranks", cfg.model.num_ranks)):
+        _positive(value, key)
+    _positive(d.num_workers, "data.num_workers", 0)
+    _positive(d.label_shift.top_k, "data.label_shift.top_k", 0)
+    _positive(o.warmup_epochs, "optim.warmup_epochs", 0)
+    if not 0.0 < d.label_shift.scale <= 1.0:
+        raise ConfigError(f"data.label_shift.scale: expected a value in (0, 1], got {d.label_shift.scale}")
+    if (d.mean is None) != (d.std is None):
+        raise ConfigError("data.mean and data.std go together: set both or neither")
+    for key, values in (("data.mean", d.mean), ("data.std", d.std)):
+        if values is not None and len(values) != 3:
+            raise ConfigError(f"{key}: expected 3 values (R, G, B), got {len(values)}")
+    if d.std is not None and any(s <= 0 for s in d.std):
+        raise ConfigError(f"data.std: expected positive values, got {d.std}")
+    if d.image_size is not None and d.resize is not None and d.image_size > d.resize:
+        raise ConfigError(f"data.image_size ({d.image_size}) is larger than data.resize ({d.resize})")
+    if d.format == "benchmark" and d.benchmark is None:
+        raise ConfigError("data.format is 'benchmark' but data.benchmark is not set "
+                          "(one of 'morph2', 'adience', 'aesthetics', 'hci')")
+    for key, lr in (("optim.lr", o.lr), ("optim.lr_context", o.lr_context), ("optim.lr_ranks", o.lr_ranks),
+                    ("optim.lr_image", o.lr_image), ("optim.lr_text", o.lr_text),
+                    ("optim.lr_logit_scale", o.lr_logit_scale), ("optim.lr_prototypes", o.lr_prototypes)):
+        if lr is not None and lr < 0:
+            raise ConfigError(f"{key}: a learning rate must be >= 0, got {lr}")
+    if o.weight_decay < 0:
+        raise ConfigError(f"optim.weight_decay: expected >= 0, got {o.weight_decay}")
+
+
+def load_run_config(paths: Sequence[str | os.PathLike[str]], overrides: Iterable[str] = ()) -> RunConfig:
+    """Merge the YAML files in order, apply ``key.path=value`` overrides, and check the result."""
+    if not paths:
+        raise ConfigError("no config file given (e.g. -c configs/tiny.yaml)")
+    return load_config(RunConfig, paths, overrides)

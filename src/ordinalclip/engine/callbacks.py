@@ -1,0 +1,109 @@
+"""Never lose finished work: atomic checkpoint writes, a checkpoint on SIGTERM/SIGINT, a clear stop on NaN."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; no checkpoint is written from that state."""
+
+    def __init__(self, value: float, step: int, epoch: int, batch: int) -> None:
+        self.value, self.step, self.epoch, self.batch = value, step, epoch, batch
+        super().__init__(f"non-finite training loss ({value}) at step {step} (epoch {epoch}, batch {batch}); "
+                         "training stopped")
+
+
+class TrainingInterrupted(RuntimeError):
+    """Training stopped on a signal after writing a checkpoint that ``--resume`` continues from."""
+
+    def __init__(self, signame: str, checkpoint: str | None, step: int) -> None:
+        self.signame, self.checkpoint, self.step = signame, checkpoint, step
+        where = f"checkpoint written to {checkpoint}" if checkpoint else "no checkpoint written"
+        super().__init__(f"interrupted by {signame} at step {step}; {where}")
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
+
+    A crash at any point leaves either the old file or the new one, never a truncated one.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint I/O whose writes are atomic (see :func:`atomic_torch_save`)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
+        atomic_torch_save(checkpoint, path)
+
+
+class InterruptCheckpoint(L.Callback):
+    """On SIGTERM or SIGINT, finish the current batch, write ``last.ckpt`` and stop with
+    :class:`TrainingInterrupted` (exact mid-epoch resume: the training loader is stateful).
+
+    The checkpoint is written at the next optimizer-step boundary (with gradient accumulation, accumulated
+    gradients are not part of a checkpoint). A second Ctrl-C stops at once. Only in single-process runs:
+    under DDP Lightning's own SIGTERM handling stops the run and the last epoch's checkpoint remains.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signum
+        log.warning("received %s: writing a checkpoint after the current batch", signal.Signals(signum).name)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.received = None
+        if trainer.world_size > 1 or threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.signal(sig, self._handler)
+
+    def restore(self) -> None:
+        """Put the signal handlers found at fit start back. Call after ``trainer.fit`` returns or raises:
+        Lightning's teardown re-installs the handlers it found (ours), so hooks inside fit are too early."""
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if self.received is None:
+            return
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        at_boundary = done % trainer.accumulate_grad_batches == 0 or done >= trainer.num_training_batches
+        if not at_boundary:
+            return
+        trainer.save_checkpoint(self.path, weights_only=False)
+        name = signal.Signals(self.received).name
+        raise TrainingInterrupted(name, str(self.path), trainer.global_step)

@@ -1,0 +1,200 @@
+"""The LightningModule: OrdinalCLIP losses in training, whole-epoch ordinal metrics in evaluation."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from ordinalclip import __version__
+from ordinalclip.config import RunConfig
+from ordinalclip.configtools import to_dict
+from ordinalclip.data import RankSpace
+from ordinalclip.engine.callbacks import NonFiniteLossError
+from ordinalclip.engine.optim import build_optimizer, build_scheduler
+from ordinalclip.losses import model_loss, ordinalclip_loss
+from ordinalclip.metrics import expected_rank, ordinal_metrics, rank_probabilities
+
+CHECKPOINT_KEY = "ordinalclip"
+CHECKPOINT_FORMAT = 1
+
+
+def rank_info(ranks: RankSpace | None) -> dict[str, Any] | None:
+    """Plain-dict description of a rank space (stored in checkpoints)."""
+    if ranks is None:
+        return None
+    return {"num_ranks": ranks.num_ranks, "names": list(ranks.names) if ranks.names else None,
+            "offset": ranks.offset}
+
+
+class OrdinalModule(L.LightningModule):
+    """Trains ``model`` (an :class:`~ordinalclip.modeling.OrdinalCLIP` or the cosine baseline) with
+    :func:`~ordinalclip.losses.ordinalclip_loss` and evaluates it over whole epochs.
+
+    Evaluation computes the C prototypes once per epoch, collects the (N, C) logits of every batch (gathered
+    across devices) and logs ``<stage>_<metric>`` for every key of :func:`~ordinalclip.metrics.ordinal_metrics`
+    (``stage`` is ``val`` or ``test``). ``eval_results[stage]`` keeps the last epoch's metrics and per-group
+    metrics (when samples carry a group, e.g. the aesthetics category).
+
+    Args:
+        model: maps (B, ...) inputs to (B, C) logits; ``forward(x, prototypes=None)``.
+        cfg: the run config (optimizer, loss weights; stored in every checkpoint).
+        ranks: the label -> rank mapping (stored in every checkpoint for predict/export).
+        features_input: inputs are the frozen image tower's features (feature cache), not images.
+    """
+
+    def __init__(self, model: nn.Module, cfg: RunConfig, ranks: RankSpace | None = None,
+                 features_input: bool = False) -> None:
+        super().__init__()
+        self.model = model
+        self.cfg = cfg
+        self.ranks = ranks
+        self.features_input = features_input
+        self.eval_results: dict[str, dict[str, Any]] = {}
+        self._prototypes: Tensor | None = None
+        self._outputs: list[tuple[Tensor, Tensor, Tensor]] = []
+
+    # -- forward ------------------------------------------------------------------------------------------------
+    def forward(self, x: Tensor, prototypes: Tensor | None = None) -> Tensor:
+        """(B, ...) inputs -> (B, C) logits; with ``features_input`` x is (B, E) image-tower features."""
+        extra = {} if prototypes is None else {"prototypes": prototypes}
+        if not self.features_input:
+            return self.model(x, **extra)
+        return self.model.forward_features(x, **extra)  # the model's own head after the image tower
+
+    def train(self, mode: bool = True) -> OrdinalModule:
+        super().train(mode)
+        if mode:
+            # Frozen towers stay in eval mode (no batch-norm statistics updates, no dropout): a frozen tower then
+            # computes the same function in training and evaluation, which the feature cache relies on.
+            for name in ("image_tower", "text_tower"):
+                tower = getattr(self.model, name, None)
+                if isinstance(tower, nn.Module) and not any(p.requires_grad for p in tower.parameters()):
+                    tower.eval()
+        return self
+
+    # -- training -----------------------------------------------------------------------------------------------
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch[0], batch[1]
+        lc = self.cfg.loss
+        kind = getattr(self.model, "output_kind", "softmax")
+        if kind == "softmax":
+            out = ordinalclip_loss(self(x), y, lc.ce_weight, lc.kl_weight, lc.temperature)
+        else:
+            out = model_loss(self(x), y, kind)
+        loss = out["loss"]
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(float(loss.detach()), self.global_step, self.current_epoch, batch_idx)
+        n = int(y.shape[0])
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=n)
+        self.log_dict({f"train_{k}": v for k, v in out.items() if k != "loss"}, on_step=False, on_epoch=True,
+                      batch_size=n)
+        return loss
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = build_optimizer(self.model, self.cfg.optim)
+        scheduler = build_scheduler(optimizer, self.cfg.optim, self.cfg.trainer.max_epochs)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    def on_train_start(self) -> None:
+        # The learning rate is a function of the epoch: recompute it from the (possibly resumed) scheduler state,
+        # so that resuming with a longer trainer.max_epochs follows the new schedule from where it is.
+        for sched_cfg in self.trainer.lr_scheduler_configs:
+            sched = sched_cfg.scheduler
+            if isinstance(sched, torch.optim.lr_scheduler.LambdaLR):
+                for group, base, fn in zip(sched.optimizer.param_groups, sched.base_lrs, sched.lr_lambdas):
+                    group["lr"] = base * fn(sched.last_epoch)
+
+    # -- evaluation ---------------------------------------------------------------------------------------------
+    def _eval_step(self, batch: tuple[Tensor, Tensor, Tensor]) -> None:
+        x, y, idx = batch
+        if self._prototypes is None and hasattr(self.model, "prototypes"):
+            self._prototypes = self.model.prototypes()  # once per evaluation epoch
+        logits = self(x, self._prototypes)
+        self._outputs.append((logits.float(), y.long(), idx.long()))
+
+    def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def test_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def on_validation_epoch_start(self) -> None:
+        self._reset_eval()
+
+    def on_test_epoch_start(self) -> None:
+        self._reset_eval()
+
+    def on_validation_epoch_end(self) -> None:
+        self._finish_eval("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._finish_eval("test")
+
+    def _reset_eval(self) -> None:
+        self._prototypes = None
+        self._outputs = []
+
+    def _gather(self, t: Tensor) -> Tensor:
+        """Concatenate a (n_r, ...) tensor over all ranks (shards may differ in size)."""
+        if self.trainer.world_size == 1:
+            return t
+        sizes = self.all_gather(torch.tensor([t.shape[0]], device=self.device)).view(-1)
+        longest = int(sizes.max())
+        padded = torch.cat([t, t.new_zeros((longest - t.shape[0], *t.shape[1:]))])
+        gathered = self.all_gather(padded)  # (world, longest, ...)
+        return torch.cat([gathered[r, : int(n)] for r, n in enumerate(sizes.tolist())])
+
+    def _finish_eval(self, stage: str) -> None:
+        num_ranks = int(self.model.num_ranks)
+        kind = getattr(self.model, "output_kind", "softmax")
+        if self._outputs:
+            logits, labels, idx = (torch.cat(parts) for parts in zip(*self._outputs))
+        else:
+            logits = torch.zeros(0, num_ranks - (kind != "softmax"), device=self.device)
+            labels = idx = torch.zeros(0, dtype=torch.long, device=self.device)
+        logits, labels, idx = self._gather(logits), self._gather(labels), self._gather(idx)
+        self._reset_eval()
+        if logits.shape[0] == 0:
+            return
+        metrics = ordinal_metrics(logits.cpu(), labels.cpu(), kind)
+        sync = self.trainer.world_size > 1  # every rank holds the same values; syncing only silences a warning
+        for k, v in metrics.items():
+            self.log(f"{stage}_{k}", float(v), prog_bar=k == "mae_max", sync_dist=sync)
+        if self.trainer.sanity_checking:
+            return
+        probs = rank_probabilities(logits.cpu(), kind)
+        result: dict[str, Any] = {"num_samples": int(logits.shape[0]), "metrics": _finite(metrics),
+                                  "predictions": {"index": idx.cpu(), "label": labels.cpu(),
+                                                  "pred_exp": expected_rank(probs), "pred_max": probs.argmax(1)}}
+        groups = self._groups(stage)
+        if groups is not None and any(g is not None for g in groups):
+            order = idx.cpu().tolist()
+            per_group: dict[str, list[int]] = {}
+            for row, i in enumerate(order):
+                if groups[i] is not None:
+                    per_group.setdefault(str(groups[i]), []).append(row)
+            result["groups"] = {g: _finite(ordinal_metrics(logits.cpu()[rows], labels.cpu()[rows], kind))
+                                for g, rows in sorted(per_group.items())}
+        self.eval_results[stage] = result
+
+    def _groups(self, stage: str) -> list[str | None] | None:
+        dm = getattr(self.trainer, "datamodule", None)
+        return dm.groups(stage) if dm is not None and hasattr(dm, "groups") else None
+
+    # -- checkpoints --------------------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_KEY] = {
+            "format": CHECKPOINT_FORMAT,
+            "version": __version__,
+            "config": to_dict(self.cfg),
+            "ranks": rank_info(self.ranks),
+        }
+
+
+def _finite(metrics: dict[str, float]) -> dict[str, float | None]:
+    """JSON has no NaN: undefined metrics become null."""
+    return {k: (float(v) if math.isfinite(float(v)) else None) for k, v in metrics.items()}

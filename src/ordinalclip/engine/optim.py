@@ -1,0 +1,120 @@
+"""Parameter groups with their own learning rates, freezing, optimizers and per-epoch schedules."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from ordinalclip.config import OptimConfig
+from ordinalclip.configtools import ConfigError
+
+# Parameter-name prefixes (of OrdinalCLIP / CosineClassifier) -> group name, first match wins.
+GROUP_PREFIXES: tuple[tuple[str, str], ...] = (
+    ("image_tower.", "image"),
+    ("text_tower.", "text"),
+    ("prompt_learner.context", "context"),
+    ("prompt_learner.base_ranks", "ranks"),
+    ("prompt_learner.ranks", "ranks"),
+    ("logit_scale.", "logit_scale"),
+    ("weight", "prototypes"),
+)
+GROUPS: tuple[str, ...] = ("context", "ranks", "image", "text", "logit_scale", "prototypes", "other")
+
+
+def group_of(name: str) -> str:
+    """The group a parameter belongs to, from its name in the model."""
+    for prefix, group in GROUP_PREFIXES:
+        if name == prefix or name.startswith(prefix):
+            return group
+    return "other"
+
+
+def group_lr(cfg: OptimConfig, group: str) -> float:
+    """Learning rate of ``group``: its own ``lr_<group>`` or the default ``lr``."""
+    own = getattr(cfg, f"lr_{group}", None)
+    return cfg.lr if own is None else own
+
+
+def apply_freezing(model: nn.Module, cfg: OptimConfig) -> dict[str, int]:
+    """Switch off gradients of frozen groups (freeze flags, or an lr of 0); returns trainable counts per group."""
+    frozen = {g for g, flag in (("image", cfg.freeze_image), ("context", cfg.freeze_context),
+                                ("ranks", cfg.freeze_ranks)) if flag}
+    counts: dict[str, int] = {}
+    for name, p in model.named_parameters():
+        group = group_of(name)
+        if group in frozen or group_lr(cfg, group) == 0:
+            p.requires_grad_(False)
+        if p.requires_grad:
+            counts[group] = counts.get(group, 0) + p.numel()
+    if not counts:
+        raise ConfigError("nothing to train: every parameter is frozen (check optim.freeze_* and optim.lr_*)")
+    return counts
+
+
+def image_tower_frozen(model: nn.Module) -> bool:
+    """True when no parameter of the image tower trains."""
+    tower = getattr(model, "image_tower", None)
+    return tower is not None and not any(p.requires_grad for p in tower.parameters())
+
+
+def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
+    """One optimizer group per non-empty trainable group: ``{"name", "params", "lr"}``."""
+    by_group: dict[str, list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            by_group.setdefault(group_of(name), []).append(p)
+    return [{"name": g, "params": by_group[g], "lr": group_lr(cfg, g)} for g in GROUPS if g in by_group]
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    """The optimizer of ``cfg`` over the trainable parameters of ``model``.
+
+    radam / adamw: decoupled weight decay (p <- p - lr * wd * p); adam / sgd: L2 decay added to the gradient.
+    """
+    groups = param_groups(model, cfg)
+    if not groups:
+        raise ConfigError("nothing to train: every parameter is frozen")
+    if cfg.name == "radam":
+        return torch.optim.RAdam(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay,
+                                 decoupled_weight_decay=True)
+    if cfg.name == "adam":
+        return torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
+    if cfg.name == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                               weight_decay=cfg.weight_decay)
+    raise ConfigError(f"optim.name: unknown optimizer {cfg.name!r}")
+
+
+def lr_factor(cfg: OptimConfig, max_epochs: int) -> Callable[[int], float]:
+    """Multiplier of the base lr in epoch ``e`` (0-based).
+
+    warm-up (``e < w``): ``(e + 1) / (w + 1)``; then, with ``t = e - w`` and ``T = max_epochs - w``:
+    cosine ``(1 + cos(pi * t / T)) / 2`` (CosineAnnealingLR with eta_min 0, T_max = T); multistep
+    ``gamma ** #{m in milestones : m <= e}``; none ``1``.
+    """
+    warm = cfg.warmup_epochs
+    span = max(max_epochs - warm, 1)
+    milestones = sorted(cfg.milestones)
+
+    def factor(epoch: int) -> float:
+        if epoch < warm:
+            return (epoch + 1) / (warm + 1)
+        if cfg.scheduler == "cosine":
+            t = min(epoch - warm, span)
+            return 0.5 * (1.0 + math.cos(math.pi * t / span))
+        if cfg.scheduler == "multistep":
+            return cfg.gamma ** sum(1 for m in milestones if m <= epoch)
+        return 1.0
+
+    return factor
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, max_epochs: int
+                    ) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-epoch LambdaLR of :func:`lr_factor` (stepped once at the end of every epoch)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, max_epochs))

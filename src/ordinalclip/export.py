@@ -1,0 +1,405 @@
+"""Deployable exports: the image tower and the frozen prototype head, with no text tower.
+
+An export is two files side by side:
+
+* ``model.safetensors``: the image tower's tensors under ``image_tower.*``, ``prototypes`` (C, E) as trained (raw;
+  normalised on use, as in training) and ``log_logit_scale`` (a 0-d tensor);
+* ``model.json``: format name and version, the ordinalclip version, the :class:`ModelConfig` (enough to rebuild the
+  tower's architecture), C, the rank values and names, the preprocessing, the creation time and the sha256 of the
+  safetensors file.
+
+Reading uses safetensors and JSON only, never pickle, so an export from anywhere cannot run code. Both files are
+written to a temporary file in the target folder first and then renamed over the target, so a crash mid-write leaves
+an earlier export at the same path intact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ordinalclip import __version__
+from ordinalclip.configtools import ConfigError, from_dict, to_dict
+from ordinalclip.modeling.backbones.image import ClipImageTower
+from ordinalclip.modeling.build import build_image_tower
+from ordinalclip.modeling.config import ClipConfig, ModelConfig
+from ordinalclip.modeling.ordinalclip import CosineClassifier, OrdinalCLIP
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "ExportError",
+    "ExportedModel",
+    "export_head",
+    "export_model",
+    "head_from_checkpoint",
+    "load_export",
+]
+
+log = logging.getLogger(__name__)
+
+FORMAT_NAME = "ordinalclip-export"
+FORMAT_VERSION = 1
+
+
+class ExportError(ValueError):
+    """An export cannot be written or read: wrong format version, modified file, mismatched shapes."""
+
+
+class ExportedModel(CosineClassifier):
+    """A loaded export: a fixed cosine head (``forward(images) -> (B, C) logits``) plus what inference needs.
+
+    Attributes:
+        rank_values: the label value of each rank (C floats), e.g. ages 16..77; predictions are reported in these.
+        rank_names: optional display names of the C ranks.
+        preprocess: ``{"size", "resize", "mean", "std"}`` of the eval transform (empty for a features tower).
+        model_config: the :class:`ModelConfig` the export was trained with.
+        metadata: the whole JSON sidecar.
+    """
+
+    def __init__(self, image_tower: nn.Module, prototypes: torch.Tensor, log_logit_scale: float, *,
+                 rank_values: list[float], rank_names: list[str] | None, preprocess: dict[str, Any],
+                 model_config: ModelConfig, metadata: dict[str, Any]):
+        super().__init__(image_tower, int(prototypes.shape[0]), log_logit_scale, prototypes=prototypes,
+                         learnable=False)
+        self.rank_values = [float(v) for v in rank_values]
+        self.rank_names = list(rank_names) if rank_names is not None else None
+        self.preprocess = dict(preprocess)
+        self.model_config = model_config
+        self.metadata = metadata
+        self.eval()
+
+    @property
+    def takes_images(self) -> bool:
+        """False for a precomputed-features tower (its inputs are (B, F) vectors, not images)."""
+        return self.model_config.image.kind != "features"
+
+
+# --------------------------------------------------------------------------------------------- writing
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _temp_beside(path: Path) -> Path:
+    """An empty temporary file in ``path``'s folder (same file system, so ``os.replace`` is atomic)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def _publish(tmp: Path, path: Path) -> None:
+    # mkstemp (and safetensors) leave the file owner-only; the result should read like any other output
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
+
+    If ``write`` raises, the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    tmp = _temp_beside(path)
+    try:
+        write(tmp)
+        _publish(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _check_preprocess(preprocess: Mapping[str, Any] | None, images: bool) -> dict[str, Any]:
+    """Normalise ``preprocess`` to ``{"size", "resize", "mean", "std"}`` (``resize`` defaults to ``size``)."""
+    if not preprocess:
+        if images:
+            raise ExportError("preprocess must give the eval transform of an image tower: "
+                              "{'size': crop, 'resize': side before the crop, 'mean': [3], 'std': [3]}")
+        return {}
+    missing = [k for k in ("size", "mean", "std") if k not in preprocess]
+    if missing:
+        raise ExportError(f"preprocess is missing {missing}; got keys {sorted(preprocess)}")
+    out = {"size": int(preprocess["size"]), "resize": int(preprocess.get("resize") or preprocess["size"]),
+           "mean": [float(v) for v in preprocess["mean"]], "std": [float(v) for v in preprocess["std"]]}
+    if len(out["mean"]) != 3 or len(out["std"]) != 3:
+        raise ExportError(f"preprocess mean and std need 3 values each; got {out['mean']} and {out['std']}")
+    if out["size"] > out["resize"]:
+        raise ExportError(f"preprocess crop size {out['size']} is larger than the resize {out['resize']}")
+    return out
+
+
+def export_head(model: CosineClassifier | OrdinalCLIP, model_config: ModelConfig, out: str | os.PathLike[str],
+                rank_values: list[float] | None = None, rank_names: list[str] | None = None,
+                preprocess: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None) -> Path:
+    """Write ``model`` as an export: ``out`` (safetensors) and ``out.with_suffix(".json")`` (sidecar).
+
+    Args:
+        model: an OrdinalCLIP (frozen into its head with :meth:`OrdinalCLIP.to_head`) or a cosine head whose
+            ``weight`` is (C, E) and whose image tower gives (B, E) features.
+        model_config: the config ``model`` was built from (stored so the tower's architecture can be rebuilt).
+        out: the ``.safetensors`` path.
+        rank_values: the label value of each rank (C floats; default ``0..C-1``).
+        rank_names: optional C display names.
+        preprocess: the eval transform: ``{"size", "resize", "mean", "std"}`` (``resize`` defaults to ``size``);
+            may be empty for a precomputed-features tower.
+        extra: anything JSON-serialisable to keep in the sidecar (e.g. the run's metrics).
+
+    Returns:
+        The path of the safetensors file.
+    """
+    from safetensors import torch as st
+
+    if isinstance(model, OrdinalCLIP):
+        model = model.to_head()
+    if not isinstance(model, CosineClassifier):
+        raise ExportError(f"only prototype models (ordinalclip, cosine, zeroshot) can be exported, got "
+                          f"{type(model).__name__}; predict from its checkpoint instead")
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise ExportError(f"an export is written to a .safetensors file (the sidecar goes beside it); got {out}")
+    num_ranks, embed_dim = (int(n) for n in model.weight.shape)
+    if model_config.num_ranks != num_ranks:
+        raise ExportError(f"model_config.num_ranks is {model_config.num_ranks} but the model has {num_ranks} "
+                          "prototypes")
+    values = [float(i) for i in range(num_ranks)] if rank_values is None else [float(v) for v in rank_values]
+    if len(values) != num_ranks:
+        raise ExportError(f"{len(values)} rank values for {num_ranks} ranks")
+    if rank_names is not None and len(rank_names) != num_ranks:
+        raise ExportError(f"{len(rank_names)} rank names for {num_ranks} ranks")
+    prep = _check_preprocess(preprocess, model_config.image.kind != "features")
+
+    # clone: safetensors refuses tensors that share memory, and a tower may tie weights
+    tensors = {f"image_tower.{k}": v.detach().cpu().contiguous().clone()
+               for k, v in model.image_tower.state_dict().items()}
+    tensors["prototypes"] = model.weight.detach().cpu().contiguous().clone()
+    tensors["log_logit_scale"] = model.logit_scale.value.detach().cpu().reshape(()).clone()
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    sidecar = out.with_suffix(".json")
+    tmp_weights = _temp_beside(out)
+    tmp_sidecar = _temp_beside(sidecar)
+    try:
+        st.save_file(tensors, str(tmp_weights),
+                     metadata={"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION)})
+        meta = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "ordinalclip_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "weights_file": out.name,
+            "sha256": _sha256(tmp_weights),
+            "num_ranks": num_ranks,
+            "embed_dim": embed_dim,
+            "rank_values": values,
+            "rank_names": list(rank_names) if rank_names is not None else None,
+            "preprocess": prep,
+            "model": to_dict(model_config),
+            "extra": dict(extra or {}),
+        }
+        tmp_sidecar.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        # Both files are complete before either rename; a crash between the two renames leaves a pair whose
+        # sha256 disagrees, which load_export reports instead of loading mismatched files.
+        _publish(tmp_weights, out)
+        _publish(tmp_sidecar, sidecar)
+    except BaseException:
+        tmp_weights.unlink(missing_ok=True)
+        tmp_sidecar.unlink(missing_ok=True)
+        raise
+    return out
+
+
+def head_from_checkpoint(checkpoint: str | os.PathLike[str]) -> tuple[nn.Module, Any, list[float],
+                                                                         list[str] | None, dict[str, Any]]:
+    """Load a training checkpoint for inference: ``(head, run_config, rank_values, rank_names, preprocess)``.
+
+    An OrdinalCLIP is frozen into its cosine head (the text tower is dropped); other models come back as they are.
+    ``preprocess`` is the run's eval transform (``{}`` for a features tower).
+    """
+    from ordinalclip import api
+    from ordinalclip.data.samples import DataError
+    from ordinalclip.engine.data import rank_space, transform_settings
+
+    model, cfg = api.load_checkpoint(checkpoint)
+    head = model.to_head() if isinstance(model, OrdinalCLIP) else model
+    head.eval()
+    try:
+        space = rank_space(cfg)
+        values, names = [float(v) for v in space.values()], (list(space.names) if space.names else None)
+    except DataError as err:  # a rank-names file that has moved since training: the names are only labels
+        log.warning("%s; predictions keep the rank values but have no rank names", err)
+        values = [float(i + cfg.data.rank_offset) for i in range(cfg.model.num_ranks)]
+        names = None
+    prep = {} if cfg.model.image.kind == "features" else transform_settings(cfg, model)
+    return head, cfg, values, names, prep
+
+
+def export_model(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str],
+                 extra: Mapping[str, Any] | None = None) -> Path:
+    """Export a training checkpoint: load it, freeze the prototypes, write ``out`` and its JSON sidecar."""
+    head, cfg, values, names, prep = head_from_checkpoint(checkpoint)
+    info = {"checkpoint": str(checkpoint), **dict(extra or {})}
+    return export_head(head, cfg.model, out, rank_values=values, rank_names=names, preprocess=prep, extra=info)
+
+
+# --------------------------------------------------------------------------------------------- reading
+
+
+def _clip_vision_spec(clip: ClipConfig, state: Mapping[str, torch.Tensor]) -> tuple[int, Any, bool]:
+    """``(embed_dim, vision_cfg, quick_gelu)`` of the CLIP visual tower that ``clip`` describes.
+
+    ``state`` holds the exported tower tensors (``visual.*``); an architecture inferred from an OpenAI file
+    (``name: null``) is inferred again from them, with the same rules as open_clip's OpenAI builder.
+    """
+    import open_clip
+
+    if clip.custom is not None:
+        return int(clip.custom["embed_dim"]), clip.custom["vision_cfg"], bool(clip.quick_gelu)
+    if clip.name is not None:
+        cfg = open_clip.get_model_config(clip.name)
+        if cfg is None:
+            raise ExportError(f"the export's CLIP architecture {clip.name!r} is unknown to this open_clip")
+        return int(cfg["embed_dim"]), cfg["vision_cfg"], bool(cfg.get("quick_gelu", False) or clip.quick_gelu)
+    quick = True if clip.quick_gelu is None else clip.quick_gelu
+    if "visual.proj" in state:  # ViT
+        conv = state["visual.conv1.weight"]
+        grid = round((state["visual.positional_embedding"].shape[0] - 1) ** 0.5)
+        layers = sum(1 for k in state if k.endswith(".attn.in_proj_weight"))
+        spec = {"layers": layers, "width": conv.shape[0], "patch_size": conv.shape[-1],
+                "image_size": conv.shape[-1] * grid}
+        return int(state["visual.proj"].shape[1]), spec, quick
+    if "visual.attnpool.positional_embedding" not in state:
+        raise ExportError("cannot infer the CLIP visual architecture: the export has neither ViT nor ResNet keys")
+    counts = tuple(len({k.split(".")[2] for k in state if k.startswith(f"visual.layer{b}.")}) for b in (1, 2, 3, 4))
+    grid = round((state["visual.attnpool.positional_embedding"].shape[0] - 1) ** 0.5)
+    spec = {"layers": counts, "width": state["visual.layer1.0.conv1.weight"].shape[0], "patch_size": None,
+            "image_size": grid * 32}
+    return int(state["visual.attnpool.c_proj.weight"].shape[0]), spec, quick
+
+
+def build_export_tower(cfg: ModelConfig, state: Mapping[str, torch.Tensor], embed_dim: int,
+                       preprocess: Mapping[str, Any]) -> nn.Module:
+    """An untrained image tower with the architecture of ``cfg`` (no pretrained weights, no text tower)."""
+    if cfg.image.kind == "clip":
+        from open_clip.model import _build_vision_tower
+
+        width, vision_cfg, quick_gelu = _clip_vision_spec(cfg.clip, state)
+        visual = _build_vision_tower(width, vision_cfg, quick_gelu, None)
+        prep = {k: preprocess[k] for k in ("size", "mean", "std") if k in preprocess}
+        return ClipImageTower(visual, preprocess=prep or None)
+    image_cfg = dataclasses.replace(cfg.image, weights=None, pretrained=False)
+    return build_image_tower(image_cfg, embed_dim, None)
+
+
+def _load_tower_state(tower: nn.Module, state: Mapping[str, torch.Tensor], where: Path) -> None:
+    own = tower.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    reshaped = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in state
+                if k in own and own[k].shape != state[k].shape]
+    if missing or unexpected or reshaped:
+        raise ExportError(
+            f"{where}: the image tower weights do not fit the architecture in the sidecar's model config: "
+            f"{len(missing)} missing (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}), "
+            f"{len(reshaped)} of another shape (e.g. {reshaped[:3]}, export vs architecture)")
+    tower.load_state_dict(dict(state), strict=True)
+
+
+def _export_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
+    path = Path(path)
+    if path.suffix not in (".safetensors", ".json"):
+        raise ExportError(f"an export is a .safetensors file with a .json sidecar; got {path}")
+    return path.with_suffix(".safetensors"), path.with_suffix(".json")
+
+
+def read_export_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The sidecar of the export at ``path`` (either file of the pair), with its format checked."""
+    _, sidecar = _export_paths(path)
+    if not sidecar.is_file():
+        raise ExportError(f"export sidecar not found: {sidecar} (an export is a .safetensors file and the .json "
+                          "written beside it)")
+    try:
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ExportError(f"{sidecar}: not a valid JSON sidecar ({err})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise ExportError(f"{sidecar}: not an ordinalclip export (format is "
+                          f"{meta.get('format') if isinstance(meta, dict) else None!r}, expected {FORMAT_NAME!r})")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ExportError(
+            f"{sidecar}: export was written by format version {version} (ordinalclip "
+            f"{meta.get('ordinalclip_version', '?')}), this ordinalclip ({__version__}) reads format version "
+            f"{FORMAT_VERSION}; re-export the checkpoint with this version, or load it with the version that wrote it")
+    for key in ("sha256", "num_ranks", "rank_values", "model"):
+        if key not in meta:
+            raise ExportError(f"{sidecar}: sidecar has no {key!r} entry")
+    return meta
+
+
+def load_export(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> ExportedModel:
+    """Load an export (either file of the pair) for inference; safetensors and JSON only, no text tower.
+
+    Checks the format version, the sha256 of the weights, and that the prototypes (C, E) fit C and the rebuilt
+    tower's E, with errors that say which file and what disagrees.
+    """
+    from safetensors.torch import load_file
+
+    weights, sidecar = _export_paths(path)
+    meta = read_export_metadata(path)
+    if not weights.is_file():
+        raise ExportError(f"export weights not found: {weights} (sidecar {sidecar} exists)")
+    digest = _sha256(weights)
+    if digest != meta["sha256"]:
+        raise ExportError(f"{weights}: sha256 {digest} does not match {meta['sha256']} recorded in {sidecar}; the "
+                          "file was modified, truncated, or belongs to another export")
+    try:
+        cfg = from_dict(ModelConfig, meta["model"], path="model")
+    except ConfigError as err:
+        raise ExportError(f"{sidecar}: the stored model config does not fit this ordinalclip: {err}") from None
+    tensors = load_file(str(weights))
+    for key in ("prototypes", "log_logit_scale"):
+        if key not in tensors:
+            raise ExportError(f"{weights}: no {key!r} tensor")
+    protos = tensors.pop("prototypes")
+    log_scale = tensors.pop("log_logit_scale")
+    num_ranks = int(meta["num_ranks"])
+    if protos.dim() != 2 or protos.shape[0] != num_ranks:
+        raise ExportError(f"{weights}: prototypes are {tuple(protos.shape)} but the sidecar says C = {num_ranks}")
+    if len(meta["rank_values"]) != num_ranks:
+        raise ExportError(f"{sidecar}: {len(meta['rank_values'])} rank values for C = {num_ranks} ranks")
+    names = meta.get("rank_names")
+    if names is not None and len(names) != num_ranks:
+        raise ExportError(f"{sidecar}: {len(names)} rank names for C = {num_ranks} ranks")
+    prefix = "image_tower."
+    state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    others = sorted(k for k in tensors if not k.startswith(prefix))
+    if others:
+        raise ExportError(f"{weights}: unexpected tensors {others[:5]} (an export holds only the image tower, "
+                          "prototypes and log_logit_scale)")
+    preprocess = meta.get("preprocess") or {}
+    embed_dim = int(protos.shape[1])
+    tower = build_export_tower(cfg, state, embed_dim, preprocess)
+    if int(tower.output_dim) != embed_dim:
+        raise ExportError(f"{weights}: prototypes are ({num_ranks}, {embed_dim}) but the image tower of the "
+                          f"sidecar's model config outputs {int(tower.output_dim)}-d features")
+    _load_tower_state(tower, state, weights)
+    model = ExportedModel(tower, protos, float(log_scale), rank_values=meta["rank_values"], rank_names=names,
+                          preprocess=preprocess, model_config=cfg, metadata=meta)
+    return model.to(device)
