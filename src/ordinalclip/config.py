@@ -185,6 +185,9 @@ class TrainerConfig:
     progress_bar: bool = True
     log_every_n_steps: int = 50
     check_val_every_n_epoch: int = 1
+    # false: checkpoints leave out towers that are entirely frozen (e.g. a 90 MB text tower), which are rebuilt
+    # from their pretrained source (model.clip / model.text / model.image) when the checkpoint is loaded
+    save_frozen_towers: bool = True
 
 
 @dataclass

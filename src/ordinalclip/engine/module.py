@@ -186,13 +186,52 @@ class OrdinalModule(L.LightningModule):
         return dm.groups(stage) if dm is not None and hasattr(dm, "groups") else None
 
     # -- checkpoints --------------------------------------------------------------------------------------------
+    def frozen_tower_prefixes(self) -> list[str]:
+        """State-dict prefixes of the towers a checkpoint leaves out (``trainer.save_frozen_towers: false``)."""
+        if self.cfg.trainer.save_frozen_towers:
+            return []
+        out = []
+        for name in ("image_tower", "text_tower"):
+            tower = getattr(self.model, name, None)
+            params = list(tower.parameters()) if isinstance(tower, nn.Module) else []
+            if params and not any(p.requires_grad for p in params) and _rebuildable(self.cfg, name):
+                out.append(f"model.{name}.")
+        return out
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        omitted = self.frozen_tower_prefixes()
+        if omitted:
+            checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items()
+                                        if not k.startswith(tuple(omitted))}
         checkpoint[CHECKPOINT_KEY] = {
             "format": CHECKPOINT_FORMAT,
             "version": __version__,
             "config": to_dict(self.cfg),
             "ranks": rank_info(self.ranks),
+            "omitted": omitted,
         }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["state_dict"] = complete_state(checkpoint, self.state_dict())
+
+
+def _rebuildable(cfg: RunConfig, tower: str) -> bool:
+    """Whether ``tower`` is rebuilt with the same weights from its config alone (a pretrained source, not a
+    random initialisation)."""
+    m = cfg.model
+    if tower == "text_tower":
+        return m.text.kind == "huggingface" or (m.text.kind == "clip" and m.clip.pretrained is not None)
+    # torchvision / EfficientNet towers end in a randomly initialised projection: always saved
+    return m.image.kind == "clip" and m.clip.pretrained is not None
+
+
+def complete_state(checkpoint: dict[str, Any], current: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The checkpoint's state dict with the towers it left out taken from ``current`` (the rebuilt model)."""
+    omitted = tuple((checkpoint.get(CHECKPOINT_KEY) or {}).get("omitted") or ())
+    state = dict(checkpoint["state_dict"])
+    if omitted:
+        state.update({k: v for k, v in current.items() if k.startswith(omitted) and k not in state})
+    return state
 
 
 def _finite(metrics: dict[str, float]) -> dict[str, float | None]:
