@@ -32,13 +32,13 @@ from ordinalclip.data import DataError, check_files
 from ordinalclip.engine.cache import FeatureCache
 from ordinalclip.engine.callbacks import NonFiniteLossError, TrainingInterrupted
 from ordinalclip.engine.data import OrdinalDataModule, ResolvedData, resolve_data, save_splits
-from ordinalclip.engine.module import CHECKPOINT_KEY, OrdinalModule, complete_state
+from ordinalclip.engine.module import CHECKPOINT_FORMAT, CHECKPOINT_KEY, OrdinalModule, complete_state
 from ordinalclip.engine.optim import apply_freezing, image_tower_frozen
 from ordinalclip.engine.run import environment, make_run_dir, write_json
 from ordinalclip.engine.trainer import build_eval_trainer, build_trainer
 from ordinalclip.metrics import ordinal_metrics
 from ordinalclip.modeling import build_model
-from ordinalclip.modeling.build import read_rank_names
+from ordinalclip.modeling.build import check_rank_name_count, read_rank_names
 from ordinalclip.modeling.config import ModelConfig
 
 __all__ = [
@@ -120,6 +120,11 @@ def _self_contained(cfg: RunConfig) -> RunConfig:
     p = cfg.model.prompts
     if p.rank_names_file:
         p.rank_names = read_rank_names(p.rank_names_file)
+        if cfg.model.arch == "ordinalclip":
+            try:
+                check_rank_name_count(p, cfg.model.num_ranks, p.rank_names, p.rank_names_file)
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
         p.rank_names_file = None
     m = cfg.model
     if m.clip.pretrained and os.path.exists(os.path.expanduser(m.clip.pretrained)):
@@ -199,11 +204,18 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:  # unpickling refusals and damaged archives come in many types
-        raise CheckpointError(f"{p}: not a readable checkpoint ({type(err).__name__}: {err})") from None
+        text = str(err)
+        if "Unsupported global" in text:  # torch's advice (weights_only=False) is exactly what we must not do
+            line = next(x for x in text.splitlines() if "Unsupported global" in x).strip()
+            text = f"{line}; ordinalclip reads checkpoints with weights_only=True so that a file cannot run code"
+        raise CheckpointError(f"{p}: not a readable checkpoint ({type(err).__name__}: {text})") from None
     meta = ckpt.get(CHECKPOINT_KEY) if isinstance(ckpt, dict) else None
     if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict) or "state_dict" not in ckpt:
         raise CheckpointError(f"{p} is not an ordinalclip training checkpoint (no '{CHECKPOINT_KEY}' entry "
                               "with a config); exports are read by ordinalclip.predict")
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{p}: checkpoint format {meta.get('format')} (written by ordinalclip "
+                              f"{meta.get('version')}); this version ({__version__}) reads format {CHECKPOINT_FORMAT}")
     return ckpt
 
 
@@ -233,13 +245,16 @@ def check_state_matches(model: nn.Module, state: Mapping[str, torch.Tensor], whe
         raise CheckpointError(f"{where}: weights do not fit the model its config describes: {'; '.join(parts)}")
 
 
-def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
-                    ) -> tuple[nn.Module, RunConfig]:
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu",
+                    allow_torchscript: bool | None = None) -> tuple[nn.Module, RunConfig]:
     """Rebuild the model of a training checkpoint from the config stored in it and load its weights.
 
     No YAML and no pretrained-weight files are needed (except an OpenAI CLIP file given without an
     architecture name). The file is read with ``weights_only=True``. Returns ``(model in eval mode, config)``;
     the model maps (B, 3, H, W) images (or (B, F) features) to (B, C) logits.
+
+    ``allow_torchscript`` (default: the environment variable ``ORDINALCLIP_ALLOW_TORCHSCRIPT=1``) permits opening
+    an OpenAI TorchScript archive the stored config points at; the checkpoint's own config cannot grant it.
     """
     p = _checkpoint_path(path)
     ckpt = read_checkpoint(p)
@@ -247,7 +262,12 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     version = ckpt[CHECKPOINT_KEY].get("version")
     omitted = ckpt[CHECKPOINT_KEY].get("omitted") or []
     # towers left out of the checkpoint come from their pretrained source again
-    model = _build_model(cfg.model if omitted else architecture_only(cfg.model))
+    model_cfg = copy.deepcopy(cfg.model) if omitted else architecture_only(cfg.model)
+    # consent to open TorchScript archives is the caller's to give, never the checkpoint's own config
+    if allow_torchscript is None:
+        allow_torchscript = os.environ.get("ORDINALCLIP_ALLOW_TORCHSCRIPT", "") == "1"
+    model_cfg.clip.allow_torchscript = allow_torchscript
+    model = _build_model(model_cfg)
     if omitted:
         current = {f"model.{k}": v for k, v in model.state_dict().items()}
         ckpt = {**ckpt, "state_dict": complete_state(ckpt, current)}
@@ -558,5 +578,5 @@ def evaluate(checkpoint: str | os.PathLike[str], split: str = "test", overrides:
     trainer = build_eval_trainer(cfg)
     run = trainer.validate if stage == "val" else trainer.test
     run(module, datamodule=dm, verbose=False)
-    result = module.eval_results.get(stage, {})
+    result = {k: v for k, v in module.eval_results.get(stage, {}).items() if k != "predictions"}
     return {"split": split, "checkpoint": str(path), **result}

@@ -221,17 +221,32 @@ def resolve_data(cfg: RunConfig, check: bool = True) -> ResolvedData:
             notes.append(f"label shift: top {d.label_shift.top_k} ranks x {d.label_shift.scale} (seed {seed}) "
                          f"-> {len(train)} training samples")
         splits["train"] = train
-    if not splits.get("train"):
-        raise DataError("the training split is empty")
-    for split in ("val", "test"):
-        if splits[split] is not None and not splits[split]:
-            raise DataError(f"the {split} split is empty")
+    for split in SPLITS:
+        samples = splits.get(split)
+        if samples is None and split != "train":
+            continue  # no such split (a missing training split is an error too)
+        if not samples:
+            name = "training" if split == "train" else split
+            raise DataError(f"the {name} split is empty: no samples in {_split_origin(cfg, split)}")
     if splits["val"] is not None and splits["test"] is not None and _same(splits["val"], splits["test"]):
         warnings.warn("val and test hold the same samples: test numbers are then selected on test "
                       "(spec 8.4); give a held-out test list for unbiased results", UserWarning, stacklevel=2)
     if check and not features:
         check_files([s for samples in splits.values() for s in samples or ()])
     return ResolvedData(ranks, splits, features=features, notes=notes)
+
+
+def _split_origin(cfg: RunConfig, split: str) -> str:
+    """Where the samples of ``split`` were read from, for error messages."""
+    d = cfg.data
+    if d.splits_dir is not None:
+        return str(Path(d.splits_dir) / f"{split}.txt")
+    if d.format in ("benchmark", "demo"):
+        return f"the {d.benchmark or d.format} {split} list"
+    source, _ = _split_sources(cfg)[split]
+    if d.columns.split is not None and d.format in ("csv", "features"):
+        return f"{source} (rows with {d.columns.split}={split})"
+    return f"{source} (data.{split})"
 
 
 def _same(a: Sequence[Sample], b: Sequence[Sample]) -> bool:

@@ -24,12 +24,25 @@ def read_rank_names(path: str | Path) -> list[str]:
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def check_rank_name_count(cfg: PromptConfig, num_ranks: int, names: list[str], source: str) -> None:
+    """Raise ``ValueError`` naming ``source`` and both valid counts when ``names`` fits neither learner."""
+    want = cfg.num_base_ranks if cfg.learner == "rank" else num_ranks
+    if len(names) != want:
+        raise ValueError(
+            f"{source}: {len(names)} rank names, but the rank learner takes C'={cfg.num_base_ranks} "
+            f"(model.prompts.num_base_ranks) and the plain/CoOp learner takes C={num_ranks} (model.num_ranks); "
+            f"this config uses the {cfg.learner} learner"
+        )
+
+
 def build_prompt_learner(cfg: PromptConfig, num_ranks: int, vocab) -> nn.Module:
     """The prompt learner of ``cfg`` over ``vocab`` (a text tower)."""
     names = cfg.rank_names
     source = "model.prompts.rank_names"
     if cfg.rank_names_file:
         names, source = read_rank_names(cfg.rank_names_file), str(cfg.rank_names_file)
+    if names is not None:
+        check_rank_name_count(cfg, num_ranks, names, source)
     common = dict(context_init=cfg.context_init, num_context_tokens=cfg.num_context_tokens,
                   rank_specific_context=cfg.rank_specific_context, tokens_per_rank=cfg.tokens_per_rank,
                   position=cfg.position, init_std=cfg.init_std)

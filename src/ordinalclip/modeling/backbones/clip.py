@@ -77,7 +77,8 @@ def read_state_dict(path: str | os.PathLike, allow_torchscript: bool = False) ->
             raise ClipLoadError(
                 f"{path} is a TorchScript archive (the format of OpenAI's released CLIP .pt files). Archives can "
                 "contain code, so they are only opened on request: pass allow_torchscript=True (CLI: "
-                "--set model.clip.allow_torchscript=true) if you trust this file."
+                "--set model.clip.allow_torchscript=true for training; ORDINALCLIP_ALLOW_TORCHSCRIPT=1 when "
+                "loading a checkpoint) if you trust this file."
             )
         return {k: v for k, v in torch.jit.load(str(path), map_location="cpu").state_dict().items()}
     try:

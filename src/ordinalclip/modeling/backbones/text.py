@@ -142,20 +142,40 @@ class ClipTextTower(nn.Module):
         return self._project(pooled)
 
     def forward_shared_prefix(self, prompts: PromptEmbeddings) -> torch.Tensor:
-        """Exact fast path: the prefix once per layer, every suffix attending to its cached keys/values."""
-        p, s = prompts.prefix.shape[0], prompts.suffix.shape[1]
+        """Exact fast path: the prefix once per layer, every suffix attending to its cached keys/values.
+
+        Prefix and suffix rows share one (P + C*S, D) matrix, so every linear layer is one matrix product; only
+        attention treats them apart. The prefix keys/values are never copied per prompt, and in the last layer
+        only the pooled end token goes past the key/value projection: nothing else reaches the output.
+        """
+        p, (c, s, d) = prompts.prefix.shape[0], prompts.suffix.shape
+        dev = prompts.suffix.device
         pos = self.positional_embedding
-        xp = (prompts.prefix + pos[:p]).unsqueeze(0)  # (1, P, D)
-        xs = prompts.suffix + pos[p : p + s]  # (C, S, D)
+        rows = torch.arange(c, device=dev)
+        eot = prompts.eot_index.to(dev) - p  # (C,) end-token position within the suffix
         # suffix token j sees the whole prefix and suffix tokens 0..j
-        allowed = torch.ones(s, p + s, dtype=torch.bool, device=xs.device)
-        allowed[:, p:] = torch.ones(s, s, dtype=torch.bool, device=xs.device).tril()
-        for block in self.transformer.resblocks:
-            xp, kp, vp = _block_self(block, xp)
-            xs = _block_with_cache(block, xs, kp, vp, allowed)
-        xs = self.ln_final(xs)
-        idx = prompts.eot_index.to(xs.device) - p
-        pooled = xs[torch.arange(xs.shape[0], device=xs.device), idx]
+        causal = torch.ones(s, s, dtype=torch.bool, device=dev).tril()
+        eot_sees = torch.arange(s, device=dev)[None, :] <= eot[:, None]  # (C, S)
+        eot_sees = eot_sees[None, :, None, :]  # (1, C, 1, S): mask of the end-token query
+        x = torch.cat([prompts.prefix + pos[:p], (prompts.suffix + pos[p : p + s]).reshape(c * s, d)])
+        blocks = list(self.transformer.resblocks)
+        for i, block in enumerate(blocks):
+            attn: nn.MultiheadAttention = block.attn
+            h = attn.num_heads
+            qkv = F.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias)  # (P + C*S, 3D)
+            qp, kp, vp = qkv[:p].view(p, 3, h, d // h).permute(1, 2, 0, 3)  # each (H, P, dh)
+            q, k, v = qkv[p:].view(c, s, 3, h, d // h).permute(2, 3, 0, 1, 4)  # each (H, C, S, dh)
+            if i == len(blocks) - 1:  # only the pooled end token reaches the output
+                x = x[p:].view(c, s, d)[rows, eot]  # (C, D)
+                attended = _attend_with_prefix(q[:, rows, eot].unsqueeze(2), k, v, kp, vp, eot_sees)
+                attended = attended.permute(1, 2, 0, 3).reshape(c, d)
+            else:
+                own = F.scaled_dot_product_attention(qp, kp, vp, is_causal=True)  # (H, P, dh)
+                shared = _attend_with_prefix(q, k, v, kp, vp, causal)  # (H, C, S, dh)
+                attended = torch.cat([own.transpose(0, 1).reshape(p, d), shared.permute(1, 2, 0, 3).reshape(-1, d)])
+            x = x + block.ls_1(attn.out_proj(attended))
+            x = x + block.ls_2(block.mlp(block.ln_2(x)))
+        pooled = self.ln_final(x if blocks else x[p:].view(c, s, d)[rows, eot])
         return self._project(pooled)
 
 
@@ -170,36 +190,24 @@ def _is_plain_block(block: nn.Module) -> bool:
     )
 
 
-def _heads(block: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """q, k, v of ``block`` for x (N, L, D), each (N, H, L, D/H)."""
-    attn: nn.MultiheadAttention = block.attn
-    n, length, d = x.shape
-    h = attn.num_heads
-    qkv = F.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias)
-    q, k, v = qkv.view(n, length, 3, h, d // h).permute(2, 0, 3, 1, 4)
-    return q, k, v
-
-
-def _finish(block: nn.Module, x: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
-    """Output projection, residuals and MLP of ``block``; attended is (N, H, L, D/H)."""
-    n, _, length, _ = attended.shape
-    out = block.attn.out_proj(attended.transpose(1, 2).reshape(n, length, -1))
-    x = x + block.ls_1(out)
-    return x + block.ls_2(block.mlp(block.ln_2(x)))
-
-
-def _block_self(block: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Causal block over the shared prefix (1, P, D); also returns its keys and values for the suffixes."""
-    q, k, v = _heads(block, x)
-    return _finish(block, x, F.scaled_dot_product_attention(q, k, v, is_causal=True)), k, v
-
-
-def _block_with_cache(
-    block: nn.Module, x: torch.Tensor, k_prefix: torch.Tensor, v_prefix: torch.Tensor, allowed: torch.Tensor
+def _attend_with_prefix(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_prefix: torch.Tensor, v_prefix: torch.Tensor,
+    allowed: torch.Tensor,
 ) -> torch.Tensor:
-    """Block over the suffixes (C, S, D) whose queries attend to [prefix keys, own causal keys]."""
-    q, k, v = _heads(block, x)
-    c = x.shape[0]
-    k = torch.cat([k_prefix.expand(c, -1, -1, -1), k], dim=2)
-    v = torch.cat([v_prefix.expand(c, -1, -1, -1), v], dim=2)
-    return _finish(block, x, F.scaled_dot_product_attention(q, k, v, attn_mask=allowed))
+    """Softmax attention of suffix queries over [shared prefix keys, own suffix keys].
+
+    q: (H, C, Q, dh); k, v: (H, C, S, dh); k_prefix, v_prefix: (H, P, dh), shared by all C prompts;
+    allowed: boolean mask over the suffix keys, broadcastable to (H, C, Q, S). Returns (H, C, Q, dh).
+
+    The prefix is contracted with all C * Q queries in one matmul per head instead of being copied C times, as
+    concatenating keys for a fused attention kernel would; at C = 100 that copy costs more than the attention.
+    """
+    h, c, nq, dh = q.shape
+    p = k_prefix.shape[1]
+    scores_prefix = torch.matmul(q.reshape(h, c * nq, dh), k_prefix.transpose(1, 2)).view(h, c, nq, p)
+    scores_own = torch.matmul(q, k.transpose(-1, -2)).masked_fill(~allowed, float("-inf"))
+    scores = torch.cat([scores_prefix, scores_own], dim=-1) * dh**-0.5
+    # normalise after the value product, as the fused kernel of the full path does (keeps rounding alike)
+    weights = (scores - scores.amax(dim=-1, keepdim=True)).exp()
+    out = torch.matmul(weights[..., :p].reshape(h, c * nq, p), v_prefix).view(h, c, nq, dh)
+    return (out + torch.matmul(weights[..., p:], v)) / weights.sum(dim=-1, keepdim=True)

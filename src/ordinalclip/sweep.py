@@ -1,0 +1,462 @@
+"""Sweeps: every combination of configs x grid settings x seeds x folds, resumable, summarised in one table.
+
+Example::
+
+    from ordinalclip.sweep import run_sweep
+
+    result = run_sweep(["configs/morph.yaml", "configs/morph_cnn.yaml"], seeds=[1, 27, 42],
+                       grid={"data.few_shot.shots": [1, 2, 4]}, overrides=["data.root=/data/MORPH"],
+                       out_dir="runs/sweep-few-shot")
+    print(result.summary_md.read_text())
+
+Layout of ``out_dir``::
+
+    <cell>/            one run folder per cell (written by api.fit), named from the cell's settings, e.g.
+                       morph__shots=4__seed27 or adience__seed1__fold3; cell.json records its settings
+    summary.md         mean ± std over seeds and folds, per config and grid setting: best and last checkpoint,
+    summary.csv        val and test, every metric (both predictions: *_exp and *_max), per group when the data
+                       has groups (e.g. aesthetics categories)
+    few_shot.png       metric against shots, when ``data.few_shot.shots`` is a grid key
+
+Running the same sweep again skips every cell that has a ``metrics.json``, continues a cell that has a
+``checkpoints/last.ckpt`` (``api.fit(resume=...)``), and starts any other cell afresh.
+
+Zero-shot cells (``model.arch: zeroshot``), and every cell with ``untrained=True``, are evaluated without a
+training step: their ``last.ckpt`` holds the initial weights.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import itertools
+import json
+import logging
+import math
+import os
+import re
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+
+from ordinalclip import api
+from ordinalclip.configtools import ConfigError, parse_override
+from ordinalclip.engine.callbacks import TrainingInterrupted
+
+__all__ = [
+    "Cell",
+    "SweepError",
+    "CellResult",
+    "EvaluateOnly",
+    "SummaryRow",
+    "SweepResult",
+    "parse_grid",
+    "plan_sweep",
+    "run_sweep",
+    "summarize",
+]
+
+log = logging.getLogger(__name__)
+
+FEW_SHOT_KEY = "data.few_shot.shots"
+CELL_FILE = "cell.json"
+TABLE_METRICS = ("mae_exp", "mae_max", "acc_exp", "acc_max", "off1_max", "qwk_max")
+Status = Literal["planned", "trained", "skipped", "resumed", "restarted", "failed"]
+
+
+class SweepError(ConfigError):
+    """The sweep folder does not fit the sweep (a cell run with other settings, a folder that is not a cell)."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of a sweep: a config file plus its grid setting, seed and fold."""
+
+    config: Path
+    label: str  # short name of the config (its file stem, made unique within the sweep)
+    settings: tuple[tuple[str, Any], ...]  # (grid key, value) pairs
+    seed: int
+    fold: int | None
+    name: str  # the run folder's name under out_dir
+    overrides: tuple[str, ...]  # everything passed to api.fit on top of the config file
+    untrained: bool  # evaluate the initial model (zero-shot) instead of training
+
+    def record(self) -> dict[str, Any]:
+        """What cell.json holds: a rerun must find the same."""
+        return {"config": str(self.config), "label": self.label, "settings": dict(self.settings),
+                "seed": self.seed, "fold": self.fold, "overrides": list(self.overrides),
+                "untrained": self.untrained}
+
+
+@dataclass
+class CellResult:
+    """What happened to a cell in this call, and its metrics (``metrics.json``) when it has finished."""
+
+    cell: Cell
+    status: Status
+    run_dir: Path
+    metrics: dict[str, Any] | None = None
+    error: str | None = None
+
+
+@dataclass
+class SummaryRow:
+    """Mean and population std over the runs (seeds x folds) of one config and grid setting."""
+
+    config: str
+    settings: tuple[tuple[str, Any], ...]
+    checkpoint: str  # best | last
+    split: str  # val | test
+    group: str  # "all", or a group of the data (e.g. an aesthetics category)
+    n: int
+    stats: dict[str, tuple[float, float]]  # metric -> (mean, std)
+
+
+@dataclass
+class SweepResult:
+    """The cells of a sweep, the summary rows and the files written."""
+
+    out_dir: Path
+    cells: list[CellResult]
+    rows: list[SummaryRow] = field(default_factory=list)
+    summary_md: Path | None = None
+    summary_csv: Path | None = None
+    few_shot_plot: Path | None = None
+
+    @property
+    def failed(self) -> list[CellResult]:
+        return [r for r in self.cells if r.status == "failed"]
+
+
+class EvaluateOnly(L.Callback):
+    """Stops ``fit`` before its first step and saves the untouched model as ``path`` (``last.ckpt``), so that
+    the run evaluates the initial model: zero-shot CLIP, or an untrained prompt learner (spec 3.8 b, c)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trainer.should_stop = True
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trainer.save_checkpoint(self.path)
+
+
+# -------------------------------------------------------------------------------------------------- planning
+
+
+def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
+    """``["KEY=V1,V2,...", ...]`` -> ``{KEY: [V1, V2, ...]}``; each value is read as YAML (``null``, ``2``,
+    ``inv_prop``, ``"a sentence: quoted"``), like ``--set``."""
+    grid: dict[str, list[Any]] = {}
+    for text in items:
+        key, sep, raw = text.partition("=")
+        if not sep or not key.strip() or not raw.strip():
+            raise ConfigError(f"--grid {text!r}: expected KEY=V1,V2,... e.g. model.prompts.num_base_ranks=2,3,4")
+        try:
+            _, values = parse_override(f"{key.strip()}=[{raw}]")
+        except ConfigError as err:
+            raise ConfigError(f"--grid {text!r}: values are YAML separated by commas; quote a value that holds "
+                              f"a comma or ': ' ({err})") from None
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"--grid {text!r}: expected at least one value after '='")
+        if key.strip() in grid:
+            raise ConfigError(f"--grid: key {key.strip()!r} given twice; list all its values in one --grid")
+        grid[key.strip()] = values
+    return grid
+
+
+def _short_keys(keys: Sequence[str]) -> dict[str, str]:
+    """Grid key -> its last component, or the whole key where two keys share a last component."""
+    last = [k.rsplit(".", 1)[-1] for k in keys]
+    return {k: (s if last.count(s) == 1 else k) for k, s in zip(keys, last)}
+
+
+def _value_slug(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    slug = re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("_")
+    if slug != text or len(slug) > 32:  # changed or long (e.g. a context sentence): keep it unique with a hash
+        digest = hashlib.sha1(json.dumps(value, sort_keys=True).encode()).hexdigest()[:6]
+        slug = f"{slug[:24].rstrip('_')}-{digest}".lstrip("-")
+    return slug
+
+
+def _labels(configs: Sequence[Path]) -> list[str]:
+    """File stems, prefixed with as many parent folders as it takes to tell them apart."""
+    depth = 1
+    while True:
+        labels = ["-".join((*p.parts[-depth:-1], p.stem)) for p in configs]
+        if len(set(labels)) == len(labels) or depth > max(len(p.parts) for p in configs):
+            return labels
+        depth += 1
+
+
+def _override(key: str, value: Any) -> str:
+    return f"{key}={json.dumps(value)}"  # JSON is YAML: strings stay strings, null stays null
+
+
+def plan_sweep(configs: Sequence[str | os.PathLike[str]], seeds: Sequence[int] | None = None,
+               folds: Sequence[int] | None = None, grid: Mapping[str, Sequence[Any]] | None = None,
+               overrides: Sequence[str] = (), untrained: bool = False) -> list[Cell]:
+    """The cells of a sweep, in run order (config, grid setting, seed, fold). Every cell's config is resolved
+    here, so a typo in a config, an override or a grid key fails before anything trains.
+
+    ``seeds`` / ``folds`` None: each config's own ``trainer.seed`` / ``data.fold``.
+    """
+    if not configs:
+        raise ConfigError("sweep: no config given (e.g. -c configs/morph.yaml)")
+    paths = list(dict.fromkeys(Path(c).resolve() for c in configs))
+    for p in paths:
+        if not p.is_file():
+            raise ConfigError(f"sweep: config file not found: {p}")
+    grid = {k: list(v) for k, v in (grid or {}).items()}
+    for key, values in grid.items():
+        if not values:
+            raise ConfigError(f"sweep: grid key {key!r} has no values")
+    short = _short_keys(list(grid))
+    cells: list[Cell] = []
+    for path, label in zip(paths, _labels(paths)):
+        for combo in itertools.product(*grid.values()):
+            settings = tuple(zip(grid, combo))
+            base = [*overrides, *(_override(k, v) for k, v in settings)]
+            for seed in (seeds if seeds is not None else [None]):
+                for fold in (folds if folds is not None else [None]):
+                    extra = [*([f"trainer.seed={seed}"] if seed is not None else []),
+                             *([f"data.fold={fold}"] if fold is not None else [])]
+                    try:
+                        cfg = api.resolve_config([path], [*base, *extra])
+                    except ConfigError as err:
+                        raise ConfigError(f"{path}: {err}") from None
+                    if fold is not None and (cfg.data.format != "benchmark"
+                                             or cfg.data.benchmark not in api.FOLD_BENCHMARKS):
+                        raise ConfigError(f"{path}: folds need data.format: benchmark with a fold benchmark "
+                                          f"({', '.join(api.FOLD_BENCHMARKS)}), got format {cfg.data.format!r}, "
+                                          f"benchmark {cfg.data.benchmark!r}")
+                    parts = [label, *(f"{short[k]}={_value_slug(v)}" for k, v in settings),
+                             f"seed{cfg.trainer.seed}", *([f"fold{fold}"] if fold is not None else [])]
+                    cells.append(Cell(path, label, settings, cfg.trainer.seed, fold, "__".join(parts),
+                                      tuple([*base, *extra]), untrained or cfg.model.arch == "zeroshot"))
+    names = [c.name for c in cells]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(f"sweep: cells with the same settings: {', '.join(twice[:3])} (a seed or fold given twice?)")
+    return cells
+
+
+# --------------------------------------------------------------------------------------------------- running
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _check_record(cell: Cell, run_dir: Path) -> None:
+    record = run_dir / CELL_FILE
+    if not record.is_file():
+        raise SweepError(f"{run_dir} exists but is not a sweep cell (no {CELL_FILE}); choose another output "
+                          "folder or remove it")
+    found = _read_json(record)
+    if found != json.loads(json.dumps(cell.record())):
+        changed = sorted(k for k in cell.record() if found.get(k) != json.loads(json.dumps(cell.record()[k])))
+        raise SweepError(f"{run_dir} was run with other settings (differs in: {', '.join(changed)}); use another "
+                          f"output folder for a changed sweep, or delete that cell to rerun it")
+
+
+def _run_cell(cell: Cell, out_dir: Path, callbacks: Sequence[L.Callback]) -> CellResult:
+    run_dir = out_dir / cell.name
+    if (run_dir / "metrics.json").is_file():
+        _check_record(cell, run_dir)
+        return CellResult(cell, "skipped", run_dir, _read_json(run_dir / "metrics.json"))
+    status: Status = "trained"
+    if run_dir.exists():
+        _check_record(cell, run_dir)
+        last = run_dir / "checkpoints" / "last.ckpt"
+        if not cell.untrained and last.is_file() and (run_dir / "config.yaml").is_file():
+            try:
+                run = api.fit(resume=run_dir, callbacks=callbacks)
+                return CellResult(cell, "resumed", run_dir, run.metrics)
+            except api.CheckpointError as err:
+                log.warning("%s: cannot resume (%s); starting it again", cell.name, err)
+        status = "restarted"
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    (run_dir / CELL_FILE).write_text(json.dumps(cell.record(), indent=2) + "\n", encoding="utf-8")
+    extra = [EvaluateOnly(run_dir / "checkpoints" / "last.ckpt")] if cell.untrained else []
+    # output_dir first so that a user's own output_dir override still wins; it places the shared feature cache
+    run = api.fit([cell.config], overrides=[f"output_dir={json.dumps(str(out_dir))}", *cell.overrides],
+                  run_dir=run_dir, callbacks=[*callbacks, *extra])
+    return CellResult(cell, status, run_dir, run.metrics)
+
+
+def run_sweep(configs: Sequence[str | os.PathLike[str]], seeds: Sequence[int] | None = None,
+              folds: Sequence[int] | None = None, grid: Mapping[str, Sequence[Any]] | None = None,
+              overrides: Sequence[str] = (), out_dir: str | os.PathLike[str] = "runs/sweep",
+              untrained: bool = False, metric: str = "mae_max", dry_run: bool = False,
+              callbacks: Sequence[L.Callback] = ()) -> SweepResult:
+    """Run every cell of the sweep (see :func:`plan_sweep`) and write ``summary.md`` / ``summary.csv``.
+
+    Args:
+        configs: YAML files, one per compared method (each may compose others with ``base:``).
+        seeds: ``trainer.seed`` values (None: each config's own).
+        folds: ``data.fold`` values of a fold benchmark (None: each config's own fold, no fold in the names).
+        grid: ``{key: [values]}``; every combination is a setting.
+        overrides: ``key=value`` strings applied to every cell (before the grid, seed and fold).
+        out_dir: the sweep folder; cells already finished there are not run again.
+        untrained: evaluate the initial models instead of training (zero-shot cells always are).
+        metric: the metric of the few-shot plot.
+        dry_run: plan only (configs resolved and checked, nothing run or written).
+        callbacks: extra Lightning callbacks for every run.
+
+    A failed cell (e.g. a non-finite loss or a missing image) is recorded and the sweep goes on; an interrupt
+    (SIGINT/SIGTERM) writes the summary of what has finished and propagates: run the same sweep to continue.
+    """
+    out = Path(out_dir)
+    cells = plan_sweep(configs, seeds, folds, grid, overrides, untrained)
+    if dry_run:
+        return SweepResult(out, [CellResult(c, "planned", out / c.name) for c in cells])
+    out.mkdir(parents=True, exist_ok=True)
+    results: list[CellResult] = []
+    for i, cell in enumerate(cells, 1):
+        log.info("sweep [%d/%d] %s", i, len(cells), cell.name)
+        try:
+            results.append(_run_cell(cell, out, callbacks))
+        except SweepError:
+            raise
+        except (TrainingInterrupted, KeyboardInterrupt):
+            if results:
+                write_summary(SweepResult(out, results), list(grid or {}), metric)
+            raise
+        except Exception as err:  # one broken cell must not stop a days-long sweep
+            results.append(_failed(cell, out, err))
+    return write_summary(SweepResult(out, results), list(grid or {}), metric)
+
+
+def _failed(cell: Cell, out: Path, err: BaseException) -> CellResult:
+    log.error("sweep cell %s failed: %s: %s", cell.name, type(err).__name__, err)
+    return CellResult(cell, "failed", out / cell.name, error=f"{type(err).__name__}: {err}")
+
+
+# --------------------------------------------------------------------------------------------------- summary
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+
+
+def _stats(per_run: list[Mapping[str, Any]]) -> dict[str, tuple[float, float]]:
+    keys = [k for k in per_run[0] if all(isinstance(m.get(k), (int, float)) and not isinstance(m.get(k), bool)
+                                         for m in per_run)]
+    return {k: _mean_std([float(m[k]) for m in per_run]) for k in keys}
+
+
+def summarize(results: Sequence[CellResult]) -> list[SummaryRow]:
+    """Rows of mean ± std over seeds and folds for each (config, grid setting), checkpoint, split and group."""
+    by_setting: dict[str, list[CellResult]] = {}
+    for r in results:
+        if r.metrics is not None:
+            by_setting.setdefault(json.dumps([r.cell.label, r.cell.settings]), []).append(r)
+    rows: list[SummaryRow] = []
+    for members in by_setting.values():
+        cell = members[0].cell
+        for tag in ("best", "last"):
+            for split in ("val", "test"):
+                entries = [m.metrics[tag] for m in members if (m.metrics or {}).get(tag)]  # type: ignore[index]
+                per_run = [e[split] for e in entries if e.get(split)]
+                if per_run:
+                    rows.append(SummaryRow(cell.label, cell.settings, tag, split, "all", len(per_run),
+                                           _stats(per_run)))
+                groups = [e[f"{split}_groups"] for e in entries if e.get(f"{split}_groups")]
+                for g in (dict.fromkeys(g for run in groups for g in run)):
+                    per_group = [run[g] for run in groups if run.get(g)]
+                    rows.append(SummaryRow(cell.label, cell.settings, tag, split, str(g), len(per_group),
+                                           _stats(per_group)))
+    return rows
+
+
+def _fmt_value(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _pm(stats: dict[str, tuple[float, float]], key: str) -> str:
+    return f"{stats[key][0]:.3f} ± {stats[key][1]:.3f}" if key in stats else "-"
+
+
+def write_summary(result: SweepResult, grid_keys: Sequence[str], metric: str = "mae_max") -> SweepResult:
+    """Fill ``result.rows`` and write ``summary.md``, ``summary.csv`` (and ``few_shot.png``) in its folder."""
+    out = result.out_dir
+    rows = summarize(result.cells)
+    short = _short_keys(list(grid_keys))
+    metrics = list(dict.fromkeys(k for r in rows for k in r.stats))
+    with (out / "summary.csv").open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["config", *grid_keys, "checkpoint", "split", "group", "n",
+                    *(f"{m}_{s}" for m in metrics for s in ("mean", "std"))])
+        for r in rows:
+            settings = dict(r.settings)
+            w.writerow([r.config, *(_fmt_value(settings[k]) for k in grid_keys), r.checkpoint, r.split, r.group,
+                        r.n, *(f"{r.stats[m][i]:.6g}" if m in r.stats else "" for m in metrics for i in (0, 1))])
+
+    counts = {s: sum(r.status == s for r in result.cells) for s in ("trained", "skipped", "resumed", "restarted",
+                                                                  "failed")}
+    md = ["# Sweep summary", "",
+          "Mean ± std over seeds and folds (population std; n = runs) for each config and grid setting. "
+          "`_exp`: expectation prediction, `_max`: argmax prediction.", "",
+          f"Cells: {len(result.cells)} ({counts['trained']} trained now, {counts['skipped']} finished earlier, "
+          f"{counts['resumed']} resumed, {counts['restarted']} restarted, {counts['failed']} failed).", ""]
+    head = ["config", *(short[k] for k in grid_keys), "n", *TABLE_METRICS]
+    for group_rows in (False, True):
+        for tag in ("best", "last"):
+            for split in ("test", "val"):
+                chosen = [r for r in rows if r.checkpoint == tag and r.split == split and (r.group != "all") ==
+                          group_rows]
+                if not chosen:
+                    continue
+                title = f"## {tag} checkpoint, {split}" + (", per group" if group_rows else "")
+                cols = head[:1] + (["group"] if group_rows else []) + head[1:]
+                md += [title, "", "| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
+                for r in chosen:
+                    settings = dict(r.settings)
+                    cells = [r.config, *([r.group] if group_rows else []),
+                             *(_fmt_value(settings[k]) for k in grid_keys), str(r.n),
+                             *(_pm(r.stats, m) for m in TABLE_METRICS)]
+                    md.append("| " + " | ".join(cells) + " |")
+                md.append("")
+    failed = result.failed
+    if failed:
+        md += ["## Failed cells", ""] + [f"- `{r.cell.name}`: {r.error}" for r in failed] + [""]
+    plot = _few_shot_plot(result, rows, metric) if FEW_SHOT_KEY in grid_keys else None
+    if plot is not None:
+        md += ["## Few-shot", "", f"![few-shot {metric}]({plot.name})", ""]
+    (out / "summary.md").write_text("\n".join(md), encoding="utf-8")
+    result.rows, result.summary_md, result.summary_csv, result.few_shot_plot = \
+        rows, out / "summary.md", out / "summary.csv", plot
+    return result
+
+
+def _few_shot_plot(result: SweepResult, rows: Sequence[SummaryRow], metric: str) -> Path | None:
+    """``metric`` against shots per rank, one line per config (and other grid setting), from the first of best/last
+    test, then val, that the runs have."""
+    from ordinalclip.report import plot_few_shot
+
+    for tag, split in (("best", "test"), ("last", "test"), ("best", "val"), ("last", "val")):
+        if any(r.checkpoint == tag and r.split == split and metric in r.stats for r in rows):
+            break
+    else:
+        return None
+    curves: dict[str, dict[int, list[float]]] = {}
+    for r in result.cells:
+        entry = ((r.metrics or {}).get(tag) or {}).get(split) or {}
+        settings = dict(r.cell.settings)
+        if entry.get(metric) is None or settings[FEW_SHOT_KEY] is None:
+            continue
+        others = ", ".join(f"{k.rsplit('.', 1)[-1]}={_fmt_value(v)}" for k, v in r.cell.settings if k != FEW_SHOT_KEY)
+        method = r.cell.label + (f" ({others})" if others else "")
+        curves.setdefault(method, {}).setdefault(int(settings[FEW_SHOT_KEY]), []).append(float(entry[metric]))
+    path = result.out_dir / "few_shot.png"
+    plot_few_shot(curves, path, metric=f"{metric} ({tag} checkpoint, {split})")
+    return path
