@@ -111,3 +111,17 @@ def test_zero_shot_through_build_model():
     cfg.prompts.rank_names = ["a", "b"]
     with pytest.raises(ValueError, match="C=3 rank names"):
         build_model(cfg)
+
+
+def test_zero_shot_fit_evaluates_without_training(tmp_path):
+    from ordinalclip.api import fit
+    from tests.test_engine_data import NUM_RANKS, list_data, tiny_config
+
+    data = list_data(tmp_path / "data")
+    model = {"arch": "zeroshot", "num_ranks": NUM_RANKS, "clip": {"name": None, "custom": tiny_clip_custom()},
+             "image": {"kind": "clip"}, "prompts": {"rank_names": ["zero", "one", "two", "three"]},
+             "zero_shot_templates": ["a photo of {} things.", "{}."]}
+    run = fit(tiny_config(tmp_path, data, model))
+    state = torch.load(run.last_checkpoint, map_location="cpu", weights_only=True)
+    assert state["global_step"] == 0  # no optimizer step
+    assert run.metrics["last"]["test"]["mae_exp"] is not None

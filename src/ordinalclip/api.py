@@ -30,7 +30,7 @@ from ordinalclip.config import RunConfig, load_run_config
 from ordinalclip.configtools import ConfigError, apply_overrides, from_dict, load_yaml, save_yaml, to_dict
 from ordinalclip.data import DataError, check_files
 from ordinalclip.engine.cache import FeatureCache
-from ordinalclip.engine.callbacks import NonFiniteLossError, TrainingInterrupted
+from ordinalclip.engine.callbacks import EvaluateOnly, NonFiniteLossError, TrainingInterrupted
 from ordinalclip.engine.data import OrdinalDataModule, ResolvedData, resolve_data, save_splits
 from ordinalclip.engine.module import CHECKPOINT_FORMAT, CHECKPOINT_KEY, OrdinalModule, complete_state
 from ordinalclip.engine.optim import apply_freezing, image_tower_frozen
@@ -451,6 +451,9 @@ def fit(config: ConfigLike | None = None, overrides: Iterable[str] = (), run_dir
         log.warning("no validation split: only last.ckpt is kept and best = last is not reported")
     if data.splits["test"] is None:
         log.warning("no test split: metrics.json reports val only (val is never used as test)")
+    if cfg.model.arch == "zeroshot" and not any(isinstance(c, EvaluateOnly) for c in callbacks):
+        # zero-shot CLIP is evaluated as built: no training step
+        callbacks = [*callbacks, EvaluateOnly(out / "checkpoints" / "last.ckpt")]
     bundle = build_trainer(cfg, out, has_val=has_val, callbacks=callbacks)
     trainer = bundle.trainer
     last_path = out / "checkpoints" / "last.ckpt"

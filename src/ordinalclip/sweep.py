@@ -45,7 +45,7 @@ import lightning as L
 
 from ordinalclip import api
 from ordinalclip.configtools import ConfigError, parse_override
-from ordinalclip.engine.callbacks import TrainingInterrupted
+from ordinalclip.engine.callbacks import EvaluateOnly, TrainingInterrupted
 
 __all__ = [
     "Cell",
@@ -130,20 +130,6 @@ class SweepResult:
     @property
     def failed(self) -> list[CellResult]:
         return [r for r in self.cells if r.status == "failed"]
-
-
-class EvaluateOnly(L.Callback):
-    """Stops ``fit`` before its first step and saves the untouched model as ``path`` (``last.ckpt``), so that
-    the run evaluates the initial model: zero-shot CLIP, or an untrained prompt learner (spec 3.8 b, c)."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        trainer.should_stop = True
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        trainer.save_checkpoint(self.path)
 
 
 # -------------------------------------------------------------------------------------------------- planning

@@ -107,3 +107,17 @@ class InterruptCheckpoint(L.Callback):
         trainer.save_checkpoint(self.path, weights_only=False)
         name = signal.Signals(self.received).name
         raise TrainingInterrupted(name, str(self.path), trainer.global_step)
+
+
+class EvaluateOnly(L.Callback):
+    """Stops ``fit`` before its first step and saves the untouched model as ``path`` (``last.ckpt``), so that
+    the run evaluates the initial model: zero-shot CLIP, or an untrained prompt learner (spec 3.8 b, c)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trainer.should_stop = True
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trainer.save_checkpoint(self.path)
