@@ -20,6 +20,13 @@ def load_reference(name: str) -> dict:
     return json.loads((REFERENCE / name).read_text())
 
 
+def official_logits() -> torch.Tensor:
+    """The fixed logits of official_vectors.json: logits[b, k] = 5 sin(0.1 (b+1)(k+1)) + 0.3 k, b < 8, k < 10."""
+    b = torch.arange(8, dtype=torch.float32)[:, None]
+    k = torch.arange(10, dtype=torch.float32)[None, :]
+    return 5 * torch.sin(0.1 * (b + 1) * (k + 1)) + 0.3 * k
+
+
 def _make_tiny_clip_module():
     spec = importlib.util.spec_from_file_location("make_tiny_clip", REFERENCE / "make_tiny_clip.py")
     mod = importlib.util.module_from_spec(spec)

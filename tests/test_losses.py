@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -19,25 +16,9 @@ from ordinalclip.losses import (
     ordinalclip_loss,
     text_to_image_kl_loss,
 )
+from tests.conftest import load_reference, official_logits
 
 LOSS_ATOL = 2e-5  # shared/reference/README.md, "CE, KL losses"
-_REFERENCE_DIRS = [Path(__file__).parent / "data" / "reference", Path("/work/shared/reference")]
-
-
-def _reference(name: str) -> dict[str, Any]:
-    for folder in _REFERENCE_DIRS:
-        if (folder / name).is_file():
-            return json.loads((folder / name).read_text())
-    pytest.skip(f"reference vectors {name} not found in {[str(d) for d in _REFERENCE_DIRS]}")
-
-
-def _official_logits() -> torch.Tensor:
-    # The formula stated in official_vectors.json: logits[b,k] = 5*sin(0.1*(b+1)*(k+1)) + 0.3*k, b<8, k<10.
-    b = torch.arange(8, dtype=torch.float32)[:, None]
-    k = torch.arange(10, dtype=torch.float32)[None, :]
-    return 5 * torch.sin(0.1 * (b + 1) * (k + 1)) + 0.3 * k
-
-
 def _naive_kl(logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
     """Spec 1.6 written literally: a loop over present labels, closed-form target."""
     batch = logits.shape[0]
@@ -54,8 +35,8 @@ def _naive_kl(logits: torch.Tensor, labels: torch.Tensor, temperature: float) ->
 
 
 def test_official_loss_vectors() -> None:
-    ref = _reference("official_vectors.json")["loss_vectors"]
-    logits, labels = _official_logits(), torch.tensor(ref["labels"])
+    ref = load_reference("official_vectors.json")["loss_vectors"]
+    logits, labels = official_logits(), torch.tensor(ref["labels"])
     out = ordinalclip_loss(logits, labels)
     assert out["ce"].item() == pytest.approx(ref["ce_loss"], abs=LOSS_ATOL)
     assert out["kl"].item() == pytest.approx(ref["kl_loss"], abs=LOSS_ATOL)
@@ -64,7 +45,7 @@ def test_official_loss_vectors() -> None:
 
 @pytest.mark.parametrize("case", ["VISIBLE-1", "VISIBLE-2"])
 def test_tiny_clip_case_losses(case: str) -> None:
-    data = _reference("tiny_clip_vectors.json")["cases"][case]
+    data = load_reference("tiny_clip_vectors.json")["cases"][case]
     logits = torch.tensor(data["tensors"]["logits"]["values"], dtype=torch.float32)
     labels = torch.tensor(data["labels"])
     out = OrdinalCLIPLoss()(logits, labels)
@@ -149,8 +130,8 @@ def test_weights_and_module_twin() -> None:
 
 
 def test_half_logits_are_computed_in_float32() -> None:
-    ref = _reference("official_vectors.json")["loss_vectors"]
-    logits = _official_logits()
+    ref = load_reference("official_vectors.json")["loss_vectors"]
+    logits = official_logits()
     out = ordinalclip_loss(logits.half(), torch.tensor(ref["labels"]))
     assert out["kl"].dtype == torch.float32
     # Only the float16 rounding of the logits (about 4e-3 at |z| ~ 8) separates these from float32.

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -27,26 +24,10 @@ from ordinalclip.metrics import (
     prototype_similarity,
     quadratic_weighted_kappa,
 )
+from tests.conftest import load_reference, official_logits
 
 PRED_EXP_ATOL = 1e-4  # shared/reference/README.md, "expected rank (pred_exp)"
 LOGITS_ATOL = 2e-4
-_REFERENCE_DIRS = [Path(__file__).parent / "data" / "reference", Path("/work/shared/reference")]
-
-
-def _reference(name: str) -> dict[str, Any]:
-    for folder in _REFERENCE_DIRS:
-        if (folder / name).is_file():
-            return json.loads((folder / name).read_text())
-    pytest.skip(f"reference vectors {name} not found in {[str(d) for d in _REFERENCE_DIRS]}")
-
-
-def _official_logits() -> torch.Tensor:
-    # Formula from official_vectors.json: logits[b,k] = 5*sin(0.1*(b+1)*(k+1)) + 0.3*k, b<8, k<10.
-    b = torch.arange(8, dtype=torch.float32)[:, None]
-    k = torch.arange(10, dtype=torch.float32)[None, :]
-    return 5 * torch.sin(0.1 * (b + 1) * (k + 1)) + 0.3 * k
-
-
 def _ordinality_features() -> dict[str, torch.Tensor]:
     # Formulas from official_vectors.json, "features_A" and "features_B" (float32).
     i = torch.arange(61, dtype=torch.float32)[:, None]
@@ -60,8 +41,8 @@ def _ordinality_features() -> dict[str, torch.Tensor]:
 
 
 def test_official_predictions_and_means() -> None:
-    ref = _reference("official_vectors.json")["loss_vectors"]
-    logits, labels = _official_logits(), torch.tensor(ref["labels"])
+    ref = load_reference("official_vectors.json")["loss_vectors"]
+    logits, labels = official_logits(), torch.tensor(ref["labels"])
     pred_exp, pred_max = predict_from_logits(logits)
     assert pred_max.dtype == torch.long
     np.testing.assert_allclose(pred_exp.numpy(), ref["pred_exp"], atol=PRED_EXP_ATOL, rtol=0)
@@ -75,7 +56,7 @@ def test_official_predictions_and_means() -> None:
 
 @pytest.mark.parametrize("case", ["VISIBLE-1", "VISIBLE-2"])
 def test_tiny_clip_case_metrics(case: str) -> None:
-    data = _reference("tiny_clip_vectors.json")["cases"][case]
+    data = load_reference("tiny_clip_vectors.json")["cases"][case]
     tensors = data["tensors"]
     logits = np.asarray(tensors["logits"]["values"], dtype=np.float32)  # numpy input on purpose
     labels = np.asarray(data["labels"])
@@ -201,7 +182,7 @@ def test_metric_input_validation() -> None:
 
 @pytest.mark.parametrize("name", ["A", "B"])
 def test_ordinality_reference_vectors(name: str) -> None:
-    ref = _reference("official_vectors.json")["ordinality_vectors"][f"ordinality_{name}"]
+    ref = load_reference("official_vectors.json")["ordinality_vectors"][f"ordinality_{name}"]
     got = ordinality_score(_ordinality_features()[name])
     assert sorted(got) == sorted(int(s) for s in ref) == [1, 2, 4, 8, 16, 32, 60]
     for span, value in ref.items():

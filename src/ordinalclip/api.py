@@ -315,7 +315,9 @@ def _write_predictions(res: dict[str, Any], samples: Sequence[Any], path: Path) 
         name = samples[i].path if i < len(samples) else str(i)
         rows.append(f"{_csv_field(name)},{y},{e:.6f},{m}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _csv_field(text: str) -> str:

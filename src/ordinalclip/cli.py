@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None, help="where the data set is built (default: the user cache)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2)")
     p.add_argument("--shots", type=int, nargs="+", default=None, help="few-shot sizes per level (default 1 4 16)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs on the full training split (default 15)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs on the full training split (default 8)")
     p.add_argument("--quick", action="store_true", help="one seed, shots 1 and 16, fewer epochs")
     p.set_defaults(func=_demo)
 
@@ -249,7 +249,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     opts = DemoOptions(out=Path(args.out), data_root=Path(args.data_root) if args.data_root else None)
     if args.quick:
-        opts.seeds, opts.shots, opts.full_epochs, opts.min_steps = (0,), (1, 16), 8, 60
+        opts.seeds, opts.shots, opts.full_epochs, opts.min_steps = (0,), (1, 16), 4, 30
     if args.seeds:
         opts.seeds = tuple(args.seeds)
     if args.shots is not None:

@@ -47,12 +47,17 @@ class DemoOptions:
     crops_per_photo: int = 16
     seeds: Sequence[int] = (0, 1, 2)
     shots: Sequence[int] = (1, 4, 16)
-    full_epochs: int = 15
-    min_steps: int = 120  # few-shot runs train for at least this many optimizer steps
-    batch_size: int = 32
-    methods: Sequence[str] | None = None  # None = all of METHODS
+    full_epochs: int = 8
+    min_steps: int = 60  # few-shot runs train for at least this many optimizer steps
+    batch_size: int = 64
+    methods: Sequence[str] | None = None  # None = DEFAULT_METHODS (any key of method_overrides)
+    jobs: int = 2  # runs trained side by side, one single-threaded process each
     progress: bool = True
     quick: bool = False
+
+
+DEFAULT_METHODS = ("OrdinalCLIP (random base ranks)", "OrdinalCLIP (named base ranks)", "CoOp (rank names)",
+                   "CNN cosine baseline", "Linear (CE)")
 
 
 def method_overrides(levels: int) -> dict[str, dict[str, Any]]:
@@ -65,7 +70,7 @@ def method_overrides(levels: int) -> dict[str, dict[str, Any]]:
         "CoOp (rank names)": {"arch": "ordinalclip", "prompts": {**prompt, "learner": "plain",
                                                                  "rank_names": None}},
         "CNN cosine baseline": {"arch": "cosine"},
-        "Linear (CE)": {"arch": "linear"},
+        "Linear (CE)": {"arch": "linear", "_loss": {"kl_weight": 0.0}},
         "CORAL": {"arch": "coral"},
     }
 
@@ -161,7 +166,6 @@ def _merge(a: dict, b: dict) -> dict:
 
 def run_demo(opts: DemoOptions) -> tuple[str, Path]:
     """Run the whole demo; returns the printed table (Markdown) and the report page."""
-    from ordinalclip import api
     from ordinalclip.data.demo import build_blur_dataset
     from ordinalclip.engine.trainer import quiet_lightning
     from ordinalclip.report import plot_confusion, plot_few_shot, plot_prototype_similarity, write_pages
@@ -178,11 +182,11 @@ def run_demo(opts: DemoOptions) -> tuple[str, Path]:
     log.info("data: %s images per split (%s levels); features %s", counts, opts.levels, features)
     base = base_config(features, out / "runs", opts.levels, ds.rank_names, opts.batch_size)
     methods = method_overrides(opts.levels)
-    if opts.methods:
-        unknown = [m for m in opts.methods if m not in methods]
-        if unknown:
-            raise ValueError(f"unknown demo methods {unknown}; choose from {list(methods)}")
-        methods = {m: methods[m] for m in opts.methods}
+    chosen = list(opts.methods or DEFAULT_METHODS)
+    unknown = [m for m in chosen if m not in methods]
+    if unknown:
+        raise ValueError(f"unknown demo methods {unknown}; choose from {list(methods)}")
+    methods = {m: methods[m] for m in chosen}
     for m in methods.values():
         if m.get("prompts", {}).get("learner") == "plain":
             m["prompts"]["rank_names"] = list(ds.rank_names)
@@ -192,19 +196,37 @@ def run_demo(opts: DemoOptions) -> tuple[str, Path]:
         n = k * opts.levels
         epochs = max(opts.full_epochs, math.ceil(opts.min_steps / math.ceil(n / opts.batch_size)))
         settings.append((f"{k}-shot", k, epochs))
-    jobs = [(name, s, seed) for s in settings for seed in opts.seeds for name in methods]
+    jobs = []
+    for (setting, shots, epochs) in settings:
+        for seed in opts.seeds:
+            for name in methods:
+                model = {k: v for k, v in methods[name].items() if k != "_loss"}
+                # about 8 validations per run, however many (tiny) epochs a few-shot run has
+                cfg = _merge(base, {"model": model, "loss": methods[name].get("_loss", {}),
+                                    "trainer": {"max_epochs": epochs, "seed": seed,
+                                                "check_val_every_n_epoch": max(1, epochs // 8)},
+                                    "data": {"few_shot": {"shots": shots, "seed": seed}}})
+                jobs.append((name, setting, seed, cfg, out / "runs" / f"{setting}-{_slug(name)}-s{seed}"))
     results: list[RunResult] = []
-    bar = tqdm(jobs, desc="training", unit="run", disable=not opts.progress)
-    for name, (setting, shots, epochs), seed in bar:
+    bar = tqdm(total=len(jobs), desc="training", unit="run", disable=not opts.progress)
+    workers = max(1, min(opts.jobs, len(jobs)))
+    pool = None
+    if workers == 1:
+        outcomes = (_train_one(cfg, run_dir, 0) for _, _, _, cfg, run_dir in jobs)
+    else:
+        # Runs are small and partly Python-bound: one single-threaded process per core gets more done than one
+        # process with two threads. Lightning runs unchanged inside each worker.
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+        futures = [pool.submit(_train_one, cfg, run_dir, 1) for _, _, _, cfg, run_dir in jobs]
+        outcomes = (f.result() for f in futures)
+    for (name, setting, seed, _, run_dir), test in zip(jobs, outcomes):
         bar.set_postfix_str(f"{setting} {name} seed {seed}")
-        cfg = _merge(base, {"model": methods[name], "trainer": {"max_epochs": epochs, "seed": seed},
-                            "data": {"few_shot": {"shots": shots, "seed": seed}}})
-        slug = f"{setting}-{_slug(name)}-s{seed}"
-        run = api.fit(cfg, run_dir=out / "runs" / slug)
-        test = run.metrics["best"]["test"] if run.metrics.get("best") else run.metrics["last"]["test"]
-        res = RunResult(name, setting, seed, {k: v for k, v in test.items() if isinstance(v, (int, float))},
-                        run.run_dir)
-        protos = run.run_dir / "prototypes.npy"
+        bar.update()
+        res = RunResult(name, setting, seed, test, run_dir)
+        protos = run_dir / "prototypes.npy"
         if protos.is_file():
             from ordinalclip.metrics import ordinality_score
 
@@ -212,6 +234,8 @@ def run_demo(opts: DemoOptions) -> tuple[str, Path]:
             res.ordinality = scores[max(scores)]
         results.append(res)
     bar.close()
+    if pool is not None:
+        pool.shutdown()
 
     table = summary_table(results, [s for s, _, _ in settings], list(methods))
     _write_csv(results, out / "results.csv")
@@ -281,6 +305,20 @@ def _fmt(values: Sequence[float], pct: bool = False) -> str:
         return f"{mean:.1f}%" if pct else f"{mean:.3f}"
     std = statistics.pstdev(values) * scale
     return f"{mean:.1f} ± {std:.1f}%" if pct else f"{mean:.3f} ± {std:.3f}"
+
+
+def _train_one(cfg: dict, run_dir: Path, threads: int) -> dict[str, float]:
+    """Train one demo run; returns its test metrics (best checkpoint on val, else last)."""
+    from ordinalclip import api
+    from ordinalclip.engine.trainer import quiet_lightning
+
+    if threads:
+        torch.set_num_threads(threads)
+    quiet_lightning()
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    run = api.fit(cfg, run_dir=run_dir)
+    test = run.metrics["best"]["test"] if run.metrics.get("best") else run.metrics["last"]["test"]
+    return {k: v for k, v in test.items() if isinstance(v, (int, float))}
 
 
 def _slug(text: str) -> str:

@@ -25,7 +25,34 @@ class _LogitScale(nn.Module):
         return self.value.exp()
 
 
-class OrdinalCLIP(nn.Module):
+class _PrototypeModel(nn.Module):
+    """What every prototype model shares: logits = s * cos(image feature, prototype), s = exp(log scale).
+
+    Subclasses set ``image_tower`` and ``logit_scale`` and define ``prototypes()`` -> (C, E) normalised.
+    """
+
+    output_kind = "softmax"
+    image_tower: nn.Module
+    logit_scale: _LogitScale
+
+    def prototypes(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, ...) -> (B, E) L2-normalised image features."""
+        return F.normalize(self.image_tower(images), dim=-1)
+
+    def forward(self, images: torch.Tensor, prototypes: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C) logits; pass ``prototypes`` (C, E, normalised) to reuse ones computed earlier (e.g. in eval)."""
+        return self.forward_features(self.image_tower(images), prototypes)
+
+    def forward_features(self, features: torch.Tensor, prototypes: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, E) image-tower features -> (B, C) logits (the part after the image tower)."""
+        protos = self.prototypes() if prototypes is None else prototypes
+        return self.logit_scale() * F.normalize(features, dim=-1) @ protos.t()
+
+
+class OrdinalCLIP(_PrototypeModel):
     """Image tower + prompt learner + text tower -> (B, C) logits.
 
     Args:
@@ -35,8 +62,6 @@ class OrdinalCLIP(nn.Module):
         log_logit_scale: log s; use the CLIP checkpoint's value to match the reference (it never trains it).
         learn_logit_scale: train log s as well.
     """
-
-    output_kind = "softmax"
 
     def __init__(self, image_tower: nn.Module, prompt_learner: nn.Module, text_tower: nn.Module,
                  log_logit_scale: float = math.log(1 / 0.07), learn_logit_scale: bool = False):
@@ -61,18 +86,6 @@ class OrdinalCLIP(nn.Module):
         """(C, E) L2-normalised language prototypes, one per rank."""
         return F.normalize(self.text_features(), dim=-1)
 
-    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, ...) -> (B, E) L2-normalised image features."""
-        return F.normalize(self.image_tower(images), dim=-1)
-
-    def forward(self, images: torch.Tensor, prototypes: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, C) logits; pass ``prototypes`` (C, E, normalised) to reuse ones computed earlier (e.g. in eval)."""
-        return self.forward_features(self.image_tower(images), prototypes)
-
-    def forward_features(self, features: torch.Tensor, prototypes: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, E) image-tower features -> (B, C) logits (the part after the image tower)."""
-        protos = self.prototypes() if prototypes is None else prototypes
-        return self.logit_scale() * F.normalize(features, dim=-1) @ protos.t()
 
     @torch.no_grad()
     def to_head(self) -> CosineClassifier:
@@ -86,7 +99,7 @@ class OrdinalCLIP(nn.Module):
         return head
 
 
-class CosineClassifier(nn.Module):
+class CosineClassifier(_PrototypeModel):
     """Image tower + C prototype vectors compared by cosine similarity.
 
     With ``learnable=True`` it is the reference's CNN baseline (random prototypes, fixed scale 100); with fixed
@@ -99,8 +112,6 @@ class CosineClassifier(nn.Module):
         prototypes: optional (C, E) initial/fixed prototypes (normalised on use).
         learnable: train the prototypes.
     """
-
-    output_kind = "softmax"
 
     def __init__(self, image_tower: nn.Module, num_ranks: int, log_logit_scale: float = math.log(100.0),
                  prototypes: torch.Tensor | None = None, learnable: bool = True):
@@ -123,14 +134,3 @@ class CosineClassifier(nn.Module):
         """(C, E) L2-normalised prototypes."""
         return F.normalize(self.weight, dim=-1)
 
-    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.image_tower(images), dim=-1)
-
-    def forward(self, images: torch.Tensor, prototypes: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, C) logits; pass ``prototypes`` (C, E, normalised) to reuse ones computed earlier (e.g. in eval)."""
-        return self.forward_features(self.image_tower(images), prototypes)
-
-    def forward_features(self, features: torch.Tensor, prototypes: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, E) image-tower features -> (B, C) logits (the part after the image tower)."""
-        protos = self.prototypes() if prototypes is None else prototypes
-        return self.logit_scale() * F.normalize(features, dim=-1) @ protos.t()
