@@ -1,0 +1,136 @@
+"""Timing and memory helpers shared by the benchmark scripts.
+
+All comparisons are made in one process, alternating the variants round by round (the order flips every round so
+neither variant always runs right after the other), after warm-up runs that take first-touch allocation out of the
+timings. Figures are medians.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def setup_threads(num_threads: int = 2) -> None:
+    """Pin intra-op threads (the reference timings used 2) and one inter-op thread."""
+    torch.set_num_threads(num_threads)
+    # can only be set before the first parallel op: a second call in one process keeps the first setting
+    with contextlib.suppress(RuntimeError):
+        torch.set_num_interop_threads(1)
+
+
+def time_once(fn: Callable[[], object]) -> float:
+    """Wall-clock seconds of one call."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def alternate(
+    variants: dict[str, Callable[[], object]], repeats: int, warmup: int = 1
+) -> dict[str, list[float]]:
+    """Time each variant ``repeats`` times, interleaved round by round, after ``warmup`` untimed calls each.
+
+    Returns:
+        {name: [seconds per timed call]} in call order.
+    """
+    names = list(variants)
+    for _ in range(warmup):
+        for name in names:
+            variants[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names if r % 2 == 0 else reversed(names):
+            times[name].append(time_once(variants[name]))
+    return times
+
+
+def median(xs: list[float]) -> float:
+    return float(statistics.median(xs))
+
+
+def spread(xs: list[float]) -> str:
+    """'median (min-max)' in seconds, for tables."""
+    return f"{median(xs):.3f} ({min(xs):.3f}-{max(xs):.3f})"
+
+
+def peak_memory_bytes(fn: Callable[[], object]) -> int:
+    """Peak bytes of CPU tensors alive during ``fn()`` above what was alive when it started.
+
+    Read from torch's profiler: every CPU allocation event carries the allocator's running total of live bytes, so
+    the maximum of that total minus the total before the first allocation is the peak that ``fn`` added (weights and
+    inputs that already existed are excluded; allocator caching and Python objects are not counted). The profiler
+    slows ``fn`` down, so never time a call measured here.
+    """
+    from torch._C._profiler import _EventType
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    totals: list[tuple[int, int, int]] = []
+    stack = list(prof.profiler.kineto_results.experimental_event_tree())
+    while stack:
+        event = stack.pop()
+        stack.extend(event.children)
+        if event.tag == _EventType.Allocation:
+            f = event.extra_fields
+            totals.append((event.start_time_ns, f.alloc_size, f.total_allocated))
+    if not totals:
+        raise RuntimeError(
+            "peak_memory_bytes: the profiler recorded no CPU allocation inside the measured call"
+        )
+    totals.sort()
+    _, first_size, first_total = totals[0]
+    before = first_total - first_size
+    return max(total for _, _, total in totals) - before
+
+
+def check_finite(figures: dict[str, float], where: str) -> None:
+    """Fail loudly if a figure is NaN or infinite (a broken benchmark must not print a plausible table)."""
+    bad = {k: v for k, v in figures.items() if isinstance(v, float) and not math.isfinite(v)}
+    if bad:
+        raise RuntimeError(f"{where}: non-finite figures {bad}")
+
+
+def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join("---" for _ in headers) + " |"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_json(path: str | os.PathLike, figures: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
+
+
+def load_note() -> str:
+    """The 1-minute load average: other jobs on a 2-core machine slow 2-thread runs a lot, so print it with timings."""
+    return f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
+
+
+def machine() -> str:
+    """One line naming the CPU, core count and torch build, for the results file."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} logical CPUs, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+        f"Python {platform.python_version()}"
+    )

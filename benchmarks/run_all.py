@@ -1,0 +1,126 @@
+"""Run every benchmark in one process, one after the other, and print one Markdown table with the targets.
+
+    python benchmarks/run_all.py [--json PATH] [--markdown PATH] [--tiny]
+
+Repetitions are chosen so the suite takes well under 10 minutes on a 2-core CPU; each script can be run alone with
+more repetitions (see its ``--help``). The table also goes to ``benchmarks/results/latest.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import export_inference  # noqa: E402
+import text_path  # noqa: E402
+import train_step  # noqa: E402
+from common import RESULTS_DIR, machine, markdown_table, write_json  # noqa: E402
+
+# figure -> (comparison, bound); None = reported without a target
+TARGETS: dict[str, tuple[str, float] | None] = {
+    "text_forward_speedup": (">=", 20.0),
+    "text_forward_backward_speedup": (">=", 15.0),
+    "text_memory_ratio": (">=", 5.0),
+    "text_max_abs_diff": ("<=", 1e-4),
+    "step_overhead_bs8": ("<=", 1.1),
+    "step_overhead_bs32": None,
+    "step_overhead_vit_bs8": None,
+    "step_overhead_vit_bs32": None,
+    "step_images_per_s": None,
+    "step_images_per_s_cnn": None,
+    "export_vs_linear": ("<=", 1.02),
+    "export_head_overhead": None,
+    "full_vs_exported": None,
+    "export_max_abs_logit_diff": ("<=", 1e-6),
+}
+DESCRIPTION = {
+    "text_forward_speedup": "text path, naive 77 positions / ours, forward (no grad), C = 100, ViT-B/16 text",
+    "text_forward_backward_speedup": "same, forward + backward into the prompts",
+    "text_memory_ratio": "same, peak tensor memory of forward + backward, naive / ours",
+    "text_max_abs_diff": "largest absolute difference of the prototype features, naive vs ours",
+    "step_overhead_bs8": "training step OrdinalCLIP / CNN baseline, VGG-16 + RN50 text, batch 8",
+    "step_overhead_bs32": "same, batch 32",
+    "step_overhead_vit_bs8": "same, CLIP ViT-B/16 towers, batch 8",
+    "step_overhead_vit_bs32": "same, CLIP ViT-B/16 towers, batch 32",
+    "step_images_per_s": "OrdinalCLIP training images/s, VGG-16, batch 32",
+    "step_images_per_s_cnn": "CNN baseline training images/s, VGG-16, batch 32",
+    "export_vs_linear": "inference, exported head / linear head, VGG-16, batch 32",
+    "export_head_overhead": "exported head minus linear head (heads alone), as a fraction of the linear model",
+    "full_vs_exported": "inference, full model (prototypes recomputed) / exported",
+    "export_max_abs_logit_diff": "largest absolute logit difference, full model vs exported",
+}
+
+
+def passes(value: float, target: tuple[str, float]) -> bool:
+    op, bound = target
+    return value >= bound if op == ">=" else value <= bound
+
+
+def fmt(value: float) -> str:
+    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
+        return f"{value:.2e}"
+    return f"{value:.3f}"
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    """Run text_path, train_step and export_inference; print/write the table; return every figure."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--json", help="write every figure to this JSON file")
+    ap.add_argument("--markdown", default=str(RESULTS_DIR / "latest.md"), help="where the table goes")
+    ap.add_argument("--tiny", action="store_true", help="tiny towers, 2 repetitions (smoke test)")
+    args = ap.parse_args(argv)
+    start, load_before = time.perf_counter(), os.getloadavg()
+    if args.tiny:
+        tiny = ["--tiny", "--threads", "1"]  # 2 threads on a busy 2-core machine stall at every barrier
+        text_args = [*tiny, "--repeats", "2", "--grad-repeats", "2", "--warmup", "0"]
+        step_args = [*tiny, "--repeats", "2", "--warmup", "1"]
+        export_args = [*tiny, "--repeats", "2", "--warmup", "1", "--head-repeats", "5"]
+    else:  # ~8 min on a quiet 2-core machine; the exactness pass of text_path doubles as its warm-up
+        text_args = ["--repeats", "5", "--grad-repeats", "3", "--warmup", "0"]
+        step_args = ["--repeats", "3", "--warmup", "1"]
+        export_args = ["--repeats", "3", "--warmup", "1"]
+
+    figures: dict[str, float] = {}
+    print("## text path\n")
+    figures.update({f"text_{k}": v for k, v in text_path.main(text_args).items()})
+    print("\n## training step\n")
+    figures.update(train_step.main(step_args))
+    print("\n## exported inference\n")
+    figures.update(export_inference.main(export_args))
+    elapsed = time.perf_counter() - start
+    load_after = os.getloadavg()
+
+    rows = []
+    for key, target in TARGETS.items():
+        value = figures[key]
+        verdict = "-" if target is None else ("pass" if passes(value, target) else "FAIL")
+        bound = "-" if target is None else f"{target[0]} {fmt(target[1])}"
+        rows.append([f"`{key}`", fmt(value), bound, verdict, DESCRIPTION[key]])
+    table = markdown_table(["figure", "value", "target", "", "what"], rows)
+    header = (
+        f"Benchmarks of {dt.date.today().isoformat()} on {machine()}; {elapsed / 60:.1f} min; "
+        f"load average before/after {load_before[0]:.2f}/{load_after[0]:.2f} (other jobs on the machine add noise)."
+        + (" TINY smoke-test sizes: not real figures." if args.tiny else "")
+    )
+    report = f"{header}\n\n{table}\n"
+    print("\n## summary\n\n" + report)
+    md = Path(args.markdown)
+    md.parent.mkdir(parents=True, exist_ok=True)
+    md.write_text(report)
+    if args.json:
+        write_json(args.json, figures)
+    bad = [k for k, v in figures.items() if not math.isfinite(v)]
+    if bad:
+        raise RuntimeError(f"run_all: non-finite figures {bad}")
+    return figures
+
+
+if __name__ == "__main__":
+    main()
