@@ -325,6 +325,12 @@ def _setup_logging(verbose: bool) -> None:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
         ours.addHandler(handler)
+    # Console handlers keep the stream they were made with; point them at the current stderr, which a caller
+    # (a notebook, a test harness) may have replaced since an earlier call.
+    for name in ("ordinalclip", "lightning.pytorch", "lightning.fabric"):
+        for h in logging.getLogger(name).handlers:
+            if type(h) is logging.StreamHandler:
+                h.stream = sys.stderr  # not setStream: it flushes the old stream, which may be closed
     ours.setLevel(logging.DEBUG if verbose else logging.INFO)
     # Lightning's own info lines (devices found, "Restoring states from ...") only with --verbose.
     logging.getLogger("lightning.pytorch").setLevel(logging.INFO if verbose else logging.WARNING)
