@@ -29,6 +29,7 @@ from benchmarks.common import (
     spread,
     write_json,
 )
+from benchmarks.text_path import tiny_custom
 from PIL import Image
 
 from ordinalclip.data import ImageDataset, Sample, build_transforms
@@ -69,10 +70,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     print(f"{torch.get_num_threads()} threads, {load_note()}")
     torch.manual_seed(0)
     if args.tiny:
-        custom = {"embed_dim": 32, "vision_cfg": {"layers": 2, "width": 64, "patch_size": 16, "image_size": 32,
-                                                  "head_width": 32},
-                  "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}}
-        bundle, size = load_clip(custom=custom), 32
+        bundle, size = load_clip(custom=tiny_custom()), 32
     else:
         bundle, size = load_clip("ViT-B-16"), 224
     text = ClipTextTower(bundle.model, bundle.tokenizer)
