@@ -13,13 +13,18 @@ and images per second of the image loader vs what a training step consumes.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from benchmarks.common import (
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (  # noqa: E402
     alternate,
     check_finite,
     load_note,
@@ -29,12 +34,10 @@ from benchmarks.common import (
     spread,
     write_json,
 )
-from benchmarks.text_path import tiny_custom
-from PIL import Image
-
-from ordinalclip.data import ImageDataset, Sample, build_transforms
-from ordinalclip.losses import ordinalclip_loss
-from ordinalclip.modeling import ClipImageTower, ClipTextTower, OrdinalCLIP, RankPromptLearner, load_clip
+from ordinalclip.data import ImageDataset, Sample, build_transforms  # noqa: E402
+from ordinalclip.losses import ordinalclip_loss  # noqa: E402
+from ordinalclip.modeling import ClipImageTower, ClipTextTower, OrdinalCLIP, RankPromptLearner, load_clip  # noqa: E402
+from text_path import tiny_custom  # noqa: E402
 
 
 def _write_jpegs(folder: Path, n: int, size: int) -> list[Sample]:
@@ -48,11 +51,14 @@ def _write_jpegs(folder: Path, n: int, size: int) -> list[Sample]:
     return samples
 
 
-def _loader(samples: list[Sample], train: bool, size: int, batch: int, workers: int) -> torch.utils.data.DataLoader:
+def _loader(
+    samples: list[Sample], train: bool, size: int, batch: int, workers: int
+) -> torch.utils.data.DataLoader:
     resize = round(size * 256 / 224)
     ds = ImageDataset(samples, build_transforms(train, size=size, resize=resize))
-    return torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=train, num_workers=workers,
-                                       persistent_workers=workers > 0)
+    return torch.utils.data.DataLoader(
+        ds, batch_size=batch, shuffle=train, num_workers=workers, persistent_workers=workers > 0
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -124,10 +130,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     }
     check_finite(figures, "data_path")
     rows = [
-        [f"epoch, {args.images} images, re-encoding with the frozen tower", spread(times["re-encode"]), "1.0x"],
+        [
+            f"epoch, {args.images} images, re-encoding with the frozen tower",
+            spread(times["re-encode"]),
+            "1.0x",
+        ],
         [f"epoch, {args.images} images, cached features", spread(times["cached"]), f"{t_re / t_ca:.1f}x"],
-        [f"loader ({args.workers} workers), train transform", spread(load_times),
-         f"{figures['loader_images_per_s']:.0f} img/s"],
+        [
+            f"loader ({args.workers} workers), train transform",
+            spread(load_times),
+            f"{figures['loader_images_per_s']:.0f} img/s",
+        ],
     ]
     print(markdown_table(["what", f"s, median (min-max) of {args.repeats}", "figure"], rows))
     if args.json:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import data_path  # noqa: E402
 import export_inference  # noqa: E402
 import text_path  # noqa: E402
 import train_step  # noqa: E402
@@ -39,6 +40,8 @@ TARGETS: dict[str, tuple[str, float] | None] = {
     "export_head_overhead": None,
     "full_vs_exported": None,
     "export_max_abs_logit_diff": ("<=", 1e-6),
+    "feature_cache_speedup": (">=", 50.0),
+    "loader_images_per_s": None,
 }
 DESCRIPTION = {
     "text_forward_speedup": "text path, naive 77 positions / ours, forward (no grad), C = 100, ViT-B/16 text",
@@ -55,6 +58,8 @@ DESCRIPTION = {
     "export_head_overhead": "exported head minus linear head (heads alone), as a fraction of the linear model",
     "full_vs_exported": "inference, full model (prototypes recomputed) / exported",
     "export_max_abs_logit_diff": "largest absolute logit difference, full model vs exported",
+    "feature_cache_speedup": "epoch re-encoding images with a frozen ViT-B/16 / epoch from cached features, OrdinalCLIP",
+    "loader_images_per_s": "input pipeline images/s (decode, resize, crop, flip; 2 workers); compare step_images_per_s",
 }
 
 
@@ -82,18 +87,28 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         text_args = [*tiny, "--repeats", "2", "--grad-repeats", "2", "--warmup", "0"]
         step_args = [*tiny, "--repeats", "2", "--warmup", "1"]
         export_args = [*tiny, "--repeats", "2", "--warmup", "1", "--head-repeats", "5"]
-    else:  # ~8 min on a quiet 2-core machine; the exactness pass of text_path doubles as its warm-up
+        data_args = [*tiny, "--images", "8", "--batch", "4", "--repeats", "1", "--workers", "0"]
+    else:
+        # ~9 min on an idle 2-core machine. Warm-up calls come from elsewhere: text_path's and export_inference's
+        # exactness checks, and train_step's first (RAdam-initialising) step per size; the median of 3 absorbs a
+        # slower first timed step at batch 32.
         text_args = ["--repeats", "5", "--grad-repeats", "3", "--warmup", "0"]
-        step_args = ["--repeats", "3", "--warmup", "1"]
-        export_args = ["--repeats", "3", "--warmup", "1"]
+        step_args = ["--repeats", "3", "--warmup", "0"]
+        export_args = ["--repeats", "3", "--warmup", "0"]
+        data_args = ["--images", "64", "--repeats", "2"]  # about 1 min: keeps the suite near 10 min
 
     figures: dict[str, float] = {}
-    print("## text path\n")
-    figures.update({f"text_{k}": v for k, v in text_path.main(text_args).items()})
-    print("\n## training step\n")
-    figures.update(train_step.main(step_args))
-    print("\n## exported inference\n")
-    figures.update(export_inference.main(export_args))
+    sections = [
+        ("text path", "text_", text_path.main, text_args),
+        ("training step", "", train_step.main, step_args),
+        ("exported inference", "", export_inference.main, export_args),
+        ("feature cache and input pipeline", "", data_path.main, data_args),
+    ]
+    for title, prefix, run, run_args in sections:
+        print(f"## {title}\n")
+        t0 = time.perf_counter()
+        figures.update({prefix + k: v for k, v in run(run_args).items()})
+        print(f"({title}: {time.perf_counter() - t0:.0f} s)\n")
     elapsed = time.perf_counter() - start
     load_after = os.getloadavg()
 
@@ -106,7 +121,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     table = markdown_table(["figure", "value", "target", "", "what"], rows)
     header = (
         f"Benchmarks of {dt.date.today().isoformat()} on {machine()}; {elapsed / 60:.1f} min; "
-        f"load average before/after {load_before[0]:.2f}/{load_after[0]:.2f} (other jobs on the machine add noise)."
+        f"load average before/after {load_before[0]:.2f}/{load_after[0]:.2f} (the run itself adds about 2; anything above that is other jobs, i.e. noise)."
         + (" TINY smoke-test sizes: not real figures." if args.tiny else "")
     )
     report = f"{header}\n\n{table}\n"

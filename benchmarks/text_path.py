@@ -3,7 +3,8 @@
 A random CLIP text tower of ViT-B/16 size (12 layers, width 512, E = 512), C = 100 ranks from C' = 3 base ranks, the
 context "age estimation: the age of the person is" (m = 10), rank tokens at the tail. Both variants compute all C
 prototypes from the prompt parameters (prompt learner included), forward without grad and forward+backward with
-gradients reaching the prompt parameters, timed alternately in this one process after a warm-up.
+gradients reaching the prompt parameters, timed alternately in this one process. The exactness check (one call of
+each) and the memory measurement run first and warm both paths up; ``--warmup`` adds untimed calls.
 
 Peak memory: bytes of CPU tensors alive at the worst moment of one call, above what was alive before it (torch's
 profiler allocation events, see ``common.peak_memory_bytes``). The frozen weights are the same for both variants

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
-from benchmarks.data_path import main
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from data_path import main  # noqa: E402
 
 
 def test_data_path_benchmark_runs(tmp_path):

@@ -84,7 +84,8 @@ def test_fast_paths_equal_naive(tower, kw):
         _features(tower, learner, path).pow(2).sum().backward()
         grads[path] = (learner.context.grad.clone(), learner.base_ranks.grad.clone())
     for a, b in zip(grads["naive"], grads["shared_prefix"]):
-        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+        # float32 rounding of sums over 77 vs 14 positions scales with the gradient's size
+        torch.testing.assert_close(a, b, atol=max(1e-4, 2e-6 * float(b.abs().max())), rtol=1e-4)
 
 
 def test_layouts_place_tokens_where_the_spec_says(tower):
