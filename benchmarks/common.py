@@ -134,3 +134,12 @@ def machine() -> str:
         f"{cpu}, {os.cpu_count()} logical CPUs, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
         f"Python {platform.python_version()}"
     )
+
+
+def finish(headers: list[str], rows: list[list[str]], figures: dict[str, float], json_path: str | None) -> dict:
+    """Print a script's table and the load after it, write its figures as JSON if asked, return them."""
+    print(markdown_table(headers, rows))
+    print(f"after: {load_note()}")
+    if json_path:
+        write_json(json_path, figures)
+    return figures

@@ -27,12 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     alternate,
     check_finite,
+    finish,
     load_note,
-    markdown_table,
     median,
     setup_threads,
     spread,
-    write_json,
 )
 from ordinalclip.data import ImageDataset, Sample, build_transforms  # noqa: E402
 from ordinalclip.losses import ordinalclip_loss  # noqa: E402
@@ -142,10 +141,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             f"{figures['loader_images_per_s']:.0f} img/s",
         ],
     ]
-    print(markdown_table(["what", f"s, median (min-max) of {args.repeats}", "figure"], rows))
-    if args.json:
-        write_json(args.json, figures)
-    return figures
+    return finish(["what", f"s, median (min-max) of {args.repeats}", "figure"], rows, figures, args.json)
 
 
 if __name__ == "__main__":

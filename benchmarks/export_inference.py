@@ -25,7 +25,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import alternate, check_finite, load_note, markdown_table, median, setup_threads, write_json  # noqa: E402
+from common import alternate, check_finite, finish, load_note, median, setup_threads  # noqa: E402
 from ordinalclip.modeling import CosineClassifier, FeatureTower, OrdinalCLIP, RankPromptLearner  # noqa: E402
 from text_path import CONTEXT  # noqa: E402
 from train_step import NUM_RANKS, build_towers  # noqa: E402
@@ -118,11 +118,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "/ linear",
         f"head alone, us (median of {args.head_repeats})",
     ]
-    print(markdown_table(headers, rows))
-    print(f"after: {load_note()}")
-    if args.json:
-        write_json(args.json, figures)
-    return figures
+    return finish(headers, rows, figures, args.json)
 
 
 if __name__ == "__main__":

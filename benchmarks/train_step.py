@@ -31,7 +31,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import alternate, check_finite, load_note, markdown_table, median, setup_threads, write_json  # noqa: E402
+from common import alternate, check_finite, finish, load_note, median, setup_threads  # noqa: E402
 from ordinalclip.losses import ordinalclip_loss  # noqa: E402
 from ordinalclip.modeling import (  # noqa: E402
     ClipImageTower,
@@ -193,11 +193,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "forward+loss / backward / optimizer s",
         "images/s",
     ]
-    print(markdown_table(headers, rows))
-    print(f"after: {load_note()}")
-    if args.json:
-        write_json(args.json, figures)
-    return figures
+    return finish(headers, rows, figures, args.json)
 
 
 if __name__ == "__main__":
