@@ -30,17 +30,34 @@ def setup_threads(num_threads: int = 2) -> None:
         torch.set_num_interop_threads(1)
 
 
-def time_once(fn: Callable[[], object]) -> float:
-    """Wall-clock seconds of one call."""
+def device_sync(device: str | torch.device) -> Callable[[], None] | None:
+    """What to call before reading the clock on ``device``: CUDA kernels run asynchronously, CPU ops do not."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return None
+
+
+def time_once(fn: Callable[[], object], sync: Callable[[], object] | None = None) -> float:
+    """Wall-clock seconds of one call; ``sync`` (see :func:`device_sync`) runs before both clock reads."""
+    if sync is not None:
+        sync()  # work queued before the call must not be billed to it
     start = time.perf_counter()
     fn()
+    if sync is not None:
+        sync()
     return time.perf_counter() - start
 
 
 def alternate(
-    variants: dict[str, Callable[[], object]], repeats: int, warmup: int = 1
+    variants: dict[str, Callable[[], object]],
+    repeats: int,
+    warmup: int = 1,
+    sync: Callable[[], object] | None = None,
 ) -> dict[str, list[float]]:
     """Time each variant ``repeats`` times, interleaved round by round, after ``warmup`` untimed calls each.
+
+    ``sync`` is passed to :func:`time_once` (needed on CUDA; None on CPU).
 
     Returns:
         {name: [seconds per timed call]} in call order.
@@ -52,7 +69,7 @@ def alternate(
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
         for name in names if r % 2 == 0 else reversed(names):
-            times[name].append(time_once(variants[name]))
+            times[name].append(time_once(variants[name], sync))
     return times
 
 

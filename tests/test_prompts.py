@@ -130,3 +130,32 @@ def test_plain_learner_fast_path_exact(tower):
     learner = PlainPromptLearner(tower, 6, num_context_tokens=5)
     naive = _features(tower, learner, "naive")
     torch.testing.assert_close(_features(tower, learner, "shared_prefix"), naive, atol=2e-5, rtol=0)
+
+
+@pytest.mark.slow
+def test_shared_prefix_compiles_under_bf16_autocast(tower):
+    """torch.compile + bf16 autocast of the fast path gives finite prompt gradients close to eager float32.
+
+    Regression: the softmax shift (amax of concatenated prefix and suffix scores) made the compiled bf16 CPU
+    backward return NaN until the shift was detached (it cancels, so detaching is exact).
+    """
+    torch.manual_seed(1)
+    learner = RankPromptLearner(tower, 12, 3, context_init="a photo of a")
+    tower.path = "shared_prefix"
+
+    def grads(fn) -> list[torch.Tensor]:
+        learner.zero_grad()
+        fn().float().pow(2).sum().backward()
+        return [learner.context.grad.clone(), learner.base_ranks.grad.clone()]
+
+    eager = grads(lambda: tower(learner()))
+    compiled_tower = torch.compile(tower)
+
+    def bf16() -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return compiled_tower(learner())
+
+    for got, want in zip(grads(bf16), eager):
+        assert torch.isfinite(got).all()
+        # bf16 keeps ~3 significant digits: compare relative to the gradient's scale
+        assert float((got - want).abs().max()) <= 0.05 * float(want.abs().max())

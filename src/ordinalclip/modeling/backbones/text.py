@@ -207,7 +207,9 @@ def _attend_with_prefix(
     scores_prefix = torch.matmul(q.reshape(h, c * nq, dh), k_prefix.transpose(1, 2)).view(h, c, nq, p)
     scores_own = torch.matmul(q, k.transpose(-1, -2)).masked_fill(~allowed, float("-inf"))
     scores = torch.cat([scores_prefix, scores_own], dim=-1) * dh**-0.5
-    # normalise after the value product, as the fused kernel of the full path does (keeps rounding alike)
-    weights = (scores - scores.amax(dim=-1, keepdim=True)).exp()
+    # normalise after the value product, as the fused kernel of the full path does (keeps rounding alike). The shift
+    # cancels in the ratio, so its gradient is zero: detaching it is exact, saves backward work and avoids NaN
+    # gradients that torch.compile's bf16 CPU code gives for amax of a concatenation (torch 2.14).
+    weights = (scores - scores.amax(dim=-1, keepdim=True).detach()).exp()
     out = torch.matmul(weights[..., :p].reshape(h, c * nq, p), v_prefix).view(h, c, nq, dh)
     return (out + torch.matmul(weights[..., p:], v)) / weights.sum(dim=-1, keepdim=True)
