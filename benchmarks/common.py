@@ -2,7 +2,7 @@
 
 All comparisons are made in one process, alternating the variants round by round (the order flips every round so
 neither variant always runs right after the other), after warm-up runs that take first-touch allocation out of the
-timings. Figures are medians.
+timings. Times are medians; ratios are medians of per-round ratios (:func:`paired_ratio`).
 """
 
 from __future__ import annotations
@@ -75,6 +75,18 @@ def alternate(
 
 def median(xs: list[float]) -> float:
     return float(statistics.median(xs))
+
+
+def paired_ratio(times: dict[str, list[float]], num: str, den: str) -> float:
+    """Median over rounds of ``times[num][r] / times[den][r]`` (two variants timed in the same round of
+    :func:`alternate`).
+
+    Pairing cancels slow spells of the machine that last a round or more (they hit both calls of the round), so it
+    is more robust than the ratio of the two medians when two of a few samples of one variant fall into such a spell.
+    """
+    if len(times[num]) != len(times[den]) or not times[num]:
+        raise ValueError(f"paired_ratio: {num!r} and {den!r} need the same, non-zero number of rounds")
+    return median([a / b for a, b in zip(times[num], times[den])])
 
 
 def spread(xs: list[float]) -> str:

@@ -25,7 +25,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import alternate, check_finite, finish, load_note, median, setup_threads  # noqa: E402
+from common import alternate, check_finite, finish, load_note, median, paired_ratio, setup_threads  # noqa: E402
 from ordinalclip.modeling import CosineClassifier, FeatureTower, OrdinalCLIP, RankPromptLearner  # noqa: E402
 from text_path import CONTEXT  # noqa: E402
 from train_step import NUM_RANKS, build_towers  # noqa: E402
@@ -71,8 +71,8 @@ def run_size(size: str, args: argparse.Namespace, key: str) -> tuple[dict[str, f
     t = {k: median(v) for k, v in times.items()}
     th = {k: median(v) for k, v in head_times.items()}
     figures = {
-        f"export_vs_linear{key}": t["exported"] / t["linear"],
-        f"full_vs_exported{key}": t["full"] / t["exported"],
+        f"export_vs_linear{key}": paired_ratio(times, "exported", "linear"),
+        f"full_vs_exported{key}": paired_ratio(times, "full", "exported"),
         f"export_max_abs_logit_diff{key}": max_diff,
         # what the exported head costs beyond the linear one, as a fraction of the linear model's time
         f"export_head_overhead{key}": (th["exported"] - th["linear"]) / t["linear"],
@@ -82,7 +82,7 @@ def run_size(size: str, args: argparse.Namespace, key: str) -> tuple[dict[str, f
         figures[f"infer_s_{size}_{k}"] = t[k]
         head = f"{th[k] * 1e6:.0f}" if k in th else "-"
         spread = f"{t[k]:.3f} ({min(times[k]):.3f}-{max(times[k]):.3f})"
-        rows.append([size, k, spread, f"{t[k] / t['linear']:.3f}x", head])
+        rows.append([size, k, spread, f"{paired_ratio(times, k, 'linear'):.3f}x", head])
     print(f"{size}: max |logits full - exported| = {max_diff:.2e}")
     return figures, rows
 

@@ -3,8 +3,9 @@
 A random CLIP text tower of ViT-B/16 size (12 layers, width 512, E = 512), C = 100 ranks from C' = 3 base ranks, the
 context "age estimation: the age of the person is" (m = 10), rank tokens at the tail. Both variants compute all C
 prototypes from the prompt parameters (prompt learner included), forward without grad and forward+backward with
-gradients reaching the prompt parameters, timed alternately in this one process. The exactness check (one call of
-each) and the memory measurement run first and warm both paths up; ``--warmup`` adds untimed calls.
+gradients reaching the prompt parameters, timed alternately in this one process. The memory measurement (one call
+of each, whose outputs also give the exactness check) runs first and warms both paths up; ``--warmup`` adds untimed
+calls.
 
 Peak memory: bytes of CPU tensors alive at the worst moment of one call, above what was alive before it (torch's
 profiler allocation events, see ``common.peak_memory_bytes``). The frozen weights are the same for both variants
@@ -30,6 +31,7 @@ from common import (  # noqa: E402
     load_note,
     markdown_table,
     median,
+    paired_ratio,
     peak_memory_bytes,
     setup_threads,
     spread,
@@ -81,6 +83,15 @@ def make_calls(tower: ClipTextTower, learner: RankPromptLearner, path: str) -> t
     return forward, forward_backward
 
 
+def _keeping(store: dict, key: str, fn: Callable[[], torch.Tensor]) -> Callable[[], None]:
+    """``fn`` as a call that stores its result in ``store[key]``."""
+
+    def call() -> None:
+        store[key] = fn()
+
+    return call
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     """Run the comparison, print a table, return (and optionally write) the figures."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -101,27 +112,22 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     )
     calls = {name: make_calls(tower, learner, path) for name, path in VARIANTS.items()}
 
-    # exactness: features and prompt-parameter gradients of both paths
-    feats, grads = {}, {}
+    # peak memory of one call of each, whose outputs also give the exactness figures (features and prompt-parameter
+    # gradients of both paths); these calls are the warm-up of the timings below
+    feats, grads, peak = {}, {}, {}
     for name, (fwd, fwd_bwd) in calls.items():
-        feats[name] = fwd()
-        fwd_bwd()
+        peak[name, "forward"] = peak_memory_bytes(_keeping(feats, name, fwd))
+        peak[name, "forward_backward"] = peak_memory_bytes(fwd_bwd)
         grads[name] = torch.cat([p.grad.flatten() for p in (learner.context, learner.base_ranks)])
     max_abs_diff = float((feats["naive"] - feats["ours"]).abs().max())
     # gradients of sum(features) reach thousands through the final LayerNorm: compare relative to their scale
     grad_rel_diff = float((grads["naive"] - grads["ours"]).abs().max() / grads["naive"].abs().max())
-
-    peak = {
-        (name, kind): peak_memory_bytes(call)
-        for name, pair in calls.items()
-        for kind, call in zip(("forward", "forward_backward"), pair)
-    }
     fwd_times = alternate({n: c[0] for n, c in calls.items()}, args.repeats, args.warmup)
     bwd_times = alternate({n: c[1] for n, c in calls.items()}, args.grad_repeats, args.warmup)
 
     figures = {
-        "forward_speedup": median(fwd_times["naive"]) / median(fwd_times["ours"]),
-        "forward_backward_speedup": median(bwd_times["naive"]) / median(bwd_times["ours"]),
+        "forward_speedup": paired_ratio(fwd_times, "naive", "ours"),
+        "forward_backward_speedup": paired_ratio(bwd_times, "naive", "ours"),
         "memory_ratio": peak["naive", "forward_backward"] / peak["ours", "forward_backward"],
         "memory_ratio_forward": peak["naive", "forward"] / peak["ours", "forward"],
         "max_abs_diff": max_abs_diff,

@@ -7,6 +7,8 @@ import math
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
@@ -42,3 +44,22 @@ def test_run_all_tiny_writes_every_figure(tmp_path):
     table = out_md.read_text()
     assert "TINY" in table
     assert all(f"`{k}`" in table for k in run_all.TARGETS)
+
+
+def test_paired_ratio_is_the_median_of_per_round_ratios():
+    from common import paired_ratio
+
+    times = {"a": [2.0, 4.0, 9.0], "b": [1.0, 1.0, 3.0]}
+    assert paired_ratio(times, "a", "b") == 3.0  # rounds give 2, 4, 3; the ratio of medians would be 4
+    with pytest.raises(ValueError, match="same, non-zero number of rounds"):
+        paired_ratio({"a": [1.0], "b": [1.0, 2.0]}, "a", "b")
+
+
+def test_train_step_takes_repeats_per_batch_size():
+    import train_step
+
+    args = ["--tiny", "--threads", "1", "--sizes", "vgg16", "--batch-sizes", "2,4", "--warmup", "0"]
+    figures = train_step.main([*args, "--repeats", "2,1"])
+    assert {"step_overhead_bs2", "step_overhead_bs4"} <= set(figures)
+    with pytest.raises(SystemExit):
+        train_step.main([*args, "--repeats", "2,1,1"])
