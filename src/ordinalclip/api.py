@@ -48,6 +48,7 @@ __all__ = [
     "evaluate",
     "fit",
     "fit_folds",
+    "is_rank_zero",
     "load_checkpoint",
     "read_checkpoint",
     "resolve_config",
@@ -287,7 +288,8 @@ def _changed_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
 # ------------------------------------------------------------------------------------------------- fitting
 
 
-def _rank_zero() -> bool:
+def is_rank_zero() -> bool:
+    """True in a single-process run and in the first process of a distributed one (the one that writes files)."""
     return all(os.environ.get(v, "0") == "0" for v in ("RANK", "LOCAL_RANK", "NODE_RANK"))
 
 
@@ -334,7 +336,7 @@ def _evaluate_checkpoints(trainer: L.Trainer, module: OrdinalModule, dm: Ordinal
             out[tag] = None
             continue
         entry = _checkpoint_meta(path)
-        if out_dir is not None and _rank_zero() and hasattr(module.model, "prototypes"):
+        if out_dir is not None and is_rank_zero() and hasattr(module.model, "prototypes"):
             import numpy as np
 
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -355,7 +357,7 @@ def _evaluate_checkpoints(trainer: L.Trainer, module: OrdinalModule, dm: Ordinal
                     res = {"metrics": {k[len(split) + 1:]: v for k, v in logged[0].items()
                                        if k.startswith(f"{split}_")}}
                 res = res or {}
-                if out_dir is not None and _rank_zero() and "predictions" in res:
+                if out_dir is not None and is_rank_zero() and "predictions" in res:
                     _write_predictions(res, dm.eval_samples(split), out_dir / "predictions" / f"{split}_{tag}.csv")
                 entry[split] = res.get("metrics")
                 if "groups" in res:
@@ -426,10 +428,10 @@ def fit(config: ConfigLike | None = None, overrides: Iterable[str] = (), run_dir
         cfg.data.rank_offset = data.ranks.offset
 
     if out is None:
-        inherited = os.environ.get(RUN_DIR_ENV) if not _rank_zero() else None
+        inherited = os.environ.get(RUN_DIR_ENV) if not is_rank_zero() else None
         if run_dir is not None or inherited:
             out = Path(run_dir or inherited)  # type: ignore[arg-type]
-            if (out / "checkpoints" / "last.ckpt").is_file() and _rank_zero():
+            if (out / "checkpoints" / "last.ckpt").is_file() and is_rank_zero():
                 raise ConfigError(f"{out} already holds a run; continue it with resume={str(out)!r}")
             out.mkdir(parents=True, exist_ok=True)
         else:
@@ -438,7 +440,7 @@ def fit(config: ConfigLike | None = None, overrides: Iterable[str] = (), run_dir
     previous_env = os.environ.get(RUN_DIR_ENV)
     os.environ[RUN_DIR_ENV] = str(out)
     cache = _feature_cache(cfg, model, data)
-    if _rank_zero():
+    if is_rank_zero():
         if resume is None:
             save_splits(data, out / "splits")
         save_yaml(cfg, out / "config.yaml")
@@ -495,7 +497,7 @@ def fit(config: ConfigLike | None = None, overrides: Iterable[str] = (), run_dir
         "feature_cache": [str(p) for p in dict.fromkeys(cache.paths)] if cache is not None else None,
         "version": __version__,
     }
-    if _rank_zero():
+    if is_rank_zero():
         write_json(metrics, out / "metrics.json")
     return Run(out, cfg, metrics, best_path, last_path)
 

@@ -205,6 +205,8 @@ def _train(args: argparse.Namespace) -> int:
         if args.run_dir:
             raise ConfigError("--folds writes one folder per fold under a new parent: no --run-dir with it")
         result = api.fit_folds(args.config, overrides=args.overrides)
+        if not api.is_rank_zero():  # the other processes of a distributed run stay quiet
+            return 0
         print(f"folds {result.summary['folds']} in {result.run_dir}")
         rows = [(f"{tag} {split}", {k: v for k, v in result.summary[tag][split].items()})
                 for tag in ("best", "last") if tag in result.summary for split in ("val", "test")
@@ -213,6 +215,8 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     else:
         run = api.fit(args.config, overrides=args.overrides, run_dir=args.run_dir)
+    if not api.is_rank_zero():
+        return 0
     print(f"run folder: {run.run_dir}")
     _print_run(run.metrics)
     return 0
