@@ -37,7 +37,6 @@ TARGETS: dict[str, tuple[str, float] | None] = {
     "step_images_per_s_cnn": None,
     "export_vs_linear": ("<=", 1.02),
     "export_head_overhead": None,
-    "full_vs_exported": None,
     "export_max_abs_logit_diff": ("<=", 1e-6),
     "feature_cache_speedup": (">=", 50.0),
     "feature_cache_flop_ratio": None,
@@ -55,7 +54,6 @@ DESCRIPTION = {
     "step_images_per_s_cnn": "CNN baseline training images/s, VGG-16, batch 32",
     "export_vs_linear": "inference, exported head / linear head, VGG-16, batch 32",
     "export_head_overhead": "exported head minus linear head (heads alone), as a fraction of the linear model",
-    "full_vs_exported": "inference, full model (prototypes recomputed) / exported",
     "export_max_abs_logit_diff": "largest absolute logit difference, full model vs exported",
     "feature_cache_speedup": "epoch re-encoding images with a frozen ViT-B/16 / epoch from cached features, "
     "OrdinalCLIP C = 100, batch 32",
@@ -100,7 +98,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         # ~2.5 min (run train_step.py alone for them)
         step_args = ["--repeats", "5,3", "--warmup", "0", "--sizes", "vgg16"]
         vit_args = ["--repeats", "5", "--warmup", "0", "--sizes", "vit_b16", "--batch-sizes", "8"]
-        export_args = ["--repeats", "3", "--warmup", "0"]
+        # the two models differ by 1e-5 of the time: 5 paired rounds keep the 2% target out of the noise; the full
+        # model's rounds (full_vs_exported) are left to export_inference.py alone
+        export_args = ["--repeats", "5", "--warmup", "0", "--skip-full"]
         # C = 100 only: the C = 8 head of data_path.py's default would add ~25 s
         data_args = ["--images", "32", "--repeats", "3", "--ranks", "100"]
 
