@@ -7,6 +7,7 @@ timings. Times are medians; ratios are medians of per-round ratios (:func:`paire
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import math
@@ -16,8 +17,11 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import torch
+
+T = TypeVar("T")
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -36,6 +40,16 @@ def device_sync(device: str | torch.device) -> Callable[[], None] | None:
     if device.type == "cuda":
         return lambda: torch.cuda.synchronize(device)
     return None
+
+
+def parse_common(ap: argparse.ArgumentParser, argv: list[str] | None, tiny_help: str) -> argparse.Namespace:
+    """Add the options every benchmark script takes (--threads, --tiny, --json), parse ``argv``, pin the threads."""
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--tiny", action="store_true", help=f"{tiny_help} (smoke test)")
+    ap.add_argument("--json", help="write the figures to this JSON file")
+    args = ap.parse_args(argv)
+    setup_threads(args.threads)
+    return args
 
 
 def time_once(fn: Callable[[], object], sync: Callable[[], object] | None = None) -> float:
@@ -94,8 +108,8 @@ def spread(xs: list[float]) -> str:
     return f"{median(xs):.3f} ({min(xs):.3f}-{max(xs):.3f})"
 
 
-def peak_memory_bytes(fn: Callable[[], object]) -> int:
-    """Peak bytes of CPU tensors alive during ``fn()`` above what was alive when it started.
+def peak_memory_bytes(fn: Callable[[], T]) -> tuple[int, T]:
+    """(Peak bytes of CPU tensors alive during ``fn()`` above what was alive when it started, ``fn()``'s result).
 
     Read from torch's profiler: every CPU allocation event carries the allocator's running total of live bytes, so
     the maximum of that total minus the total before the first allocation is the peak that ``fn`` added (weights and
@@ -106,7 +120,7 @@ def peak_memory_bytes(fn: Callable[[], object]) -> int:
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
+        result = fn()
     totals: list[tuple[int, int, int]] = []
     stack = list(prof.profiler.kineto_results.experimental_event_tree())
     while stack:
@@ -122,7 +136,7 @@ def peak_memory_bytes(fn: Callable[[], object]) -> int:
     totals.sort()
     _, first_size, first_total = totals[0]
     before = first_total - first_size
-    return max(total for _, _, total in totals) - before
+    return max(total for _, _, total in totals) - before, result
 
 
 def check_finite(figures: dict[str, float], where: str) -> None:

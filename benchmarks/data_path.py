@@ -39,7 +39,7 @@ from common import (  # noqa: E402
     load_note,
     median,
     paired_ratio,
-    setup_threads,
+    parse_common,
     spread,
 )
 from ordinalclip.data import ImageDataset, Sample, build_transforms  # noqa: E402
@@ -81,14 +81,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workers", type=int, default=2, help="loader worker processes")
     ap.add_argument("--loader-images", type=int, default=256, help="images per epoch of the loader measurement")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--tiny", action="store_true", help="tiny CLIP at 32x32 (smoke test)")
-    ap.add_argument("--json", help="write the figures to this JSON file")
-    args = ap.parse_args(argv)
+    args = parse_common(ap, argv, "tiny CLIP at 32x32")
     ranks = [int(c) for c in args.ranks.split(",") if c]
     if not ranks:
         ap.error("--ranks needs at least one rank count")
-    setup_threads(args.threads)
     print(f"{torch.get_num_threads()} threads, {load_note()}")
     torch.manual_seed(0)
     if args.tiny:
@@ -105,12 +101,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     with tempfile.TemporaryDirectory() as tmp:
         samples = _write_jpegs(Path(tmp), args.images, 256 if not args.tiny else 40)
-        dataset = ImageDataset(samples, build_transforms(False, size=size, resize=round(size * 256 / 224)))
-        eval_loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch)
+        eval_loader = _loader(samples, False, size, args.batch, 0)
+        dataset = eval_loader.dataset
         cache = FeatureCache(tower, {"bench": "data_path"}, Path(tmp) / "cache", batch_size=args.batch)
-        labels = torch.tensor([s.label for s in samples])
         cached_loader = torch.utils.data.DataLoader(
-            torch.utils.data.TensorDataset(cache.features(dataset), labels), batch_size=args.batch
+            torch.utils.data.TensorDataset(cache.features(dataset), torch.tensor(dataset.labels)),
+            batch_size=args.batch,
         )  # the one pass over the images (untimed): later epochs read what it stored
 
         def epochs(c: int) -> dict[str, Callable[[], None]]:

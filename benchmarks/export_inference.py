@@ -25,7 +25,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import alternate, check_finite, finish, load_note, median, paired_ratio, setup_threads  # noqa: E402
+from common import alternate, check_finite, finish, load_note, median, paired_ratio, parse_common  # noqa: E402
 from ordinalclip.modeling import CosineClassifier, FeatureTower, OrdinalCLIP, RankPromptLearner  # noqa: E402
 from text_path import CONTEXT  # noqa: E402
 from train_step import NUM_RANKS, build_towers  # noqa: E402
@@ -103,11 +103,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         action="store_true",
         help="time only linear vs exported (more rounds for the same time; the full model still runs the check)",
     )
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--tiny", action="store_true", help="tiny CLIP towers at 32x32 (smoke test)")
-    ap.add_argument("--json", help="write the figures to this JSON file")
-    args = ap.parse_args(argv)
-    setup_threads(args.threads)
+    args = parse_common(ap, argv, "tiny CLIP towers at 32x32")
     print(f"{torch.get_num_threads()} threads, {load_note()}")
     figures: dict[str, float] = {}
     rows: list[list[str]] = []

@@ -32,8 +32,8 @@ from common import (  # noqa: E402
     markdown_table,
     median,
     paired_ratio,
+    parse_common,
     peak_memory_bytes,
-    setup_threads,
     spread,
     write_json,
 )
@@ -83,26 +83,13 @@ def make_calls(tower: ClipTextTower, learner: RankPromptLearner, path: str) -> t
     return forward, forward_backward
 
 
-def _keeping(store: dict, key: str, fn: Callable[[], torch.Tensor]) -> Callable[[], None]:
-    """``fn`` as a call that stores its result in ``store[key]``."""
-
-    def call() -> None:
-        store[key] = fn()
-
-    return call
-
-
 def main(argv: list[str] | None = None) -> dict[str, float]:
     """Run the comparison, print a table, return (and optionally write) the figures."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=7, help="timed forward passes per variant (default 7)")
     ap.add_argument("--grad-repeats", type=int, default=5, help="timed forward+backward passes per variant")
     ap.add_argument("--warmup", type=int, default=1, help="untimed calls per variant before timing")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--tiny", action="store_true", help="tiny 2-layer tower (smoke test)")
-    ap.add_argument("--json", help="write the figures to this JSON file")
-    args = ap.parse_args(argv)
-    setup_threads(args.threads)
+    args = parse_common(ap, argv, "tiny 2-layer tower")
     tower, learner = build(args.tiny)
     prompts = learner()
     print(
@@ -116,8 +103,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     # gradients of both paths); these calls are the warm-up of the timings below
     feats, grads, peak = {}, {}, {}
     for name, (fwd, fwd_bwd) in calls.items():
-        peak[name, "forward"] = peak_memory_bytes(_keeping(feats, name, fwd))
-        peak[name, "forward_backward"] = peak_memory_bytes(fwd_bwd)
+        peak[name, "forward"], feats[name] = peak_memory_bytes(fwd)
+        peak[name, "forward_backward"], _ = peak_memory_bytes(fwd_bwd)
         grads[name] = torch.cat([p.grad.flatten() for p in (learner.context, learner.base_ranks)])
     max_abs_diff = float((feats["naive"] - feats["ours"]).abs().max())
     # gradients of sum(features) reach thousands through the final LayerNorm: compare relative to their scale

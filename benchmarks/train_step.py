@@ -32,7 +32,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import alternate, check_finite, finish, load_note, median, paired_ratio, setup_threads  # noqa: E402
+from common import alternate, check_finite, finish, load_note, median, paired_ratio, parse_common  # noqa: E402
 from ordinalclip.losses import ordinalclip_loss  # noqa: E402
 from ordinalclip.modeling import (  # noqa: E402
     ClipImageTower,
@@ -127,11 +127,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         help="timed steps per variant: one number, or one per batch size (e.g. 5,3 with --batch-sizes 8,32)",
     )
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps per variant and batch size")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--tiny", action="store_true", help="tiny CLIP towers at 32x32 (smoke test)")
-    ap.add_argument("--json", help="write the figures to this JSON file")
-    args = ap.parse_args(argv)
-    setup_threads(args.threads)
+    args = parse_common(ap, argv, "tiny CLIP towers at 32x32")
     print(f"{torch.get_num_threads()} threads, {load_note()}")
     sizes = [s for s in args.sizes.split(",") if s]
     batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b]
