@@ -21,8 +21,8 @@ from ordinalclip.config import RunConfig
 from ordinalclip.configtools import from_dict
 from ordinalclip.data import DataError, load_image
 from ordinalclip.engine.cache import FeatureCache
-from ordinalclip.engine.callbacks import NonFiniteLossError, TrainingInterrupted
-from ordinalclip.engine.data import eval_transform
+from ordinalclip.engine.errors import NonFiniteLossError, TrainingInterrupted
+from ordinalclip.engine.transforms import eval_transform, tower_preprocess
 from ordinalclip.metrics import ordinal_metrics
 from tests.test_engine_data import NUM_RANKS, list_data, make_images, tiny_config, write_lists
 
@@ -83,7 +83,7 @@ def test_load_checkpoint_and_evaluate_reproduce_the_reported_metrics(straight):
     run = straight
     model, cfg = load_checkpoint(run.best_checkpoint)
     assert cfg == run.config and not model.training
-    tf = eval_transform(cfg, model)
+    tf = eval_transform(cfg, tower_preprocess(model))
     samples = [line.split("\t") for line in (run.run_dir / "splits/test.txt").read_text().splitlines()
                if not line.startswith("#")]
     from ordinalclip.data import Sample

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ordinalclip import cli
+from ordinalclip.app import cli
 from ordinalclip.config import load_run_config
 from ordinalclip.data import ADIENCE_GROUPS, HCI_DECADES
 

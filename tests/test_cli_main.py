@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ordinalclip import cli
+from ordinalclip.app import cli
 from tests.test_engine_data import (
     COUNTS,
     NUM_RANKS,
@@ -154,7 +154,7 @@ def test_nan_loss_exits_1_naming_the_step(root: Path, tmp_path: Path, capsys):
 
 def test_interrupted_training_exits_143_with_the_resume_command(monkeypatch, capsys, tmp_path):
     from ordinalclip import api
-    from ordinalclip.engine.callbacks import TrainingInterrupted
+    from ordinalclip.engine.errors import TrainingInterrupted
 
     def interrupted(*args, **kwargs):
         err = TrainingInterrupted("SIGTERM", str(tmp_path / "last.ckpt"), 7)

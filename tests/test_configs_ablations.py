@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ordinalclip import cli
+from ordinalclip.app import cli
 from ordinalclip.config import RunConfig, load_run_config
 from ordinalclip.configtools import to_dict
 from ordinalclip.data import ADIENCE_GROUPS, HCI_DECADES

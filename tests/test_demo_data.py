@@ -11,8 +11,8 @@ from PIL import Image
 
 pytest.importorskip("skimage", reason="the demo photos come from scikit-image (pip install scikit-image)")
 
-from ordinalclip.data import demo  # noqa: E402
-from ordinalclip.data.demo import DemoDataset, blur_sigmas, build_blur_dataset, rank_names  # noqa: E402
+from ordinalclip.data import blur  # noqa: E402
+from ordinalclip.data.blur import DemoDataset, blur_sigmas, build_blur_dataset, rank_names  # noqa: E402
 
 CROPS, SIZE, LEVELS = 2, 32, 6
 N_PHOTOS = 20  # 17 scikit-image + 2 scikit-learn + 1 matplotlib photos
@@ -109,7 +109,7 @@ def test_cache_reused_half_built_rebuilt(tmp_path: Path, monkeypatch: pytest.Mon
         raise AssertionError("a complete cache must not be rebuilt")
 
     with monkeypatch.context() as m:
-        m.setattr(demo, "_random_crops", no_build)
+        m.setattr(blur, "_random_crops", no_build)
         assert build_blur_dataset(levels=LEVELS, crops_per_photo=CROPS, size=SIZE, progress=False) == first
         # different settings do not reuse the cache
         with pytest.raises(AssertionError, match="must not be rebuilt"):

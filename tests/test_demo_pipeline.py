@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ordinalclip.demo import DemoOptions, run_demo
+from ordinalclip.app.demo import DemoOptions, run_demo
 
 
 @pytest.mark.slow

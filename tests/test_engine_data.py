@@ -19,17 +19,9 @@ from PIL import Image
 from ordinalclip.config import RunConfig
 from ordinalclip.configtools import ConfigError, from_dict
 from ordinalclip.data import IMAGENET_MEAN, IMAGENET_STD, DataError, ImageDataset, Sample, build_transforms
-from ordinalclip.engine.data import (
-    EpochSampler,
-    ResumableLoader,
-    SeededItems,
-    build_feature_rows,
-    eval_transform,
-    parse_feature_ref,
-    resolve_data,
-    save_splits,
-    transform_settings,
-)
+from ordinalclip.engine.sampling import EpochSampler, ResumableLoader, SeededItems
+from ordinalclip.engine.splits import build_feature_rows, parse_feature_ref, resolve_data, save_splits
+from ordinalclip.engine.transforms import eval_transform, tower_preprocess, transform_settings
 from ordinalclip.modeling import build_model
 from tests.conftest import tiny_clip_custom
 
@@ -252,9 +244,9 @@ def tiny_model():
 ])
 def test_eval_transform_normalisation(tiny_model, data, mean, std):
     cfg = _run_cfg(data)
-    settings = transform_settings(cfg, tiny_model)
+    settings = transform_settings(cfg, tower_preprocess(tiny_model))
     assert settings["size"] == 32 and settings["resize"] == 37  # the tiny ViT's input; round(32 * 256 / 224)
-    out = eval_transform(cfg, tiny_model)(Image.new("RGB", (50, 40), (255, 0, 128)))
+    out = eval_transform(cfg, tower_preprocess(tiny_model))(Image.new("RGB", (50, 40), (255, 0, 128)))
     pixel = torch.tensor([1.0, 0.0, 128 / 255])
     expected = (pixel - torch.tensor(mean)) / torch.tensor(std)
     assert out.shape == (3, 32, 32)
@@ -263,7 +255,7 @@ def test_eval_transform_normalisation(tiny_model, data, mean, std):
 
 def test_features_tower_has_no_image_transform():
     cfg = _run_cfg({}, image={"kind": "features", "input_dim": 8})
-    assert eval_transform(cfg, torch.nn.Identity()) is None
+    assert eval_transform(cfg, tower_preprocess(torch.nn.Identity())) is None
 
 
 # -------------------------------------------------------------------------------------- samplers and loaders

@@ -13,10 +13,13 @@ import torch
 from ordinalclip.config import RunConfig
 from ordinalclip.configtools import from_dict
 from ordinalclip.data import RankSpace
-from ordinalclip.engine.callbacks import AtomicCheckpointIO, InterruptCheckpoint, atomic_torch_save
-from ordinalclip.engine.data import OrdinalDataModule, resolve_data
+from ordinalclip.engine.callbacks import InterruptCheckpoint
+from ordinalclip.engine.checkpoint_io import AtomicCheckpointIO, atomic_torch_save
+from ordinalclip.engine.datamodule import OrdinalDataModule
 from ordinalclip.engine.module import OrdinalModule
+from ordinalclip.engine.splits import resolve_data
 from ordinalclip.engine.trainer import build_eval_trainer
+from ordinalclip.engine.transforms import tower_preprocess
 from ordinalclip.metrics import ordinal_metrics
 from ordinalclip.modeling import CosineClassifier, FeatureTower
 from tests.test_engine_data import NUM_RANKS, make_features
@@ -49,7 +52,7 @@ def feature_setup(tmp_path: Path):
 def test_validation_metrics_are_computed_over_the_whole_epoch(feature_setup):
     cfg, model, data = feature_setup
     module = OrdinalModule(model, cfg, data.ranks)
-    dm = OrdinalDataModule(cfg, model, data)
+    dm = OrdinalDataModule(cfg, data, tower_preprocess(model))
     CountingClassifier.calls = 0
     logged = build_eval_trainer(cfg).validate(module, datamodule=dm, verbose=False)[0]
     assert CountingClassifier.calls == 1  # prototypes once per evaluation epoch, not once per batch
@@ -73,7 +76,7 @@ def test_per_group_metrics(feature_setup):
     data.splits["val"] = [s.__class__(s.path, s.label, s.source, "a" if i < 5 else "b")
                           for i, s in enumerate(data.splits["val"])]
     module = OrdinalModule(model, cfg, data.ranks)
-    dm = OrdinalDataModule(cfg, model, data)
+    dm = OrdinalDataModule(cfg, data, tower_preprocess(model))
     build_eval_trainer(cfg).validate(module, datamodule=dm, verbose=False)
     feats, labels = dm.dataset("val").features, dm.dataset("val").labels
     with torch.no_grad():

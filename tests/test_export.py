@@ -50,8 +50,8 @@ def exported(tiny_model, tmp_path):
 
 def save_checkpoint(model, run_cfg, path):
     """A training checkpoint as the engine writes it (its own on_save_checkpoint adds the config and ranks)."""
-    from ordinalclip.engine.data import rank_space
     from ordinalclip.engine.module import OrdinalModule
+    from ordinalclip.engine.splits import rank_space
 
     module = OrdinalModule(model, run_cfg, rank_space(run_cfg))
     ckpt = {"state_dict": module.state_dict(), "epoch": 0, "global_step": 0}

@@ -93,15 +93,16 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import ordinalclip
-from ordinalclip import api, cli
+from ordinalclip import api
+from ordinalclip.app import cli
 from ordinalclip.config import RunConfig
 from ordinalclip.configtools import from_dict, to_dict
 from ordinalclip.data import DataError, RankSpace, read_csv_samples, read_list_file
-from ordinalclip.engine.callbacks import AtomicCheckpointIO
-from ordinalclip.engine.data import resolve_data
-from ordinalclip.engine.run import write_json
+from ordinalclip.engine.checkpoint_io import AtomicCheckpointIO
+from ordinalclip.engine.splits import resolve_data
 from ordinalclip.engine.trainer import build_trainer
 from ordinalclip.export import export_head
+from ordinalclip.fileio import write_json
 from ordinalclip.modeling import build_model
 from tests.test_engine_data import NUM_RANKS, make_images, tiny_config, tiny_model_dict, write_lists
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 from PIL import Image
 
-from ordinalclip.report import make_report, plot_few_shot
+from ordinalclip.app.report import make_report, plot_few_shot
 
 
 def _run_dir(tmp_path):

@@ -17,11 +17,12 @@ import pytest
 import torch
 import yaml
 
-from ordinalclip import api, cli
+from ordinalclip import api
+from ordinalclip.app import cli
+from ordinalclip.app.sweep import SweepError, parse_grid, plan_sweep, run_sweep
 from ordinalclip.configtools import ConfigError
-from ordinalclip.engine.callbacks import TrainingInterrupted
+from ordinalclip.engine.errors import TrainingInterrupted
 from ordinalclip.modeling import build_model
-from ordinalclip.sweep import SweepError, parse_grid, plan_sweep, run_sweep
 from tests.conftest import tiny_clip_custom
 from tests.test_engine_data import NUM_RANKS, make_features, tiny_config
 

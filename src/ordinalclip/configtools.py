@@ -13,13 +13,14 @@ import dataclasses
 import difflib
 import os
 import re
-import secrets
 import types
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePath
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import yaml
+
+from ordinalclip.fileio import atomic_write
 
 __all__ = [
     "ConfigError",
@@ -396,17 +397,9 @@ def save_yaml(obj: Any, path: str | os.PathLike[str]) -> None:
     data = to_dict(obj) if dataclasses.is_dataclass(obj) else _plain(obj, "")
     if not isinstance(data, dict):
         raise TypeError(f"save_yaml needs a dataclass instance or a mapping, got {type(obj).__name__}")
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-    # os.open with mode 0o666 lets the umask decide permissions, unlike tempfile's private 0o600.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", encoding="utf-8") as stream:
             yaml.dump(data, stream, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)

@@ -20,8 +20,7 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,12 @@ import torch
 from torch import nn
 
 from ordinalclip import __version__
+from ordinalclip.checkpoint import load_checkpoint
 from ordinalclip.configtools import ConfigError, from_dict, to_dict
+from ordinalclip.data.samples import DataError
+from ordinalclip.engine.splits import rank_space
+from ordinalclip.engine.transforms import tower_preprocess, transform_settings
+from ordinalclip.fileio import publish, temp_beside
 from ordinalclip.modeling.backbones.image import ClipImageTower
 from ordinalclip.modeling.build import build_image_tower
 from ordinalclip.modeling.config import ClipConfig, ModelConfig
@@ -95,35 +99,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _temp_beside(path: Path) -> Path:
-    """An empty temporary file in ``path``'s folder (same file system, so ``os.replace`` is atomic)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
-def _publish(tmp: Path, path: Path) -> None:
-    # mkstemp (and safetensors) leave the file owner-only; the result should read like any other output
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
-def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
-
-    If ``write`` raises, the temporary file is removed and ``path`` is left as it was.
-    """
-    path = Path(path)
-    tmp = _temp_beside(path)
-    try:
-        write(tmp)
-        _publish(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _check_preprocess(preprocess: Mapping[str, Any] | None, images: bool) -> dict[str, Any]:
@@ -193,8 +168,8 @@ def export_head(model: CosineClassifier | OrdinalCLIP, model_config: ModelConfig
     out.parent.mkdir(parents=True, exist_ok=True)
 
     sidecar = out.with_suffix(".json")
-    tmp_weights = _temp_beside(out)
-    tmp_sidecar = _temp_beside(sidecar)
+    tmp_weights = temp_beside(out)
+    tmp_sidecar = temp_beside(sidecar)
     try:
         st.save_file(tensors, str(tmp_weights),
                      metadata={"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION)})
@@ -216,8 +191,8 @@ def export_head(model: CosineClassifier | OrdinalCLIP, model_config: ModelConfig
         tmp_sidecar.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         # Both files are complete before either rename; a crash between the two renames leaves a pair whose
         # sha256 disagrees, which load_export reports instead of loading mismatched files.
-        _publish(tmp_weights, out)
-        _publish(tmp_sidecar, sidecar)
+        publish(tmp_weights, out)
+        publish(tmp_sidecar, sidecar)
     except BaseException:
         tmp_weights.unlink(missing_ok=True)
         tmp_sidecar.unlink(missing_ok=True)
@@ -232,11 +207,7 @@ def head_from_checkpoint(checkpoint: str | os.PathLike[str]) -> tuple[nn.Module,
     An OrdinalCLIP is frozen into its cosine head (the text tower is dropped); other models come back as they are.
     ``preprocess`` is the run's eval transform (``{}`` for a features tower).
     """
-    from ordinalclip import api
-    from ordinalclip.data.samples import DataError
-    from ordinalclip.engine.data import rank_space, transform_settings
-
-    model, cfg = api.load_checkpoint(checkpoint)
+    model, cfg = load_checkpoint(checkpoint)
     head = model.to_head() if isinstance(model, OrdinalCLIP) else model
     head.eval()
     try:
@@ -246,7 +217,7 @@ def head_from_checkpoint(checkpoint: str | os.PathLike[str]) -> tuple[nn.Module,
         log.warning("%s; predictions keep the rank values but have no rank names", err)
         values = [float(i + cfg.data.rank_offset) for i in range(cfg.model.num_ranks)]
         names = None
-    prep = {} if cfg.model.image.kind == "features" else transform_settings(cfg, model)
+    prep = {} if cfg.model.image.kind == "features" else transform_settings(cfg, tower_preprocess(model))
     return head, cfg, values, names, prep
 
 

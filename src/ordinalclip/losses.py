@@ -213,14 +213,15 @@ def _check_task_inputs(logits: Tensor, labels: Tensor, where: str) -> None:
 
 
 def model_loss(outputs: Tensor, labels: Tensor, kind: str = "softmax", ce_weight: float = 1.0,
-               kl_weight: float = 1.0) -> dict[str, Tensor]:
+               kl_weight: float = 1.0, temperature: float = 10.0) -> dict[str, Tensor]:
     """The training loss for a model's ``output_kind``: OrdinalCLIP's CE + KL for ``softmax`` outputs (set
-    ``kl_weight=0`` for plain cross-entropy), CORAL or CORN for the binary-task heads. Always has key ``loss``."""
+    ``kl_weight=0`` for plain cross-entropy; ``temperature`` sharpens the KL target), CORAL or CORN for the
+    binary-task heads. Always has key ``loss``."""
     if kind == "softmax":
         if kl_weight == 0:
             ce = cross_entropy_loss(outputs, labels)
             return {"loss": ce_weight * ce, "ce": ce}
-        return ordinalclip_loss(outputs, labels, ce_weight=ce_weight, kl_weight=kl_weight)
+        return ordinalclip_loss(outputs, labels, ce_weight=ce_weight, kl_weight=kl_weight, temperature=temperature)
     if kind == "coral":
         loss = coral_loss(outputs, labels)
     elif kind == "corn":

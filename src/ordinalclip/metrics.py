@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
+    "mean_std",
     "predict_from_logits",
     "expected_rank",
     "absolute_error",
@@ -276,3 +277,17 @@ def ordinality_score(prototypes: ArrayLike, spans: Iterable[int] | None = None) 
     hits = torch.bincount(offset[valid], weights=drops[valid].double(), minlength=m).cumsum(0)
     pairs = torch.bincount(offset[valid], minlength=m).double().cumsum(0)
     return {int(s): float(hits[min(int(s), m) - 1] / pairs[min(int(s), m) - 1]) for s in spans}
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and population standard deviation (ddof 0) of a non-empty sequence: the summary over seeds and folds.
+
+    Example:
+        >>> mean_std([1.0, 2.0, 3.0, 4.0])
+        (2.5, 1.118033988749895)
+    """
+    if not values:
+        raise ValueError("mean_std needs at least one value")
+    mean = sum(values) / len(values)
+    return mean, (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
+

@@ -28,7 +28,8 @@ from ordinalclip.data.samples import (
     column_index,
     read_csv_rows,
 )
-from ordinalclip.export import ExportError, atomic_write, head_from_checkpoint, load_export
+from ordinalclip.export import ExportError, head_from_checkpoint, load_export
+from ordinalclip.fileio import atomic_write
 from ordinalclip.metrics import rank_probabilities
 from ordinalclip.modeling.ordinalclip import OrdinalCLIP
 

@@ -8,11 +8,11 @@ re-sampling. Val/test lists are never resampled.
 
 from __future__ import annotations
 
-import os
 import random
 from collections import defaultdict
 from collections.abc import Sequence
-from pathlib import Path
+
+from ordinalclip.fileio import atomic_write_text
 
 from .samples import DataError, Sample, StrPath, _decoded_lines
 
@@ -80,10 +80,7 @@ def save_split(samples: Sequence[Sample], path: StrPath) -> None:
         if not s.path.strip() or s.path.startswith("#"):
             raise DataError(f"{s.source}: cannot save path {s.path!r} (blank or starting with '#')")
         lines.append("\t".join([s.path, str(s.label)] + ([s.group] if s.group is not None else [])))
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(f"{path}.tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def load_split(path: StrPath) -> list[Sample]:

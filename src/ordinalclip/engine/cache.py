@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ordinalclip.data import DataError, ImageDataset
+from ordinalclip.fileio import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -96,13 +96,7 @@ class FeatureCache:
                     self.paths.append(path)
                     return feats
         feats = self._compute(dataset, torch.device(device))
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            save_file({"features": feats.contiguous()}, str(tmp))
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        atomic_write(path, lambda tmp: save_file({"features": feats.contiguous()}, str(tmp)))
         log.info("feature cache: wrote %d x %d features to %s", feats.shape[0], feats.shape[1], path)
         self._memo[key] = feats
         self.paths.append(path)

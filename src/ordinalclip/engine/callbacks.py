@@ -1,65 +1,19 @@
-"""Never lose finished work: atomic checkpoint writes, a checkpoint on SIGTERM/SIGINT, a clear stop on NaN."""
+"""Callbacks that never lose finished work: a checkpoint on SIGTERM/SIGINT, and evaluation-only runs."""
 
 from __future__ import annotations
 
 import logging
 import os
-import secrets
 import signal
 import threading
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
-from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from ordinalclip.engine.errors import TrainingInterrupted
 
 log = logging.getLogger(__name__)
-
-
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite; no checkpoint is written from that state."""
-
-    def __init__(self, value: float, step: int, epoch: int, batch: int) -> None:
-        self.value, self.step, self.epoch, self.batch = value, step, epoch, batch
-        super().__init__(f"non-finite training loss ({value}) at step {step} (epoch {epoch}, batch {batch}); "
-                         "training stopped")
-
-
-class TrainingInterrupted(RuntimeError):
-    """Training stopped on a signal after writing a checkpoint that ``--resume`` continues from."""
-
-    def __init__(self, signame: str, checkpoint: str | None, step: int) -> None:
-        self.signame, self.checkpoint, self.step = signame, checkpoint, step
-        where = f"checkpoint written to {checkpoint}" if checkpoint else "no checkpoint written"
-        super().__init__(f"interrupted by {signame} at step {step}; {where}")
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
-
-    A crash at any point leaves either the old file or the new one, never a truncated one.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoint I/O whose writes are atomic (see :func:`atomic_torch_save`)."""
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        if storage_options is not None:
-            raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
-        atomic_torch_save(checkpoint, path)
 
 
 class InterruptCheckpoint(L.Callback):

@@ -13,7 +13,7 @@ from ordinalclip import __version__
 from ordinalclip.config import RunConfig
 from ordinalclip.configtools import to_dict
 from ordinalclip.data import RankSpace
-from ordinalclip.engine.callbacks import NonFiniteLossError
+from ordinalclip.engine.errors import NonFiniteLossError
 from ordinalclip.engine.optim import build_optimizer, build_scheduler
 from ordinalclip.losses import model_loss, ordinalclip_loss
 from ordinalclip.metrics import expected_rank, ordinal_metrics, rank_probabilities

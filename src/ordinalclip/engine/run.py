@@ -12,10 +12,8 @@ Layout::
 
 from __future__ import annotations
 
-import json
 import os
 import platform
-import secrets
 import subprocess
 import sys
 import time
@@ -41,18 +39,6 @@ def make_run_dir(output_dir: str | os.PathLike[str], name: str) -> Path:
         except FileExistsError:
             continue
     raise RuntimeError(f"could not create a run folder under {base}")
-
-
-def write_json(data: Any, path: str | os.PathLike[str]) -> None:
-    """Write JSON atomically (temporary file + rename)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _git(args: list[str], cwd: Path) -> str | None:

@@ -14,7 +14,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from ordinalclip.config import RunConfig
-from ordinalclip.engine.callbacks import AtomicCheckpointIO, InterruptCheckpoint
+from ordinalclip.engine.callbacks import InterruptCheckpoint
+from ordinalclip.engine.checkpoint_io import AtomicCheckpointIO
 
 log = logging.getLogger(__name__)
 

@@ -96,9 +96,9 @@ def build_text_tower(cfg: ModelConfig, bundle: ClipBundle | None) -> nn.Module:
 
 def build_model(cfg: ModelConfig) -> nn.Module:
     """Build the model described by ``cfg`` (weights loaded as configured)."""
-    uses_text = cfg.arch in ("ordinalclip", "zeroshot")
+    uses_text = cfg.uses_text()
     bundle = None
-    if cfg.image.kind == "clip" or (uses_text and cfg.text.kind == "clip"):
+    if cfg.uses_clip():
         c = cfg.clip
         bundle = load_clip(c.name, c.pretrained, quick_gelu=c.quick_gelu, allow_torchscript=c.allow_torchscript,
                            custom=c.custom)

@@ -77,3 +77,11 @@ class ModelConfig:
     logit_scale: float | None = None  # s itself (not log); null = the CLIP checkpoint's (cosine: 100)
     learn_logit_scale: bool = False
     zero_shot_templates: list[str] = field(default_factory=lambda: ["a photo of {}."])
+
+    def uses_text(self) -> bool:
+        """True for the architectures that run a text tower (OrdinalCLIP, CoOp, zero-shot)."""
+        return self.arch in ("ordinalclip", "zeroshot")
+
+    def uses_clip(self) -> bool:
+        """True when building this model loads CLIP: a CLIP image tower, or CLIP's text tower in a text model."""
+        return self.image.kind == "clip" or (self.uses_text() and self.text.kind == "clip")

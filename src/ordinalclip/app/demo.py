@@ -2,7 +2,7 @@
 
 What it does (``ordinalclip demo``):
 
-1. builds (once, cached) the blur-level data set of :mod:`ordinalclip.data.demo`: real photos shipped by
+1. builds (once, cached) the blur-level data set of :mod:`ordinalclip.data.blur`: real photos shipped by
    scikit-image / scikit-learn / matplotlib, cropped and blurred to L ordered levels, split by source photo;
 2. extracts ImageNet EfficientNet-Lite0 features once (the image tower is frozen, so every method trains on the
    same cached features, through a learnable projection into the text space);
@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,11 @@ from typing import Any
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+
+from ordinalclip.app.tables import TABLE_COLUMNS
+from ordinalclip.configtools import merge
+from ordinalclip.fileio import atomic_write
+from ordinalclip.metrics import mean_std
 
 log = logging.getLogger(__name__)
 
@@ -128,12 +132,14 @@ def extract_features(dataset, out: Path, progress: bool = True) -> Path:
     if batch:
         flush()
     bar.close()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.npz")
-    np.savez(tmp, features=np.concatenate(feats).astype(np.float32), labels=np.array(labels),
-             split=np.array(splits))
-    tmp.replace(out)
-    return out
+    arrays = {"features": np.concatenate(feats).astype(np.float32), "labels": np.array(labels),
+              "split": np.array(splits)}
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as fh:  # a file object: np.savez would add ".npz" to a path
+            np.savez(fh, **arrays)
+
+    return atomic_write(out, write)
 
 
 def base_config(features: Path, out: Path, levels: int, rank_names: Sequence[str], batch_size: int) -> dict:
@@ -157,18 +163,11 @@ def base_config(features: Path, out: Path, levels: int, rank_names: Sequence[str
     }
 
 
-def _merge(a: dict, b: dict) -> dict:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 def run_demo(opts: DemoOptions) -> tuple[str, Path]:
     """Run the whole demo; returns the printed table (Markdown) and the report page."""
-    from ordinalclip.data.demo import build_blur_dataset
+    from ordinalclip.app.report import plot_confusion, plot_few_shot, plot_prototype_similarity, write_pages
+    from ordinalclip.data.blur import build_blur_dataset
     from ordinalclip.engine.trainer import quiet_lightning
-    from ordinalclip.report import plot_confusion, plot_few_shot, plot_prototype_similarity, write_pages
 
     quiet_lightning()
     t0 = time.time()
@@ -202,7 +201,7 @@ def run_demo(opts: DemoOptions) -> tuple[str, Path]:
             for name in methods:
                 model = {k: v for k, v in methods[name].items() if k != "_loss"}
                 # about 8 validations per run, however many (tiny) epochs a few-shot run has
-                cfg = _merge(base, {"model": model, "loss": methods[name].get("_loss", {}),
+                cfg = merge(base, {"model": model, "loss": methods[name].get("_loss", {}),
                                     "trainer": {"max_epochs": epochs, "seed": seed,
                                                 "check_val_every_n_epoch": max(1, epochs // 8)},
                                     "data": {"few_shot": {"shots": shots, "seed": seed}}})
@@ -261,7 +260,7 @@ def run_demo(opts: DemoOptions) -> tuple[str, Path]:
     if best is not None:
         preds = sorted((best.run_dir / "predictions").glob("test_*.csv"))
         if preds:
-            from ordinalclip.report import read_predictions
+            from ordinalclip.app.report import read_predictions
 
             p = read_predictions(preds[0])
             plot_confusion(p["label"].astype(int), p["pred_max"].astype(int), opts.levels, report / "confusion.png",
@@ -278,20 +277,17 @@ def run_demo(opts: DemoOptions) -> tuple[str, Path]:
     return table, page
 
 
-COLUMNS = [("mae_exp", "MAE exp"), ("mae_max", "MAE max"), ("acc_exp", "acc exp"), ("acc_max", "acc max"),
-           ("off1_max", "off-1 acc"), ("qwk_max", "QWK")]
-
 
 def summary_table(results: Sequence[RunResult], settings: Sequence[str], methods: Sequence[str]) -> str:
     """Markdown table: one row per (setting, method), mean ± std over seeds of each metric."""
-    head = "| setting | method | " + " | ".join(c for _, c in COLUMNS) + " | ordinality |"
-    lines = [head, "|" + " --- |" * (len(COLUMNS) + 3)]
+    head = "| setting | method | " + " | ".join(c for _, c in TABLE_COLUMNS) + " | ordinality |"
+    lines = [head, "|" + " --- |" * (len(TABLE_COLUMNS) + 3)]
     for setting in settings:
         for method in methods:
             rs = [r for r in results if r.setting == setting and r.method == method]
             if not rs:
                 continue
-            cells = [_fmt([r.metrics[k] for r in rs]) for k, _ in COLUMNS]
+            cells = [_fmt([r.metrics[k] for r in rs]) for k, _ in TABLE_COLUMNS]
             ords = [r.ordinality for r in rs if r.ordinality is not None]
             cells.append(_fmt(ords, pct=True) if ords else "–")
             lines.append(f"| {setting} | {method} | " + " | ".join(cells) + " |")
@@ -300,10 +296,9 @@ def summary_table(results: Sequence[RunResult], settings: Sequence[str], methods
 
 def _fmt(values: Sequence[float], pct: bool = False) -> str:
     scale = 100.0 if pct else 1.0
-    mean = statistics.fmean(values) * scale
+    mean, std = (v * scale for v in mean_std(list(values)))
     if len(values) < 2:
         return f"{mean:.1f}%" if pct else f"{mean:.3f}"
-    std = statistics.pstdev(values) * scale
     return f"{mean:.1f} ± {std:.1f}%" if pct else f"{mean:.3f} ± {std:.3f}"
 
 

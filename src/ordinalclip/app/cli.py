@@ -13,6 +13,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from ordinalclip.app.tables import TABLE_METRICS
+
 USAGE_ERROR = 2
 
 TRAIN_EXAMPLE = """\
@@ -50,7 +52,6 @@ examples:
   ordinalclip report runs/morph-20240101-120000        # writes runs/morph-20240101-120000/report/index.html
 """
 
-SUMMARY_KEYS = ("mae_exp", "mae_max", "acc_exp", "acc_max", "off1_max", "qwk_max")
 
 
 def _formatter(prog: str) -> argparse.HelpFormatter:
@@ -169,11 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _table(rows: list[tuple[str, dict[str, Any] | None]], fmt: Any) -> str:
-    head = f"{'':<12}" + "".join(f"{k:>16}" for k in SUMMARY_KEYS)
+    head = f"{'':<12}" + "".join(f"{k:>16}" for k in TABLE_METRICS)
     lines = [head]
     for name, values in rows:
         if values:
-            lines.append(f"{name:<12}" + "".join(f"{fmt(values.get(k)):>16}" for k in SUMMARY_KEYS))
+            lines.append(f"{name:<12}" + "".join(f"{fmt(values.get(k)):>16}" for k in TABLE_METRICS))
     return "\n".join(lines)
 
 
@@ -249,7 +250,7 @@ def _export(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ordinalclip.demo import DemoOptions, run_demo
+    from ordinalclip.app.demo import DemoOptions, run_demo
 
     opts = DemoOptions(out=Path(args.out), data_root=Path(args.data_root) if args.data_root else None)
     if args.quick:
@@ -269,7 +270,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ordinalclip.report import make_report
+    from ordinalclip.app.report import make_report
 
     if not Path(args.run_dir).is_dir():
         raise FileNotFoundError(f"run folder not found: {args.run_dir}")
@@ -278,7 +279,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from ordinalclip.sweep import parse_grid, run_sweep
+    from ordinalclip.app.sweep import parse_grid, run_sweep
 
     result = run_sweep(args.config, seeds=args.seeds, folds=args.folds, grid=parse_grid(args.grid),
                        overrides=args.overrides, out_dir=args.out, untrained=args.untrained, metric=args.metric,
@@ -307,7 +308,7 @@ def _message(err: BaseException) -> str:
 def _user_errors() -> tuple[type[BaseException], ...]:
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    from ordinalclip.api import CheckpointError
+    from ordinalclip.checkpoint import CheckpointError
     from ordinalclip.configtools import ConfigError
     from ordinalclip.data import DataError
     from ordinalclip.modeling import ClipLoadError
@@ -351,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return USAGE_ERROR
     _setup_logging(args.verbose)
-    from ordinalclip.engine.callbacks import NonFiniteLossError, TrainingInterrupted
+    from ordinalclip.engine.errors import NonFiniteLossError, TrainingInterrupted
 
     try:
         return int(args.func(args))

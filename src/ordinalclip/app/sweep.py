@@ -2,7 +2,7 @@
 
 Example::
 
-    from ordinalclip.sweep import run_sweep
+    from ordinalclip.app.sweep import run_sweep
 
     result = run_sweep(["configs/morph.yaml", "configs/morph_cnn.yaml"], seeds=[1, 27, 42],
                        grid={"data.few_shot.shots": [1, 2, 4]}, overrides=["data.root=/data/MORPH"],
@@ -32,7 +32,6 @@ import hashlib
 import itertools
 import json
 import logging
-import math
 import os
 import re
 import shutil
@@ -44,8 +43,11 @@ from typing import Any, Literal
 import lightning as L
 
 from ordinalclip import api
+from ordinalclip.app.tables import TABLE_METRICS
 from ordinalclip.configtools import ConfigError, parse_override
-from ordinalclip.engine.callbacks import EvaluateOnly, TrainingInterrupted
+from ordinalclip.engine.callbacks import EvaluateOnly
+from ordinalclip.engine.errors import TrainingInterrupted
+from ordinalclip.metrics import mean_std
 
 __all__ = [
     "Cell",
@@ -64,7 +66,6 @@ log = logging.getLogger(__name__)
 
 FEW_SHOT_KEY = "data.few_shot.shots"
 CELL_FILE = "cell.json"
-TABLE_METRICS = ("mae_exp", "mae_max", "acc_exp", "acc_max", "off1_max", "qwk_max")
 Status = Literal["planned", "trained", "skipped", "resumed", "restarted", "failed"]
 
 
@@ -329,15 +330,10 @@ def _failed(cell: Cell, out: Path, err: BaseException) -> CellResult:
 # --------------------------------------------------------------------------------------------------- summary
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    mean = sum(values) / len(values)
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
-
-
 def _stats(per_run: list[Mapping[str, Any]]) -> dict[str, tuple[float, float]]:
     keys = [k for k in per_run[0] if all(isinstance(m.get(k), (int, float)) and not isinstance(m.get(k), bool)
                                          for m in per_run)]
-    return {k: _mean_std([float(m[k]) for m in per_run]) for k in keys}
+    return {k: mean_std([float(m[k]) for m in per_run]) for k in keys}
 
 
 def summarize(results: Sequence[CellResult]) -> list[SummaryRow]:
@@ -427,7 +423,7 @@ def write_summary(result: SweepResult, grid_keys: Sequence[str], metric: str = "
 def _few_shot_plot(result: SweepResult, rows: Sequence[SummaryRow], metric: str) -> Path | None:
     """``metric`` against shots per rank, one line per config (and other grid setting), from the first of best/last
     test, then val, that the runs have."""
-    from ordinalclip.report import plot_few_shot
+    from ordinalclip.app.report import plot_few_shot
 
     for tag, split in (("best", "test"), ("last", "test"), ("best", "val"), ("last", "val")):
         if any(r.checkpoint == tag and r.split == split and metric in r.stats for r in rows):

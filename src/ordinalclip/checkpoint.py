@@ -1,0 +1,198 @@
+"""Training checkpoints: read them safely, check them against their config, rebuild their model.
+
+A checkpoint is Lightning's file plus an ``ordinalclip`` entry with the run's config, the package version and the
+checkpoint format (:data:`~ordinalclip.engine.module.CHECKPOINT_FORMAT`). Everything here reads with
+``torch.load(weights_only=True)``, so a file cannot run code, and every failure is a :class:`CheckpointError` that
+names the file, not a shape-mismatch traceback. :mod:`ordinalclip.api`, :mod:`ordinalclip.export` and
+:mod:`ordinalclip.predict` all load checkpoints through this module.
+
+Example::
+
+    from ordinalclip.checkpoint import load_checkpoint
+
+    model, cfg = load_checkpoint("runs/tiny-20261201-120000")   # a run folder means its best checkpoint
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ordinalclip import __version__
+from ordinalclip.config import RunConfig
+from ordinalclip.configtools import ConfigError, from_dict
+from ordinalclip.engine.module import CHECKPOINT_FORMAT, CHECKPOINT_KEY, complete_state
+from ordinalclip.modeling import build_model
+from ordinalclip.modeling.config import ModelConfig
+
+__all__ = [
+    "TORCHSCRIPT_ENV",
+    "CheckpointError",
+    "architecture_only",
+    "build_model_or_config_error",
+    "changed_keys",
+    "check_state_matches",
+    "checkpoint_path",
+    "checkpoint_progress",
+    "config_of",
+    "load_checkpoint",
+    "read_checkpoint",
+    "record_quick_gelu",
+]
+
+TORCHSCRIPT_ENV = "ORDINALCLIP_ALLOW_TORCHSCRIPT"  # the user's consent to open OpenAI TorchScript archives
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable, not ours, or from an incompatible config or version."""
+
+
+def checkpoint_path(path: str | os.PathLike[str]) -> Path:
+    """The checkpoint file ``path`` means: itself, or for a run folder its best checkpoint, else its last."""
+    p = Path(path)
+    if p.is_dir():
+        for name in ("best.ckpt", "last.ckpt"):
+            if (p / "checkpoints" / name).is_file():
+                return p / "checkpoints" / name
+        raise CheckpointError(f"no checkpoints/best.ckpt or checkpoints/last.ckpt in {p}")
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    return p
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The raw checkpoint dict (read with ``weights_only=True``: no code runs); a run folder means its best
+    checkpoint. Raises :class:`CheckpointError` for anything that is not an ordinalclip training checkpoint."""
+    p = checkpoint_path(path)
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling refusals and damaged archives come in many types
+        text = str(err)
+        if "Unsupported global" in text:  # torch's advice (weights_only=False) is exactly what we must not do
+            line = next(x for x in text.splitlines() if "Unsupported global" in x).strip()
+            text = f"{line}; ordinalclip reads checkpoints with weights_only=True so that a file cannot run code"
+        raise CheckpointError(f"{p}: not a readable checkpoint ({type(err).__name__}: {text})") from None
+    meta = ckpt.get(CHECKPOINT_KEY) if isinstance(ckpt, dict) else None
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict) or "state_dict" not in ckpt:
+        raise CheckpointError(f"{p} is not an ordinalclip training checkpoint (no '{CHECKPOINT_KEY}' entry "
+                              "with a config); exports are read by ordinalclip.predict")
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{p}: checkpoint format {meta.get('format')} (written by ordinalclip "
+                              f"{meta.get('version')}); this version ({__version__}) reads format {CHECKPOINT_FORMAT}")
+    return ckpt
+
+
+def config_of(ckpt: Mapping[str, Any], path: Any) -> RunConfig:
+    """The :class:`RunConfig` stored in a checkpoint read by :func:`read_checkpoint` (``path`` names it in errors)."""
+    meta = ckpt[CHECKPOINT_KEY]
+    try:
+        return from_dict(RunConfig, meta["config"])
+    except ConfigError as err:
+        raise CheckpointError(f"{path}: written by ordinalclip {meta.get('version')}, whose config this version "
+                              f"({__version__}) cannot read: {err}") from None
+
+
+def checkpoint_progress(path: Path) -> dict[str, Any]:
+    """``{"checkpoint", "epoch", "step"}`` of a checkpoint file (memory-mapped: the tensors are not read)."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    return {"checkpoint": str(path), "epoch": int(ckpt.get("epoch", -1)), "step": int(ckpt.get("global_step", -1))}
+
+
+def _model_state(ckpt: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    return {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+
+
+def check_state_matches(model: nn.Module, state: Mapping[str, torch.Tensor], where: str) -> None:
+    """Raise :class:`CheckpointError` naming missing, unexpected and reshaped tensors (not a load trace)."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    reshaped = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+                for k in state if k in own and state[k].shape != own[k].shape]
+    if missing or unexpected or reshaped:
+        parts = [f"{len(v)} {what} (e.g. {v[:2]})" for what, v in
+                 (("missing", missing), ("unexpected", unexpected), ("with another shape", reshaped)) if v]
+        raise CheckpointError(f"{where}: weights do not fit the model its config describes: {'; '.join(parts)}")
+
+
+def architecture_only(model: ModelConfig) -> ModelConfig:
+    """The model config without its weight sources (a checkpoint brings the weights).
+
+    An OpenAI CLIP file without an architecture name (``clip.name: null``) is kept: the architecture is read
+    from it.
+    """
+    model = copy.deepcopy(model)
+    if model.clip.name is not None or model.clip.custom is not None:
+        model.clip.pretrained = None
+    model.image.weights = None
+    model.image.pretrained = False
+    return model
+
+
+def record_quick_gelu(model_cfg: ModelConfig, model: nn.Module) -> None:
+    """Write down in ``model_cfg.clip.quick_gelu`` which activation open_clip chose for ``model``.
+
+    open_clip picks QuickGELU from the pretrained tag; recording the choice lets :func:`architecture_only` rebuild
+    the same function without the tag.
+    """
+    if not model_cfg.uses_clip() or model_cfg.clip.quick_gelu is not None:
+        return
+    from open_clip.transformer import QuickGELU
+
+    model_cfg.clip.quick_gelu = any(isinstance(m, QuickGELU) for m in model.modules())
+
+
+def build_model_or_config_error(cfg: ModelConfig) -> nn.Module:
+    """:func:`~ordinalclip.modeling.build_model`, with the modeling layer's ValueError / FileNotFoundError turned
+    into a :class:`ConfigError` (a user error of the ``model`` section)."""
+    try:
+        return build_model(cfg)
+    except (ValueError, FileNotFoundError) as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(f"model: {err}") from err
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu",
+                    allow_torchscript: bool | None = None) -> tuple[nn.Module, RunConfig]:
+    """Rebuild the model of a training checkpoint from the config stored in it and load its weights.
+
+    No YAML and no pretrained-weight files are needed (except an OpenAI CLIP file given without an
+    architecture name, and towers that a slim checkpoint left out: those come from their pretrained source again).
+    The file is read with ``weights_only=True``. Returns ``(model in eval mode, config)``; the model maps
+    (B, 3, H, W) images (or (B, F) features) to (B, C) logits.
+
+    ``allow_torchscript`` (default: the environment variable ``ORDINALCLIP_ALLOW_TORCHSCRIPT=1``) permits opening
+    an OpenAI TorchScript archive the stored config points at; the checkpoint's own config cannot grant it.
+    """
+    p = checkpoint_path(path)
+    ckpt = read_checkpoint(p)
+    cfg = config_of(ckpt, p)
+    version = ckpt[CHECKPOINT_KEY].get("version")
+    omitted = ckpt[CHECKPOINT_KEY].get("omitted") or []
+    model_cfg = copy.deepcopy(cfg.model) if omitted else architecture_only(cfg.model)
+    if allow_torchscript is None:
+        allow_torchscript = os.environ.get(TORCHSCRIPT_ENV, "") == "1"
+    model_cfg.clip.allow_torchscript = allow_torchscript
+    model = build_model_or_config_error(model_cfg)
+    if omitted:
+        current = {f"model.{k}": v for k, v in model.state_dict().items()}
+        ckpt = {**ckpt, "state_dict": complete_state(ckpt, current)}
+    state = _model_state(ckpt)
+    check_state_matches(model, state, f"{p} (written by ordinalclip {version}, this is {__version__})")
+    model.load_state_dict(state)
+    return model.to(map_location).eval(), cfg
+
+
+def changed_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested dicts (e.g. a checkpoint's config and a new one)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [k for key in sorted(set(a) | set(b))
+                for k in changed_keys(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else key)]
+    return [] if a == b else [prefix]
