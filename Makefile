@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.ordinalclip-installed
 # torch/torchvision are pinned together so that pip never pairs a torchvision with a torch it was not built for.
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: test test-fast demo lint bench clean venv
+.PHONY: test test-fast demo lint bench clean venv browser
 
 venv: $(STAMP)
 
@@ -16,8 +16,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test,demo]"
 	touch $(STAMP)
 
+## a real headless browser for the tests of what a person sees: Debian's chromium (Playwright comes with `.[test]`)
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "warning: could not install chromium (not root?): browser tests will be skipped outside CI"
+
 ## run the whole test suite (slow tests included), as CI does
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m pytest -n 2 -q tests
 

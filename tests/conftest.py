@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
+# the `browser` and `page` fixtures (a real headless Chromium) for tests of what a person sees
+pytest_plugins = ["tests.browser"]
+
 REFERENCE = Path(__file__).parent / "data" / "reference"
 
 torch.set_num_threads(2)
