@@ -471,3 +471,23 @@ def test_save_yaml_rejects_unsupported_values_before_touching_target(tmp_path: P
         save_yaml([1, 2], target)
     assert target.read_text(encoding="utf-8") == "seed: 1\n"
     assert os.listdir(tmp_path) == ["config.yaml"]
+
+
+def test_renamed_key_reads_as_the_new_one_with_a_warning(tmp_path: Path) -> None:
+    from ordinalclip.checkpoint import CHECKPOINT_KEY, config_of
+    from ordinalclip.config import RunConfig
+    from ordinalclip.modeling.config import ImageTowerConfig
+
+    # A YAML written before the rename: image.pretrained (bool) is now image.imagenet_weights.
+    target = write(tmp_path / "old.yaml", "model:\n  image:\n    kind: efficientnet_lite0\n    pretrained: false\n")
+    with pytest.warns(FutureWarning, match=r"'model\.image\.pretrained' is deprecated.*'model\.image\.imagenet_weights'"):
+        cfg = load_config(RunConfig, [target])
+    assert cfg.model.image.imagenet_weights is False
+    assert "pretrained" not in to_dict(cfg)["model"]["image"]  # written back under the new name only
+    # A checkpoint's stored config goes through the same reader.
+    old = to_dict(cfg)
+    old["model"]["image"]["pretrained"] = old["model"]["image"].pop("imagenet_weights")
+    with pytest.warns(FutureWarning, match="deprecated"):
+        assert config_of({CHECKPOINT_KEY: {"config": old}}, "old.ckpt") == cfg
+    with pytest.raises(ConfigError, match=r"'image\.pretrained' is the old name of 'image\.imagenet_weights'"):
+        from_dict(ImageTowerConfig, {"pretrained": True, "imagenet_weights": False}, path="image")

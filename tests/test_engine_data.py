@@ -228,6 +228,25 @@ def test_empty_training_split_is_an_error(tmp_path: Path):
         resolve_data(_run_cfg({"format": "list", "train": str(tmp_path / "train.txt")}))
 
 
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [(None, "rank names file not found"), (b"\n  \n", "no rank names"), (b"\xff\xfe young", "not UTF-8")],
+)
+def test_rank_names_file_errors_name_the_config_key(image_root: Path, tmp_path: Path, content, problem):
+    from ordinalclip.api import _self_contained
+
+    names = tmp_path / "names.txt"
+    if content is not None:
+        names.write_bytes(content)
+    data = {"format": "list", "root": str(image_root), "train": str(image_root / "train.txt")}
+    with pytest.raises(DataError, match=rf"^data\.rank_names_file: .*{problem}"):
+        resolve_data(_run_cfg({**data, "rank_names_file": str(names)}))
+    with pytest.raises(DataError, match=rf"^data\.rank_names_file: .*{problem}"):
+        _self_contained(_run_cfg({**data, "rank_names_file": str(names)}))
+    with pytest.raises(ConfigError, match=rf"^model\.prompts\.rank_names_file: .*{problem}"):
+        _self_contained(_run_cfg(data, prompts={"rank_names_file": str(names)}))
+
+
 # ------------------------------------------------------------------------------------------------ transforms
 
 

@@ -46,7 +46,7 @@ from ordinalclip.engine.errors import NonFiniteLossError, TrainingInterrupted
 from ordinalclip.engine.module import CHECKPOINT_KEY, OrdinalModule, complete_state
 from ordinalclip.engine.optim import apply_freezing, image_tower_frozen
 from ordinalclip.engine.run import environment, make_run_dir
-from ordinalclip.engine.splits import ResolvedData, resolve_data, save_splits
+from ordinalclip.engine.splits import ResolvedData, data_rank_names, resolve_data, save_splits
 from ordinalclip.engine.trainer import build_eval_trainer, build_trainer
 from ordinalclip.engine.transforms import tower_preprocess
 from ordinalclip.fileio import atomic_write_text, write_json
@@ -121,11 +121,14 @@ def _self_contained(cfg: RunConfig) -> RunConfig:
     for key in ("root", "train", "val", "test", "splits_dir", "cache_dir", "images_root"):
         setattr(d, key, _abs(getattr(d, key)))
     if d.rank_names_file:
-        d.rank_names = read_rank_names(d.rank_names_file)
+        d.rank_names = data_rank_names(d)
         d.rank_names_file = None
     p = cfg.model.prompts
     if p.rank_names_file:
-        p.rank_names = read_rank_names(p.rank_names_file)
+        try:
+            p.rank_names = read_rank_names(p.rank_names_file)
+        except (FileNotFoundError, ValueError) as err:
+            raise ConfigError(f"model.prompts.rank_names_file: {err}") from None
         if cfg.model.arch == "ordinalclip":
             try:
                 check_rank_name_count(p, cfg.model.num_ranks, p.rank_names, p.rank_names_file)

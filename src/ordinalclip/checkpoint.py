@@ -131,7 +131,7 @@ def architecture_only(model: ModelConfig) -> ModelConfig:
     if model.clip.name is not None or model.clip.custom is not None:
         model.clip.pretrained = None
     model.image.weights = None
-    model.image.pretrained = False
+    model.image.imagenet_weights = False
     return model
 
 

@@ -14,6 +14,7 @@ import difflib
 import os
 import re
 import types
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePath
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -217,6 +218,31 @@ def _unknown_key(cls: type, hints: dict[str, Any], names: list[str], key: str, p
     return ConfigError(f"unknown key {full!r}; valid keys for {cls.__name__}: {', '.join(names)}")
 
 
+def _renamed(cls: type, data: Mapping[str, Any], path: str) -> Mapping[str, Any]:
+    """``data`` with the keys that ``cls.RENAMED_KEYS`` maps (old -> new) under their new names, with a warning.
+
+    So YAML files and checkpoints written before a rename still load; giving both names is an error.
+    """
+    renamed: Mapping[str, str] = getattr(cls, "RENAMED_KEYS", {})
+    if not any(old in data for old in renamed):
+        return data
+    out = dict(data)
+    for old, new in renamed.items():
+        if old not in out:
+            continue
+        if new in out:
+            raise ConfigError(
+                f"{_join(path, old)!r} is the old name of {_join(path, new)!r}; give only the new one"
+            )
+        warnings.warn(
+            f"config key {_join(path, old)!r} is deprecated: it is now {_join(path, new)!r}",
+            FutureWarning,
+            stacklevel=3,
+        )
+        out[new] = out.pop(old)
+    return out
+
+
 def from_dict(cls: type[T], data: Mapping[str, Any], path: str = "") -> T:
     """Build the dataclass ``cls`` from a plain (possibly nested) mapping, checking every key and type.
 
@@ -232,7 +258,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], path: str = "") -> T:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     names = list(fields)
     kwargs: dict[str, Any] = {}
-    for key, value in data.items():
+    for key, value in _renamed(cls, data, path).items():
         if key not in fields:
             raise _unknown_key(cls, hints, names, str(key), path)
         kwargs[key] = _convert(hints[key], value, _join(path, key))

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ordinalclip.config import RunConfig
+from ordinalclip.config import DataConfig, RunConfig
 from ordinalclip.configtools import ConfigError
 from ordinalclip.data import (
     DataError,
@@ -53,15 +53,20 @@ class ResolvedData:
         return {k: (len(v) if v is not None else None) for k, v in self.splits.items()}
 
 
+def data_rank_names(d: DataConfig) -> list[str] | None:
+    """``data.rank_names``, or the names read from ``data.rank_names_file`` (a :class:`DataError` naming the key)."""
+    if not d.rank_names_file:
+        return d.rank_names
+    try:
+        return read_rank_names(d.rank_names_file)
+    except (FileNotFoundError, ValueError) as err:
+        raise DataError(f"data.rank_names_file: {err}") from None
+
+
 def rank_space(cfg: RunConfig) -> RankSpace:
     """The label -> rank mapping of the data config, with ``model.num_ranks`` ranks."""
     d = cfg.data
-    names: list[str] | None = d.rank_names
-    if d.rank_names_file:
-        try:
-            names = read_rank_names(d.rank_names_file)
-        except FileNotFoundError as err:
-            raise DataError(f"data.rank_names_file: {err}") from None
+    names = data_rank_names(d)
     try:
         return RankSpace(cfg.model.num_ranks, names=names, offset=d.rank_offset)
     except ValueError as err:

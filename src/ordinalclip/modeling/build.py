@@ -17,11 +17,22 @@ from ordinalclip.modeling.prompts import PlainPromptLearner, RankPromptLearner
 
 
 def read_rank_names(path: str | Path) -> list[str]:
-    """Rank names, one per non-empty line (underscores read as spaces when tokenised)."""
+    """Rank names, one per non-empty line (underscores read as spaces when tokenised).
+
+    The one reader of rank-names files. Raises ``FileNotFoundError`` (no such file) or ``ValueError`` (not
+    UTF-8, or no names), both naming the file; callers that know the config key re-raise with it.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"rank names file not found: {path}")
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    names = [line.strip() for line in text.splitlines() if line.strip()]
+    if not names:
+        raise ValueError(f"{path}: no rank names (expected one name per line)")
+    return names
 
 
 def check_rank_name_count(cfg: PromptConfig, num_ranks: int, names: list[str], source: str) -> None:
@@ -69,7 +80,7 @@ def build_image_tower(cfg: ImageTowerConfig, embed_dim: int | None, bundle: Clip
     if cfg.kind == "efficientnet_lite0":
         from ordinalclip.modeling.backbones.efficientnet import EfficientNetLite0Tower
 
-        return EfficientNetLite0Tower(output_dim=embed_dim, pretrained=cfg.pretrained, weights_path=cfg.weights)
+        return EfficientNetLite0Tower(output_dim=embed_dim, pretrained=cfg.imagenet_weights, weights_path=cfg.weights)
     if cfg.kind == "features":
         if cfg.input_dim is None:
             raise ValueError("the features tower needs model.image.input_dim (the width of the feature vectors)")

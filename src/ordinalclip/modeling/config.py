@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 MORPH_CONTEXT = "age estimation: the age of the person is"
 
@@ -16,16 +16,21 @@ class ClipConfig:
     pretrained: str | None = None  # open_clip tag ("openai", ...) or a local file; null = random weights
     quick_gelu: bool | None = None
     allow_torchscript: bool = False
-    custom: dict[str, Any] | None = None  # open_clip.CLIP kwargs for a custom architecture (tests, tiny models)
+    custom: dict[str, Any] | None = (
+        None  # open_clip.CLIP kwargs for a custom architecture (tests, tiny models)
+    )
 
 
 @dataclass
 class ImageTowerConfig:
     """The image tower."""
 
+    # Old key -> new key; configtools.from_dict reads the old one (old YAMLs and checkpoints) with a warning.
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {"pretrained": "imagenet_weights"}
+
     kind: Literal["clip", "vgg16", "resnet50", "efficientnet_lite0", "features"] = "clip"
     weights: str | None = None  # local weights file for vgg16 / resnet50
-    pretrained: bool = True  # efficientnet_lite0: load the package's ImageNet weights
+    imagenet_weights: bool = True  # efficientnet_lite0: load the package's ImageNet weights (false = random)
     input_dim: int | None = None  # features: width of the precomputed vectors
     project: bool = True  # features: learnable projection to the joint width
 
