@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             for k in models:
                 figures[f"step_s_{size}_{k}_bs{bs}"] = t[k]
             figures[f"text_path_s_{size}_bs{bs}"] = t["text_path"]
-            if size == "vgg16" and bs == max(batch_sizes):  # the VGG-16 setting
+            if size == "vgg16" and bs == max(batch_sizes):  # the headline VGG-16 setting
                 figures["step_images_per_s"] = bs / t["ordinalclip"]
                 figures["step_images_per_s_cnn"] = bs / t["cnn"]
             for k in models:

@@ -19,7 +19,7 @@ torch.set_num_threads(2)
 
 
 def load_reference(name: str) -> dict:
-    """A JSON file of reference vectors (copied unchanged from shared/reference)."""
+    """A JSON file of reference vectors (in tests/data/reference, unchanged)."""
     return json.loads((REFERENCE / name).read_text())
 
 
@@ -40,7 +40,7 @@ def _make_tiny_clip_module():
 
 @pytest.fixture(scope="session")
 def tiny_clip_file(tmp_path_factory) -> Path:
-    """The deterministic tiny CLIP of shared/reference, written in OpenAI state-dict format (float16)."""
+    """The deterministic tiny CLIP of tests/data/reference, written in OpenAI state-dict format (float16)."""
     mod = _make_tiny_clip_module()
     path = tmp_path_factory.mktemp("tiny_clip") / "tiny_clip.pt"
     torch.save(mod.tiny_clip_state_dict(), path)

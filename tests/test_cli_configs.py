@@ -1,4 +1,4 @@
-"""The shipped configs: all load and validate, the MORPH one is the reference setting of spec 2.1, and the
+"""The shipped configs: all load and validate, the MORPH one is the reference setting of reference notes §2.1, and the
 tiny one runs end to end through the command line."""
 
 from __future__ import annotations

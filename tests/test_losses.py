@@ -18,9 +18,9 @@ from ordinalclip.losses import (
 )
 from tests.conftest import load_reference, official_logits
 
-LOSS_ATOL = 2e-5  # shared/reference/README.md, "CE, KL losses"
+LOSS_ATOL = 2e-5  # tests/data/reference/README.md, "CE, KL losses"
 def _naive_kl(logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Spec 1.6 written literally: a loop over present labels, closed-form target."""
+    """Reference notes §1.6 written literally: a loop over present labels, closed-form target."""
     batch = logits.shape[0]
     terms = []
     for k in sorted(set(labels.tolist())):

@@ -26,7 +26,7 @@ from ordinalclip.metrics import (
 )
 from tests.conftest import load_reference, official_logits
 
-PRED_EXP_ATOL = 1e-4  # shared/reference/README.md, "expected rank (pred_exp)"
+PRED_EXP_ATOL = 1e-4  # tests/data/reference/README.md, "expected rank (pred_exp)"
 LOGITS_ATOL = 2e-4
 def _ordinality_features() -> dict[str, torch.Tensor]:
     # Formulas from official_vectors.json, "features_A" and "features_B" (float32).

@@ -1,4 +1,4 @@
-"""End-to-end golden tests: the reference code's outputs on the tiny deterministic CLIP (shared/reference).
+"""End-to-end golden tests: the reference code's outputs on the tiny deterministic CLIP (tests/data/reference).
 
 The checkpoint is written in OpenAI format and read through our OpenAI loader; the prompt learner, the three text
 paths, the losses, the predictions and the gradients must all reproduce the reference within its tolerances.

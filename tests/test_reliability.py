@@ -1,8 +1,8 @@
-"""Issue 7 (reliability): bad input, interrupted runs and untrusted files, checked item by item.
+"""Reliability: bad input, interrupted runs and untrusted files, checked case by case.
 
 Most cases are met through the ``ordinalclip`` command (``cli.main(argv)``), where a user meets them: a user
 error exits with code 2 and a one-line ``error: ...`` naming the file and line. Items already tested elsewhere
-are indexed here, so the issue can be checked item by item; the tests in this file fill the remaining gaps.
+are indexed here, so every case can be checked in one place; the tests in this file fill the remaining gaps.
 
 1. corrupt / truncated / non-image file: named with its list line, or skipped and counted
    tests/test_data_images.py::test_corrupt_images_raise_naming_file_and_line,

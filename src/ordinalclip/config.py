@@ -48,7 +48,7 @@ class CsvColumns:
 
 @dataclass
 class FewShotConfig:
-    """Few-shot protocol (spec 2.2): keep ``shots`` random training images per rank."""
+    """Few-shot protocol (reference notes §2.2): keep ``shots`` random training images per rank."""
 
     shots: int | None = None  # null = off
     seed: int | None = None  # null = trainer.seed
@@ -57,7 +57,7 @@ class FewShotConfig:
 
 @dataclass
 class LabelShiftConfig:
-    """Label-distribution shift (spec 2.2): thin the ``top_k`` most frequent ranks to ``scale`` of their images."""
+    """Label-distribution shift (reference notes §2.2): thin the ``top_k`` most frequent ranks to ``scale`` of their images."""
 
     top_k: int | None = None  # null = off
     scale: float = 0.1
@@ -127,7 +127,7 @@ class OptimConfig:
     """Optimizer, learning rates per parameter group, freezing and the per-epoch schedule.
 
     ``radam`` is ``torch.optim.RAdam`` with decoupled weight decay. The reference used the LiyuanLucasLiu RAdam,
-    which leaves parameters (and their decay) untouched for the first 5 steps (spec 8.13); torch's RAdam takes
+    which leaves parameters (and their decay) untouched for the first 5 steps (reference notes §3.7); torch's RAdam takes
     SGD-with-momentum-like steps there instead. The difference only shows in runs of a handful of steps.
 
     Every ``lr_*`` left null takes ``lr``; an lr of 0 freezes that group. ``lr_text`` applies only when the text
@@ -158,7 +158,7 @@ class OptimConfig:
 
 @dataclass
 class LossConfig:
-    """Weights of the two OrdinalCLIP losses (spec 1.6)."""
+    """Weights of the two OrdinalCLIP losses (reference notes §1.6)."""
 
     ce_weight: float = 1.0
     kl_weight: float = 1.0

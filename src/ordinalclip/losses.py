@@ -1,4 +1,4 @@
-"""Training losses of OrdinalCLIP (spec section 1.6), as pure functions plus ``nn.Module`` twins.
+"""Training losses of OrdinalCLIP (reference notes §1.6), as pure functions plus ``nn.Module`` twins.
 
 Both losses take the rank logits ``z`` of shape (B, C) (B images, C ranks) and integer labels of shape (B,):
 
@@ -84,7 +84,7 @@ def text_to_image_kl_loss(logits: Tensor, labels: Tensor, temperature: float = 1
 
     For every label k present in the batch: p_k = softmax_b(temperature * [y_b == k]),
     log q_k = log_softmax_b(logits[:, k]), term_k = sum_b p_k(b) (log p_k(b) - log q_k(b)).
-    The result is the mean of term_k over the distinct present labels (spec section 1.6).
+    The result is the mean of term_k over the distinct present labels (reference notes §1.6).
 
     Args:
         logits: (B, C) rank logits.

@@ -1,4 +1,4 @@
-"""Evaluation metrics of OrdinalCLIP (spec sections 1.7 and 1.8), as pure functions.
+"""Evaluation metrics of OrdinalCLIP (reference notes §1.7 and §1.8), as pure functions.
 
 Inputs may be torch tensors, numpy arrays or lists; nothing here tracks gradients. Scalar metrics return Python
 floats; per-example ones return 1-D torch tensors.
@@ -248,7 +248,7 @@ def prototype_similarity(prototypes: ArrayLike) -> Tensor:
 
 
 def ordinality_score(prototypes: ArrayLike, spans: Iterable[int] | None = None) -> dict[int, float]:
-    """Ordinality score O(s) of (N, E) prototypes (spec section 1.8), for each span s.
+    """Ordinality score O(s) of (N, E) prototypes (reference notes §1.8), for each span s.
 
     With S = :func:`prototype_similarity` and M = N - 1, ``c[i, j] = [S(i, j) > S(i, j + 1)]`` for
     0 <= i <= j <= M - 1 (moving right from anchor i, similarity must drop) and O(s) is the mean of c[i, j] over the

@@ -1,4 +1,7 @@
-"""The ``ordinalclip`` command: a thin layer over :mod:`ordinalclip.api`.
+"""The ``ordinalclip`` command and its seven sub-commands.
+
+``train``, ``eval``, ``predict`` and ``export`` are thin layers over :mod:`ordinalclip.api`; ``sweep``, ``report``
+and ``demo`` run the app modules of the same names.
 
 Exit codes: 0 success; 1 training failed (non-finite loss); 2 bad config, data, checkpoint or command line;
 130 / 143 interrupted by SIGINT / SIGTERM after writing a checkpoint (continue with ``--resume``).
@@ -59,10 +62,11 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``ordinalclip`` (sub-commands train, eval, predict, export)."""
+    """The argument parser of ``ordinalclip`` (sub-commands train, eval, predict, export, demo, report, sweep)."""
     parser = argparse.ArgumentParser(
         prog="ordinalclip", formatter_class=_formatter,
-        description="OrdinalCLIP: language-guided ordinal regression. Train, evaluate, export and predict.",
+        description="OrdinalCLIP: language-guided ordinal regression. Train, evaluate, export and predict; "
+        "sweep a grid of runs, report on a run, or run the offline demo.",
         epilog="run 'ordinalclip COMMAND --help' for the options and an example of each command")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -27,7 +27,7 @@ def plot_prototype_similarity(prototypes: np.ndarray | torch.Tensor, out: Path, 
                               rank_labels: Sequence[str] | None = None) -> dict[int, float]:
     """Heat map of the (C, C) normalised prototype similarity with the ordinality score in the title.
 
-    Returns the ordinality scores by span (spec 1.8).
+    Returns the ordinality scores by span (reference notes §1.8).
     """
     protos = torch.as_tensor(np.asarray(prototypes), dtype=torch.float32)
     sim = prototype_similarity(protos).numpy()
@@ -196,7 +196,7 @@ def make_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
         scores = plot_prototype_similarity(np.load(protos), out / "prototypes.png", rank_labels=rank_names)
         text = ", ".join(f"span {k}: {v:.1%}" for k, v in scores.items())
         sections.append(("Prototype similarity", "prototypes.png",
-                         f"Cosine similarity of the rank prototypes; ordinality by span (spec 1.8): {text}."))
+                         f"Cosine similarity of the rank prototypes; ordinality by span (reference notes §1.8): {text}."))
     for pred_file in sorted((run_dir / "predictions").glob("*.csv")):
         p = read_predictions(pred_file)
         if "label" not in p:

@@ -65,7 +65,8 @@ class InterruptCheckpoint(L.Callback):
 
 class EvaluateOnly(L.Callback):
     """Stops ``fit`` before its first step and saves the untouched model as ``path`` (``last.ckpt``), so that
-    the run evaluates the initial model: zero-shot CLIP, or an untrained prompt learner (spec 3.8 b, c)."""
+    the run evaluates the initial model: zero-shot CLIP, or an untrained prompt learner (the paper's
+    zero-shot and untrained-prompt rows)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)

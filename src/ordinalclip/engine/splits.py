@@ -214,7 +214,7 @@ def resolve_data(cfg: RunConfig, check: bool = True) -> ResolvedData:
             raise DataError(f"the {name} split is empty: no samples in {_split_origin(cfg, split)}")
     if splits["val"] is not None and splits["test"] is not None and _same(splits["val"], splits["test"]):
         warnings.warn("val and test hold the same samples: test numbers are then selected on test "
-                      "(spec 8.4); give a held-out test list for unbiased results", UserWarning, stacklevel=2)
+                      "(reference notes §3.4); give a held-out test list for unbiased results", UserWarning, stacklevel=2)
     if check and not features:
         check_files([s for samples in splits.values() for s in samples or ()])
     return ResolvedData(ranks, splits, features=features, notes=notes)

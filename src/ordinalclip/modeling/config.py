@@ -47,7 +47,7 @@ class TextTowerConfig:
 
 @dataclass
 class PromptConfig:
-    """The prompt learner (spec 1.2)."""
+    """The prompt learner (reference notes §1.2)."""
 
     learner: Literal["rank", "plain"] = "rank"  # rank = OrdinalCLIP, plain = CoOp
     num_base_ranks: int = 3

@@ -1,4 +1,4 @@
-"""OrdinalCLIP and the cosine-prototype classifier it turns into after training (spec 1.1, 1.5).
+"""OrdinalCLIP and the cosine-prototype classifier it turns into after training (reference notes §1.1, §1.5).
 
 logits[b, i] = exp(logit_scale) * <f_b / |f_b|, t_i / |t_i|>, with f the image feature and t_i the language
 prototype of rank i. :meth:`OrdinalCLIP.to_head` freezes the C prototypes into a :class:`CosineClassifier`, which

@@ -1,6 +1,6 @@
 """Prompt learners: learnable context tokens and rank embeddings laid out as one token sequence per rank.
 
-Layouts (spec 1.2), ``V`` = context (m tokens), ``r_i`` = rank embedding of rank i (n_r tokens):
+Layouts (reference notes §1.2), ``V`` = context (m tokens), ``r_i`` = rank embedding of rank i (n_r tokens):
 
     tail   : [SOT] V r_i "." [EOT]
     front  : [SOT] r_i V "." [EOT]

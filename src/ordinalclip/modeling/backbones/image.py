@@ -1,7 +1,7 @@
 """Image towers: images (or precomputed features) in, one feature vector per image out.
 
 Every tower has ``output_dim`` (the joint width E after its projection) and ``preprocess`` (the normalisation its
-weights expect). Torchvision towers end in a bias-free projection to E, as the reference does (spec 1.4).
+weights expect). Torchvision towers end in a bias-free projection to E, as the reference does (reference notes §1.4).
 """
 
 from __future__ import annotations

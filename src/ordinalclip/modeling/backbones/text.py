@@ -4,7 +4,7 @@ Prompts arrive as :class:`PromptEmbeddings`, split into a *prefix* shared by eve
 context before the rank tokens) and a per-rank *suffix* (rank tokens, the rest, ``"."`` and the end token).
 
 CLIP's text tower is causal and pools the end token (EOT), which gives two exact shortcuts over the reference's
-77-position pass (spec section 1.3, issue #2):
+77-position pass (reference notes §1.3):
 
 * positions after EOT cannot reach it, so only the real length is encoded;
 * the prefix sees only itself, so its hidden states are the same for every rank: they are computed once per layer
