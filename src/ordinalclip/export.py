@@ -274,7 +274,7 @@ def build_export_tower(cfg: ModelConfig, state: Mapping[str, torch.Tensor], embe
         visual = _build_vision_tower(width, vision_cfg, quick_gelu, None)
         prep = {k: preprocess[k] for k in ("size", "mean", "std") if k in preprocess}
         return ClipImageTower(visual, preprocess=prep or None)
-    image_cfg = dataclasses.replace(cfg.image, weights=None, pretrained=False)
+    image_cfg = dataclasses.replace(cfg.image, weights=None, imagenet_weights=False)
     return build_image_tower(image_cfg, embed_dim, None)
 
 
