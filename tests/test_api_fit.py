@@ -24,7 +24,7 @@ from ordinalclip.engine.cache import FeatureCache
 from ordinalclip.engine.errors import NonFiniteLossError, TrainingInterrupted
 from ordinalclip.engine.transforms import eval_transform, tower_preprocess
 from ordinalclip.metrics import ordinal_metrics
-from tests.test_engine_data import NUM_RANKS, list_data, make_images, tiny_config, write_lists
+from tests.helpers import NUM_RANKS, list_data, make_images, tiny_config, write_lists
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,7 @@ import torch
 
 from ordinalclip.api import evaluate, fit, load_checkpoint
 from ordinalclip.data import load_features
-from tests.test_engine_data import NUM_RANKS, make_features
-from tests.test_hf_text import _save_tiny_bert
+from tests.helpers import NUM_RANKS, make_features, save_tiny_bert
 
 
 def _cfg(tmp_path, bert, save_frozen: bool) -> dict:
@@ -25,7 +24,7 @@ def _cfg(tmp_path, bert, save_frozen: bool) -> dict:
 
 
 def test_slim_checkpoint_loads_to_the_same_model(tmp_path):
-    bert = _save_tiny_bert(tmp_path / "bert")
+    bert = save_tiny_bert(tmp_path / "bert")
     slim = fit(_cfg(tmp_path, bert, save_frozen=False), run_dir=tmp_path / "slim")
     full = fit(_cfg(tmp_path, bert, save_frozen=True), run_dir=tmp_path / "full")
     slim_ckpt = torch.load(slim.last_checkpoint, map_location="cpu", weights_only=True)

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from ordinalclip.app import cli
-from tests.test_engine_data import (
+from tests.helpers import (
     COUNTS,
     NUM_RANKS,
     make_features,

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ordinalclip.modeling import ClipLoadError, load_clip, read_state_dict
-from tests.conftest import tiny_clip_custom
+from tests.helpers import StateHolder, tiny_clip_custom
 
 
 def test_state_dict_variants_read_the_same(tiny_clip_file, tmp_path):
@@ -25,7 +25,7 @@ def test_state_dict_variants_read_the_same(tiny_clip_file, tmp_path):
 
 def test_torchscript_archive_needs_explicit_consent(tiny_clip_file, tmp_path):
     base = load_clip(pretrained=str(tiny_clip_file))
-    traced = torch.jit.script(_Holder(base.model.state_dict()))
+    traced = torch.jit.script(StateHolder(base.model.state_dict()))
     path = tmp_path / "openai_like.pt"
     traced.save(str(path))
     with pytest.raises(ClipLoadError, match="TorchScript archive.*allow_torchscript=True"):
@@ -33,24 +33,6 @@ def test_torchscript_archive_needs_explicit_consent(tiny_clip_file, tmp_path):
     loaded = load_clip(pretrained=str(path), allow_torchscript=True)
     for (k, a), b in zip(loaded.model.state_dict().items(), base.model.state_dict().values()):
         assert torch.equal(a, b), k
-
-
-class _Holder(torch.nn.Module):
-    """A scripted module whose state dict is a CLIP state dict (what OpenAI's archives are)."""
-
-    def __init__(self, state: dict[str, torch.Tensor]):
-        super().__init__()
-        for key, value in state.items():
-            *path, leaf = key.split(".")
-            owner: torch.nn.Module = self
-            for part in path:
-                if not hasattr(owner, part):
-                    owner.add_module(part, torch.nn.Module())
-                owner = getattr(owner, part)
-            owner.register_buffer(leaf, value.clone())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x
 
 
 def test_weights_only_refuses_pickled_code(tmp_path):

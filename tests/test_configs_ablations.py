@@ -17,7 +17,7 @@ from ordinalclip.configtools import to_dict
 from ordinalclip.data import ADIENCE_GROUPS, HCI_DECADES
 from ordinalclip.engine.optim import apply_freezing
 from ordinalclip.modeling import build_model
-from tests.conftest import tiny_clip_custom
+from tests.helpers import tiny_clip_custom
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

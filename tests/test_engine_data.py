@@ -1,11 +1,10 @@
 """Engine data layer: every input format, protocols and saved splits, transforms, samplers, resumable loader.
 
-Also holds the tiny generated datasets and run configs the other engine/API/CLI tests import.
+The tiny generated datasets and run configs shared with the other tests are in tests/helpers.py.
 """
 
 from __future__ import annotations
 
-import csv
 import warnings
 from pathlib import Path
 from typing import Any
@@ -23,107 +22,16 @@ from ordinalclip.engine.sampling import EpochSampler, ResumableLoader, SeededIte
 from ordinalclip.engine.splits import build_feature_rows, parse_feature_ref, resolve_data, save_splits
 from ordinalclip.engine.transforms import eval_transform, tower_preprocess, transform_settings
 from ordinalclip.modeling import build_model
-from tests.conftest import tiny_clip_custom
-
-NUM_RANKS = 4
-COUNTS = {"train": 4, "val": 2, "test": 2}  # images per rank and split
-
-
-# ------------------------------------------------------------------------------------------ shared helpers
-
-
-def make_images(root: Path, counts: dict[str, int] = COUNTS, size: int = 32, seed: int = 0
-                ) -> dict[str, list[tuple[str, int]]]:
-    """PNG images whose brightness grows with the label (a learnable task): ``{split: [(relpath, label)]}``."""
-    rng = np.random.default_rng(seed)
-    items: dict[str, list[tuple[str, int]]] = {}
-    for split, n in counts.items():
-        items[split] = []
-        for label in range(NUM_RANKS):
-            for i in range(n):
-                arr = np.clip(rng.normal(40 + 55 * label, 12, (size, size, 3)), 0, 255).astype(np.uint8)
-                rel = f"img/{split}/{label}_{i}.png"
-                (root / rel).parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(arr).save(root / rel)
-                items[split].append((rel, label))
-    return items
-
-
-def write_lists(root: Path, items: dict[str, list[tuple[str, int]]]) -> dict[str, str]:
-    """Reference list files ``<split>.txt`` (``relative/path label``)."""
-    out = {}
-    for split, rows in items.items():
-        path = root / f"{split}.txt"
-        path.write_text("".join(f"{rel} {label}\n" for rel, label in rows))
-        out[split] = str(path)
-    return out
-
-
-def write_csv(root: Path, items: dict[str, list[tuple[str, int]]], offset: int = 0) -> str:
-    """One CSV with all splits: columns file, age, part (labels shifted by ``offset``)."""
-    path = root / "all.csv"
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["file", "age", "part"])
-        for split, rows in items.items():
-            for rel, label in rows:
-                w.writerow([rel, label + offset, split])
-    return str(path)
-
-
-def make_folders(root: Path, items: dict[str, list[tuple[str, int]]]) -> dict[str, str]:
-    """Folder-per-rank copies: ``root/folders/<split>/<label>/<name>.png``."""
-    out = {}
-    for split, rows in items.items():
-        for rel, label in rows:
-            target = root / "folders" / split / str(label) / Path(rel).name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes((root / rel).read_bytes())
-        out[split] = str(root / "folders" / split)
-    return out
-
-
-def make_features(path: Path, dim: int = 8, seed: int = 0) -> str:
-    """An .npz with label-dependent features (rank direction + noise), labels and a split array."""
-    rng = np.random.default_rng(seed)
-    feats, labels, splits = [], [], []
-    for split, n in COUNTS.items():
-        for label in range(NUM_RANKS):
-            for _ in range(n):
-                v = rng.normal(0, 0.3, dim)
-                v[label] += 2.0
-                feats.append(v)
-                labels.append(label)
-                splits.append(split)
-    np.savez(path, features=np.array(feats, np.float32), labels=np.array(labels), split=np.array(splits))
-    return str(path)
-
-
-def tiny_model_dict(**extra: Any) -> dict[str, Any]:
-    return {"num_ranks": NUM_RANKS, "clip": {"name": None, "custom": tiny_clip_custom()},
-            "prompts": {"num_base_ranks": 2}, **extra}
-
-
-def tiny_config(tmp_path: Path, data: dict[str, Any], model: dict[str, Any] | None = None,
-                **sections: Any) -> dict[str, Any]:
-    """A run config dict for tiny CPU runs (tiny ViT-CLIP, 32x32 images, batch 4, 2 epochs)."""
-    cfg: dict[str, Any] = {
-        "name": "t",
-        "output_dir": str(tmp_path / "runs"),
-        "model": model or tiny_model_dict(),
-        "data": {"batch_size": 4, "image_size": 32, "resize": 36, **data},
-        "optim": {"lr": 1e-3},
-        "trainer": {"max_epochs": 2, "loggers": ["csv"], "progress_bar": False, "seed": 3, "deterministic": True},
-    }
-    for key, value in sections.items():
-        cfg[key] = {**cfg.get(key, {}), **value}
-    return cfg
-
-
-def list_data(root: Path) -> dict[str, Any]:
-    items = make_images(root)
-    lists = write_lists(root, items)
-    return {"format": "list", "root": str(root), **lists}
+from tests.helpers import (
+    COUNTS,
+    NUM_RANKS,
+    make_features,
+    make_folders,
+    make_images,
+    tiny_clip_custom,
+    write_csv,
+    write_lists,
+)
 
 
 @pytest.fixture(scope="module")

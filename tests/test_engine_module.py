@@ -22,7 +22,7 @@ from ordinalclip.engine.trainer import build_eval_trainer
 from ordinalclip.engine.transforms import tower_preprocess
 from ordinalclip.metrics import ordinal_metrics
 from ordinalclip.modeling import CosineClassifier, FeatureTower
-from tests.test_engine_data import NUM_RANKS, make_features
+from tests.helpers import NUM_RANKS, make_features
 
 
 class CountingClassifier(CosineClassifier):

@@ -12,7 +12,7 @@ from ordinalclip.config import OptimConfig, RunConfig
 from ordinalclip.configtools import ConfigError, from_dict
 from ordinalclip.engine.optim import apply_freezing, build_optimizer, build_scheduler, group_of, lr_factor
 from ordinalclip.modeling import CosineClassifier, FeatureTower, build_model
-from tests.test_engine_data import tiny_model_dict
+from tests.helpers import tiny_model_dict
 
 
 @pytest.fixture

@@ -22,9 +22,7 @@ from ordinalclip.modeling import (
     PromptConfig,
     build_model,
 )
-from tests.conftest import tiny_clip_custom
-
-PREP = {"size": 32, "resize": 36, "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.3]}
+from tests.helpers import PREP, run_config, save_checkpoint, tiny_clip_custom
 
 
 def tiny_config(num_ranks: int = 5, **clip) -> ModelConfig:
@@ -46,26 +44,6 @@ def exported(tiny_model, tmp_path):
     path = export_head(model, cfg, tmp_path / "m.safetensors", rank_values=[16.0, 17.0, 18.0, 19.0, 20.0],
                        rank_names=["a", "b", "c", "d", "e"], preprocess=PREP, extra={"mae": 1.5})
     return path
-
-
-def save_checkpoint(model, run_cfg, path):
-    """A training checkpoint as the engine writes it (its own on_save_checkpoint adds the config and ranks)."""
-    from ordinalclip.engine.module import OrdinalModule
-    from ordinalclip.engine.splits import rank_space
-
-    module = OrdinalModule(model, run_cfg, rank_space(run_cfg))
-    ckpt = {"state_dict": module.state_dict(), "epoch": 0, "global_step": 0}
-    module.on_save_checkpoint(ckpt)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(ckpt, path)
-    return path
-
-
-def run_config(model_cfg):
-    from ordinalclip.config import DataConfig, RunConfig
-
-    return RunConfig(model=model_cfg, data=DataConfig(rank_offset=16, image_size=32, resize=36,
-                                                      mean=PREP["mean"], std=PREP["std"]))
 
 
 def _images(n: int = 4, seed: int = 1) -> torch.Tensor:

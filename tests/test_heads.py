@@ -23,7 +23,7 @@ from ordinalclip.modeling import (
     load_clip,
     zero_shot_prototypes,
 )
-from tests.conftest import tiny_clip_custom
+from tests.helpers import tiny_clip_custom
 
 
 def _bce(z: float, t: float) -> float:
@@ -115,7 +115,7 @@ def test_zero_shot_through_build_model():
 
 def test_zero_shot_fit_evaluates_without_training(tmp_path):
     from ordinalclip.api import fit
-    from tests.test_engine_data import NUM_RANKS, list_data, tiny_config
+    from tests.helpers import NUM_RANKS, list_data, tiny_config
 
     data = list_data(tmp_path / "data")
     model = {"arch": "zeroshot", "num_ranks": NUM_RANKS, "clip": {"name": None, "custom": tiny_clip_custom()},

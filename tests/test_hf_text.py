@@ -17,30 +17,7 @@ from ordinalclip.modeling.build import build_model  # noqa: E402
 from ordinalclip.modeling.config import ImageTowerConfig, ModelConfig, PromptConfig, TextTowerConfig  # noqa: E402
 from ordinalclip.modeling.heads import encode_texts  # noqa: E402
 from ordinalclip.modeling.prompts import PlainPromptLearner, RankPromptLearner  # noqa: E402
-
-WORDS = ["a", "photo", "of", "the", "image", "is", "sharp", "slightly", "very", "blurred", "noisy", "."]
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-VOCAB = {tok: i for i, tok in enumerate(SPECIALS + WORDS)}
-
-
-def _save_tiny_bert(folder: Path) -> Path:
-    """A random 2-layer, 32-wide BERT with a 17-token word-piece vocabulary, saved as a model folder."""
-    torch.manual_seed(0)
-    config = transformers.BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2,
-                                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=24)
-    model = transformers.BertModel(config)
-    # unit-scale tables (BERT's init is std 0.02): tokens, positions and token types all move the output, so a
-    # missed or doubled position/type embedding on the inputs_embeds path shows
-    with torch.no_grad():
-        for table in (model.embeddings.word_embeddings, model.embeddings.position_embeddings,
-                      model.embeddings.token_type_embeddings):
-            table.weight.normal_(0, 1.0)
-    model.save_pretrained(folder)
-    # the classic BERT tokenizer files (one token per line), readable by every transformers version
-    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
-    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BertTokenizer",
-                                                              "do_lower_case": True}))
-    return folder
+from tests.helpers import VOCAB, save_tiny_bert  # noqa: E402
 
 
 def _reference_features(folder: Path, texts: list[str], pooling: str) -> torch.Tensor:
@@ -66,7 +43,7 @@ def _prompt_from_text(tower: HFTextTower, text: str) -> PromptEmbeddings:
 
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory) -> Path:
-    return _save_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
 
 
 def _add_sentence_transformers_files(folder: Path, pooling: dict, dense: tuple[torch.Tensor, torch.Tensor] | None):
@@ -90,7 +67,7 @@ def _add_sentence_transformers_files(folder: Path, pooling: dict, dense: tuple[t
 @pytest.fixture(scope="module")
 def tiny_st(tmp_path_factory) -> tuple[Path, torch.Tensor, torch.Tensor]:
     """The tiny BERT as a sentence-transformers folder: mean pooling, then Dense 32 -> 8 with tanh."""
-    folder = _save_tiny_bert(tmp_path_factory.mktemp("tiny_st"))
+    folder = save_tiny_bert(tmp_path_factory.mktemp("tiny_st"))
     gen = torch.Generator().manual_seed(1)
     weight, bias = torch.randn(8, 32, generator=gen), torch.randn(8, generator=gen)
     _add_sentence_transformers_files(folder, {"pooling_mode_mean_tokens": True, "pooling_mode_cls_token": False},
@@ -143,7 +120,7 @@ def test_sentence_transformers_folder_mean_pools_and_applies_dense(tiny_st):
 
 
 def test_unsupported_sentence_transformers_pooling_is_refused(tmp_path):
-    folder = _save_tiny_bert(tmp_path / "max")
+    folder = save_tiny_bert(tmp_path / "max")
     _add_sentence_transformers_files(folder, {"pooling_mode_max_tokens": True, "pooling_mode_mean_tokens": False},
                                      None)
     with pytest.raises(ValueError, match=r"1_Pooling.config\.json: only mean or CLS pooling"):

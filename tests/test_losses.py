@@ -16,7 +16,7 @@ from ordinalclip.losses import (
     ordinalclip_loss,
     text_to_image_kl_loss,
 )
-from tests.conftest import load_reference, official_logits
+from tests.helpers import load_reference, official_logits
 
 LOSS_ATOL = 2e-5  # tests/data/reference/README.md, "CE, KL losses"
 def _naive_kl(logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:

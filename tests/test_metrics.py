@@ -24,7 +24,7 @@ from ordinalclip.metrics import (
     prototype_similarity,
     quadratic_weighted_kappa,
 )
-from tests.conftest import load_reference, official_logits
+from tests.helpers import load_reference, official_logits
 
 PRED_EXP_ATOL = 1e-4  # tests/data/reference/README.md, "expected rank (pred_exp)"
 LOGITS_ATOL = 2e-4

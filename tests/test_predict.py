@@ -14,10 +14,8 @@ from ordinalclip.data.samples import DataError
 from ordinalclip.export import ExportError, export_head, load_export
 from ordinalclip.modeling import ClipConfig, ImageTowerConfig, ModelConfig, PromptConfig, build_model
 from ordinalclip.predict import Predictor, predict, read_inputs
-from tests.conftest import tiny_clip_custom
-from tests.test_export import run_config, save_checkpoint
+from tests.helpers import PREP, run_config, save_checkpoint, tiny_clip_custom
 
-PREP = {"size": 32, "resize": 36, "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.3]}
 AGES = [16.0, 17.0, 18.0, 19.0, 20.0]
 NAMES = ["a.png", "b.png", "sub/c.png", "sub/deeper/d.png"]
 

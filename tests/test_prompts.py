@@ -12,7 +12,7 @@ from ordinalclip.modeling import (
     interpolation_matrix,
     load_clip,
 )
-from tests.conftest import load_reference, tiny_clip_custom
+from tests.helpers import load_reference, tiny_clip_custom
 
 OFFICIAL = load_reference("official_vectors.json")
 

@@ -14,7 +14,7 @@ import torch
 from ordinalclip.losses import ordinalclip_loss
 from ordinalclip.metrics import predict_from_logits
 from ordinalclip.modeling import ClipImageTower, ClipTextTower, OrdinalCLIP, RankPromptLearner, load_clip
-from tests.conftest import load_reference
+from tests.helpers import load_reference
 
 VECTORS = load_reference("tiny_clip_vectors.json")
 TOL = {k: v["recommended_atol"] for k, v in VECTORS["tolerance"]["per_quantity"].items()}

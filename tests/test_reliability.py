@@ -104,7 +104,7 @@ from ordinalclip.engine.trainer import build_trainer
 from ordinalclip.export import export_head
 from ordinalclip.fileio import write_json
 from ordinalclip.modeling import build_model
-from tests.test_engine_data import NUM_RANKS, make_images, tiny_config, tiny_model_dict, write_lists
+from tests.helpers import NUM_RANKS, make_images, tiny_config, tiny_model_dict, write_lists
 
 NAMES = ["young", "adult", "middle", "old"]
 PREP = {"size": 32, "resize": 36, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
@@ -484,10 +484,10 @@ def test_a_pickled_payload_never_runs_through_any_command(trained_like, root, tm
 
 def test_a_checkpoint_cannot_grant_itself_torchscript_consent(tiny_clip_file, tmp_path, monkeypatch):
     from ordinalclip.modeling import load_clip
-    from tests.test_clip_loading import _Holder
+    from tests.helpers import StateHolder
 
     archive = tmp_path / "openai_like.pt"
-    torch.jit.script(_Holder(load_clip(pretrained=str(tiny_clip_file)).model.state_dict())).save(str(archive))
+    torch.jit.script(StateHolder(load_clip(pretrained=str(tiny_clip_file)).model.state_dict())).save(str(archive))
     cfg = from_dict(RunConfig, {"model": {"num_ranks": NUM_RANKS, "prompts": {"num_base_ranks": 2},
                                           "clip": {"name": None, "pretrained": str(archive),
                                                    "allow_torchscript": True}}})

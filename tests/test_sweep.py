@@ -23,8 +23,7 @@ from ordinalclip.app.sweep import SweepError, parse_grid, plan_sweep, run_sweep
 from ordinalclip.configtools import ConfigError
 from ordinalclip.engine.errors import TrainingInterrupted
 from ordinalclip.modeling import build_model
-from tests.conftest import tiny_clip_custom
-from tests.test_engine_data import NUM_RANKS, make_features, tiny_config
+from tests.helpers import NUM_RANKS, make_features, tiny_clip_custom, tiny_config
 
 FEATURE_MODEL = {"num_ranks": NUM_RANKS, "embed_dim": 8, "image": {"kind": "features", "input_dim": 8}}
 

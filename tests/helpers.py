@@ -1,0 +1,225 @@
+"""Helpers the test modules share: tiny CLIP configs, the reference vectors, generated datasets and run configs.
+
+Plain functions and constants (fixtures are in conftest.py); test modules import them from here, never from each
+other.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+# --------------------------------------------------------------------------------------- reference vectors
+
+
+REFERENCE = Path(__file__).parent / "data" / "reference"
+
+
+def load_reference(name: str) -> dict:
+    """A JSON file of reference vectors (in tests/data/reference, unchanged)."""
+    return json.loads((REFERENCE / name).read_text())
+
+
+def official_logits() -> torch.Tensor:
+    """The fixed logits of official_vectors.json: logits[b, k] = 5 sin(0.1 (b+1)(k+1)) + 0.3 k, b < 8, k < 10."""
+    b = torch.arange(8, dtype=torch.float32)[:, None]
+    k = torch.arange(10, dtype=torch.float32)[None, :]
+    return 5 * torch.sin(0.1 * (b + 1) * (k + 1)) + 0.3 * k
+
+
+def make_tiny_clip_module():
+    """tests/data/reference/make_tiny_clip.py, imported as a module."""
+    spec = importlib.util.spec_from_file_location("make_tiny_clip", REFERENCE / "make_tiny_clip.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # its dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def tiny_clip_custom(embed_dim: int = 32, width: int = 64, layers: int = 2, heads: int = 2) -> dict:
+    """open_clip.CLIP kwargs of a tiny random ViT-CLIP with the real 49,408-token vocabulary and context 77."""
+    return {
+        "embed_dim": embed_dim,
+        "vision_cfg": {"layers": layers, "width": width, "patch_size": 16, "image_size": 32, "head_width": 32},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": width, "heads": heads, "layers": layers},
+    }
+
+# --------------------------------------------------------------------------- tiny datasets and run configs
+
+
+NUM_RANKS = 4
+COUNTS = {"train": 4, "val": 2, "test": 2}  # images per rank and split
+
+
+def make_images(root: Path, counts: dict[str, int] = COUNTS, size: int = 32, seed: int = 0
+                ) -> dict[str, list[tuple[str, int]]]:
+    """PNG images whose brightness grows with the label (a learnable task): ``{split: [(relpath, label)]}``."""
+    rng = np.random.default_rng(seed)
+    items: dict[str, list[tuple[str, int]]] = {}
+    for split, n in counts.items():
+        items[split] = []
+        for label in range(NUM_RANKS):
+            for i in range(n):
+                arr = np.clip(rng.normal(40 + 55 * label, 12, (size, size, 3)), 0, 255).astype(np.uint8)
+                rel = f"img/{split}/{label}_{i}.png"
+                (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(arr).save(root / rel)
+                items[split].append((rel, label))
+    return items
+
+
+def write_lists(root: Path, items: dict[str, list[tuple[str, int]]]) -> dict[str, str]:
+    """Reference list files ``<split>.txt`` (``relative/path label``)."""
+    out = {}
+    for split, rows in items.items():
+        path = root / f"{split}.txt"
+        path.write_text("".join(f"{rel} {label}\n" for rel, label in rows))
+        out[split] = str(path)
+    return out
+
+
+def write_csv(root: Path, items: dict[str, list[tuple[str, int]]], offset: int = 0) -> str:
+    """One CSV with all splits: columns file, age, part (labels shifted by ``offset``)."""
+    path = root / "all.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "age", "part"])
+        for split, rows in items.items():
+            for rel, label in rows:
+                w.writerow([rel, label + offset, split])
+    return str(path)
+
+
+def make_folders(root: Path, items: dict[str, list[tuple[str, int]]]) -> dict[str, str]:
+    """Folder-per-rank copies: ``root/folders/<split>/<label>/<name>.png``."""
+    out = {}
+    for split, rows in items.items():
+        for rel, label in rows:
+            target = root / "folders" / split / str(label) / Path(rel).name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes((root / rel).read_bytes())
+        out[split] = str(root / "folders" / split)
+    return out
+
+
+def make_features(path: Path, dim: int = 8, seed: int = 0) -> str:
+    """An .npz with label-dependent features (rank direction + noise), labels and a split array."""
+    rng = np.random.default_rng(seed)
+    feats, labels, splits = [], [], []
+    for split, n in COUNTS.items():
+        for label in range(NUM_RANKS):
+            for _ in range(n):
+                v = rng.normal(0, 0.3, dim)
+                v[label] += 2.0
+                feats.append(v)
+                labels.append(label)
+                splits.append(split)
+    np.savez(path, features=np.array(feats, np.float32), labels=np.array(labels), split=np.array(splits))
+    return str(path)
+
+
+def tiny_model_dict(**extra: Any) -> dict[str, Any]:
+    return {"num_ranks": NUM_RANKS, "clip": {"name": None, "custom": tiny_clip_custom()},
+            "prompts": {"num_base_ranks": 2}, **extra}
+
+
+def tiny_config(tmp_path: Path, data: dict[str, Any], model: dict[str, Any] | None = None,
+                **sections: Any) -> dict[str, Any]:
+    """A run config dict for tiny CPU runs (tiny ViT-CLIP, 32x32 images, batch 4, 2 epochs)."""
+    cfg: dict[str, Any] = {
+        "name": "t",
+        "output_dir": str(tmp_path / "runs"),
+        "model": model or tiny_model_dict(),
+        "data": {"batch_size": 4, "image_size": 32, "resize": 36, **data},
+        "optim": {"lr": 1e-3},
+        "trainer": {"max_epochs": 2, "loggers": ["csv"], "progress_bar": False, "seed": 3, "deterministic": True},
+    }
+    for key, value in sections.items():
+        cfg[key] = {**cfg.get(key, {}), **value}
+    return cfg
+
+
+def list_data(root: Path) -> dict[str, Any]:
+    items = make_images(root)
+    lists = write_lists(root, items)
+    return {"format": "list", "root": str(root), **lists}
+
+# --------------------------------------------------------------------------------- checkpoints and exports
+
+
+PREP = {"size": 32, "resize": 36, "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.3]}
+
+
+def save_checkpoint(model, run_cfg, path):
+    """A training checkpoint as the engine writes it (its own on_save_checkpoint adds the config and ranks)."""
+    from ordinalclip.engine.module import OrdinalModule
+    from ordinalclip.engine.splits import rank_space
+
+    module = OrdinalModule(model, run_cfg, rank_space(run_cfg))
+    ckpt = {"state_dict": module.state_dict(), "epoch": 0, "global_step": 0}
+    module.on_save_checkpoint(ckpt)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ckpt, path)
+    return path
+
+
+def run_config(model_cfg):
+    from ordinalclip.config import DataConfig, RunConfig
+
+    return RunConfig(model=model_cfg, data=DataConfig(rank_offset=16, image_size=32, resize=36,
+                                                      mean=PREP["mean"], std=PREP["std"]))
+
+
+class StateHolder(torch.nn.Module):
+    """A scripted module whose state dict is a CLIP state dict (what OpenAI's archives are)."""
+
+    def __init__(self, state: dict[str, torch.Tensor]):
+        super().__init__()
+        for key, value in state.items():
+            *path, leaf = key.split(".")
+            owner: torch.nn.Module = self
+            for part in path:
+                if not hasattr(owner, part):
+                    owner.add_module(part, torch.nn.Module())
+                owner = getattr(owner, part)
+            owner.register_buffer(leaf, value.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+# ------------------------------------------------------------------- a tiny BERT (Hugging Face text tower)
+
+
+WORDS = ["a", "photo", "of", "the", "image", "is", "sharp", "slightly", "very", "blurred", "noisy", "."]
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+VOCAB = {tok: i for i, tok in enumerate(SPECIALS + WORDS)}
+
+
+def save_tiny_bert(folder: Path) -> Path:
+    """(Needs transformers.) A random 2-layer, 32-wide BERT with a 17-token word-piece vocabulary, saved as a model folder."""
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2,
+                                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=24)
+    model = transformers.BertModel(config)
+    # unit-scale tables (BERT's init is std 0.02): tokens, positions and token types all move the output, so a
+    # missed or doubled position/type embedding on the inputs_embeds path shows
+    with torch.no_grad():
+        for table in (model.embeddings.word_embeddings, model.embeddings.position_embeddings,
+                      model.embeddings.token_type_embeddings):
+            table.weight.normal_(0, 1.0)
+    model.save_pretrained(folder)
+    # the classic BERT tokenizer files (one token per line), readable by every transformers version
+    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
+    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BertTokenizer",
+                                                              "do_lower_case": True}))
+    return folder
