@@ -22,9 +22,15 @@ browser:
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "warning: could not install chromium (not root?): browser tests will be skipped outside CI"
 
-## run the whole test suite (slow tests included), as CI does
+# modules whose docstring examples are executed (doctests)
+DOCTESTS := src/ordinalclip/losses.py src/ordinalclip/metrics.py src/ordinalclip/fileio.py
+
+## run the whole test suite (slow tests included), as CI does: lint, format, types, doctests, tests
 test: $(STAMP) browser
 	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff format --check src tests benchmarks
+	$(PY) -m mypy
+	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules $(DOCTESTS)
 	$(PY) -m pytest -n 2 -q tests
 
 ## the fast tests only

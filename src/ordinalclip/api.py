@@ -162,7 +162,8 @@ def _check_monitor(cfg: RunConfig) -> None:
 
 
 def is_rank_zero() -> bool:
-    """True in a single-process run and in the first process of a distributed one (the one that writes files)."""
+    """True in a single-process run and in the first process of a distributed one (the one that writes
+    files)."""
     return all(os.environ.get(v, "0") == "0" for v in ("RANK", "LOCAL_RANK", "NODE_RANK"))
 
 
@@ -172,12 +173,14 @@ def _feature_cache(cfg: RunConfig, model: nn.Module, data: ResolvedData) -> Feat
     folder = cfg.data.cache_dir or os.path.join(cfg.output_dir, ".cache", "features")
     tower_cfg = {"image": to_dict(cfg.model.image),
                  "clip": to_dict(cfg.model.clip) if cfg.model.image.kind == "clip" else None}
-    return FeatureCache(model.image_tower, tower_cfg, folder, batch_size=cfg.data.eval_batch_size or
+    tower: Any = model.image_tower  # every model with a frozen image tower has one
+    return FeatureCache(tower, tower_cfg, folder, batch_size=cfg.data.eval_batch_size or
                         cfg.data.batch_size, num_workers=cfg.data.num_workers)
 
 
 def _write_predictions(res: dict[str, Any], samples: Sequence[Any], path: Path) -> None:
-    """Per-example predictions of one evaluation as CSV (path, label, pred_exp, pred_max; ranks, not label units)."""
+    """Per-example predictions of one evaluation as CSV (path, label, pred_exp, pred_max; ranks, not label
+    units)."""
     pred = res["predictions"]
     rows = ["path,label,pred_exp,pred_max"]
     for i, y, e, m in zip(pred["index"].tolist(), pred["label"].tolist(), pred["pred_exp"].tolist(),
@@ -193,8 +196,8 @@ def _csv_field(text: str) -> str:
 
 def _evaluate_checkpoints(trainer: L.Trainer, module: OrdinalModule, dm: OrdinalDataModule,
                           checkpoints: dict[str, Path | None], out_dir: Path | None = None) -> dict[str, Any]:
-    """Val and test metrics of each checkpoint; with ``out_dir`` also ``predictions/<split>_<tag>.csv`` and the
-    prototypes of prototype models (``prototypes_<tag>.npy``; ``prototypes.npy`` = best, else last)."""
+    """Val and test metrics of each checkpoint; with ``out_dir`` also ``predictions/<split>_<tag>.csv`` and
+    the prototypes of prototype models (``prototypes_<tag>.npy``; ``prototypes.npy`` = best, else last)."""
     out: dict[str, Any] = {}
     for tag, path in checkpoints.items():
         if path is None:
@@ -306,7 +309,8 @@ def _new_run_dir(cfg: RunConfig, run_dir: str | os.PathLike[str] | None) -> Path
 def _prepare(config: ConfigLike | None, overrides: list[str], run_dir: str | os.PathLike[str] | None,
              resume: str | os.PathLike[str] | None) -> _Prepared:
     """Resolve the config, build the model, read the data, then create the run folder and write what it holds
-    before training (splits, config.yaml, env.json). A bad config or data set fails before the folder exists."""
+    before training (splits, config.yaml, env.json). A bad config or data set fails before the folder
+    exists."""
     out: Path | None = None
     last_ckpt: Path | None = None
     if resume is not None:
@@ -363,7 +367,8 @@ def _train(prep: _Prepared, callbacks: Sequence[L.Callback]
         callbacks = [*callbacks, EvaluateOnly(last_path)]
     bundle = build_trainer(cfg, out, has_val=has_val, callbacks=callbacks)
     trainer = bundle.trainer
-    # A DDP launcher re-runs this program for the other ranks while trainer.fit runs: they find the folder here.
+    # A DDP launcher re-runs this program for the other ranks while trainer.fit runs: they find the folder
+    # here.
     previous_env = os.environ.get(RUN_DIR_ENV)
     os.environ[RUN_DIR_ENV] = str(out)
     try:

@@ -1,9 +1,9 @@
 """Training checkpoints: read them safely, check them against their config, rebuild their model.
 
-A checkpoint is Lightning's file plus an ``ordinalclip`` entry with the run's config, the package version and the
-checkpoint format (:data:`~ordinalclip.engine.module.CHECKPOINT_FORMAT`). Everything here reads with
-``torch.load(weights_only=True)``, so a file cannot run code, and every failure is a :class:`CheckpointError` that
-names the file, not a shape-mismatch traceback. :mod:`ordinalclip.api`, :mod:`ordinalclip.export` and
+A checkpoint is Lightning's file plus an ``ordinalclip`` entry with the run's config, the package version and
+the checkpoint format (:data:`~ordinalclip.engine.module.CHECKPOINT_FORMAT`). Everything here reads with
+``torch.load(weights_only=True)``, so a file cannot run code, and every failure is a :class:`CheckpointError`
+that names the file, not a shape-mismatch traceback. :mod:`ordinalclip.api`, :mod:`ordinalclip.export` and
 :mod:`ordinalclip.predict` all load checkpoints through this module.
 
 Example::
@@ -68,7 +68,8 @@ def checkpoint_path(path: str | os.PathLike[str]) -> Path:
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The raw checkpoint dict (read with ``weights_only=True``: no code runs); a run folder means its best
-    checkpoint. Raises :class:`CheckpointError` for anything that is not an ordinalclip training checkpoint."""
+    checkpoint. Raises :class:`CheckpointError` for anything that is not an ordinalclip training
+    checkpoint."""
     p = checkpoint_path(path)
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
@@ -89,7 +90,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def config_of(ckpt: Mapping[str, Any], path: Any) -> RunConfig:
-    """The :class:`RunConfig` stored in a checkpoint read by :func:`read_checkpoint` (``path`` names it in errors)."""
+    """The :class:`RunConfig` stored in a checkpoint read by :func:`read_checkpoint` (``path`` names it in
+    errors)."""
     meta = ckpt[CHECKPOINT_KEY]
     try:
         return from_dict(RunConfig, meta["config"])
@@ -138,8 +140,8 @@ def architecture_only(model: ModelConfig) -> ModelConfig:
 def record_quick_gelu(model_cfg: ModelConfig, model: nn.Module) -> None:
     """Write down in ``model_cfg.clip.quick_gelu`` which activation open_clip chose for ``model``.
 
-    open_clip picks QuickGELU from the pretrained tag; recording the choice lets :func:`architecture_only` rebuild
-    the same function without the tag.
+    open_clip picks QuickGELU from the pretrained tag; recording the choice lets :func:`architecture_only`
+    rebuild the same function without the tag.
     """
     if not model_cfg.uses_clip() or model_cfg.clip.quick_gelu is not None:
         return
@@ -149,8 +151,8 @@ def record_quick_gelu(model_cfg: ModelConfig, model: nn.Module) -> None:
 
 
 def build_model_or_config_error(cfg: ModelConfig) -> nn.Module:
-    """:func:`~ordinalclip.modeling.build_model`, with the modeling layer's ValueError / FileNotFoundError turned
-    into a :class:`ConfigError` (a user error of the ``model`` section)."""
+    """:func:`~ordinalclip.modeling.build_model`, with the modeling layer's ValueError / FileNotFoundError
+    turned into a :class:`ConfigError` (a user error of the ``model`` section)."""
     try:
         return build_model(cfg)
     except (ValueError, FileNotFoundError) as err:
@@ -164,12 +166,13 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     """Rebuild the model of a training checkpoint from the config stored in it and load its weights.
 
     No YAML and no pretrained-weight files are needed (except an OpenAI CLIP file given without an
-    architecture name, and towers that a slim checkpoint left out: those come from their pretrained source again).
-    The file is read with ``weights_only=True``. Returns ``(model in eval mode, config)``; the model maps
-    (B, 3, H, W) images (or (B, F) features) to (B, C) logits.
+    architecture name, and towers that a slim checkpoint left out: those come from their pretrained source
+    again). The file is read with ``weights_only=True``. Returns ``(model in eval mode, config)``; the model
+    maps (B, 3, H, W) images (or (B, F) features) to (B, C) logits.
 
-    ``allow_torchscript`` (default: the environment variable ``ORDINALCLIP_ALLOW_TORCHSCRIPT=1``) permits opening
-    an OpenAI TorchScript archive the stored config points at; the checkpoint's own config cannot grant it.
+    ``allow_torchscript`` (default: the environment variable ``ORDINALCLIP_ALLOW_TORCHSCRIPT=1``) permits
+    opening an OpenAI TorchScript archive the stored config points at; the checkpoint's own config cannot
+    grant it.
     """
     p = checkpoint_path(path)
     ckpt = read_checkpoint(p)

@@ -8,8 +8,8 @@ A run is described by one :class:`RunConfig`; YAML files map onto it key by key 
     optim: {name: radam, lr: 1.0e-4, weight_decay: 5.0e-4, scheduler: cosine}
     trainer: {max_epochs: 100, precision: 16-mixed}
 
-:func:`load_run_config` merges YAML files in order, applies ``key.path=value`` overrides and checks every key and
-type (an unknown key is an error that names the closest valid key, see :mod:`ordinalclip.configtools`).
+:func:`load_run_config` merges YAML files in order, applies ``key.path=value`` overrides and checks every key
+and type (an unknown key is an error that names the closest valid key, see :mod:`ordinalclip.configtools`).
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ class FewShotConfig:
 
 @dataclass
 class LabelShiftConfig:
-    """Label-distribution shift (reference notes §2.2): thin the ``top_k`` most frequent ranks to ``scale`` of their images."""
+    """Label-distribution shift (reference notes §2.2): thin the ``top_k`` most frequent ranks to ``scale`` of
+    their images."""
 
     top_k: int | None = None  # null = off
     scale: float = 0.1
@@ -80,12 +81,13 @@ class DataConfig:
     ``format``:
       * ``list``: reference list files (``relative/path label`` lines); image paths are relative to ``root``
         (default: the list file's folder);
-      * ``csv``: CSV files with a header (``columns``); with ``columns.split`` set, one file may hold all splits
-        (``val``/``test`` default to the ``train`` file);
+      * ``csv``: CSV files with a header (``columns``); with ``columns.split`` set, one file may hold all
+        splits (``val``/``test`` default to the ``train`` file);
       * ``folder``: ``train``/``val``/``test`` are folders with one sub-folder per rank;
-      * ``features``: ``.npz`` / ``.npy`` (+ CSV) / ``.safetensors`` feature files (model.image.kind: features);
-        a file with a split column may serve all three splits;
-      * ``benchmark``: ``benchmark`` + ``root`` (+ ``fold`` / ``category``), see :mod:`ordinalclip.data.benchmarks`;
+      * ``features``: ``.npz`` / ``.npy`` (+ CSV) / ``.safetensors`` feature files (model.image.kind:
+        features); a file with a split column may serve all three splits;
+      * ``benchmark``: ``benchmark`` + ``root`` (+ ``fold`` / ``category``), see
+        :mod:`ordinalclip.data.benchmarks`;
       * ``demo``: the built-in blur-level data set, built under ``root`` (default: the user cache).
 
     Labels are integers (rank = label - ``rank_offset``) or names from ``rank_names`` / ``rank_names_file``.
@@ -126,12 +128,14 @@ class DataConfig:
 class OptimConfig:
     """Optimizer, learning rates per parameter group, freezing and the per-epoch schedule.
 
-    ``radam`` is ``torch.optim.RAdam`` with decoupled weight decay. The reference used the LiyuanLucasLiu RAdam,
-    which leaves parameters (and their decay) untouched for the first 5 steps (reference notes §3.7); torch's RAdam takes
-    SGD-with-momentum-like steps there instead. The difference only shows in runs of a handful of steps.
+    ``radam`` is ``torch.optim.RAdam`` with decoupled weight decay. The reference used the LiyuanLucasLiu
+    RAdam, which leaves parameters (and their decay) untouched for the first 5 steps (reference notes §3.7);
+    torch's RAdam takes SGD-with-momentum-like steps there instead. The difference only shows in runs of a
+    handful of steps.
 
-    Every ``lr_*`` left null takes ``lr``; an lr of 0 freezes that group. ``lr_text`` applies only when the text
-    tower is trainable (``model.text.freeze: false``), ``lr_logit_scale`` only with ``model.learn_logit_scale``.
+    Every ``lr_*`` left null takes ``lr``; an lr of 0 freezes that group. ``lr_text`` applies only when the
+    text tower is trainable (``model.text.freeze: false``), ``lr_logit_scale`` only with
+    ``model.learn_logit_scale``.
     """
 
     name: Literal["radam", "adam", "adamw", "sgd"] = "radam"
@@ -185,8 +189,9 @@ class TrainerConfig:
     progress_bar: bool = True
     log_every_n_steps: int = 50
     check_val_every_n_epoch: int = 1
-    # false: checkpoints leave out towers that are entirely frozen (e.g. a 90 MB text tower), which are rebuilt
-    # from their pretrained source (model.clip / model.text / model.image) when the checkpoint is loaded
+    # false: checkpoints leave out towers that are entirely frozen (e.g. a 90 MB text tower), which are
+    # rebuilt from their pretrained source (model.clip / model.text / model.image) when the checkpoint is
+    # loaded
     save_frozen_towers: bool = True
 
 

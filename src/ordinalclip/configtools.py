@@ -92,12 +92,13 @@ def _is_union(tp: Any) -> bool:
 
 
 def _type_name(tp: Any) -> str:
-    """Human-readable type for error messages: ``float``, ``list[int]``, ``int | None``, ``one of 'a', 'b'``."""
+    """Human-readable type for error messages: ``float``, ``list[int]``, ``int | None``, ``one of 'a',
+    'b'``."""
     if tp is type(None):
         return "None"
     if tp is Any:
         return "any value"
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return f"a mapping for {tp.__name__}"
     if isinstance(tp, type) and issubclass(tp, PurePath):
         return "a path (str)"
@@ -124,7 +125,7 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
     """Check ``value`` against the annotation ``tp`` and return it in the field's type."""
     if tp is Any:
         return value
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
             raise _mismatch(key, tp, value)
         return from_dict(tp, value, key)
@@ -219,7 +220,8 @@ def _unknown_key(cls: type, hints: dict[str, Any], names: list[str], key: str, p
 
 
 def _renamed(cls: type, data: Mapping[str, Any], path: str) -> Mapping[str, Any]:
-    """``data`` with the keys that ``cls.RENAMED_KEYS`` maps (old -> new) under their new names, with a warning.
+    """``data`` with the keys that ``cls.RENAMED_KEYS`` maps (old -> new) under their new names, with a
+    warning.
 
     So YAML files and checkpoints written before a rename still load; giving both names is an error.
     """
@@ -332,7 +334,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.load(raw, Loader=_Loader)  # _Loader is a SafeLoader subclass
     except yaml.YAMLError as err:
         raise ConfigError(
-            f"override {text!r}: value is not valid YAML ({getattr(err, 'problem', None) or err}); quote it to pass a string"
+            f"override {text!r}: value is not valid YAML "
+            f"({getattr(err, 'problem', None) or err}); quote it to pass a string"
         ) from None
     return path, value
 
@@ -407,7 +410,8 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def load_config(cls: type[T], paths: Sequence[str | os.PathLike[str]], overrides: Iterable[str] = ()) -> T:
-    """Merge the YAML files in order, apply ``key.path=value`` overrides, and build ``cls`` from the result."""
+    """Merge the YAML files in order, apply ``key.path=value`` overrides, and build ``cls`` from the
+    result."""
     data: dict[str, Any] = {}
     for path in paths:
         data = merge(data, load_yaml(path))

@@ -2,15 +2,15 @@
 
 An export is two files side by side:
 
-* ``model.safetensors``: the image tower's tensors under ``image_tower.*``, ``prototypes`` (C, E) as trained (raw;
-  normalised on use, as in training) and ``log_logit_scale`` (a 0-d tensor);
-* ``model.json``: format name and version, the ordinalclip version, the :class:`ModelConfig` (enough to rebuild the
-  tower's architecture), C, the rank values and names, the preprocessing, the creation time and the sha256 of the
-  safetensors file.
+* ``model.safetensors``: the image tower's tensors under ``image_tower.*``, ``prototypes`` (C, E) as trained
+  (raw; normalised on use, as in training) and ``log_logit_scale`` (a 0-d tensor);
+* ``model.json``: format name and version, the ordinalclip version, the :class:`ModelConfig` (enough to
+  rebuild the tower's architecture), C, the rank values and names, the preprocessing, the creation time and
+  the sha256 of the safetensors file.
 
-Reading uses safetensors and JSON only, never pickle, so an export from anywhere cannot run code. Both files are
-written to a temporary file in the target folder first and then renamed over the target, so a crash mid-write leaves
-an earlier export at the same path intact.
+Reading uses safetensors and JSON only, never pickle, so an export from anywhere cannot run code. Both files
+are written to a temporary file in the target folder first and then renamed over the target, so a crash
+mid-write leaves an earlier export at the same path intact.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from ordinalclip.data.samples import DataError
 from ordinalclip.engine.splits import rank_space
 from ordinalclip.engine.transforms import tower_preprocess, transform_settings
 from ordinalclip.fileio import publish, temp_beside
-from ordinalclip.modeling.backbones.image import ClipImageTower
+from ordinalclip.modeling.backbones.image import ClipImageTower, output_dim
 from ordinalclip.modeling.build import build_image_tower
 from ordinalclip.modeling.config import ClipConfig, ModelConfig
 from ordinalclip.modeling.ordinalclip import CosineClassifier, OrdinalCLIP
@@ -65,8 +65,8 @@ class ExportedModel(CosineClassifier):
     """A loaded export: a fixed cosine head (``forward(images) -> (B, C) logits``) plus what inference needs.
 
     Attributes:
-        rank_values: the label value of each rank (C floats), e.g. ages 16..77; predictions are reported in these.
-        rank_names: optional display names of the C ranks.
+        rank_values: the label value of each rank (C floats), e.g. ages 16..77; predictions are reported in
+        these. rank_names: optional display names of the C ranks.
         preprocess: ``{"size", "resize", "mean", "std"}`` of the eval transform (empty for a features tower).
         model_config: the :class:`ModelConfig` the export was trained with.
         metadata: the whole JSON sidecar.
@@ -111,7 +111,7 @@ def _check_preprocess(preprocess: Mapping[str, Any] | None, images: bool) -> dic
     missing = [k for k in ("size", "mean", "std") if k not in preprocess]
     if missing:
         raise ExportError(f"preprocess is missing {missing}; got keys {sorted(preprocess)}")
-    out = {"size": int(preprocess["size"]), "resize": int(preprocess.get("resize") or preprocess["size"]),
+    out: dict[str, Any] = {"size": int(preprocess["size"]), "resize": int(preprocess.get("resize") or preprocess["size"]),
            "mean": [float(v) for v in preprocess["mean"]], "std": [float(v) for v in preprocess["std"]]}
     if len(out["mean"]) != 3 or len(out["std"]) != 3:
         raise ExportError(f"preprocess mean and std need 3 values each; got {out['mean']} and {out['std']}")
@@ -120,7 +120,7 @@ def _check_preprocess(preprocess: Mapping[str, Any] | None, images: bool) -> dic
     return out
 
 
-def export_head(model: CosineClassifier | OrdinalCLIP, model_config: ModelConfig, out: str | os.PathLike[str],
+def export_head(model: nn.Module, model_config: ModelConfig, out: str | os.PathLike[str],
                 rank_values: list[float] | None = None, rank_names: list[str] | None = None,
                 preprocess: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None) -> Path:
     """Write ``model`` as an export: ``out`` (safetensors) and ``out.with_suffix(".json")`` (sidecar).
@@ -132,8 +132,8 @@ def export_head(model: CosineClassifier | OrdinalCLIP, model_config: ModelConfig
         out: the ``.safetensors`` path.
         rank_values: the label value of each rank (C floats; default ``0..C-1``).
         rank_names: optional C display names.
-        preprocess: the eval transform: ``{"size", "resize", "mean", "std"}`` (``resize`` defaults to ``size``);
-            may be empty for a precomputed-features tower.
+        preprocess: the eval transform: ``{"size", "resize", "mean", "std"}`` (``resize`` defaults to
+            ``size``); may be empty for a precomputed-features tower.
         extra: anything JSON-serialisable to keep in the sidecar (e.g. the run's metrics).
 
     Returns:
@@ -204,8 +204,8 @@ def head_from_checkpoint(checkpoint: str | os.PathLike[str]) -> tuple[nn.Module,
                                                                          list[str] | None, dict[str, Any]]:
     """Load a training checkpoint for inference: ``(head, run_config, rank_values, rank_names, preprocess)``.
 
-    An OrdinalCLIP is frozen into its cosine head (the text tower is dropped); other models come back as they are.
-    ``preprocess`` is the run's eval transform (``{}`` for a features tower).
+    An OrdinalCLIP is frozen into its cosine head (the text tower is dropped); other models come back as they
+    are. ``preprocess`` is the run's eval transform (``{}`` for a features tower).
     """
     model, cfg = load_checkpoint(checkpoint)
     head = model.to_head() if isinstance(model, OrdinalCLIP) else model
@@ -287,7 +287,8 @@ def _load_tower_state(tower: nn.Module, state: Mapping[str, torch.Tensor], where
     if missing or unexpected or reshaped:
         raise ExportError(
             f"{where}: the image tower weights do not fit the architecture in the sidecar's model config: "
-            f"{len(missing)} missing (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}), "
+            f"{len(missing)} missing (e.g. {missing[:3]}), "
+            f"{len(unexpected)} unexpected (e.g. {unexpected[:3]}), "
             f"{len(reshaped)} of another shape (e.g. {reshaped[:3]}, export vs architecture)")
     tower.load_state_dict(dict(state), strict=True)
 
@@ -317,7 +318,8 @@ def read_export_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ExportError(
             f"{sidecar}: export was written by format version {version} (ordinalclip "
             f"{meta.get('ordinalclip_version', '?')}), this ordinalclip ({__version__}) reads format version "
-            f"{FORMAT_VERSION}; re-export the checkpoint with this version, or load it with the version that wrote it")
+            f"{FORMAT_VERSION}; re-export the checkpoint with this "
+            "version, or load it with the version that wrote it")
     for key in ("sha256", "num_ranks", "rank_values", "model"):
         if key not in meta:
             raise ExportError(f"{sidecar}: sidecar has no {key!r} entry")
@@ -367,9 +369,9 @@ def load_export(path: str | os.PathLike[str], device: str | torch.device = "cpu"
     preprocess = meta.get("preprocess") or {}
     embed_dim = int(protos.shape[1])
     tower = build_export_tower(cfg, state, embed_dim, preprocess)
-    if int(tower.output_dim) != embed_dim:
+    if output_dim(tower) != embed_dim:
         raise ExportError(f"{weights}: prototypes are ({num_ranks}, {embed_dim}) but the image tower of the "
-                          f"sidecar's model config outputs {int(tower.output_dim)}-d features")
+                          f"sidecar's model config outputs {output_dim(tower)}-d features")
     _load_tower_state(tower, state, weights)
     model = ExportedModel(tower, protos, float(log_scale), rank_values=meta["rank_values"], rank_names=names,
                           preprocess=preprocess, model_config=cfg, metadata=meta)

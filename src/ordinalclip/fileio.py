@@ -1,10 +1,10 @@
 """Writing files so that a crash never leaves a half-written one.
 
-Every output of the library (checkpoints, exports, configs, metrics, splits, feature caches, prediction CSVs) is
-written through :func:`atomic_write`: the bytes go to a temporary file in the target's own folder (same file system,
-so the final ``os.replace`` is atomic), are flushed to disk, and only then replace the target. A crash at any point
-leaves either the previous file or the new one. Temporary files are named ``.<name>.<random>.tmp``, so a folder's
-leftovers from a killed process are recognisable.
+Every output of the library (checkpoints, exports, configs, metrics, splits, feature caches, prediction CSVs)
+is written through :func:`atomic_write`: the bytes go to a temporary file in the target's own folder (same
+file system, so the final ``os.replace`` is atomic), are flushed to disk, and only then replace the target. A
+crash at any point leaves either the previous file or the new one. Temporary files are named
+``.<name>.<random>.tmp``, so a folder's leftovers from a killed process are recognisable.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ StrPath = str | os.PathLike[str]
 def temp_beside(path: StrPath) -> Path:
     """Create an empty temporary file ``.<name>.<random>.tmp`` in ``path``'s folder (created if missing).
 
-    Mode 0o666 lets the umask decide permissions, so the published file reads like any other output (``mkstemp``
-    would leave it owner-only).
+    Mode 0o666 lets the umask decide permissions, so the published file reads like any other output
+    (``mkstemp`` would leave it owner-only).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -48,11 +48,11 @@ def publish(tmp: StrPath, path: StrPath) -> None:
     os.replace(tmp, path)
 
 
-def atomic_write(path: StrPath, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: StrPath, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
 
-    If ``write`` raises (or the process is interrupted), the temporary file is removed and ``path`` is left as it
-    was. Returns ``path`` as a :class:`~pathlib.Path`.
+    If ``write`` raises (or the process is interrupted), the temporary file is removed and ``path`` is left as
+    it was. Returns ``path`` as a :class:`~pathlib.Path`.
 
     Example:
         >>> import tempfile

@@ -3,13 +3,17 @@
 Both losses take the rank logits ``z`` of shape (B, C) (B images, C ranks) and integer labels of shape (B,):
 
 * :func:`cross_entropy_loss` — image -> text: softmax over the C ranks of each image.
-* :func:`text_to_image_kl_loss` — text -> image: for every rank present in the batch, softmax over the B images of
-  that rank's logit column, matched (KL) to a near-one-hot target over the images carrying that label.
+* :func:`text_to_image_kl_loss` — text -> image: for every rank present in the batch, softmax over the B
+  images of that rank's logit column, matched (KL) to a near-one-hot target over the images carrying that
+  label.
 
-Example:
+Example (two images, two ranks, no preference; both images carry rank 0):
     >>> import torch
-    >>> logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
-    >>> out = ordinalclip_loss(logits, torch.tensor([0, 1]))
+    >>> out = ordinalclip_loss(torch.zeros(2, 2), torch.tensor([0, 0]))
+    >>> round(out["ce"].item(), 4)  # ln 2: each image's softmax over the ranks is (1/2, 1/2)
+    0.6931
+    >>> out["kl"].item()  # rank 0's target over the two images is (1/2, 1/2), and so is its softmax
+    0.0
     >>> sorted(out)
     ['ce', 'kl', 'loss']
 """
@@ -37,7 +41,8 @@ def _check_inputs(logits: Tensor, labels: Tensor, where: str) -> Tensor:
     """Validate (B, C) float logits against (B,) integer labels in [0, C); return logits in >= float32."""
     if not isinstance(logits, Tensor) or not isinstance(labels, Tensor):
         raise TypeError(
-            f"{where}: logits and labels must be torch.Tensor; got {type(logits).__name__} and {type(labels).__name__}"
+            f"{where}: logits and labels must be torch.Tensor; got "
+            f"{type(logits).__name__} and {type(labels).__name__}"
         )
     if logits.ndim != 2:
         raise ValueError(f"{where}: logits must have shape (B, C); got shape {tuple(logits.shape)}")
@@ -75,12 +80,18 @@ def cross_entropy_loss(logits: Tensor, labels: Tensor) -> Tensor:
 
     Returns:
         Scalar tensor: mean_b CE(logits[b], labels[b]).
+
+    Example:
+        >>> import torch
+        >>> round(cross_entropy_loss(torch.zeros(1, 4), torch.tensor([2])).item(), 4)  # ln 4
+        1.3863
     """
     return F.cross_entropy(_check_inputs(logits, labels, "cross_entropy_loss"), labels.long())
 
 
 def text_to_image_kl_loss(logits: Tensor, labels: Tensor, temperature: float = 10.0) -> Tensor:
-    """Text->image KL term: per present rank, KL(target over images || softmax over images), averaged over ranks.
+    """Text->image KL term: per present rank, KL(target over images || softmax over images), averaged over
+    ranks.
 
     For every label k present in the batch: p_k = softmax_b(temperature * [y_b == k]),
     log q_k = log_softmax_b(logits[:, k]), term_k = sum_b p_k(b) (log p_k(b) - log q_k(b)).
@@ -93,6 +104,13 @@ def text_to_image_kl_loss(logits: Tensor, labels: Tensor, temperature: float = 1
 
     Returns:
         Scalar tensor.
+
+    Example:
+        >>> import math, torch
+        >>> logits = torch.tensor([[math.log(3.0), 9.0], [0.0, -4.0]])  # rank 0's column: q = (3/4, 1/4)
+        >>> labels = torch.tensor([0, 0])  # target p = (1/2, 1/2); KL = 1/2 ln(4/3)
+        >>> round(text_to_image_kl_loss(logits, labels).item(), 4)
+        0.1438
     """
     return _kl(_check_inputs(logits, labels, "text_to_image_kl_loss"), labels, temperature)
 
@@ -177,6 +195,12 @@ def coral_loss(logits: Tensor, labels: Tensor) -> Tensor:
     Args:
         logits: (B, C-1) task logits.
         labels: (B,) integer ranks in [0, C).
+
+    Example:
+        >>> import torch
+        >>> # 3 ranks, label 1: targets (1 > 0, 1 > 1) = (1, 0), each BCE at logit 0 is ln 2
+        >>> round(coral_loss(torch.zeros(1, 2), torch.tensor([1])).item(), 4)
+        1.3863
     """
     _check_task_inputs(logits, labels, "coral_loss")
     tasks = torch.arange(logits.shape[1], device=logits.device)
@@ -186,12 +210,18 @@ def coral_loss(logits: Tensor, labels: Tensor) -> Tensor:
 
 def corn_loss(logits: Tensor, labels: Tensor) -> Tensor:
     """CORN loss (Shi et al., 2021): task k is trained only on the examples with rank >= k (the conditional
-    subset), target "rank > k"; the binary cross-entropy is summed over all (example, task) pairs used and divided
-    by their count.
+    subset), target "rank > k"; the binary cross-entropy is summed over all (example, task) pairs used and
+    divided by their count.
 
     Args:
         logits: (B, C-1) task logits.
         labels: (B,) integer ranks in [0, C).
+
+    Example:
+        >>> import torch
+        >>> # label 0 is in the subset of task 0 only (rank >= 0), so one BCE of ln 2
+        >>> round(corn_loss(torch.zeros(1, 2), torch.tensor([0])).item(), 4)
+        0.6931
     """
     _check_task_inputs(logits, labels, "corn_loss")
     y = labels.long()[:, None]

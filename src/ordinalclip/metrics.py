@@ -1,14 +1,14 @@
 """Evaluation metrics of OrdinalCLIP (reference notes §1.7 and §1.8), as pure functions.
 
-Inputs may be torch tensors, numpy arrays or lists; nothing here tracks gradients. Scalar metrics return Python
-floats; per-example ones return 1-D torch tensors.
+Inputs may be torch tensors, numpy arrays or lists; nothing here tracks gradients. Scalar metrics return
+Python floats; per-example ones return 1-D torch tensors.
 
 Predictions from logits z (B, C):
   * expectation ``pred_exp = sum_i i * softmax(z)_i`` (float), and
   * argmax ``pred_max = argmax_i z_i`` (long).
 
-A float prediction counts as correct iff ``round(pred) == target`` with torch.round semantics (half to even, as the
-reference code). :func:`ordinal_metrics` bundles the metrics the training loop logs.
+A float prediction counts as correct iff ``round(pred) == target`` with torch.round semantics (half to even,
+as the reference code). :func:`ordinal_metrics` bundles the metrics the training loop logs.
 
 Example:
     >>> import torch
@@ -57,7 +57,8 @@ def _tensor(x: Any, name: str, ndim: int | None = None) -> Tensor:
 
 
 def _pair(pred: Any, target: Any, where: str) -> tuple[Tensor, Tensor]:
-    """Check that prediction and target are non-empty 1-D arrays of the same length; return float64 tensors."""
+    """Check that prediction and target are non-empty 1-D arrays of the same length; return float64
+    tensors."""
     p = _tensor(pred, f"{where}: pred", ndim=1)
     t = _tensor(target, f"{where}: target", ndim=1)
     if p.shape != t.shape:
@@ -76,7 +77,12 @@ def _rounded(pred: Tensor) -> Tensor:
 
 
 def expected_rank(probs: ArrayLike) -> Tensor:
-    """Expected rank ``sum_i i * probs[b, i]`` of (B, C) probabilities -> (B,) float tensor."""
+    """Expected rank ``sum_i i * probs[b, i]`` of (B, C) probabilities -> (B,) float tensor.
+
+    Example:
+        >>> expected_rank([[0.5, 0.5, 0.0], [0.0, 0.25, 0.75]]).tolist()  # 0*.5 + 1*.5; 1*.25 + 2*.75
+        [0.5, 1.75]
+    """
     p = _tensor(probs, "expected_rank: probs", ndim=2)
     if not p.is_floating_point():
         p = p.to(torch.float32)
@@ -88,7 +94,13 @@ def predict_from_logits(logits: ArrayLike) -> tuple[Tensor, Tensor]:
     """Expectation and argmax predictions from (B, C) logits.
 
     Returns:
-        ``(pred_exp, pred_max)``: (B,) float tensor ``sum_i i * softmax(logits)_i`` and (B,) long tensor argmax.
+        ``(pred_exp, pred_max)``: (B,) float tensor ``sum_i i * softmax(logits)_i`` and (B,) long tensor
+        argmax.
+
+    Example:
+        >>> pred_exp, pred_max = predict_from_logits([[0.0, 0.0, 0.0], [0.0, 0.0, 5.0]])
+        >>> pred_exp[0].item(), pred_max.tolist()  # uniform over 0, 1, 2 -> 1; argmax
+        (1.0, [0, 2])
     """
     z = _tensor(logits, "predict_from_logits: logits", ndim=2)
     if not z.is_floating_point():
@@ -105,25 +117,45 @@ def absolute_error(pred: ArrayLike, target: ArrayLike) -> Tensor:
 
 
 def mae(pred: ArrayLike, target: ArrayLike) -> float:
-    """Mean absolute error of (B,) predictions (raw, not rounded) against (B,) targets."""
+    """Mean absolute error of (B,) predictions (raw, not rounded) against (B,) targets.
+
+    Example:
+        >>> mae([1.0, 2.5], [1, 4])  # (0 + 1.5) / 2
+        0.75
+    """
     p, t = _pair(pred, target, "mae")
     return float((p - t).abs().mean())
 
 
 def accuracy(pred: ArrayLike, target: ArrayLike) -> float:
-    """Fraction of examples with ``round(pred) == target`` (half to even), for (B,) inputs."""
+    """Fraction of examples with ``round(pred) == target`` (half to even), for (B,) inputs.
+
+    Example:
+        >>> accuracy([0.4, 1.5, 2.5, 3.0], [0, 2, 2, 1])  # 1.5 -> 2 and 2.5 -> 2 (half to even)
+        0.75
+    """
     p, t = _pair(pred, target, "accuracy")
     return float((_rounded(p) == t).double().mean())
 
 
 def off_by_one_accuracy(pred: ArrayLike, target: ArrayLike) -> float:
-    """Fraction of examples with ``|round(pred) - target| <= 1`` (half to even), for (B,) inputs."""
+    """Fraction of examples with ``|round(pred) - target| <= 1`` (half to even), for (B,) inputs.
+
+    Example:
+        >>> off_by_one_accuracy([0, 3], [1, 1])
+        0.5
+    """
     p, t = _pair(pred, target, "off_by_one_accuracy")
     return float(((_rounded(p) - t).abs() <= 1).double().mean())
 
 
 def cumulative_score(pred: ArrayLike, target: ArrayLike, k: float) -> float:
-    """Cumulative score CS(k): fraction of examples with ``|pred - target| <= k`` (pred not rounded)."""
+    """Cumulative score CS(k): fraction of examples with ``|pred - target| <= k`` (pred not rounded).
+
+    Example:
+        >>> cumulative_score([1.0, 3.5], [1, 1], k=2)  # errors 0 and 2.5
+        0.5
+    """
     if k < 0:
         raise ValueError(f"cumulative_score: k must be >= 0; got {k}")
     p, t = _pair(pred, target, "cumulative_score")
@@ -134,7 +166,8 @@ def _int_ranks(x: Tensor, num_ranks: int, name: str) -> Tensor:
     r = _rounded(x)
     if r.numel() and (r.min() < 0 or r.max() >= num_ranks):
         raise ValueError(
-            f"{name} must be in [0, num_ranks) = [0, {num_ranks}); got min {r.min().item():g}, max {r.max().item():g}"
+            f"{name} must be in [0, num_ranks) = [0, {num_ranks}); "
+            f"got min {r.min().item():g}, max {r.max().item():g}"
         )
     return r.long()
 
@@ -147,6 +180,10 @@ def confusion_matrix(pred: ArrayLike, target: ArrayLike, num_ranks: int) -> np.n
 
     Returns:
         (num_ranks, num_ranks) int64 numpy array.
+
+    Example:
+        >>> confusion_matrix([0, 2, 2], [0, 1, 2], num_ranks=3).tolist()  # args (pred, target); row = target
+        [[1, 0, 0], [0, 0, 1], [0, 0, 1]]
     """
     if num_ranks < 1:
         raise ValueError(f"confusion_matrix: num_ranks must be >= 1; got {num_ranks}")
@@ -163,6 +200,12 @@ def quadratic_weighted_kappa(pred: ArrayLike, target: ArrayLike, num_ranks: int)
     Equals ``sklearn.metrics.cohen_kappa_score(target, pred, weights="quadratic", labels=range(num_ranks))``,
     except that the degenerate case where every target and every prediction is the same rank (0/0 in the
     formula; sklearn returns NaN) is reported as 1.0: the agreement is perfect.
+
+    Example:
+        >>> quadratic_weighted_kappa([0, 1, 2], [0, 1, 2], num_ranks=3)
+        1.0
+        >>> quadratic_weighted_kappa([1, 0], [0, 1], num_ranks=2)  # disagreement 2, by chance 1: 1 - 2
+        -1.0
     """
     cm = confusion_matrix(pred, target, num_ranks).astype(np.float64)
     ranks = np.arange(num_ranks, dtype=np.float64)
@@ -178,8 +221,9 @@ def rank_probabilities(outputs: ArrayLike, kind: str = "softmax") -> Tensor:
     """(B, C) rank probabilities from a model's outputs.
 
     ``softmax``: (B, C) logits -> softmax. ``coral`` / ``corn``: (B, C-1) logits of "rank > k"; P(rank > k) is
-    sigmoid (CORAL) or the running product of the conditional sigmoids (CORN); P(rank = k) = P(> k-1) - P(> k),
-    clipped at 0 and renormalised (CORAL's biases can cross early in training).
+    sigmoid (CORAL) or the running product of the conditional sigmoids (CORN);
+    P(rank = k) = P(> k-1) - P(> k), clipped at 0 and renormalised (CORAL's biases can cross early in
+    training).
     """
     z = _tensor(outputs, "rank_probabilities: outputs", ndim=2).float()
     if kind == "softmax":
@@ -217,7 +261,8 @@ def ordinal_metrics(logits: ArrayLike, labels: ArrayLike, kind: str = "softmax")
     num_ranks = z.shape[1] + (0 if kind == "softmax" else 1)
     if y.numel() and (y.min() < 0 or y.max() >= num_ranks):
         raise ValueError(
-            f"ordinal_metrics: labels must be in [0, C) = [0, {num_ranks}); got min {int(y.min())}, max {int(y.max())}"
+            "ordinal_metrics: labels must be in [0, C) = [0, "
+            f"{num_ranks}); got min {int(y.min())}, max {int(y.max())}"
         )
     if kind == "softmax":
         pred_exp, pred_max = predict_from_logits(z)
@@ -238,7 +283,8 @@ def ordinal_metrics(logits: ArrayLike, labels: ArrayLike, kind: str = "softmax")
 
 
 def prototype_similarity(prototypes: ArrayLike) -> Tensor:
-    """Normalised cosine-similarity matrix of (N, E) prototypes: ``S = T T^T / max(T T^T)`` with unit rows -> (N, N)."""
+    """Normalised cosine-similarity matrix of (N, E) prototypes: ``S = T T^T / max(T T^T)`` with unit rows
+    -> (N, N)."""
     t = _tensor(prototypes, "prototype_similarity: prototypes", ndim=2)
     if not t.is_floating_point():
         t = t.to(torch.float32)
@@ -251,9 +297,10 @@ def ordinality_score(prototypes: ArrayLike, spans: Iterable[int] | None = None) 
     """Ordinality score O(s) of (N, E) prototypes (reference notes §1.8), for each span s.
 
     With S = :func:`prototype_similarity` and M = N - 1, ``c[i, j] = [S(i, j) > S(i, j + 1)]`` for
-    0 <= i <= j <= M - 1 (moving right from anchor i, similarity must drop) and O(s) is the mean of c[i, j] over the
-    pairs with ``j - i < s``. Default spans: 1, 2, 4, ..., 2^floor(log2 M), and M (= all pairs). For the reference
-    MORPH setting (C = 101) pass ``prototypes[15:76]`` (ages 15-75, N = 61). "Violated ordinality" is ``1 - O``.
+    0 <= i <= j <= M - 1 (moving right from anchor i, similarity must drop) and O(s) is the mean of c[i, j]
+    over the pairs with ``j - i < s``. Default spans: 1, 2, 4, ..., 2^floor(log2 M), and M (= all pairs). For
+    the reference MORPH setting (C = 101) pass ``prototypes[15:76]`` (ages 15-75, N = 61). "Violated
+    ordinality" is ``1 - O``.
 
     Returns:
         ``{span: O(span)}`` as Python floats.
@@ -280,7 +327,8 @@ def ordinality_score(prototypes: ArrayLike, spans: Iterable[int] | None = None) 
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and population standard deviation (ddof 0) of a non-empty sequence: the summary over seeds and folds.
+    """Mean and population standard deviation (ddof 0) of a non-empty sequence: the summary over seeds and
+    folds.
 
     Example:
         >>> mean_std([1.0, 2.0, 3.0, 4.0])

@@ -110,7 +110,8 @@ def _loaded(model: StrPath | nn.Module) -> tuple[nn.Module, list[float], list[st
         model = model.to_head()  # same logits, without running the text tower for every batch
     if isinstance(model, nn.Module):
         values = getattr(model, "rank_values", None)
-        num_ranks = int(model.num_ranks)
+        head: Any = model  # any head with num_ranks (duck-typed)
+        num_ranks = int(head.num_ranks)
         values = list(values) if values is not None else [float(i) for i in range(num_ranks)]
         prep = getattr(model, "preprocess", None) or getattr(getattr(model, "image_tower", None), "preprocess", {})
         return model, values, getattr(model, "rank_names", None), dict(prep or {})
@@ -129,9 +130,9 @@ class Predictor:
     """A model loaded once for repeated predictions (notebooks, services).
 
     Args:
-        model: an export (``.safetensors`` or its ``.json``), a training checkpoint (``.ckpt``) or run folder, or a
-            module
-            (e.g. :func:`ordinalclip.export.load_export`'s result, or a head with ``num_ranks``).
+        model: an export (``.safetensors`` or its ``.json``), a training checkpoint (``.ckpt``) or run
+            folder, or a module (e.g. :func:`ordinalclip.export.load_export`'s result, or a head with
+            ``num_ranks``).
         device: where to run.
         rank_values: override the label value of each rank (C floats).
         preprocess: override ``{"size", "resize", "mean", "std"}`` of the eval transform.
@@ -194,8 +195,9 @@ class Predictor:
                        batch_size: int = 64) -> dict[str, torch.Tensor]:
         """Predictions for a list of images, in order (see :meth:`predict_batch` for the keys and shapes).
 
-        PIL images go through :meth:`transform`. Tensors are (3, H, W) floats in [0, 1] (what ``ToTensor`` gives)
-        and get the same resize, crop and normalisation; with ``preprocessed=True`` they are used as they are.
+        PIL images go through :meth:`transform`. Tensors are (3, H, W) floats in [0, 1] (what ``ToTensor``
+        gives) and get the same resize, crop and normalisation; with ``preprocessed=True`` they are used as
+        they are.
         """
         if not images:
             raise ValueError("predict_images got no images")
@@ -226,10 +228,10 @@ def predict(model_path: StrPath, inputs: StrPath, out_csv: StrPath, probabilitie
             on_error: Literal["raise", "skip"] = "raise") -> Path:
     """Predict every image of ``inputs`` (see :func:`read_inputs`) and write ``out_csv``.
 
-    Columns: ``path``, ``label`` (only when the inputs have labels; as written there), ``pred_exp``, ``pred_max``
-    (both in label units), ``pred_rank``, and with ``probabilities`` also ``p_0 .. p_{C-1}``. Missing files are all
-    reported at once before anything runs; an unreadable image stops with its file and line, or is left out of the
-    CSV (and logged) with ``on_error="skip"``. The CSV is written atomically.
+    Columns: ``path``, ``label`` (only when the inputs have labels; as written there), ``pred_exp``,
+    ``pred_max`` (both in label units), ``pred_rank``, and with ``probabilities`` also ``p_0 .. p_{C-1}``.
+    Missing files are all reported at once before anything runs; an unreadable image stops with its file and
+    line, or is left out of the CSV (and logged) with ``on_error="skip"``. The CSV is written atomically.
     """
     predictor = Predictor(model_path, device=device)
     if not predictor.takes_images:

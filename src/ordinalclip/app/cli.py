@@ -1,7 +1,7 @@
 """The ``ordinalclip`` command and its seven sub-commands.
 
-``train``, ``eval``, ``predict`` and ``export`` are thin layers over :mod:`ordinalclip.api`; ``sweep``, ``report``
-and ``demo`` run the app modules of the same names.
+``train``, ``eval``, ``predict`` and ``export`` are thin layers over :mod:`ordinalclip.api`; ``sweep``,
+``report`` and ``demo`` run the app modules of the same names.
 
 Exit codes: 0 success; 1 training failed (non-finite loss); 2 bad config, data, checkpoint or command line;
 130 / 143 interrupted by SIGINT / SIGTERM after writing a checkpoint (continue with ``--resume``).
@@ -62,7 +62,8 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``ordinalclip`` (sub-commands train, eval, predict, export, demo, report, sweep)."""
+    """The argument parser of ``ordinalclip`` (sub-commands train, eval, predict, export, demo, report,
+    sweep)."""
     parser = argparse.ArgumentParser(
         prog="ordinalclip", formatter_class=_formatter,
         description="OrdinalCLIP: language-guided ordinal regression. Train, evaluate, export and predict; "
@@ -139,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "sweep", help="run a grid of configs x settings x seeds x folds; resumable; one summary table",
         formatter_class=_formatter,
-        description="Train every combination of the configs, the --grid values, the seeds and the folds, one run "
+        description="Train every combination of the configs, the "
+                    "--grid values, the seeds and the folds, one run "
         "folder per cell under --out. Rerunning skips finished cells and continues interrupted ones. Writes "
         "summary.md and summary.csv (mean ± std over seeds and folds) and, with a data.few_shot.shots grid, "
         "few_shot.png. Zero-shot configs (model.arch: zeroshot) are evaluated without training.",
@@ -173,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
 # ------------------------------------------------------------------------------------------------ commands
 
 
-def _table(rows: list[tuple[str, dict[str, Any] | None]], fmt: Any) -> str:
+def _table(rows: Sequence[tuple[str, dict[str, Any] | None]], fmt: Any) -> str:
     head = f"{'':<12}" + "".join(f"{k:>16}" for k in TABLE_METRICS)
     lines = [head]
     for name, values in rows:

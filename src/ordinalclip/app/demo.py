@@ -4,12 +4,12 @@ What it does (``ordinalclip demo``):
 
 1. builds (once, cached) the blur-level data set of :mod:`ordinalclip.data.blur`: real photos shipped by
    scikit-image / scikit-learn / matplotlib, cropped and blurred to L ordered levels, split by source photo;
-2. extracts ImageNet EfficientNet-Lite0 features once (the image tower is frozen, so every method trains on the
-   same cached features, through a learnable projection into the text space);
+2. extracts ImageNet EfficientNet-Lite0 features once (the image tower is frozen, so every method trains on
+   the same cached features, through a learnable projection into the text space);
 3. trains every method with the Lightning engine on the full training split and few-shot subsets
-   (k images per level, several seeds): OrdinalCLIP with random base ranks (the paper's MORPH setting) and with
-   base ranks initialised from level names, CoOp (plain prompt learner, rank names), the CNN cosine baseline, a
-   linear softmax head and CORAL; the text tower is the bundled all-MiniLM-L6-v2;
+   (k images per level, several seeds): OrdinalCLIP with random base ranks (the paper's MORPH setting) and
+   with base ranks initialised from level names, CoOp (plain prompt learner, rank names), the CNN cosine
+   baseline, a linear softmax head and CORAL; the text tower is the bundled all-MiniLM-L6-v2;
 4. prints one table (mean ± std over seeds) and writes ``summary.md``, ``results.csv`` and a report page with
    the prototype similarity matrices, a confusion matrix and the few-shot curves.
 """
@@ -91,9 +91,11 @@ class RunResult:
 
 
 def extract_features(dataset, out: Path, progress: bool = True) -> Path:
-    """EfficientNet-Lite0 (ImageNet) features of every image of the demo set -> one ``.npz`` with a split column.
+    """EfficientNet-Lite0 (ImageNet) features of every image of the demo set -> one ``.npz`` with a split
+    column.
 
-    Reused when it exists (the data set and the tower are fixed, so the file is keyed by the data set's folder).
+    Reused when it exists (the data set and the tower are fixed, so the file is keyed by the data set's
+    folder).
     """
     from PIL import Image
     from torchvision import transforms as T
@@ -132,7 +134,7 @@ def extract_features(dataset, out: Path, progress: bool = True) -> Path:
     if batch:
         flush()
     bar.close()
-    arrays = {"features": np.concatenate(feats).astype(np.float32), "labels": np.array(labels),
+    arrays: dict[str, Any] = {"features": np.concatenate(feats).astype(np.float32), "labels": np.array(labels),
               "split": np.array(splits)}
 
     def write(tmp: Path) -> None:
@@ -268,9 +270,11 @@ def run_demo(opts: DemoOptions) -> tuple[str, Path]:
             sections.append((f"Confusion matrix: {best.method} (full data)", "confusion.png",
                              "Test split, argmax prediction."))
     intro = (f"Blur-level estimation on real photos ({opts.levels} levels: {', '.join(ds.rank_names)}); "
-             f"{counts['train']} train / {counts['val']} val / {counts['test']} test images, split by source photo. "
+             f"{counts['train']} train / {counts['val']} val / "
+             f"{counts['test']} test images, split by source photo. "
              f"Image tower: ImageNet EfficientNet-Lite0 (frozen, cached features) + learnable projection; text "
-             f"tower: all-MiniLM-L6-v2 (frozen). Test metrics of the best-on-val checkpoint; mean ± std over seeds "
+             "tower: all-MiniLM-L6-v2 (frozen). Test metrics of "
+             "the best-on-val checkpoint; mean ± std over seeds "
              f"{list(opts.seeds)}. Took {time.time() - t0:.0f} s.")
     page, md = write_pages(report, "ordinalclip demo", [("Setup", None, intro), *sections], [table])
     (out / "summary.md").write_text(md.read_text().replace("](", "](report/"), encoding="utf-8")

@@ -19,6 +19,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from numpy.typing import ArrayLike  # noqa: E402
 
 from ordinalclip.metrics import confusion_matrix, ordinality_score, prototype_similarity  # noqa: E402
 
@@ -44,7 +45,7 @@ def plot_prototype_similarity(prototypes: np.ndarray | torch.Tensor, out: Path, 
     return scores
 
 
-def plot_confusion(labels: Sequence[int], preds: Sequence[int], num_ranks: int, out: Path, title: str = "",
+def plot_confusion(labels: ArrayLike, preds: ArrayLike, num_ranks: int, out: Path, title: str = "",
                    rank_labels: Sequence[str] | None = None) -> None:
     """Row-normalised confusion matrix (rows: true rank, columns: predicted rank)."""
     cm = confusion_matrix(np.asarray(preds), np.asarray(labels), num_ranks).astype(float)
@@ -57,7 +58,7 @@ def plot_confusion(labels: Sequence[int], preds: Sequence[int], num_ranks: int, 
         for i in range(num_ranks):
             for j in range(num_ranks):
                 if cm[i, j]:
-                    ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
+                    ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=7,
                             color="white" if norm[i, j] > 0.5 else "black")
     ax.set_xlabel("predicted rank")
     ax.set_ylabel("true rank")
@@ -66,7 +67,7 @@ def plot_confusion(labels: Sequence[int], preds: Sequence[int], num_ranks: int, 
     _save(fig, out)
 
 
-def plot_error_per_rank(labels: Sequence[int], pred_exp: Sequence[float], pred_max: Sequence[int], num_ranks: int,
+def plot_error_per_rank(labels: ArrayLike, pred_exp: ArrayLike, pred_max: ArrayLike, num_ranks: int,
                         out: Path, title: str = "") -> None:
     """Mean absolute error per true rank for both predictions, with the number of examples per rank."""
     y = np.asarray(labels)
@@ -89,12 +90,15 @@ def plot_error_per_rank(labels: Sequence[int], pred_exp: Sequence[float], pred_m
 
 def plot_learning_curves(metrics_csv: Path, out: Path, keys: Sequence[str] = ("train_loss", "val_mae_max",
                                                                              "val_mae_exp")) -> bool:
-    """Curves of ``keys`` against the epoch from a Lightning CSVLogger ``metrics.csv``; False if none found."""
+    """Curves of ``keys`` against the epoch from a Lightning CSVLogger ``metrics.csv``; False if none
+    found."""
     with Path(metrics_csv).open(newline="") as f:
         rows = list(csv.DictReader(f))
     series: dict[str, list[tuple[float, float]]] = {}
     for row in rows:
         x = row.get("epoch") or row.get("step")
+        if x in (None, ""):
+            continue
         for key in keys:
             for col in (key, f"{key}_epoch"):
                 if row.get(col) not in (None, ""):
@@ -196,7 +200,8 @@ def make_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
         scores = plot_prototype_similarity(np.load(protos), out / "prototypes.png", rank_labels=rank_names)
         text = ", ".join(f"span {k}: {v:.1%}" for k, v in scores.items())
         sections.append(("Prototype similarity", "prototypes.png",
-                         f"Cosine similarity of the rank prototypes; ordinality by span (reference notes §1.8): {text}."))
+                         "Cosine similarity of the rank prototypes; "
+                         f"ordinality by span (reference notes §1.8): {text}."))
     for pred_file in sorted((run_dir / "predictions").glob("*.csv")):
         p = read_predictions(pred_file)
         if "label" not in p:

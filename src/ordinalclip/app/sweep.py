@@ -70,7 +70,8 @@ Status = Literal["planned", "trained", "skipped", "resumed", "restarted", "faile
 
 
 class SweepError(ConfigError):
-    """The sweep folder does not fit the sweep (a cell run with other settings, a folder that is not a cell)."""
+    """The sweep folder does not fit the sweep (a cell run with other settings, a folder that is not a
+    cell)."""
 
 
 @dataclass(frozen=True)
@@ -337,7 +338,8 @@ def _stats(per_run: list[Mapping[str, Any]]) -> dict[str, tuple[float, float]]:
 
 
 def summarize(results: Sequence[CellResult]) -> list[SummaryRow]:
-    """Rows of mean ± std over seeds and folds for each (config, grid setting), checkpoint, split and group."""
+    """Rows of mean ± std over seeds and folds for each (config, grid setting), checkpoint, split and
+    group."""
     by_setting: dict[str, list[CellResult]] = {}
     for r in results:
         if r.metrics is not None:
@@ -421,8 +423,8 @@ def write_summary(result: SweepResult, grid_keys: Sequence[str], metric: str = "
 
 
 def _few_shot_plot(result: SweepResult, rows: Sequence[SummaryRow], metric: str) -> Path | None:
-    """``metric`` against shots per rank, one line per config (and other grid setting), from the first of best/last
-    test, then val, that the runs have."""
+    """``metric`` against shots per rank, one line per config (and other grid setting), from the first of
+    best/last test, then val, that the runs have."""
     from ordinalclip.app.report import plot_few_shot
 
     for tag, split in (("best", "test"), ("last", "test"), ("best", "val"), ("last", "val")):

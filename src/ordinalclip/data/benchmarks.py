@@ -12,8 +12,8 @@ MORPH II (``morph2(root)``), the reference layout::
     root/<paths from the lists>         images, list paths are relative to root
 
     101 ranks; labels are ages used directly (rank = age, offset 0).
-    The reference configs evaluate on ET_proto_val.txt for both validation and test (reference notes §3.4). Without a
-    separate test list this adapter returns ``test=None`` and warns; it never reuses val as test.
+    The reference configs evaluate on ET_proto_val.txt for both validation and test (reference notes §3.4).
+    Without a separate test list this adapter returns ``test=None`` and warns; it never reuses val as test.
 
 Adience (``adience(root, fold=k)``), 5-fold protocol, k in 0..4::
 

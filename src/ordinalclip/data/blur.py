@@ -2,9 +2,9 @@
 
 No real image dataset with human ordinal labels can be installed offline (see docs/resources.md), so the demo
 builds one from the real photographs that installed packages ship (scikit-image's ``skimage.data``,
-scikit-learn's sample images, matplotlib's ``grace_hopper.jpg``). Each photo gives several random square crops;
-every crop is saved at ``levels`` degradation levels: level 0 is the crop itself, level k > 0 is the crop after a
-Gaussian blur whose sigma grows geometrically with k.
+scikit-learn's sample images, matplotlib's ``grace_hopper.jpg``). Each photo gives several random square
+crops; every crop is saved at ``levels`` degradation levels: level 0 is the crop itself, level k > 0 is the
+crop after a Gaussian blur whose sigma grows geometrically with k.
 
 Why this is a fair ordinal task:
 
@@ -30,6 +30,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -61,8 +62,8 @@ _LADDER = (
     "very heavily blurred",
     "extremely blurred",
 )
-# Crops flatter than this (mean |Laplacian| of the grey crop, 0..255 scale) are blank sky, the black border of the
-# retina, etc.: every blur level looks the same there, so such crops are re-drawn.
+# Crops flatter than this (mean |Laplacian| of the grey crop, 0..255 scale) are blank sky, the black border of
+# the retina, etc.: every blur level looks the same there, so such crops are re-drawn.
 _MIN_DETAIL = 2.0
 _MAX_TRIES = 20
 
@@ -92,13 +93,15 @@ class DemoDataset:
 
 
 def default_cache_root() -> Path:
-    """``$ORDINALCLIP_CACHE/demo-blur-v1`` if the variable is set, else ``~/.cache/ordinalclip/demo-blur-v1``."""
+    """``$ORDINALCLIP_CACHE/demo-blur-v1`` if the variable is set, else
+    ``~/.cache/ordinalclip/demo-blur-v1``."""
     base = os.environ.get("ORDINALCLIP_CACHE")
     return (Path(base).expanduser() if base else Path.home() / ".cache" / "ordinalclip") / VERSION
 
 
 def blur_sigmas(levels: int, min_sigma: float = 0.5, max_sigma: float = 4.0) -> tuple[float, ...]:
-    """Gaussian sigma per level, in output pixels: 0 for level 0, then geometric from min_sigma to max_sigma."""
+    """Gaussian sigma per level, in output pixels: 0 for level 0, then geometric from min_sigma to
+    max_sigma."""
     if not 2 <= levels <= len(_LADDER):
         raise ValueError(f"levels must be in 2..{len(_LADDER)}, got {levels}")
     if levels == 2:
@@ -149,9 +152,10 @@ def _matplotlib_loader(filename: str) -> Callable[[], np.ndarray]:
 def source_photos() -> dict[str, Callable[[], np.ndarray]]:
     """Name -> loader of every real photo used (all ship inside wheels; none needs a download).
 
-    Left out on purpose: skimage's synthetic images (logo, colorwheel, horse silhouette), ``cat`` (same photo as
-    ``chelsea``), ``clock`` (already motion-blurred, so it has no sharp level), the right stereo view
-    (same scene as motorcycle_left, which would leak across splits) and the datasets that need a pooch download.
+    Left out on purpose: skimage's synthetic images (logo, colorwheel, horse silhouette), ``cat`` (same photo
+    as ``chelsea``), ``clock`` (already motion-blurred, so it has no sharp level), the right stereo view
+    (same scene as motorcycle_left, which would leak across splits) and the datasets that need a pooch
+    download.
     """
     photos: dict[str, Callable[[], np.ndarray]] = {
         name: _skimage_loader(name)
@@ -204,6 +208,7 @@ def _random_crops(photo: np.ndarray, n: int, size: int, rng: np.random.Generator
                 best, best_detail = arr, detail
             if detail >= _MIN_DETAIL:
                 break
+        assert best is not None  # best_detail starts below any detail, so the first try is kept
         crops.append(best)
     return crops
 
@@ -264,7 +269,7 @@ def build_blur_dataset(
     root = Path(root).expanduser() if root is not None else default_cache_root()
     sigmas = blur_sigmas(levels)
     photos = source_photos()
-    settings = {
+    settings: dict[str, Any] = {
         "version": VERSION,
         "seed": seed,
         "levels": levels,

@@ -73,6 +73,7 @@ def load_features(
         raise DataError(f"feature file not found: {path}")
     suffix = path.suffix.lower()
     label_file = path
+    labels: np.ndarray | list[tuple[str, str]]  # arrays, or (text, "file:line") pairs from a label CSV
     if suffix == ".npz":
         features, labels, splits = _read_npz(path)
     elif suffix == ".npy":

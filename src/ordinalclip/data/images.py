@@ -15,7 +15,8 @@ from .samples import DataError, Sample
 
 logger = logging.getLogger(__name__)
 
-# The reference normalises with ImageNet statistics for every encoder, CLIP towers included (reference notes §3.5).
+# The reference normalises with ImageNet statistics for every encoder, CLIP towers included (reference notes
+# §3.5).
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
@@ -31,7 +32,8 @@ def build_transforms(
 
     train: Resize((resize, resize)) -> RandomCrop(size) -> RandomHorizontalFlip -> ToTensor -> Normalize;
     eval:  Resize((resize, resize)) -> CenterCrop(size) -> ToTensor -> Normalize.
-    The resize ignores the aspect ratio, and this is deliberately not RandomResizedCrop (reference notes §3.5).
+    The resize ignores the aspect ratio, and this is deliberately not RandomResizedCrop (reference notes
+    §3.5).
     """
     if size > resize:
         raise ValueError(f"crop size {size} is larger than the resize {resize}")

@@ -1,4 +1,5 @@
-"""Training-set protocols of the paper (reference notes §2.2): few-shot and label-distribution shift, plus split files.
+"""Training-set protocols of the paper (reference notes §2.2): few-shot and label-distribution shift, plus
+split files.
 
 Both samplers draw from their own ``random.Random(seed)`` (never the global RNG), visit labels in sorted
 order and return the kept samples in their original list order, so a (samples, arguments, seed) triple

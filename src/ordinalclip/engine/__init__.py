@@ -1,4 +1,5 @@
-"""The training engine on Lightning 2: data splits, loaders, the LightningModule, optimizers, the Trainer, run folders.
+"""The training engine on Lightning 2: data splits, loaders, the LightningModule, optimizers, the Trainer, run
+folders.
 
 The Python entry points are in :mod:`ordinalclip.api`; this package holds the parts they are built from.
 """

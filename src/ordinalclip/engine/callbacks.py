@@ -54,7 +54,8 @@ class InterruptCheckpoint(L.Callback):
                            batch_idx: int) -> None:
         if self.received is None:
             return
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        # batch_progress.current is a _ProcessedTracker at run time (Lightning types it as its base class)
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed  # type: ignore[attr-defined]
         at_boundary = done % trainer.accumulate_grad_batches == 0 or done >= trainer.num_training_batches
         if not at_boundary:
             return

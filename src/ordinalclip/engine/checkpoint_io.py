@@ -1,4 +1,5 @@
-"""Checkpoint writes that a crash cannot truncate: Lightning's checkpoint I/O over :func:`ordinalclip.fileio.atomic_write`."""
+"""Checkpoint writes that a crash cannot truncate: Lightning's checkpoint I/O over
+:func:`ordinalclip.fileio.atomic_write`."""
 
 from __future__ import annotations
 

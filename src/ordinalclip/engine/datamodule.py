@@ -1,7 +1,7 @@
 """The Lightning DataModule of a run: datasets and loaders for a resolved data set.
 
-It knows the data (:class:`~ordinalclip.engine.splits.ResolvedData`), the image tower's preprocessing constants and,
-optionally, a feature cache; it never sees the model.
+It knows the data (:class:`~ordinalclip.engine.splits.ResolvedData`), the image tower's preprocessing
+constants and, optionally, a feature cache; it never sees the model.
 """
 
 from __future__ import annotations
@@ -37,9 +37,10 @@ class OrdinalDataModule(L.LightningDataModule):
         self._datasets: dict[str, Dataset] = {}
         self._images: dict[str, ImageDataset] = {}
 
-    # -- datasets ------------------------------------------------------------------------------------------------
+    # -- datasets --------------------------------------------------------------------------------------------
     def image_dataset(self, split: str) -> ImageDataset:
-        """Images of ``split`` with the transform that split uses (bad images skipped per ``on_bad_image``)."""
+        """Images of ``split`` with the transform that split uses (bad images skipped per
+        ``on_bad_image``)."""
         if split not in self._images:
             samples = self.data.splits[split]
             assert samples is not None
@@ -96,7 +97,7 @@ class OrdinalDataModule(L.LightningDataModule):
             if self.has(split):
                 self.dataset(split)
 
-    # -- loaders -------------------------------------------------------------------------------------------------
+    # -- loaders ---------------------------------------------------------------------------------------------
     def _world(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
         return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
@@ -108,7 +109,10 @@ class OrdinalDataModule(L.LightningDataModule):
         trainer = self.trainer
 
         def progress() -> tuple[int, int]:
-            return trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.processed
+            assert trainer is not None  # only called while a trainer iterates the loader
+            # batch_progress.current is a _ProcessedTracker at run time (Lightning types it as its base class)
+            loop = trainer.fit_loop.epoch_loop
+            return trainer.current_epoch, loop.batch_progress.current.processed  # type: ignore[attr-defined]
 
         return ResumableLoader(SeededItems(ds, self.cfg.trainer.seed), batch_size=self.cfg.data.batch_size,
                                sampler=sampler, num_workers=self.cfg.data.num_workers,

@@ -1,4 +1,5 @@
-"""Why a training run stopped early: a non-finite loss, or a signal (after writing a checkpoint to resume from)."""
+"""Why a training run stopped early: a non-finite loss, or a signal (after writing a checkpoint to resume
+from)."""
 
 from __future__ import annotations
 

@@ -35,9 +35,10 @@ class OrdinalModule(L.LightningModule):
     :func:`~ordinalclip.losses.ordinalclip_loss` and evaluates it over whole epochs.
 
     Evaluation computes the C prototypes once per epoch, collects the (N, C) logits of every batch (gathered
-    across devices) and logs ``<stage>_<metric>`` for every key of :func:`~ordinalclip.metrics.ordinal_metrics`
-    (``stage`` is ``val`` or ``test``). ``eval_results[stage]`` keeps the last epoch's metrics and per-group
-    metrics (when samples carry a group, e.g. the aesthetics category).
+    across devices) and logs ``<stage>_<metric>`` for every key of
+    :func:`~ordinalclip.metrics.ordinal_metrics` (``stage`` is ``val`` or ``test``). ``eval_results[stage]``
+    keeps the last epoch's metrics and per-group metrics (when samples carry a group, e.g. the aesthetics
+    category).
 
     Args:
         model: maps (B, ...) inputs to (B, C) logits; ``forward(x, prototypes=None)``.
@@ -45,6 +46,8 @@ class OrdinalModule(L.LightningModule):
         ranks: the label -> rank mapping (stored in every checkpoint for predict/export).
         features_input: inputs are the frozen image tower's features (feature cache), not images.
     """
+
+    model: Any  # OrdinalCLIP or a head (duck-typed: num_ranks, prototypes(), forward_features())
 
     def __init__(self, model: nn.Module, cfg: RunConfig, ranks: RankSpace | None = None,
                  features_input: bool = False) -> None:
@@ -57,7 +60,7 @@ class OrdinalModule(L.LightningModule):
         self._prototypes: Tensor | None = None
         self._outputs: list[tuple[Tensor, Tensor, Tensor]] = []
 
-    # -- forward ------------------------------------------------------------------------------------------------
+    # -- forward ---------------------------------------------------------------------------------------------
     def forward(self, x: Tensor, prototypes: Tensor | None = None) -> Tensor:
         """(B, ...) inputs -> (B, C) logits; with ``features_input`` x is (B, E) image-tower features."""
         extra = {} if prototypes is None else {"prototypes": prototypes}
@@ -68,15 +71,15 @@ class OrdinalModule(L.LightningModule):
     def train(self, mode: bool = True) -> OrdinalModule:
         super().train(mode)
         if mode:
-            # Frozen towers stay in eval mode (no batch-norm statistics updates, no dropout): a frozen tower then
-            # computes the same function in training and evaluation, which the feature cache relies on.
+            # Frozen towers stay in eval mode (no batch-norm statistics updates, no dropout): a frozen tower
+            # then computes the same function in training and evaluation, which the feature cache relies on.
             for name in ("image_tower", "text_tower"):
                 tower = getattr(self.model, name, None)
                 if isinstance(tower, nn.Module) and not any(p.requires_grad for p in tower.parameters()):
                     tower.eval()
         return self
 
-    # -- training -----------------------------------------------------------------------------------------------
+    # -- training --------------------------------------------------------------------------------------------
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch[0], batch[1]
         lc = self.cfg.loss
@@ -94,21 +97,21 @@ class OrdinalModule(L.LightningModule):
                       batch_size=n)
         return loss
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> Any:  # Lightning's optimizer-and-scheduler dict
         optimizer = build_optimizer(self.model, self.cfg.optim)
         scheduler = build_scheduler(optimizer, self.cfg.optim, self.cfg.trainer.max_epochs)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
     def on_train_start(self) -> None:
-        # The learning rate is a function of the epoch: recompute it from the (possibly resumed) scheduler state,
-        # so that resuming with a longer trainer.max_epochs follows the new schedule from where it is.
+        # The learning rate is a function of the epoch: recompute it from the (possibly resumed) scheduler
+        # state, so that resuming with a longer trainer.max_epochs follows the new schedule from where it is.
         for sched_cfg in self.trainer.lr_scheduler_configs:
             sched = sched_cfg.scheduler
             if isinstance(sched, torch.optim.lr_scheduler.LambdaLR):
                 for group, base, fn in zip(sched.optimizer.param_groups, sched.base_lrs, sched.lr_lambdas):
                     group["lr"] = base * fn(sched.last_epoch)
 
-    # -- evaluation ---------------------------------------------------------------------------------------------
+    # -- evaluation ------------------------------------------------------------------------------------------
     def _eval_step(self, batch: tuple[Tensor, Tensor, Tensor]) -> None:
         x, y, idx = batch
         if self._prototypes is None and hasattr(self.model, "prototypes"):
@@ -142,10 +145,10 @@ class OrdinalModule(L.LightningModule):
         """Concatenate a (n_r, ...) tensor over all ranks (shards may differ in size)."""
         if self.trainer.world_size == 1:
             return t
-        sizes = self.all_gather(torch.tensor([t.shape[0]], device=self.device)).view(-1)
+        sizes = torch.as_tensor(self.all_gather(torch.tensor([t.shape[0]], device=self.device))).view(-1)
         longest = int(sizes.max())
         padded = torch.cat([t, t.new_zeros((longest - t.shape[0], *t.shape[1:]))])
-        gathered = self.all_gather(padded)  # (world, longest, ...)
+        gathered = torch.as_tensor(self.all_gather(padded))  # (world, longest, ...)
         return torch.cat([gathered[r, : int(n)] for r, n in enumerate(sizes.tolist())])
 
     def _finish_eval(self, stage: str) -> None:
@@ -185,9 +188,10 @@ class OrdinalModule(L.LightningModule):
         dm = getattr(self.trainer, "datamodule", None)
         return dm.groups(stage) if dm is not None and hasattr(dm, "groups") else None
 
-    # -- checkpoints --------------------------------------------------------------------------------------------
+    # -- checkpoints -----------------------------------------------------------------------------------------
     def frozen_tower_prefixes(self) -> list[str]:
-        """State-dict prefixes of the towers a checkpoint leaves out (``trainer.save_frozen_towers: false``)."""
+        """State-dict prefixes of the towers a checkpoint leaves out (``trainer.save_frozen_towers:
+        false``)."""
         if self.cfg.trainer.save_frozen_towers:
             return []
         out = []

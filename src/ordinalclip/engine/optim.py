@@ -39,7 +39,8 @@ def group_lr(cfg: OptimConfig, group: str) -> float:
 
 
 def apply_freezing(model: nn.Module, cfg: OptimConfig) -> dict[str, int]:
-    """Switch off gradients of frozen groups (freeze flags, or an lr of 0); returns trainable counts per group."""
+    """Switch off gradients of frozen groups (freeze flags, or an lr of 0); returns trainable counts per
+    group."""
     frozen = {g for g, flag in (("image", cfg.freeze_image), ("context", cfg.freeze_context),
                                 ("ranks", cfg.freeze_ranks)) if flag}
     counts: dict[str, int] = {}

@@ -28,7 +28,8 @@ PACKAGES = ("ordinalclip", "torch", "torchvision", "lightning", "open_clip_torch
 
 
 def make_run_dir(output_dir: str | os.PathLike[str], name: str) -> Path:
-    """Create and return a fresh ``output_dir/<name>-<YYYYmmdd-HHMMSS>`` (suffixed ``-2``, ``-3`` if taken)."""
+    """Create and return a fresh ``output_dir/<name>-<YYYYmmdd-HHMMSS>`` (suffixed ``-2``, ``-3`` if
+    taken)."""
     base = Path(output_dir)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for k in range(1, 1000):
@@ -64,7 +65,7 @@ def git_state(path: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 def environment() -> dict[str, Any]:
     """Versions and platform facts for ``env.json``."""
-    versions = {}
+    versions: dict[str, str | None] = {}
     for pkg in PACKAGES:
         try:
             versions[pkg] = metadata.version(pkg)

@@ -1,10 +1,10 @@
 """Samplers and loaders behind exact, reproducible resume.
 
 * the training order is a permutation drawn from ``(seed, epoch)`` alone (:class:`EpochSampler`), and every
-  training sample's random augmentation is drawn from ``(seed, epoch, index)`` alone (:class:`SeededItems`), so
-  neither depends on the global RNG, the number of workers or where a run was interrupted;
-* the training loader is *stateful* for Lightning (:class:`ResumableLoader`): a checkpoint written in the middle of
-  an epoch records how many batches were done, and a resumed run skips exactly those.
+  training sample's random augmentation is drawn from ``(seed, epoch, index)`` alone (:class:`SeededItems`),
+  so neither depends on the global RNG, the number of workers or where a run was interrupted;
+* the training loader is *stateful* for Lightning (:class:`ResumableLoader`): a checkpoint written in the
+  middle of an epoch records how many batches were done, and a resumed run skips exactly those.
 """
 
 from __future__ import annotations

@@ -40,8 +40,8 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 class ResolvedData:
     """The samples of each split (``None`` = no such split) and how labels map to ranks.
 
-    For ``data.format: features`` a sample's path is a reference ``FILE#SPLIT/ROW`` to one row of a feature file
-    (``SPLIT`` is the split filter the file was read with, ``all`` for none).
+    For ``data.format: features`` a sample's path is a reference ``FILE#SPLIT/ROW`` to one row of a feature
+    file (``SPLIT`` is the split filter the file was read with, ``all`` for none).
     """
 
     ranks: RankSpace
@@ -54,7 +54,8 @@ class ResolvedData:
 
 
 def data_rank_names(d: DataConfig) -> list[str] | None:
-    """``data.rank_names``, or the names read from ``data.rank_names_file`` (a :class:`DataError` naming the key)."""
+    """``data.rank_names``, or the names read from ``data.rank_names_file`` (a :class:`DataError` naming the
+    key)."""
     if not d.rank_names_file:
         return d.rank_names
     try:
@@ -92,7 +93,8 @@ def _load_feature_file(cfg: RunConfig, path: str, split: str | None, ranks: Rank
 
 
 def _split_sources(cfg: RunConfig) -> dict[str, tuple[str | None, bool]]:
-    """Per split: the file/folder to read and whether it was given explicitly (else defaulted to ``train``)."""
+    """Per split: the file/folder to read and whether it was given explicitly (else defaulted to
+    ``train``)."""
     d = cfg.data
     shared = d.columns.split is not None and d.format in ("csv", "features")
     out: dict[str, tuple[str | None, bool]] = {"train": (d.train, True)}

@@ -1,5 +1,5 @@
-"""The image transforms of a run: crop size, resize and normalisation from the data config and the image tower's
-own preprocessing constants (``tower.preprocess``)."""
+"""The image transforms of a run: crop size, resize and normalisation from the data config and the image
+tower's own preprocessing constants (``tower.preprocess``)."""
 
 from __future__ import annotations
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
 from ordinalclip.modeling.backbones.clip import ClipBundle, load_clip
-from ordinalclip.modeling.backbones.image import ClipImageTower, FeatureTower, TorchvisionTower
+from ordinalclip.modeling.backbones.image import ClipImageTower, FeatureTower, TorchvisionTower, output_dim
 from ordinalclip.modeling.backbones.text import ClipTextTower
 from ordinalclip.modeling.config import ImageTowerConfig, ModelConfig, PromptConfig
 from ordinalclip.modeling.heads import LinearClassifier, OrdinalBinaryHead, zero_shot_prototypes
@@ -41,7 +42,8 @@ def check_rank_name_count(cfg: PromptConfig, num_ranks: int, names: list[str], s
     if len(names) != want:
         raise ValueError(
             f"{source}: {len(names)} rank names, but the rank learner takes C'={cfg.num_base_ranks} "
-            f"(model.prompts.num_base_ranks) and the plain/CoOp learner takes C={num_ranks} (model.num_ranks); "
+            "(model.prompts.num_base_ranks) and the plain/CoOp "
+            f"learner takes C={num_ranks} (model.num_ranks); "
             f"this config uses the {cfg.learner} learner"
         )
 
@@ -54,7 +56,7 @@ def build_prompt_learner(cfg: PromptConfig, num_ranks: int, vocab) -> nn.Module:
         names, source = read_rank_names(cfg.rank_names_file), str(cfg.rank_names_file)
     if names is not None:
         check_rank_name_count(cfg, num_ranks, names, source)
-    common = dict(context_init=cfg.context_init, num_context_tokens=cfg.num_context_tokens,
+    common: dict[str, Any] = dict(context_init=cfg.context_init, num_context_tokens=cfg.num_context_tokens,
                   rank_specific_context=cfg.rank_specific_context, tokens_per_rank=cfg.tokens_per_rank,
                   position=cfg.position, init_std=cfg.init_std)
     try:
@@ -108,14 +110,15 @@ def build_text_tower(cfg: ModelConfig, bundle: ClipBundle | None) -> nn.Module:
 def build_model(cfg: ModelConfig) -> nn.Module:
     """Build the model described by ``cfg`` (weights loaded as configured)."""
     uses_text = cfg.uses_text()
-    bundle = None
+    bundle: Any = None
     if cfg.uses_clip():
         c = cfg.clip
         bundle = load_clip(c.name, c.pretrained, quick_gelu=c.quick_gelu, allow_torchscript=c.allow_torchscript,
                            custom=c.custom)
-    text_tower = build_text_tower(cfg, bundle) if uses_text else None
+    text_tower: Any = build_text_tower(cfg, bundle) if uses_text else None
+    embed_dim: int | None
     if text_tower is not None:
-        embed_dim = text_tower.output_dim
+        embed_dim = output_dim(text_tower)
     elif cfg.image.kind == "clip":
         embed_dim = int(bundle.model.visual.output_dim)
     else:

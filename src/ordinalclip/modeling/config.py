@@ -88,5 +88,6 @@ class ModelConfig:
         return self.arch in ("ordinalclip", "zeroshot")
 
     def uses_clip(self) -> bool:
-        """True when building this model loads CLIP: a CLIP image tower, or CLIP's text tower in a text model."""
+        """True when building this model loads CLIP: a CLIP image tower, or CLIP's text tower in a text
+        model."""
         return self.image.kind == "clip" or (self.uses_text() and self.text.kind == "clip")

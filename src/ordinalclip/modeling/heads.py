@@ -1,8 +1,9 @@
 """Baseline heads on an image tower: linear softmax, CORAL, CORN, and zero-shot CLIP prototypes.
 
 Every model in :mod:`ordinalclip.modeling` has an ``output_kind``: ``"softmax"`` (B, C) rank logits, or
-``"coral"`` / ``"corn"`` (B, C-1) logits of the binary tasks "rank > k". :func:`ordinalclip.metrics.rank_probabilities`
-turns any of them into (B, C) rank probabilities, so evaluation is the same for all.
+``"coral"`` / ``"corn"`` (B, C-1) logits of the binary tasks "rank > k".
+:func:`ordinalclip.metrics.rank_probabilities` turns any of them into (B, C) rank probabilities, so evaluation
+is the same for all.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ordinalclip.modeling.backbones.image import output_dim
 from ordinalclip.modeling.backbones.text import ClipTextTower, PromptEmbeddings
 
 ZERO_SHOT_TEMPLATES = ("a photo of {}.",)
@@ -27,7 +29,7 @@ class LinearClassifier(nn.Module):
         super().__init__()
         self.image_tower = image_tower
         self.num_ranks = num_ranks
-        self.fc = nn.Linear(int(image_tower.output_dim), num_ranks)
+        self.fc = nn.Linear(output_dim(image_tower), num_ranks)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, ...) -> (B, C) logits."""
@@ -54,7 +56,7 @@ class OrdinalBinaryHead(nn.Module):
         self.image_tower = image_tower
         self.num_ranks = num_ranks
         self.output_kind = kind
-        dim = int(image_tower.output_dim)
+        dim = output_dim(image_tower)
         if kind == "coral":
             self.fc = nn.Linear(dim, 1, bias=False)
             self.bias = nn.Parameter(torch.zeros(num_ranks - 1))
@@ -81,10 +83,10 @@ def zero_shot_prototypes(text_tower: ClipTextTower, rank_names: list[str],
     """
     if not templates or any("{}" not in t for t in templates):
         raise ValueError(f"every template needs a '{{}}' for the rank name; got {list(templates)}")
-    total = None
-    for template in templates:
+    total = torch.zeros(())
+    for i, template in enumerate(templates):
         feats = F.normalize(encode_texts(text_tower, [template.format(n) for n in rank_names]), dim=-1)
-        total = feats if total is None else total + feats
+        total = feats if i == 0 else total + feats
     return F.normalize(total, dim=-1)
 
 

@@ -1,17 +1,20 @@
 """OrdinalCLIP and the cosine-prototype classifier it turns into after training (reference notes §1.1, §1.5).
 
 logits[b, i] = exp(logit_scale) * <f_b / |f_b|, t_i / |t_i|>, with f the image feature and t_i the language
-prototype of rank i. :meth:`OrdinalCLIP.to_head` freezes the C prototypes into a :class:`CosineClassifier`, which
-gives the same logits with no text tower in memory: inference then costs what a linear head costs.
+prototype of rank i. :meth:`OrdinalCLIP.to_head` freezes the C prototypes into a :class:`CosineClassifier`,
+which gives the same logits with no text tower in memory: inference then costs what a linear head costs.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ordinalclip.modeling.backbones.image import output_dim
 
 
 class _LogitScale(nn.Module):
@@ -43,7 +46,8 @@ class _PrototypeModel(nn.Module):
         return F.normalize(self.image_tower(images), dim=-1)
 
     def forward(self, images: torch.Tensor, prototypes: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, C) logits; pass ``prototypes`` (C, E, normalised) to reuse ones computed earlier (e.g. in eval)."""
+        """(B, C) logits; pass ``prototypes`` (C, E, normalised) to reuse ones computed earlier (e.g. in
+        eval)."""
         return self.forward_features(self.image_tower(images), prototypes)
 
     def forward_features(self, features: torch.Tensor, prototypes: torch.Tensor | None = None) -> torch.Tensor:
@@ -63,6 +67,8 @@ class OrdinalCLIP(_PrototypeModel):
         learn_logit_scale: train log s as well.
     """
 
+    prompt_learner: Any  # a RankPromptLearner / PlainPromptLearner (duck-typed: num_ranks, forward())
+
     def __init__(self, image_tower: nn.Module, prompt_learner: nn.Module, text_tower: nn.Module,
                  log_logit_scale: float = math.log(1 / 0.07), learn_logit_scale: bool = False):
         super().__init__()
@@ -76,7 +82,7 @@ class OrdinalCLIP(_PrototypeModel):
 
     @property
     def num_ranks(self) -> int:
-        return self.prompt_learner.num_ranks
+        return int(self.prompt_learner.num_ranks)
 
     def text_features(self) -> torch.Tensor:
         """(C, E) unnormalised language prototypes."""
@@ -102,8 +108,8 @@ class OrdinalCLIP(_PrototypeModel):
 class CosineClassifier(_PrototypeModel):
     """Image tower + C prototype vectors compared by cosine similarity.
 
-    With ``learnable=True`` it is the reference's CNN baseline (random prototypes, fixed scale 100); with fixed
-    ``prototypes`` it is an exported OrdinalCLIP.
+    With ``learnable=True`` it is the reference's CNN baseline (random prototypes, fixed scale 100); with
+    fixed ``prototypes`` it is an exported OrdinalCLIP.
 
     Args:
         image_tower: module mapping inputs to (B, E) features.
@@ -116,7 +122,7 @@ class CosineClassifier(_PrototypeModel):
     def __init__(self, image_tower: nn.Module, num_ranks: int, log_logit_scale: float = math.log(100.0),
                  prototypes: torch.Tensor | None = None, learnable: bool = True):
         super().__init__()
-        dim = int(image_tower.output_dim)
+        dim = output_dim(image_tower)
         if prototypes is None:
             prototypes = torch.empty(num_ranks, dim)
             nn.init.kaiming_normal_(prototypes, mode="fan_out", nonlinearity="linear")

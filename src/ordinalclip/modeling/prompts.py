@@ -6,8 +6,8 @@ Layouts (reference notes §1.2), ``V`` = context (m tokens), ``r_i`` = rank embe
     front  : [SOT] r_i V "." [EOT]
     middle : [SOT] V[:m//2] r_i V[m//2:] "." [EOT]
 
-:class:`RankPromptLearner` (OrdinalCLIP) derives the C rank embeddings from C' base-rank embeddings through a fixed
-interpolation matrix, so the ranks stay ordered and smooth; :class:`PlainPromptLearner` (CoOp) learns C
+:class:`RankPromptLearner` (OrdinalCLIP) derives the C rank embeddings from C' base-rank embeddings through a
+fixed interpolation matrix, so the ranks stay ordered and smooth; :class:`PlainPromptLearner` (CoOp) learns C
 independent rank embeddings.
 """
 
@@ -45,10 +45,11 @@ def interpolation_matrix(num_ranks: int, num_base_ranks: int, kind: Interpolatio
 
     * ``linear`` (reference): raw = 1 - d/(C-1) over *all* base ranks, so every rank is a global mixture;
     * ``inv_prop`` (reference): raw = 1/(d + 1e-5);
-    * ``local_linear`` (extra, not in the reference): the usual two-neighbour lerp between adjacent base ranks.
+    * ``local_linear`` (extra, not in the reference): the usual two-neighbour lerp between adjacent base
+      ranks.
 
-    Rows are divided by their sum. No row can be NaN (the reference's third type, ``normal``, underflows to 0/0
-    far from every base position and is deliberately not offered).
+    Rows are divided by their sum. No row can be NaN (the reference's third type, ``normal``, underflows to
+    0/0 far from every base position and is deliberately not offered).
     """
     if num_ranks < 1 or num_base_ranks < 1:
         raise ValueError(f"need at least one rank and one base rank; got C={num_ranks}, C'={num_base_ranks}")
@@ -78,7 +79,8 @@ def interpolation_matrix(num_ranks: int, num_base_ranks: int, kind: Interpolatio
 
 
 def _embed_names(vocab: Vocabulary, names: list[str]) -> torch.Tensor:
-    """(len(names), n, D) embeddings of the names' tokens, right-padded with the pad token to the longest name."""
+    """(len(names), n, D) embeddings of the names' tokens, right-padded with the pad token to the longest
+    name."""
     ids = [vocab.encode_words(n) for n in names]
     empty = [n for n, i in zip(names, ids) if not i]
     if empty:
@@ -90,6 +92,12 @@ def _embed_names(vocab: Vocabulary, names: list[str]) -> torch.Tensor:
 
 class _PromptLearner(nn.Module):
     """Context tokens, special-token embeddings and the layout shared by both learners."""
+
+    # token embeddings of the fixed tokens (buffers)
+    sot: torch.Tensor
+    period: torch.Tensor
+    eot: torch.Tensor
+    pad: torch.Tensor
 
     def __init__(
         self,
@@ -135,7 +143,7 @@ class _PromptLearner(nn.Module):
         ctx = self.context
         m = ctx.shape[-2]
         if self.position == "tail":
-            ctx_parts = [ctx, None]
+            ctx_parts: list[torch.Tensor | None] = [ctx, None]
         elif self.position == "front":
             ctx_parts = [None, ctx]
         else:
@@ -168,12 +176,12 @@ class RankPromptLearner(_PromptLearner):
         num_ranks: C.
         num_base_ranks: C'.
         interpolation: see :func:`interpolation_matrix`.
-        context_init: a sentence whose tokens initialise the context (m := its token count), or None for random.
-        num_context_tokens: m when the context is random.
+        context_init: a sentence whose tokens initialise the context (m := its token count), or None for
+        random. num_context_tokens: m when the context is random.
         rank_specific_context: one context per rank (C, m, D) instead of a shared one (m, D).
         tokens_per_rank: n_r for random base ranks.
-        base_rank_names: exactly C' names whose token embeddings initialise the base ranks (n_r := longest name).
-        position: where the rank tokens go.
+        base_rank_names: exactly C' names whose token embeddings initialise the base ranks (n_r := longest
+        name). position: where the rank tokens go.
         init_std: std of the random initialisations (0.02, as the reference).
     """
 
@@ -196,7 +204,8 @@ class RankPromptLearner(_PromptLearner):
         if base_rank_names is not None:
             if len(base_rank_names) != num_base_ranks:
                 raise ValueError(
-                    f"the rank learner needs exactly C'={num_base_ranks} base-rank names (one per base rank), got "
+                    f"the rank learner needs exactly C'={num_base_ranks} "
+                    "base-rank names (one per base rank), got "
                     f"{len(base_rank_names)}" + (f" (that is C={num_ranks}, the count the plain/CoOp learner takes)"
                                                  if len(base_rank_names) == num_ranks else "")
                 )

@@ -1,11 +1,11 @@
 """Where CLIP weights come from: an open_clip name + tag, a local OpenAI or open_clip file, or random weights.
 
-Every path ends in the same :class:`ClipBundle`: a float32 ``open_clip`` model, its tokenizer and the preprocessing
-constants that belong to the weights.
+Every path ends in the same :class:`ClipBundle`: a float32 ``open_clip`` model, its tokenizer and the
+preprocessing constants that belong to the weights.
 
-Local files are read without executing code: ``torch.load(weights_only=True)`` or safetensors. OpenAI's released
-``.pt`` files are TorchScript archives, which can carry code; they are only opened when the caller passes
-``allow_torchscript=True``.
+Local files are read without executing code: ``torch.load(weights_only=True)`` or safetensors. OpenAI's
+released ``.pt`` files are TorchScript archives, which can carry code; they are only opened when the caller
+passes ``allow_torchscript=True``.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ class Preprocess:
     """Image preprocessing that belongs to a set of weights (what the tower was trained on)."""
 
     size: int = 224
-    mean: tuple[float, float, float] = tuple(OPENAI_DATASET_MEAN)  # type: ignore[assignment]
-    std: tuple[float, float, float] = tuple(OPENAI_DATASET_STD)  # type: ignore[assignment]
+    mean: tuple[float, float, float] = tuple(OPENAI_DATASET_MEAN)
+    std: tuple[float, float, float] = tuple(OPENAI_DATASET_STD)
 
     def to_dict(self) -> dict[str, Any]:
         return {"size": self.size, "mean": list(self.mean), "std": list(self.std)}
@@ -44,7 +44,7 @@ class Preprocess:
 class ClipBundle:
     """A loaded CLIP: the open_clip model (float32), its BPE tokenizer and its preprocessing."""
 
-    model: torch.nn.Module
+    model: Any  # open_clip's CLIP / CustomTextCLIP (untyped)
     tokenizer: Any
     preprocess: Preprocess
     source: str
@@ -62,8 +62,8 @@ def _is_torchscript_archive(path: Path) -> bool:
 def read_state_dict(path: str | os.PathLike, allow_torchscript: bool = False) -> dict[str, torch.Tensor]:
     """Read a checkpoint file into a flat ``{name: tensor}`` dict without executing code from it.
 
-    Accepts safetensors, plain ``torch.save`` state dicts (optionally nested under ``state_dict`` / ``model`` and
-    prefixed with ``module.``) and, only with ``allow_torchscript=True``, OpenAI's TorchScript archives.
+    Accepts safetensors, plain ``torch.save`` state dicts (optionally nested under ``state_dict`` / ``model``
+    and prefixed with ``module.``) and, only with ``allow_torchscript=True``, OpenAI's TorchScript archives.
     """
     path = Path(path)
     if not path.is_file():
@@ -75,7 +75,8 @@ def read_state_dict(path: str | os.PathLike, allow_torchscript: bool = False) ->
     if _is_torchscript_archive(path):
         if not allow_torchscript:
             raise ClipLoadError(
-                f"{path} is a TorchScript archive (the format of OpenAI's released CLIP .pt files). Archives can "
+                f"{path} is a TorchScript archive (the format of "
+                "OpenAI's released CLIP .pt files). Archives can "
                 "contain code, so they are only opened on request: pass allow_torchscript=True (CLI: "
                 "--set model.clip.allow_torchscript=true for training; ORDINALCLIP_ALLOW_TORCHSCRIPT=1 when "
                 "loading a checkpoint) if you trust this file."
@@ -100,8 +101,9 @@ def read_state_dict(path: str | os.PathLike, allow_torchscript: bool = False) ->
 def _openai_state_dict_to_model(state: dict[str, torch.Tensor], quick_gelu: bool) -> torch.nn.Module:
     """Build a float32 open_clip CLIP whose architecture is inferred from an OpenAI-format state dict.
 
-    open_clip's builder infers the shapes exactly as OpenAI's ``build_model`` (both head counts = width // 64) but
-    loads into float16 parameters; we reload in float32 afterwards so full-precision files keep their precision.
+    open_clip's builder infers the shapes exactly as OpenAI's ``build_model`` (both head counts = width // 64)
+    but loads into float16 parameters; we reload in float32 afterwards so full-precision files keep their
+    precision.
     """
     from open_clip.model import build_model_from_openai_state_dict
 
@@ -140,11 +142,12 @@ def load_clip(
     """Load a CLIP model.
 
     Args:
-        name: open_clip architecture name (``"ViT-B-16"``, ``"RN50"``, ...). ``None`` with a file in ``pretrained``
-            infers the architecture from an OpenAI-format state dict, as OpenAI's ``build_model`` does.
-        pretrained: ``None`` (random weights), an open_clip tag (``"openai"``, ``"laion2b_s34b_b88k"``; downloads
-            where the network allows) or a local file (OpenAI ``.pt`` archive or state dict, open_clip checkpoint,
-            safetensors).
+        name: open_clip architecture name (``"ViT-B-16"``, ``"RN50"``, ...). ``None`` with a file in
+            ``pretrained`` infers the architecture from an OpenAI-format state dict, as OpenAI's
+            ``build_model`` does.
+        pretrained: ``None`` (random weights), an open_clip tag (``"openai"``, ``"laion2b_s34b_b88k"``;
+            downloads where the network allows) or a local file (OpenAI ``.pt`` archive or state dict,
+            open_clip checkpoint, safetensors).
         quick_gelu: force QuickGELU on/off. Default: on for OpenAI weights and ``*-quickgelu`` names.
         allow_torchscript: permit opening TorchScript archives (they can contain code).
         custom: keyword arguments of ``open_clip.CLIP`` (``embed_dim``, ``vision_cfg``, ``text_cfg``) for an
@@ -165,9 +168,9 @@ def load_clip(
         state = read_state_dict(path, allow_torchscript)
         if name is None:
             model = _openai_state_dict_to_model(state, quick_gelu=True if quick_gelu is None else quick_gelu)
-            return ClipBundle(model, tokenizer, Preprocess(size=model.visual.image_size[0]
-                                                           if isinstance(model.visual.image_size, tuple)
-                                                           else int(model.visual.image_size)),
+            visual: Any = model.visual
+            size = visual.image_size
+            return ClipBundle(model, tokenizer, Preprocess(size=size[0] if isinstance(size, tuple) else int(size)),
                               source=str(path), info={"format": "openai"})
         model = _create(name, None, quick_gelu, cache_dir)
         own = model.state_dict()
@@ -176,9 +179,12 @@ def load_clip(
         reshaped = [k for k in state if k in own and own[k].shape != state[k].shape]
         if missing or unexpected or reshaped:
             raise ClipLoadError(
-                f"{path} does not match architecture {name!r}: {len(missing)} missing keys (e.g. {missing[:3]}), "
-                f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]}), {len(reshaped)} of another shape "
-                f"(e.g. {reshaped[:3]}). For an OpenAI checkpoint, leave the name empty (model.clip.name: null) "
+                f"{path} does not match architecture {name!r}: "
+                f"{len(missing)} missing keys (e.g. {missing[:3]}), "
+                f"{len(unexpected)} unexpected keys (e.g. "
+                f"{unexpected[:3]}), {len(reshaped)} of another shape "
+                f"(e.g. {reshaped[:3]}). For an OpenAI checkpoint, "
+                "leave the name empty (model.clip.name: null) "
                 "to infer the architecture from the file."
             )
         model.load_state_dict({k: v.float() for k, v in state.items()})
@@ -219,7 +225,8 @@ def _create(name: str, pretrained: str | None, quick_gelu: bool | None, cache_di
 
 def _offline_error(name: str, pretrained: str | None, err: Exception) -> ClipLoadError:
     return ClipLoadError(
-        f"could not fetch CLIP weights {name}:{pretrained} ({type(err).__name__}: {err}). Without network access, "
+        f"could not fetch CLIP weights {name}:{pretrained} "
+        f"({type(err).__name__}: {err}). Without network access, "
         "download the file elsewhere and point at it: load_clip(name, pretrained='/path/to/weights.pt') "
         "(CLI: --set model.clip.pretrained=/path/to/weights.pt; for OpenAI's .pt archives also "
         "--set model.clip.allow_torchscript=true)."

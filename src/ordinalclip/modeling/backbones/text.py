@@ -1,14 +1,15 @@
 """Text towers: prompt token embeddings in, one feature per prompt out.
 
-Prompts arrive as :class:`PromptEmbeddings`, split into a *prefix* shared by every rank (the start token and the
-context before the rank tokens) and a per-rank *suffix* (rank tokens, the rest, ``"."`` and the end token).
+Prompts arrive as :class:`PromptEmbeddings`, split into a *prefix* shared by every rank (the start token and
+the context before the rank tokens) and a per-rank *suffix* (rank tokens, the rest, ``"."`` and the end
+token).
 
-CLIP's text tower is causal and pools the end token (EOT), which gives two exact shortcuts over the reference's
-77-position pass (reference notes §1.3):
+CLIP's text tower is causal and pools the end token (EOT), which gives two exact shortcuts over the
+reference's 77-position pass (reference notes §1.3):
 
 * positions after EOT cannot reach it, so only the real length is encoded;
-* the prefix sees only itself, so its hidden states are the same for every rank: they are computed once per layer
-  and every suffix attends to the prefix's keys/values (a KV cache).
+* the prefix sees only itself, so its hidden states are the same for every rank: they are computed once per
+  layer and every suffix attends to the prefix's keys/values (a KV cache).
 
 ``path="naive"`` keeps the reference computation (all positions, open_clip's own transformer) for tests and
 benchmarks; ``"truncated"`` applies only the first shortcut.
@@ -17,7 +18,7 @@ benchmarks; ``"truncated"`` applies only the first shortcut.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -66,15 +67,24 @@ class ClipTextTower(nn.Module):
     """CLIP's (frozen by default) text transformer over prompt embeddings -> (C, E) text features.
 
     Args:
-        clip_model: an open_clip ``CLIP`` (text parts on the model) or ``CustomTextCLIP`` with a ``TextTransformer``.
-        tokenizer: the BPE tokenizer (``encode(str) -> list[int]``, ``sot_token_id``, ``eot_token_id``).
-        path: which computation to use (see the module docstring); all three give the same features.
-        freeze: stop gradients into the tower's own weights (gradients still reach the prompt embeddings).
+        clip_model: an open_clip ``CLIP`` (text parts on the model) or ``CustomTextCLIP`` with a
+        ``TextTransformer``. tokenizer: the BPE tokenizer (``encode(str) -> list[int]``, ``sot_token_id``,
+        ``eot_token_id``). path: which computation to use (see the module docstring); all three give the same
+        features. freeze: stop gradients into the tower's own weights (gradients still reach the prompt
+        embeddings).
     """
+
+    # open_clip's (untyped) parts, declared for the type checker
+    token_embedding: nn.Embedding
+    positional_embedding: torch.Tensor
+    transformer: Any
+    ln_final: nn.Module
+    text_projection: Any
+    attn_mask: torch.Tensor
 
     def __init__(self, clip_model: nn.Module, tokenizer, path: TextPath = "shared_prefix", freeze: bool = True):
         super().__init__()
-        src = clip_model.text if hasattr(clip_model, "text") else clip_model
+        src: Any = clip_model.text if hasattr(clip_model, "text") else clip_model
         for attr in ("token_embedding", "positional_embedding", "transformer", "ln_final"):
             if not hasattr(src, attr):
                 raise TypeError(f"{type(clip_model).__name__} has no CLIP text transformer (missing {attr!r})")
@@ -100,7 +110,7 @@ class ClipTextTower(nn.Module):
             for p in self.parameters():
                 p.requires_grad_(False)
 
-    # -- vocabulary -----------------------------------------------------------------------------------------------
+    # -- vocabulary ------------------------------------------------------------------------------------------
     def encode_words(self, text: str) -> list[int]:
         """BPE ids of ``text`` without start/end tokens (underscores read as spaces)."""
         return list(self.tokenizer.encode(text.replace("_", " ")))
@@ -110,7 +120,7 @@ class ClipTextTower(nn.Module):
         ids = torch.as_tensor(ids, dtype=torch.long, device=self.token_embedding.weight.device)
         return self.token_embedding(ids).detach()
 
-    # -- encoders -------------------------------------------------------------------------------------------------
+    # -- encoders --------------------------------------------------------------------------------------------
     def forward(self, prompts: PromptEmbeddings) -> torch.Tensor:
         """(C, E) unnormalised text features of the prompts."""
         if prompts.length > self.context_length:
@@ -144,9 +154,9 @@ class ClipTextTower(nn.Module):
     def forward_shared_prefix(self, prompts: PromptEmbeddings) -> torch.Tensor:
         """Exact fast path: the prefix once per layer, every suffix attending to its cached keys/values.
 
-        Prefix and suffix rows share one (P + C*S, D) matrix, so every linear layer is one matrix product; only
-        attention treats them apart. The prefix keys/values are never copied per prompt, and in the last layer
-        only the pooled end token goes past the key/value projection: nothing else reaches the output.
+        Prefix and suffix rows share one (P + C*S, D) matrix, so every linear layer is one matrix product;
+        only attention treats them apart. The prefix keys/values are never copied per prompt, and in the last
+        layer only the pooled end token goes past the key/value projection: nothing else reaches the output.
         """
         p, (c, s, d) = prompts.prefix.shape[0], prompts.suffix.shape
         dev = prompts.suffix.device
@@ -207,9 +217,9 @@ def _attend_with_prefix(
     scores_prefix = torch.matmul(q.reshape(h, c * nq, dh), k_prefix.transpose(1, 2)).view(h, c, nq, p)
     scores_own = torch.matmul(q, k.transpose(-1, -2)).masked_fill(~allowed, float("-inf"))
     scores = torch.cat([scores_prefix, scores_own], dim=-1) * dh**-0.5
-    # normalise after the value product, as the fused kernel of the full path does (keeps rounding alike). The shift
-    # cancels in the ratio, so its gradient is zero: detaching it is exact, saves backward work and avoids NaN
-    # gradients that torch.compile's bf16 CPU code gives for amax of a concatenation (torch 2.14).
+    # normalise after the value product, as the fused kernel of the full path does (keeps rounding alike). The
+    # shift cancels in the ratio, so its gradient is zero: detaching it is exact, saves backward work and
+    # avoids NaN gradients that torch.compile's bf16 CPU code gives for amax of a concatenation (torch 2.14).
     weights = (scores - scores.amax(dim=-1, keepdim=True).detach()).exp()
     out = torch.matmul(weights[..., :p].reshape(h, c * nq, p), v_prefix).view(h, c, nq, dh)
     return (out + torch.matmul(weights[..., p:], v)) / weights.sum(dim=-1, keepdim=True)
