@@ -14,8 +14,20 @@ FEATS = np.arange(12, dtype=np.float64).reshape(4, 3)  # row i = [3i, 3i+1, 3i+2
 AGES = RankSpace(62, offset=16)
 
 
-def test_split_codes_are_documented_values():
-    assert SPLIT_CODES == {"train": 0, "val": 1, "test": 2}
+def test_integer_split_codes_select_the_documented_rows(tmp_path):
+    # A file written elsewhere with the documented integer codes (0 train, 1 val, 2 test) and the same rows
+    # named by strings select the same rows, split by split.
+    codes, names = np.array([1, 0, 2, 1]), np.array(["val", "train", "test", "val"])
+    np.savez(tmp_path / "codes.npz", features=FEATS, labels=np.arange(4), split=codes)
+    np.savez(tmp_path / "names.npz", features=FEATS, labels=np.arange(4), split=names)
+    for split, rows in (("train", [1]), ("val", [0, 3]), ("test", [2])):
+        by_code = load_features(tmp_path / "codes.npz", split)
+        by_name = load_features(tmp_path / "names.npz", split)
+        assert by_code.labels.tolist() == by_name.labels.tolist() == rows
+        assert SPLIT_CODES[split] == codes[rows[0]]
+    np.savez(tmp_path / "no_val.npz", features=FEATS, labels=np.arange(4), split=np.array([0, 0, 2, 2]))
+    with pytest.raises(DataError, match="no rows with split 'val'"):
+        load_features(tmp_path / "no_val.npz", "val")
 
 
 def test_npz_with_string_split_and_offset(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -124,4 +125,26 @@ def test_zero_shot_fit_evaluates_without_training(tmp_path):
     run = fit(tiny_config(tmp_path, data, model))
     state = torch.load(run.last_checkpoint, map_location="cpu", weights_only=True)
     assert state["global_step"] == 0  # no optimizer step
-    assert run.metrics["last"]["test"]["mae_exp"] is not None
+    # The reported test metrics, recomputed outside the engine: the checkpoint's model on the test images
+    # through torchvision's eval transform (resize 36, centre crop 32, CLIP's statistics), then sklearn.
+    import numpy as np
+    from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+    from PIL import Image
+    from sklearn.metrics import accuracy_score, mean_absolute_error
+    from torchvision import transforms as T
+
+    from ordinalclip.checkpoint import load_checkpoint
+
+    net, _ = load_checkpoint(run.last_checkpoint)
+    tf = T.Compose([T.Resize((36, 36)), T.CenterCrop(32), T.ToTensor(),
+                    T.Normalize(OPENAI_DATASET_MEAN, OPENAI_DATASET_STD)])
+    rows = [line.split() for line in Path(data["test"]).read_text().splitlines()]
+    images = torch.stack([tf(Image.open(Path(data["root"]) / rel).convert("RGB")) for rel, _ in rows])
+    labels = np.array([int(label) for _, label in rows])
+    with torch.no_grad():
+        probs = net(images).double().softmax(1).numpy()
+    pred_exp, pred_max = probs @ np.arange(NUM_RANKS), probs.argmax(1)
+    got = run.metrics["last"]["test"]
+    assert got["mae_exp"] == pytest.approx(mean_absolute_error(labels, pred_exp), abs=1e-5)
+    assert got["mae_max"] == pytest.approx(mean_absolute_error(labels, pred_max), abs=1e-9)
+    assert got["acc_max"] == pytest.approx(accuracy_score(labels, pred_max), abs=1e-9)

@@ -7,6 +7,7 @@ import json
 import numpy as np
 from PIL import Image
 
+from ordinalclip.app import report
 from ordinalclip.app.report import make_report, plot_few_shot
 
 
@@ -45,8 +46,24 @@ def test_make_report(tmp_path):
     assert "| test/best/mae_max | 0.2500 |" in summary
 
 
-def test_few_shot_plot(tmp_path):
-    plot_few_shot({"OrdinalCLIP": {1: [2.0, 2.2], 4: [1.5, 1.4]}, "CoOp": {1: [2.5, 2.4], 4: [1.8, 1.9]}},
-                  tmp_path / "fs.png")
+def test_few_shot_plot(tmp_path, monkeypatch):
+    figures = []
+    save = report._save
+    monkeypatch.setattr(report, "_save", lambda fig, out: (figures.append(fig), save(fig, out)))
+    # per method and shot count, the seeds' values: mean and population std by hand below
+    plot_few_shot({"OrdinalCLIP": {4: [1.5, 1.4], 1: [2.0, 2.2]}, "CoOp": {1: [2.5, 2.4], 4: [1.8, 1.9]}},
+                  tmp_path / "fs.png", metric="MAE")
     with Image.open(tmp_path / "fs.png") as im:
-        assert im.size[0] > 200
+        assert im.size[0] > 200 and im.size[1] > 200
+    (ax,) = figures[0].axes
+    assert ax.get_xscale() == "log" and ax.get_xlabel() == "shots per rank" and ax.get_ylabel() == "MAE"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["OrdinalCLIP", "CoOp"]
+    expected = {"OrdinalCLIP": ([2.1, 1.45], [0.1, 0.05]), "CoOp": ([2.45, 1.85], [0.05, 0.05])}
+    for container in ax.containers:  # one errorbar per method: the line, its caps, its bars
+        mean, std = expected[container.get_label()]
+        line, _, (bars,) = container
+        np.testing.assert_allclose(np.asarray(line.get_xdata(), float), [1, 4])  # shots sorted
+        np.testing.assert_allclose(np.asarray(line.get_ydata(), float), mean)
+        ends = np.array([seg[:, 1] for seg in bars.get_segments()])  # (shots, [low, high])
+        np.testing.assert_allclose(ends, np.stack([np.subtract(mean, std), np.add(mean, std)], 1))
+    assert len(ax.containers) == 2
