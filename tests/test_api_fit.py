@@ -79,6 +79,26 @@ def test_fit_writes_a_complete_run_folder(straight):
     assert from_dict(RunConfig, ckpt["ordinalclip"]["config"]) == run.config
 
 
+def test_predictions_csv_holds_the_rank_probabilities(straight):
+    """predictions/*.csv: the earlier four columns first, then p_0 .. p_{C-1} = softmax of the model's logits."""
+    import csv
+
+    from ordinalclip.data import Sample
+
+    model, cfg = load_checkpoint(straight.best_checkpoint)
+    with open(straight.run_dir / "predictions" / "test_best.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["path", "label", "pred_exp", "pred_max", *(f"p_{k}" for k in range(NUM_RANKS))]
+    tf = eval_transform(cfg, tower_preprocess(model))
+    images = torch.stack([tf(load_image(Sample(r["path"], int(r["label"]), "t"))) for r in rows])
+    with torch.no_grad():
+        expected = torch.softmax(model(images), dim=1).numpy()
+    probs = np.array([[float(r[f"p_{k}"]) for k in range(NUM_RANKS)] for r in rows])
+    np.testing.assert_allclose(probs, expected, atol=1e-5)
+    assert [int(r["pred_max"]) for r in rows] == probs.argmax(1).tolist()
+    np.testing.assert_allclose([float(r["pred_exp"]) for r in rows], probs @ np.arange(NUM_RANKS), atol=1e-4)
+
+
 def test_load_checkpoint_and_evaluate_reproduce_the_reported_metrics(straight):
     run = straight
     model, cfg = load_checkpoint(run.best_checkpoint)

@@ -10,6 +10,7 @@ import os
 import signal
 import statistics
 from pathlib import Path
+from urllib.parse import quote
 
 import lightning as L
 import numpy as np
@@ -161,6 +162,12 @@ def test_grid_cells_and_few_shot_curve(configs, tmp_path: Path):
     assert result.few_shot_plot == tmp_path / "s" / "few_shot.png" and result.few_shot_plot.stat().st_size > 0
     rows = _summary_csv(tmp_path / "s")
     assert {r["data.few_shot.shots"] for r in rows} == {"1", "2"} and all(r["n"] == "1" for r in rows)
+    # the sweep's page: the curves and a link to each cell's own report, which exists
+    page = (tmp_path / "s" / "index.html").read_text(encoding="utf-8")
+    assert 'src="few_shot.png"' in page and page.count("<table") >= 3
+    for r in result.cells:
+        assert f'href="{quote(r.cell.name)}/report/index.html"' in page
+        assert (r.run_dir / "report" / "index.html").is_file()
 
 
 def test_untrained_cells_evaluate_the_initial_model(configs, tmp_path: Path):

@@ -179,14 +179,19 @@ def _feature_cache(cfg: RunConfig, model: nn.Module, data: ResolvedData) -> Feat
 
 
 def _write_predictions(res: dict[str, Any], samples: Sequence[Any], path: Path) -> None:
-    """Per-example predictions of one evaluation as CSV (path, label, pred_exp, pred_max; ranks, not label
-    units)."""
+    """Per-example predictions of one evaluation as CSV: path, label, pred_exp, pred_max (ranks, not label
+    units), then the (C,) rank probabilities ``p_0 .. p_{C-1}`` (the column names ``ordinalclip predict``
+    uses)."""
     pred = res["predictions"]
-    rows = ["path,label,pred_exp,pred_max"]
-    for i, y, e, m in zip(pred["index"].tolist(), pred["label"].tolist(), pred["pred_exp"].tolist(),
-                          pred["pred_max"].tolist()):
+    probs = pred.get("probs")
+    num_ranks = int(probs.shape[1]) if probs is not None else 0
+    # the first four columns are those of earlier versions: readers that pick columns by name are unaffected
+    rows = [",".join(["path", "label", "pred_exp", "pred_max", *(f"p_{k}" for k in range(num_ranks))])]
+    prob_rows = probs.tolist() if probs is not None else [[] for _ in pred["label"].tolist()]
+    for i, y, e, m, p in zip(pred["index"].tolist(), pred["label"].tolist(), pred["pred_exp"].tolist(),
+                             pred["pred_max"].tolist(), prob_rows):
         name = samples[i].path if i < len(samples) else str(i)
-        rows.append(f"{_csv_field(name)},{y},{e:.6f},{m}")
+        rows.append(",".join([_csv_field(name), str(y), f"{e:.6f}", str(m), *(f"{q:.6g}" for q in p)]))
     atomic_write_text(path, "\n".join(rows) + "\n")
 
 

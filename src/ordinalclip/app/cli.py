@@ -53,6 +53,7 @@ examples:
 REPORT_EXAMPLE = """\
 examples:
   ordinalclip report runs/morph-20240101-120000        # writes runs/morph-20240101-120000/report/index.html
+  ordinalclip report runs/sweep-few-shot               # a sweep folder: writes runs/sweep-few-shot/index.html
 """
 
 
@@ -129,12 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="one seed, shots 1 and 16, fewer epochs")
     p.set_defaults(func=_demo)
 
-    p = sub.add_parser("report", help="plots and an HTML/Markdown page for a run folder",
+    p = sub.add_parser("report", help="a page to read in a browser for a run or sweep folder",
                        formatter_class=_formatter, epilog=REPORT_EXAMPLE,
-                       description="Prototype similarity with its ordinality score, confusion matrices, error per "
-                       "rank and learning curves of a run folder, in RUN_DIR/report/.")
-    p.add_argument("run_dir", help="a run folder written by 'ordinalclip train'")
-    p.add_argument("--out", default=None, help="output folder (default RUN_DIR/report)")
+                       description="A self-contained folder that opens from disk: the metrics as HTML tables, "
+                       "sample images per rank, the worst test errors with their predicted distributions, error per "
+                       "rank, the confusion matrix, prototype similarity with its ordinality score, learning curves, "
+                       "the config and environment; in RUN_DIR/report/. For a sweep folder: SWEEP_DIR/index.html "
+                       "with the summary tables, the few-shot curves and links to each cell's report. Needs "
+                       "matplotlib: pip install 'ordinalclip[report]'.")
+    p.add_argument("run_dir", help="a run folder written by 'ordinalclip train', or a sweep folder")
+    p.add_argument("--out", default=None, help="output folder of a run's page (default RUN_DIR/report)")
     p.set_defaults(func=_report)
 
     p = sub.add_parser(
@@ -144,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "--grid values, the seeds and the folds, one run "
         "folder per cell under --out. Rerunning skips finished cells and continues interrupted ones. Writes "
         "summary.md and summary.csv (mean ± std over seeds and folds) and, with a data.few_shot.shots grid, "
-        "few_shot.png. Zero-shot configs (model.arch: zeroshot) are evaluated without training.",
+        "few_shot.png, and index.html: a page with the tables, the curves and links to each cell's report. Zero-shot configs (model.arch: zeroshot) are evaluated without training.",
         epilog="examples:\n"
         "  ordinalclip sweep -c configs/morph.yaml -c configs/morph_cnn.yaml --seeds 1 27 42 128 114514 \\\n"
         "      --set data.root=/data/MORPH --out runs/sweep-morph\n"
@@ -295,7 +300,7 @@ def _sweep(args: argparse.Namespace) -> int:
         print(f"{len(result.cells)} cells")
         return 0
     print(result.summary_md.read_text(encoding="utf-8") if result.summary_md else "")
-    print(f"summary: {result.summary_md} and {result.summary_csv}")
+    print(f"summary: {result.summary_md} and {result.summary_csv}; page: {result.out_dir / 'index.html'}")
     return 1 if result.failed else 0
 
 
@@ -314,13 +319,14 @@ def _message(err: BaseException) -> str:
 def _user_errors() -> tuple[type[BaseException], ...]:
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
+    from ordinalclip.app.report import ReportDependencyError
     from ordinalclip.checkpoint import CheckpointError
     from ordinalclip.configtools import ConfigError
     from ordinalclip.data import DataError
     from ordinalclip.modeling import ClipLoadError
 
     errors: tuple[type[BaseException], ...] = (ConfigError, DataError, CheckpointError, ClipLoadError,
-                                                MisconfigurationException, FileNotFoundError)
+                                                MisconfigurationException, FileNotFoundError, ReportDependencyError)
     try:
         from ordinalclip.export import ExportError
     except ImportError:  # pragma: no cover - export is optional for train/eval

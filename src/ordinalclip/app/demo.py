@@ -20,7 +20,7 @@ import csv
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from ordinalclip.app.tables import TABLE_COLUMNS
 from ordinalclip.configtools import merge
-from ordinalclip.fileio import atomic_write
+from ordinalclip.fileio import atomic_write, atomic_write_text
 from ordinalclip.metrics import mean_std
 
 log = logging.getLogger(__name__)
@@ -167,7 +167,6 @@ def base_config(features: Path, out: Path, levels: int, rank_names: Sequence[str
 
 def run_demo(opts: DemoOptions) -> tuple[str, Path]:
     """Run the whole demo; returns the printed table (Markdown) and the report page."""
-    from ordinalclip.app.report import plot_confusion, plot_few_shot, plot_prototype_similarity, write_pages
     from ordinalclip.data.blur import build_blur_dataset
     from ordinalclip.engine.trainer import quiet_lightning
 
@@ -240,46 +239,107 @@ def run_demo(opts: DemoOptions) -> tuple[str, Path]:
 
     table = summary_table(results, [s for s, _, _ in settings], list(methods))
     _write_csv(results, out / "results.csv")
-    # report: few-shot curves, prototype matrices and a confusion matrix of the first seed's full-data runs
-    report = out / "report"
-    curves: dict[str, dict[int, list[float]]] = {}
-    for r in results:
-        if r.setting != "full":
-            curves.setdefault(r.method, {}).setdefault(int(r.setting.split("-")[0]), []).append(r.metrics["mae_exp"])
-    sections: list[tuple[str, str | None, str]] = []
-    if curves:
-        plot_few_shot(curves, report / "few_shot.png", metric="test MAE (expectation)")
-        sections.append(("Few-shot curves", "few_shot.png", "Test MAE against images per level, mean ± std over "
-                         f"seeds {list(opts.seeds)}."))
-    first = [r for r in results if r.setting == "full" and r.seed == opts.seeds[0]]
-    for r in first:
-        protos = r.run_dir / "prototypes.npy"
-        if protos.is_file():
-            img = f"prototypes_{_slug(r.method)}.png"
-            plot_prototype_similarity(np.load(protos), report / img, r.method, ds.rank_names)
-            sections.append((f"Prototypes: {r.method}", img, "Cosine similarity of the learned rank prototypes."))
-    best = min(first, key=lambda r: r.metrics["mae_exp"], default=None)
-    if best is not None:
-        preds = sorted((best.run_dir / "predictions").glob("test_*.csv"))
-        if preds:
-            from ordinalclip.app.report import read_predictions
-
-            p = read_predictions(preds[0])
-            plot_confusion(p["label"].astype(int), p["pred_max"].astype(int), opts.levels, report / "confusion.png",
-                           best.method, ds.rank_names)
-            sections.append((f"Confusion matrix: {best.method} (full data)", "confusion.png",
-                             "Test split, argmax prediction."))
     intro = (f"Blur-level estimation on real photos ({opts.levels} levels: {', '.join(ds.rank_names)}); "
              f"{counts['train']} train / {counts['val']} val / "
              f"{counts['test']} test images, split by source photo. "
              f"Image tower: ImageNet EfficientNet-Lite0 (frozen, cached features) + learnable projection; text "
              "tower: all-MiniLM-L6-v2 (frozen). Test metrics of "
              "the best-on-val checkpoint; mean ± std over seeds "
-             f"{list(opts.seeds)}. Took {time.time() - t0:.0f} s.")
-    page, md = write_pages(report, "ordinalclip demo", [("Setup", None, intro), *sections], [table])
-    (out / "summary.md").write_text(md.read_text().replace("](", "](report/"), encoding="utf-8")
+             f"{list(opts.seeds)}. Data, features and training took {time.time() - t0:.0f} s.")
+    page = write_report(out / "report", results, [s for s, _, _ in settings], list(methods), intro, ds,
+                        opts.seeds[0])
+    md = (out / "report" / "summary.md").read_text(encoding="utf-8")
+    atomic_write_text(out / "summary.md", md.replace("](", "](report/"))
     return table, page
 
+
+
+def write_report(report: Path, results: Sequence[RunResult], settings: Sequence[str], methods: Sequence[str],
+                 intro: str, dataset: Any, first_seed: int) -> Path:
+    """The demo's page: the comparison table, the few-shot curves, a closer look at the best full-data run (the
+    photos per level, its worst errors, error per level, confusion matrix) and every method's prototypes."""
+    from ordinalclip.app.report import (
+        Column,
+        Page,
+        mean_std_value,
+        metric_columns,
+        plot_few_shot,
+        plot_prototype_similarity,
+        run_sections,
+    )
+
+    page = Page(report, "ordinalclip demo — blur levels of real photos")
+    page.text(intro)
+    page.heading("Results (test split)")
+    rows, groups = [], []
+    for setting in settings:
+        for method in methods:
+            rs = [r for r in results if r.setting == setting and r.method == method]
+            if not rs:
+                continue
+            ords = [r.ordinality for r in rs if r.ordinality is not None]
+            rows.append([setting, method, *(mean_std_value(*_mean_std([r.metrics[k] for r in rs]))
+                                            for k, _ in TABLE_COLUMNS),
+                         mean_std_value(*_mean_std(ords), pct=True) if ords else None])
+            groups.append(setting)
+    page.table([Column("setting"), Column("method"), *metric_columns(), Column("ordinality", True, "max")],
+               rows, groups, caption="Mean ± std over seeds; the best of each column within a setting is bold on "
+               "green. exp: expectation prediction, max: argmax prediction; ordinality: share of ordered "
+               "prototype triples.")
+    curves: dict[str, dict[int, list[float]]] = {}
+    for r in results:
+        if r.setting != "full":
+            curves.setdefault(r.method, {}).setdefault(int(r.setting.split("-")[0]), []).append(r.metrics["mae_exp"])
+    if curves:
+        plot_few_shot(curves, report / "few_shot.png", metric="test MAE (expectation)")
+        page.heading("Few-shot curves")
+        page.images([("few_shot.png", "test MAE against images per level, mean ± std over seeds")])
+    first = [r for r in results if r.setting == "full" and r.seed == first_seed]
+    best = min(first, key=lambda r: r.metrics["mae_exp"], default=None)
+    if best is not None:
+        page.heading(f"A closer look: {best.method} (full data, seed {first_seed}, lowest test MAE)")
+        run_sections(page, best.run_dir, _image_resolver(dataset), prefix="best_", metrics_table=False,
+                     prototypes=False, level=3)
+    protos = [(r, r.run_dir / "prototypes.npy") for r in first if (r.run_dir / "prototypes.npy").is_file()]
+    if protos:
+        page.heading("Prototypes of every method (full data)")
+        page.text("Cosine similarity of the learned rank prototypes; an ordinal model's similarity falls off "
+                  "with the distance between ranks.")
+        items = []
+        for r, path in protos:
+            img = f"prototypes_{_slug(r.method)}.png"
+            plot_prototype_similarity(np.load(path), report / img, r.method, dataset.rank_names)
+            items.append((img, r.method))
+        page.images(items)
+    return page.write()
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+    mean, std = mean_std(list(values))
+    return mean, (std if len(values) > 1 else None)
+
+
+def _image_resolver(dataset: Any) -> Callable[[str], Path | None]:
+    """Prediction path (a feature-row reference ``FILE#SPLIT/ROW``) -> the photo crop it was extracted from: the
+    features file holds the rows of each split's list file in order (see :func:`extract_features`)."""
+    from ordinalclip.data import DataError
+    from ordinalclip.engine.splits import parse_feature_ref
+
+    lists: dict[str, list[str]] = {}
+
+    def image_of(ref: str) -> Path | None:
+        try:
+            _, split, row = parse_feature_ref(ref)
+        except DataError:
+            return None
+        if split not in ("train", "val", "test"):
+            return None
+        if split not in lists:
+            lines = dataset.list_file(split).read_text().splitlines()
+            lists[split] = [line.split()[0] for line in lines if line.strip()]
+        return Path(dataset.root) / lists[split][row] if row < len(lists[split]) else None
+
+    return image_of
 
 
 def summary_table(results: Sequence[RunResult], settings: Sequence[str], methods: Sequence[str]) -> str:

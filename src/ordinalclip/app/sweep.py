@@ -17,6 +17,8 @@ Layout of ``out_dir``::
     summary.csv        val and test, every metric (both predictions: *_exp and *_max), per group when the data
                        has groups (e.g. aesthetics categories)
     few_shot.png       metric against shots, when ``data.few_shot.shots`` is a grid key
+    index.html         the summary as a page: HTML tables, the few-shot curves, links to each cell's
+                       report (<cell>/report/index.html)
 
 Running the same sweep again skips every cell that has a ``metrics.json``, continues a cell that has a
 ``checkpoints/last.ckpt`` (``api.fit(resume=...)``), and starts any other cell afresh.
@@ -419,14 +421,20 @@ def write_summary(result: SweepResult, grid_keys: Sequence[str], metric: str = "
     (out / "summary.md").write_text("\n".join(md), encoding="utf-8")
     result.rows, result.summary_md, result.summary_csv, result.few_shot_plot = \
         rows, out / "summary.md", out / "summary.csv", plot
+    from ordinalclip.app.report import write_sweep_page
+
+    write_sweep_page(result, grid_keys, plot)  # index.html: the same tables, the curves, links to cell reports
     return result
 
 
 def _few_shot_plot(result: SweepResult, rows: Sequence[SummaryRow], metric: str) -> Path | None:
     """``metric`` against shots per rank, one line per config (and other grid setting), from the first of
     best/last test, then val, that the runs have."""
-    from ordinalclip.app.report import plot_few_shot
+    from ordinalclip.app.report import REPORT_EXTRA, has_matplotlib, plot_few_shot
 
+    if not has_matplotlib():
+        log.warning("few-shot plot skipped: it needs matplotlib (%s)", REPORT_EXTRA)
+        return None
     for tag, split in (("best", "test"), ("last", "test"), ("best", "val"), ("last", "val")):
         if any(r.checkpoint == tag and r.split == split and metric in r.stats for r in rows):
             break
