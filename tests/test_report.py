@@ -477,8 +477,11 @@ def test_few_shot_plot(tmp_path, monkeypatch):
     save = report._save
     monkeypatch.setattr(report, "_save", lambda fig, out: (figures.append(fig), save(fig, out)))
     # per method and shot count, the seeds' values: mean and population std by hand below
-    plot_few_shot({"OrdinalCLIP": {4: [1.5, 1.4], 1: [2.0, 2.2]}, "CoOp": {1: [2.5, 2.4], 4: [1.8, 1.9]}},
-                  tmp_path / "fs.png", metric="MAE")
+    plot_few_shot(
+        {"OrdinalCLIP": {4: [1.5, 1.4], 1: [2.0, 2.2]}, "CoOp": {1: [2.5, 2.4], 4: [1.8, 1.9]}},
+        tmp_path / "fs.png",
+        metric="MAE",
+    )
     with Image.open(tmp_path / "fs.png") as im:
         assert im.size[0] > 200 and im.size[1] > 200
     (ax,) = figures[0].axes

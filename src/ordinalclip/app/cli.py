@@ -130,14 +130,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="one seed, shots 1 and 16, fewer epochs")
     p.set_defaults(func=_demo)
 
-    p = sub.add_parser("report", help="a page to read in a browser for a run or sweep folder",
-                       formatter_class=_formatter, epilog=REPORT_EXAMPLE,
-                       description="A self-contained folder that opens from disk: the metrics as HTML tables, "
-                       "sample images per rank, the worst test errors with their predicted distributions, error per "
-                       "rank, the confusion matrix, prototype similarity with its ordinality score, learning curves, "
-                       "the config and environment; in RUN_DIR/report/. For a sweep folder: SWEEP_DIR/index.html "
-                       "with the summary tables, the few-shot curves and links to each cell's report. Needs "
-                       "matplotlib: pip install 'ordinalclip[report]'.")
+    p = sub.add_parser(
+        "report", help="a page to read in a browser for a run or sweep folder",
+        formatter_class=_formatter, epilog=REPORT_EXAMPLE,
+        description="A self-contained folder that opens from disk: the metrics as HTML tables, sample images "
+        "per rank, the worst test errors with their predicted distributions, error per rank, the confusion "
+        "matrix, prototype similarity with its ordinality score, learning curves, the config and "
+        "environment; in RUN_DIR/report/. For a sweep folder: SWEEP_DIR/index.html with the summary tables, "
+        "the few-shot curves and links to each cell's report. Needs matplotlib: "
+        "pip install 'ordinalclip[report]'.")
     p.add_argument("run_dir", help="a run folder written by 'ordinalclip train', or a sweep folder")
     p.add_argument("--out", default=None, help="output folder of a run's page (default RUN_DIR/report)")
     p.set_defaults(func=_report)
@@ -149,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "--grid values, the seeds and the folds, one run "
         "folder per cell under --out. Rerunning skips finished cells and continues interrupted ones. Writes "
         "summary.md and summary.csv (mean ± std over seeds and folds) and, with a data.few_shot.shots grid, "
-        "few_shot.png, and index.html: a page with the tables, the curves and links to each cell's report. Zero-shot configs (model.arch: zeroshot) are evaluated without training.",
+        "few_shot.png, and index.html: a page with the tables, the curves and links to each cell's report. "
+        "Zero-shot configs (model.arch: zeroshot) are evaluated without training.",
         epilog="examples:\n"
         "  ordinalclip sweep -c configs/morph.yaml -c configs/morph_cnn.yaml --seeds 1 27 42 128 114514 \\\n"
         "      --set data.root=/data/MORPH --out runs/sweep-morph\n"
@@ -326,7 +328,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from ordinalclip.modeling import ClipLoadError
 
     errors: tuple[type[BaseException], ...] = (ConfigError, DataError, CheckpointError, ClipLoadError,
-                                                MisconfigurationException, FileNotFoundError, ReportDependencyError)
+                                                MisconfigurationException, FileNotFoundError,
+                                                ReportDependencyError)
     try:
         from ordinalclip.export import ExportError
     except ImportError:  # pragma: no cover - export is optional for train/eval

@@ -256,8 +256,9 @@ def run_demo(opts: DemoOptions) -> tuple[str, Path]:
 
 def write_report(report: Path, results: Sequence[RunResult], settings: Sequence[str], methods: Sequence[str],
                  intro: str, dataset: Any, first_seed: int) -> Path:
-    """The demo's page: the comparison table, the few-shot curves, a closer look at the best full-data run (the
-    photos per level, its worst errors, error per level, confusion matrix) and every method's prototypes."""
+    """The demo's page: the comparison table, the few-shot curves, a closer look at the best full-data run
+    (the photos per level, its worst errors, error per level, confusion matrix) and every method's
+    prototypes."""
     from ordinalclip.app.report import (
         Column,
         Page,
@@ -283,13 +284,14 @@ def write_report(report: Path, results: Sequence[RunResult], settings: Sequence[
                          mean_std_value(*_mean_std(ords), pct=True) if ords else None])
             groups.append(setting)
     page.table([Column("setting"), Column("method"), *metric_columns(), Column("ordinality", True, "max")],
-               rows, groups, caption="Mean ± std over seeds; the best of each column within a setting is bold on "
-               "green. exp: expectation prediction, max: argmax prediction; ordinality: share of ordered "
-               "prototype triples.")
+               rows, groups, caption="Mean ± std over seeds; the best of each column within a setting is "
+               "bold on green. exp: expectation prediction, max: argmax prediction; ordinality: share of "
+               "ordered prototype triples.")
     curves: dict[str, dict[int, list[float]]] = {}
     for r in results:
         if r.setting != "full":
-            curves.setdefault(r.method, {}).setdefault(int(r.setting.split("-")[0]), []).append(r.metrics["mae_exp"])
+            shots = int(r.setting.split("-")[0])
+            curves.setdefault(r.method, {}).setdefault(shots, []).append(r.metrics["mae_exp"])
     if curves:
         plot_few_shot(curves, report / "few_shot.png", metric="test MAE (expectation)")
         page.heading("Few-shot curves")
@@ -320,8 +322,8 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
 
 
 def _image_resolver(dataset: Any) -> Callable[[str], Path | None]:
-    """Prediction path (a feature-row reference ``FILE#SPLIT/ROW``) -> the photo crop it was extracted from: the
-    features file holds the rows of each split's list file in order (see :func:`extract_features`)."""
+    """Prediction path (a feature-row reference ``FILE#SPLIT/ROW``) -> the photo crop it was extracted from:
+    the features file holds the rows of each split's list file in order (see :func:`extract_features`)."""
     from ordinalclip.data import DataError
     from ordinalclip.engine.splits import parse_feature_ref
 

@@ -1,14 +1,15 @@
 """Report pages people read in a browser: a run's page (``ordinalclip report RUN_DIR``), a sweep's page
-(``ordinalclip report SWEEP_DIR``, also written by ``ordinalclip sweep``) and the building blocks the demo uses.
+(``ordinalclip report SWEEP_DIR``, also written by ``ordinalclip sweep``) and the building blocks the demo
+uses.
 
-A page is one self-contained folder: ``index.html`` with real HTML tables (numbers right-aligned, the best value of
-each column marked), PNG plots, JPEG thumbnails of the data copied in, the predicted distributions as inline SVG,
-and ``summary.md`` with the same tables in Markdown. Links are relative; nothing is fetched from the network, so
-the folder opens from disk and can be moved or zipped.
+A page is one self-contained folder: ``index.html`` with real HTML tables (numbers right-aligned, the best
+value of each column marked), PNG plots, JPEG thumbnails of the data copied in, the predicted distributions as
+inline SVG, and ``summary.md`` with the same tables in Markdown. Links are relative; nothing is fetched from
+the network, so the folder opens from disk and can be moved or zipped.
 
 The plots need matplotlib, an optional dependency (``pip install 'ordinalclip[report]'``); without it
-:func:`make_report` raises :class:`ReportDependencyError` naming the extra, and a sweep page is written without
-plots.
+:func:`make_report` raises :class:`ReportDependencyError` naming the extra, and a sweep page is written
+without plots.
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ WORST_ERRORS = 12
 
 # How a page looks: one width that reads at 1000 px, numbers right-aligned in tabular figures.
 CSS = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#1f2328;max-width:960px;margin:1.5em auto;
-  padding:0 16px}
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#1f2328;max-width:960px;
+  margin:1.5em auto;padding:0 16px}
 h1{font-size:1.6em;margin:.2em 0 .4em}h2{font-size:1.25em;margin:1.6em 0 .4em;border-bottom:1px solid #ddd}
 h3{font-size:1.05em;margin:1.2em 0 .3em}
 table{border-collapse:collapse;margin:.4em 0 1em;font-size:13px}
@@ -70,7 +71,8 @@ figure{margin:0 0 1em}figcaption{color:#555;font-size:12px}
 svg.dist{display:block;margin-top:3px}
 .note{background:#fff8e1;border-left:4px solid #f0c000;padding:6px 10px}
 details{margin:.4em 0}summary{cursor:pointer;font-weight:600}
-details pre{white-space:pre-wrap;word-break:break-all;background:#f6f8fa;padding:8px;font-size:12px;margin:.3em 0}
+details pre{white-space:pre-wrap;word-break:break-all;background:#f6f8fa;padding:8px;font-size:12px;
+  margin:.3em 0}
 """
 
 
@@ -87,7 +89,8 @@ def has_matplotlib() -> bool:
 
 
 def _plt() -> Any:
-    """``matplotlib.pyplot`` on the file-only Agg backend, or :class:`ReportDependencyError` naming the extra."""
+    """``matplotlib.pyplot`` on the file-only Agg backend, or :class:`ReportDependencyError` naming the
+    extra."""
     try:
         import matplotlib
     except ImportError as err:
@@ -168,7 +171,8 @@ def plot_confusion(
 def error_per_rank(
     labels: npt.ArrayLike, pred_exp: npt.ArrayLike, pred_max: npt.ArrayLike, num_ranks: int
 ) -> dict[str, np.ndarray]:
-    """Per true rank: ``n`` examples, ``mae_exp``, ``mae_max`` and ``acc_max`` (NaN where a rank has none), (C,)."""
+    """Per true rank: ``n`` examples, ``mae_exp``, ``mae_max`` and ``acc_max`` (NaN where a rank has none),
+    each (C,)."""
     y = np.asarray(labels, dtype=int)
     e, m = np.asarray(pred_exp, float), np.asarray(pred_max, float)
     out = {"n": np.bincount(y, minlength=num_ranks)[:num_ranks]}
@@ -211,7 +215,8 @@ def plot_error_per_rank(
 def plot_learning_curves(
     metrics_csv: Path, out: Path, keys: Sequence[str] = ("train_loss", "val_mae_max", "val_mae_exp")
 ) -> bool:
-    """Curves of ``keys`` against the epoch from a Lightning CSVLogger ``metrics.csv``; False if none found."""
+    """Curves of ``keys`` against the epoch from a Lightning CSVLogger ``metrics.csv``; False if none
+    found."""
     with Path(metrics_csv).open(newline="") as f:
         rows = list(csv.DictReader(f))
     series: dict[str, list[tuple[float, float]]] = {}
@@ -273,7 +278,7 @@ def _save(fig: Any, out: Path) -> None:
     plt.close(fig)
 
 
-# ------------------------------------------------------------------------------------------------------ tables
+# ----------------------------------------------------------------------------------------------------- tables
 
 
 Better = Literal["min", "max"] | None
@@ -414,7 +419,7 @@ def md_table(
     return "\n".join(lines)
 
 
-# -------------------------------------------------------------------------------------------------------- page
+# ------------------------------------------------------------------------------------------------------- page
 
 
 class Page:
@@ -489,7 +494,7 @@ def _url(rel: str | os.PathLike[str]) -> str:
     return quote(Path(rel).as_posix())
 
 
-# ---------------------------------------------------------------------------------------------------- the data
+# --------------------------------------------------------------------------------------------------- the data
 
 
 ImageResolver = Callable[[str], "Path | None"]
@@ -554,7 +559,8 @@ def sample_images(
     per_rank: int = SAMPLES_PER_RANK,
     seed: int = 0,
 ) -> int:
-    """A table of a few thumbnails per rank from ``preds`` (a split's predictions); returns how many it shows."""
+    """A table of a few thumbnails per rank from ``preds`` (a split's predictions); returns how many it
+    shows."""
     labels = preds["label"].astype(int)
     ranks = list(range(num_ranks))
     if num_ranks > MAX_SAMPLE_RANKS:
@@ -617,7 +623,8 @@ def _distribution_svg(probs: np.ndarray, true: int, pred: int, width: int = 140,
 
 
 def _short_ref(path: str) -> str:
-    """What a card shows for an input without an image: ``SPLIT/ROW`` of a feature-row reference, or the name."""
+    """What a card shows for an input without an image: ``SPLIT/ROW`` of a feature-row reference, or the
+    file name."""
     return path.rpartition("#")[2] if "#" in path else Path(path).name[-40:]
 
 
@@ -628,8 +635,8 @@ def worst_errors(
     images: ImageResolver | None,
     count: int = WORST_ERRORS,
 ) -> list[int]:
-    """A gallery of the ``count`` worst predictions (largest argmax error, then expectation error): image, true
-    and predicted rank, predicted distribution. Returns the rows shown, worst first."""
+    """A gallery of the ``count`` worst predictions (largest argmax error, then expectation error): image,
+    true and predicted rank, predicted distribution. Returns the rows shown, worst first."""
     y = preds["label"].astype(int)
     pmax = preds["pred_max"].astype(int)
     pexp = preds["pred_exp"]
@@ -672,7 +679,7 @@ def worst_errors(
     return chosen
 
 
-# ------------------------------------------------------------------------------------------------- a run's page
+# ----------------------------------------------------------------------------------------------- a run's page
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -708,7 +715,8 @@ def _rank_names(cfg: Mapping[str, Any], num_ranks: int) -> list[str] | None:
 
 
 def _metrics_rows(metrics: Mapping[str, Any]) -> tuple[list[list[Any]], list[str]]:
-    """Rows (split, checkpoint, n, TABLE_COLUMNS) of a run's metrics.json, and each row's split (the groups)."""
+    """Rows (split, checkpoint, TABLE_COLUMNS) of a run's metrics.json, and each row's split (the
+    groups)."""
     rows, groups = [], []
     for split in ("test", "val"):
         for tag in ("best", "last"):
@@ -737,10 +745,10 @@ def run_sections(
     prototypes: bool = True,
     level: int = 2,
 ) -> None:
-    """Add a run's sections to ``page``: metrics, the data per rank, the worst errors, error per rank, confusion
-    matrix, prototype similarity, learning curves, config and environment (folded). ``prefix`` keeps the file
-    names of two runs on one page apart; ``prototypes=False`` leaves the prototype plot out (a page that shows
-    every method's); ``level`` is the level of the section headings."""
+    """Add a run's sections to ``page``: metrics, the data per rank, the worst errors, error per rank,
+    confusion matrix, prototype similarity, learning curves, config and environment (folded). ``prefix`` keeps
+    the file names of two runs on one page apart; ``prototypes=False`` leaves the prototype plot out (a page
+    that shows every method's); ``level`` is the level of the section headings."""
     run_dir = Path(run_dir)
     out = page.out_dir
     cfg, cfg_text = _run_config(run_dir)
@@ -897,7 +905,7 @@ def make_report(
     return page.write()
 
 
-# ------------------------------------------------------------------------------------------------ a sweep's page
+# --------------------------------------------------------------------------------------------- a sweep's page
 
 
 def is_sweep_dir(path: Path) -> bool:
@@ -964,8 +972,8 @@ def write_sweep_page(
     page.text(
         f"{len(result.cells)} cells ({counts['trained']} trained in the last call, {counts['skipped']} "
         f"finished earlier, {counts['resumed']} resumed, {counts['restarted']} restarted, {counts['failed']} "
-        "failed). Mean ± std over seeds and folds (population std; n = runs); the best mean of each column is "
-        "bold on green. exp: expectation prediction, max: argmax prediction."
+        "failed). Mean ± std over seeds and folds (population std; n = runs); the best mean of each column "
+        "is bold on green. exp: expectation prediction, max: argmax prediction."
     )
     short = {k: k.rsplit(".", 1)[-1] for k in grid_keys}
     if len(set(short.values())) < len(short):

@@ -423,7 +423,7 @@ def write_summary(result: SweepResult, grid_keys: Sequence[str], metric: str = "
         rows, out / "summary.md", out / "summary.csv", plot
     from ordinalclip.app.report import write_sweep_page
 
-    write_sweep_page(result, grid_keys, plot)  # index.html: the same tables, the curves, links to cell reports
+    write_sweep_page(result, grid_keys, plot)  # index.html: these tables, the curves, links to cell reports
     return result
 
 

@@ -172,8 +172,8 @@ class OrdinalModule(L.LightningModule):
         probs = rank_probabilities(logits.cpu(), kind)
         result: dict[str, Any] = {"num_samples": int(logits.shape[0]), "metrics": _finite(metrics),
                                   "predictions": {"index": idx.cpu(), "label": labels.cpu(),
-                                                  "pred_exp": expected_rank(probs), "pred_max": probs.argmax(1),
-                                                  "probs": probs}}
+                                                  "pred_exp": expected_rank(probs),
+                                                  "pred_max": probs.argmax(1), "probs": probs}}
         groups = self._groups(stage)
         if groups is not None and any(g is not None for g in groups):
             order = idx.cpu().tolist()
