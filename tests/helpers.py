@@ -223,3 +223,135 @@ def save_tiny_bert(folder: Path) -> Path:
     (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BertTokenizer",
                                                               "do_lower_case": True}))
     return folder
+
+
+# ------------------------------------------------- tiny offline Hugging Face CLIP-family assets (issue 17)
+# A word-level tokenizer folder (built with the `tokenizers` library) and tiny random CLIP / SigLIP / RoBERTa folders
+# saved with save_pretrained: nothing is downloaded.
+CLIP_WORDS = [
+    "a",
+    "photo",
+    "of",
+    "the",
+    "face",
+    "person",
+    "man",
+    "woman",
+    "cat",
+    "dog",
+    "who",
+    "is",
+    "old",
+    "young",
+    "years",
+    "child",
+    "adult",
+    "an",
+    "image",
+    "showing",
+    "aged",
+    "elderly",
+    "teenager",
+    "baby",
+]
+
+
+def save_word_tokenizer(
+    folder: Path,
+    *,
+    bos: bool = False,
+    pad_is_eos: bool = False,
+    lowercase: bool = True,
+    pad: str = "<pad>",
+    attention_mask: bool = True,
+) -> Path:
+    """A T5-style tokenizer folder: one id per word, ``</s>`` appended (``<s>`` prepended with ``bos``), pads
+    with ``<pad>`` (with the end token itself when ``pad_is_eos``, as SigLIP's c4 tokenizer does)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "</s>", "<unk>", "<s>", "."]
+    vocab = {w: i for i, w in enumerate(specials + list(CLIP_WORDS))}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase() if lowercase else None
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()]
+    )
+    single = ("<s> " if bos else "") + "$A </s>"
+    tok.post_processor = processors.TemplateProcessing(
+        single=single, special_tokens=[("</s>", vocab["</s>"]), ("<s>", vocab["<s>"])]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="<unk>",
+        eos_token="</s>",
+        bos_token="<s>",
+        pad_token="</s>" if pad_is_eos else pad,
+        model_input_names=["input_ids", "attention_mask"] if attention_mask else ["input_ids"],
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    fast.save_pretrained(str(folder))
+    return folder
+
+
+CLIP_VOCAB_SIZE = len(CLIP_WORDS) + 5
+
+
+def save_tiny_hf_clip(folder: Path, family: str, seed: int = 0) -> Path:
+    """A tiny random ``CLIPModel`` (causal text, bos/eos, pads with eos and an attention mask) or ``SiglipModel``
+    (bidirectional text, eos only, pads with eos, no attention mask, as SigLIP's tokenizer) with its tokenizer."""
+    import torch
+    from transformers import CLIPConfig, CLIPModel, SiglipConfig, SiglipModel
+
+    text = {
+        "vocab_size": CLIP_VOCAB_SIZE,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "max_position_embeddings": 16,
+        "pad_token_id": 1,
+        "eos_token_id": 1,
+    }
+    vision = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "image_size": 32,
+        "patch_size": 8,
+    }
+    torch.manual_seed(seed)
+    if family == "clip":
+        model = CLIPModel(
+            CLIPConfig(text_config={**text, "bos_token_id": 3}, vision_config=vision, projection_dim=24)
+        )
+        save_word_tokenizer(folder, bos=True, pad_is_eos=True)
+    else:
+        model = SiglipModel(SiglipConfig(text_config={**text, "projection_size": 32}, vision_config=vision))
+        save_word_tokenizer(folder, pad_is_eos=True, attention_mask=False)
+    model.save_pretrained(str(folder))
+    return folder
+
+
+def save_tiny_roberta(folder: Path, seed: int = 0) -> Path:
+    """A tiny random RoBERTa folder with the word tokenizer (``<s>`` ... ``</s>``, ``<pad>`` = 0): the kind of
+    Hugging Face text encoder open_clip's RoBERTa / XLM-R CLIP models use."""
+    import torch
+    from transformers import RobertaConfig, RobertaModel
+
+    torch.manual_seed(seed)
+    config = RobertaConfig(
+        vocab_size=CLIP_VOCAB_SIZE,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=20,
+        pad_token_id=0,
+        bos_token_id=3,
+        eos_token_id=1,
+    )
+    RobertaModel(config).save_pretrained(str(folder))
+    save_word_tokenizer(folder, bos=True)
+    return folder

@@ -139,6 +139,10 @@ def _self_contained(cfg: RunConfig) -> RunConfig:
     if m.clip.pretrained and os.path.exists(os.path.expanduser(m.clip.pretrained)):
         m.clip.pretrained = _abs(m.clip.pretrained)
     m.image.weights = _abs(m.image.weights)
+    for key in ("tokenizer", "hf_model"):
+        value = getattr(m.clip, key)
+        if value and os.path.exists(os.path.expanduser(value)):
+            setattr(m.clip, key, _abs(value))
     if m.text.hf_model and os.path.exists(os.path.expanduser(m.text.hf_model)):
         m.text.hf_model = _abs(m.text.hf_model)
     return cfg

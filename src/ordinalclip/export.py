@@ -159,6 +159,11 @@ def export_head(model: nn.Module, model_config: ModelConfig, out: str | os.PathL
     if rank_names is not None and len(rank_names) != num_ranks:
         raise ExportError(f"{len(rank_names)} rank names for {num_ranks} ranks")
     prep = _check_preprocess(preprocess, model_config.image.kind != "features")
+    hf_config = getattr(model.image_tower, "hf_config", None)
+    if hf_config is not None and model_config.clip.hf_config is None:
+        # a transformers tower is rebuilt from its config, not from the (local, maybe absent) model folder
+        model_config = dataclasses.replace(model_config, clip=dataclasses.replace(model_config.clip,
+                                                                                  hf_config=hf_config))
 
     # clone: safetensors refuses tensors that share memory, and a tower may tie weights
     tensors = {f"image_tower.{k}": v.detach().cpu().contiguous().clone()
@@ -267,6 +272,16 @@ def _clip_vision_spec(clip: ClipConfig, state: Mapping[str, torch.Tensor]) -> tu
 def build_export_tower(cfg: ModelConfig, state: Mapping[str, torch.Tensor], embed_dim: int,
                        preprocess: Mapping[str, Any]) -> nn.Module:
     """An untrained image tower with the architecture of ``cfg`` (no pretrained weights, no text tower)."""
+    if cfg.image.kind == "clip" and (cfg.clip.hf_config or cfg.clip.hf_model):
+        from ordinalclip.modeling.backbones.hf_clip import HFClipImageTower
+
+        if cfg.clip.hf_config is None:
+            raise ExportError(
+                "an export of a Hugging Face CLIP tower needs its architecture (model.clip.hf_config); "
+                "re-export the checkpoint with this ordinalclip"
+            )
+        prep = {k: preprocess[k] for k in ("size", "mean", "std") if k in preprocess}
+        return HFClipImageTower.from_config(cfg.clip.hf_config, preprocess=prep)
     if cfg.image.kind == "clip":
         from open_clip.model import _build_vision_tower
 

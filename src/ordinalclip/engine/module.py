@@ -224,10 +224,11 @@ def _rebuildable(cfg: RunConfig, tower: str) -> bool:
     """Whether ``tower`` is rebuilt with the same weights from its config alone (a pretrained source, not a
     random initialisation)."""
     m = cfg.model
+    pretrained_clip = m.clip.pretrained is not None or bool(m.clip.hf_model)
     if tower == "text_tower":
-        return m.text.kind == "huggingface" or (m.text.kind == "clip" and m.clip.pretrained is not None)
-    # torchvision / EfficientNet towers end in a randomly initialised projection: always saved
-    return m.image.kind == "clip" and m.clip.pretrained is not None
+        return m.text.kind == "huggingface" or (m.text.kind == "clip" and pretrained_clip)
+    # torchvision / EfficientNet / timm towers end in a randomly initialised projection: always saved
+    return m.image.kind == "clip" and pretrained_clip
 
 
 def complete_state(checkpoint: dict[str, Any], current: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -17,7 +17,8 @@ Transform = Callable[[Any], torch.Tensor]
 
 
 def tower_preprocess(model: nn.Module) -> dict[str, Any]:
-    """The preprocessing constants a model's image tower declares (``{size, mean, std}``; ``{}`` if none)."""
+    """The preprocessing constants a model's image tower declares (``{size, mean, std}``, timm towers also
+    ``resize``; ``{}`` if none)."""
     return dict(getattr(getattr(model, "image_tower", None), "preprocess", None) or {})
 
 
@@ -29,7 +30,9 @@ def transform_settings(cfg: RunConfig, preprocess: Mapping[str, Any]) -> dict[st
     d = cfg.data
     pre = preprocess
     size = d.image_size or int(pre.get("size") or 224)
-    resize = d.resize or max(size, round(size * 256 / 224))
+    # a tower's own resize (timm's crop_pct) holds for its own crop size only
+    own = int(pre["resize"]) if pre.get("resize") and d.image_size is None else None
+    resize = d.resize or own or max(size, round(size * 256 / 224))
     if size > resize:
         raise ConfigError(f"data.image_size ({size}) is larger than data.resize ({resize})")
     if d.mean is not None and d.std is not None:

@@ -9,8 +9,14 @@ from typing import Any
 from torch import nn
 
 from ordinalclip.modeling.backbones.clip import ClipBundle, load_clip
-from ordinalclip.modeling.backbones.image import ClipImageTower, FeatureTower, TorchvisionTower, output_dim
-from ordinalclip.modeling.backbones.text import ClipTextTower
+from ordinalclip.modeling.backbones.image import (
+    ClipImageTower,
+    FeatureTower,
+    TimmTower,
+    TorchvisionTower,
+    output_dim,
+)
+from ordinalclip.modeling.backbones.text import open_clip_text_tower
 from ordinalclip.modeling.config import ImageTowerConfig, ModelConfig, PromptConfig
 from ordinalclip.modeling.heads import LinearClassifier, OrdinalBinaryHead, zero_shot_prototypes
 from ordinalclip.modeling.ordinalclip import CosineClassifier, OrdinalCLIP
@@ -74,6 +80,10 @@ def build_image_tower(cfg: ImageTowerConfig, embed_dim: int | None, bundle: Clip
     """The image tower of ``cfg`` projecting to ``embed_dim`` (where it has a projection)."""
     if cfg.kind == "clip":
         assert bundle is not None
+        if bundle.source.startswith("huggingface:"):
+            from ordinalclip.modeling.backbones.hf_clip import HFClipImageTower
+
+            return HFClipImageTower.from_model(bundle.model, preprocess=bundle.preprocess.to_dict())
         return ClipImageTower(bundle.model.visual, preprocess=bundle.preprocess.to_dict())
     if embed_dim is None:
         raise ValueError(f"image tower {cfg.kind!r} needs the joint width: set model.embed_dim")
@@ -83,6 +93,10 @@ def build_image_tower(cfg: ImageTowerConfig, embed_dim: int | None, bundle: Clip
         from ordinalclip.modeling.backbones.efficientnet import EfficientNetLite0Tower
 
         return EfficientNetLite0Tower(output_dim=embed_dim, pretrained=cfg.imagenet_weights, weights_path=cfg.weights)
+    if cfg.kind == "timm":
+        if not cfg.timm_model:
+            raise ValueError("the timm image tower needs model.image.timm_model (a timm model name)")
+        return TimmTower(cfg.timm_model, embed_dim, weights=cfg.weights, model_kwargs=cfg.timm_kwargs)
     if cfg.kind == "features":
         if cfg.input_dim is None:
             raise ValueError("the features tower needs model.image.input_dim (the width of the feature vectors)")
@@ -97,7 +111,13 @@ def build_text_tower(cfg: ModelConfig, bundle: ClipBundle | None) -> nn.Module:
     """The text tower of ``cfg``."""
     if cfg.text.kind == "clip":
         assert bundle is not None
-        return ClipTextTower(bundle.model, bundle.tokenizer, path=cfg.text.path, freeze=cfg.text.freeze)
+        if bundle.source.startswith("huggingface:"):
+            from ordinalclip.modeling.backbones.hf_clip import hf_text_tower
+
+            return hf_text_tower(bundle.model, bundle.tokenizer, path=cfg.text.path, freeze=cfg.text.freeze)
+        return open_clip_text_tower(
+            bundle.model, bundle.tokenizer, path=cfg.text.path, freeze=cfg.text.freeze
+        )
     if cfg.text.kind == "huggingface":
         from ordinalclip.modeling.backbones.hf_text import HFTextTower
 
@@ -113,16 +133,21 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     bundle: Any = None
     if cfg.uses_clip():
         c = cfg.clip
-        bundle = load_clip(c.name, c.pretrained, quick_gelu=c.quick_gelu, allow_torchscript=c.allow_torchscript,
-                           custom=c.custom)
+        if c.hf_model:
+            from ordinalclip.modeling.backbones.hf_clip import load_hf_clip
+
+            bundle = load_hf_clip(c.hf_model)
+        else:
+            bundle = load_clip(
+                c.name,
+                c.pretrained,
+                quick_gelu=c.quick_gelu,
+                allow_torchscript=c.allow_torchscript,
+                custom=c.custom,
+                tokenizer=c.tokenizer,
+            )
     text_tower: Any = build_text_tower(cfg, bundle) if uses_text else None
-    embed_dim: int | None
-    if text_tower is not None:
-        embed_dim = output_dim(text_tower)
-    elif cfg.image.kind == "clip":
-        embed_dim = int(bundle.model.visual.output_dim)
-    else:
-        embed_dim = cfg.embed_dim
+    embed_dim: int | None = output_dim(text_tower) if text_tower is not None else cfg.embed_dim
     image_tower = build_image_tower(cfg.image, embed_dim, bundle)
     if cfg.arch == "cosine":
         return CosineClassifier(image_tower, cfg.num_ranks, math.log(cfg.logit_scale or 100.0))

@@ -19,6 +19,9 @@ class ClipConfig:
     custom: dict[str, Any] | None = (
         None  # open_clip.CLIP kwargs for a custom architecture (tests, tiny models)
     )
+    tokenizer: str | None = None  # local Hugging Face tokenizer folder (SigLIP, CLIPA, ...): no download
+    hf_model: str | None = None  # local transformers CLIPModel / SiglipModel folder: both towers from it
+    hf_config: dict[str, Any] | None = None  # its config.json (exports store it to rebuild the image tower)
 
 
 @dataclass
@@ -28,8 +31,10 @@ class ImageTowerConfig:
     # Old key -> new key; configtools.from_dict reads the old one (old YAMLs and checkpoints) with a warning.
     RENAMED_KEYS: ClassVar[dict[str, str]] = {"pretrained": "imagenet_weights"}
 
-    kind: Literal["clip", "vgg16", "resnet50", "efficientnet_lite0", "features"] = "clip"
-    weights: str | None = None  # local weights file for vgg16 / resnet50
+    kind: Literal["clip", "vgg16", "resnet50", "efficientnet_lite0", "timm", "features"] = "clip"
+    weights: str | None = None  # local weights file for vgg16 / resnet50 / timm (timm: else random)
+    timm_model: str | None = None  # timm: the architecture name (timm.list_models())
+    timm_kwargs: dict[str, Any] | None = None  # timm: extra timm.create_model arguments
     imagenet_weights: bool = True  # efficientnet_lite0: load the package's ImageNet weights (false = random)
     input_dim: int | None = None  # features: width of the precomputed vectors
     project: bool = True  # features: learnable projection to the joint width

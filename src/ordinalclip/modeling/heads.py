@@ -91,13 +91,17 @@ def zero_shot_prototypes(text_tower: ClipTextTower, rank_names: list[str],
 
 
 def encode_texts(text_tower: ClipTextTower, texts: list[str]) -> torch.Tensor:
-    """(N, E) text features of plain strings through the text tower (CLIP's encode_text, on our path)."""
-    seqs = [[text_tower.sot_id, *text_tower.encode_words(t), text_tower.eot_id] for t in texts]
+    """(N, E) text features of plain strings through the text tower (the model's own encode_text, on our
+    path)."""
+    start, end = list(text_tower.start_ids), list(text_tower.end_ids)
+    seqs = [[*start, *text_tower.encode_words(t), *end] for t in texts]
     longest = max(len(s) for s in seqs)
     if longest > text_tower.context_length:
         raise ValueError(f"a prompt has {longest} tokens; the text tower takes {text_tower.context_length}")
     ids = torch.tensor([s + [text_tower.pad_id] * (longest - len(s)) for s in seqs])
     emb = text_tower.embed_ids(ids)  # (N, L, D)
-    prompts = PromptEmbeddings(prefix=emb[0, :1], suffix=emb[:, 1:],
-                               eot_index=torch.tensor([len(s) - 1 for s in seqs]), pad=text_tower.embed_ids([0])[0])
-    return text_tower.forward_full(prompts, None)
+    p = len(start)
+    prompts = PromptEmbeddings(prefix=emb[0, :p], suffix=emb[:, p:],
+                               eot_index=torch.tensor([len(s) - max(len(end), 1) for s in seqs]),
+                               pad=text_tower.embed_ids([text_tower.pad_id])[0])
+    return text_tower(prompts)

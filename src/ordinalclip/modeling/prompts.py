@@ -28,10 +28,10 @@ class Vocabulary(Protocol):
     """What a prompt learner needs from a text tower's vocabulary."""
 
     width: int
-    sot_id: int
-    eot_id: int
+    start_ids: list[int]  # what the tokenizer puts before the words ([SOT], [CLS], <s>; none for T5-style)
+    end_ids: list[int]  # and after them ([EOT], [SEP], </s>); the first is the pooled end token
     pad_id: int
-    period_ids: list[int]
+    period_ids: list[int]  # "." after a word (none where the tokenizer drops punctuation)
 
     def encode_words(self, text: str) -> list[int]: ...
 
@@ -90,6 +90,13 @@ def _embed_names(vocab: Vocabulary, names: list[str]) -> torch.Tensor:
     return vocab.embed_ids(padded).clone()
 
 
+def _embed_special(vocab: Vocabulary, ids: list[int]) -> torch.Tensor:
+    """(len(ids), D) embeddings of fixed tokens; (0, D) for none (e.g. a tokenizer without a start token)."""
+    if not ids:
+        return torch.zeros(0, vocab.width, dtype=vocab.embed_ids([vocab.pad_id]).dtype)
+    return vocab.embed_ids(ids).clone()
+
+
 class _PromptLearner(nn.Module):
     """Context tokens, special-token embeddings and the layout shared by both learners."""
 
@@ -123,9 +130,9 @@ class _PromptLearner(nn.Module):
         if rank_specific_context:
             ctx = ctx.unsqueeze(0).repeat(num_ranks, 1, 1)
         self.context = nn.Parameter(ctx)  # (m, D) or (C, m, D)
-        self.register_buffer("sot", vocab.embed_ids([vocab.sot_id]).clone())
-        self.register_buffer("period", vocab.embed_ids(vocab.period_ids).clone())
-        self.register_buffer("eot", vocab.embed_ids([vocab.eot_id]).clone())
+        self.register_buffer("sot", _embed_special(vocab, vocab.start_ids))
+        self.register_buffer("period", _embed_special(vocab, vocab.period_ids))
+        self.register_buffer("eot", _embed_special(vocab, vocab.end_ids))
         self.register_buffer("pad", vocab.embed_ids([vocab.pad_id])[0].clone())
 
     @property
@@ -160,11 +167,14 @@ class _PromptLearner(nn.Module):
         n_shared = 0
         while segments[n_shared][1]:
             n_shared += 1
-        prefix = torch.cat([t for t, _ in segments[:n_shared]], dim=0)
+        shared_parts = [t for t, _ in segments[:n_shared]]
+        prefix = torch.cat(shared_parts, dim=0) if shared_parts else ranks.new_zeros(0, ranks.shape[-1])
         suffix = torch.cat(
             [t.expand(c, -1, -1) if shared else t for t, shared in segments[n_shared:]], dim=1
         )
-        eot_index = torch.full((c,), prefix.shape[0] + suffix.shape[1] - 1, dtype=torch.long, device=suffix.device)
+        # the first end token (the last token where the tokenizer adds none)
+        end = prefix.shape[0] + suffix.shape[1] - max(self.eot.shape[0], 1)
+        eot_index = torch.full((c,), end, dtype=torch.long, device=suffix.device)
         return PromptEmbeddings(prefix=prefix, suffix=suffix, eot_index=eot_index, pad=self.pad)
 
 

@@ -10,6 +10,8 @@ passes ``allow_torchscript=True``.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import logging
 import os
 import zipfile
@@ -42,7 +44,7 @@ class Preprocess:
 
 @dataclass
 class ClipBundle:
-    """A loaded CLIP: the open_clip model (float32), its BPE tokenizer and its preprocessing."""
+    """A loaded CLIP: the open_clip model (float32), its open_clip tokenizer and its preprocessing."""
 
     model: Any  # open_clip's CLIP / CustomTextCLIP (untyped)
     tokenizer: Any
@@ -138,6 +140,7 @@ def load_clip(
     allow_torchscript: bool = False,
     custom: dict[str, Any] | None = None,
     cache_dir: str | None = None,
+    tokenizer: str | None = None,
 ) -> ClipBundle:
     """Load a CLIP model.
 
@@ -151,17 +154,27 @@ def load_clip(
         quick_gelu: force QuickGELU on/off. Default: on for OpenAI weights and ``*-quickgelu`` names.
         allow_torchscript: permit opening TorchScript archives (they can contain code).
         custom: keyword arguments of ``open_clip.CLIP`` (``embed_dim``, ``vision_cfg``, ``text_cfg``) for an
-            architecture of your own, e.g. the tiny models of the tests.
+            architecture of your own, e.g. the tiny models of the tests; ``"custom_text": true`` builds a
+            ``CustomTextCLIP`` (SigLIP-style towers). ``text_cfg`` may name its tokenizer as open_clip
+            configs do
+            (``hf_tokenizer_name``, ``tokenizer_kwargs``).
+        tokenizer: a local Hugging Face tokenizer folder for models whose tokenizer is a Hugging Face one
+            (SigLIP,
+            CLIPA, MetaCLIP 2, ...), used instead of a download.
 
     Returns:
         A :class:`ClipBundle` with a float32 model in eval mode.
     """
+    folder = tokenizer
     tokenizer = open_clip.tokenizer.SimpleTokenizer()
     if custom is not None:
-        model = open_clip.CLIP(**custom, quick_gelu=bool(quick_gelu)).float().eval()
+        kwargs = {k: v for k, v in custom.items() if k != "custom_text"}
+        cls = open_clip.CustomTextCLIP if custom.get("custom_text") else open_clip.CLIP
+        model = cls(**kwargs, quick_gelu=bool(quick_gelu)).float().eval()
         if pretrained is not None:
             model.load_state_dict(read_state_dict(pretrained, allow_torchscript))
-        return ClipBundle(model, tokenizer, _preprocess_of(model), source=f"custom:{pretrained}")
+        return ClipBundle(model, make_tokenizer("custom", custom.get("text_cfg") or {}, folder),
+                          _preprocess_of(model), source=f"custom:{pretrained}")
 
     if pretrained is not None and (os.path.sep in pretrained or Path(pretrained).suffix or Path(pretrained).exists()):
         path = Path(pretrained).expanduser()
@@ -188,19 +201,74 @@ def load_clip(
                 "to infer the architecture from the file."
             )
         model.load_state_dict({k: v.float() for k, v in state.items()})
-        return ClipBundle(model.float().eval(), _tokenizer_for(name), _preprocess_of(model), source=str(path))
+        tok = _tokenizer_for(name, folder)
+        return ClipBundle(model.float().eval(), tok, _preprocess_of(model), source=str(path))
 
     if name is None:
         raise ClipLoadError("load_clip needs an architecture name, a local weights file, or both")
+    tok = _tokenizer_for(name, folder)  # before the weights: a missing tokenizer is the quicker error
     model = _create(name, pretrained, quick_gelu, cache_dir)
-    return ClipBundle(model.float().eval(), _tokenizer_for(name), _preprocess_of(model),
+    return ClipBundle(model.float().eval(), tok, _preprocess_of(model),
                       source=f"{name}:{pretrained}")
 
 
-def _tokenizer_for(name: str) -> Any:
-    tok = open_clip.get_tokenizer(name)
-    # The prompt learner needs the BPE encoder itself (ids without SOT/EOT), which SimpleTokenizer exposes.
-    return tok if hasattr(tok, "encode") and hasattr(tok, "sot_token_id") else open_clip.tokenizer.SimpleTokenizer()
+def _tokenizer_for(name: str, folder: str | None) -> Any:
+    cfg = open_clip.get_model_config(name) or {}
+    return make_tokenizer(name, cfg.get("text_cfg") or {}, folder)
+
+
+def make_tokenizer(name: str, text_cfg: dict[str, Any], folder: str | None = None) -> Any:
+    """The open_clip tokenizer of a model whose open_clip ``text_cfg`` is given, never downloading when
+    ``folder``
+    (a local Hugging Face tokenizer folder) is passed.
+
+    Models with a Hugging Face tokenizer (``hf_tokenizer_name``, SigLIP names) load it from ``folder``, else
+    from
+    the Hugging Face cache or hub; when that fails the error says which tokenizer and which config key to set.
+    """
+    from open_clip.tokenizer import HFTokenizer, SimpleTokenizer
+
+    context_length = int(text_cfg.get("context_length", 77))
+    kwargs = dict(text_cfg.get("tokenizer_kwargs") or {})
+    hf_name = text_cfg.get("hf_tokenizer_name") or ""
+    mode = text_cfg.get("tokenizer_mode")
+    uses_hf = folder is not None or hf_name or "siglip" in name.lower()
+    if uses_hf and importlib.util.find_spec("transformers") is None:
+        raise ClipLoadError(f"the text tower of {name} tokenizes with a Hugging Face tokenizer, which needs "
+                            "`transformers`: pip install 'ordinalclip[hf]'")
+    if folder is not None:
+        path = Path(folder).expanduser()
+        if not path.is_dir():
+            raise ClipLoadError(
+                f"model.clip.tokenizer: {path} is not a folder (expected a Hugging Face tokenizer "
+                "folder: tokenizer.json or tokenizer_config.json and the vocabulary files)"
+            )
+        try:
+            return HFTokenizer(str(path), context_length=context_length, tokenizer_mode=mode,
+                               local_files_only=True, **kwargs)
+        except (OSError, ValueError, TypeError) as err:
+            raise ClipLoadError(f"model.clip.tokenizer: could not read a Hugging Face tokenizer from {path} "
+                                f"({type(err).__name__}: {_first_line(err)})") from err
+    if not hf_name and "siglip" not in name.lower():
+        return SimpleTokenizer(context_length=context_length, **kwargs)
+    try:
+        return open_clip.get_tokenizer(name) if name != "custom" else HFTokenizer(
+            hf_name, context_length=context_length, tokenizer_mode=mode, **kwargs)
+    except Exception as err:  # hub and tokenizer errors come in many types; all mean "not available here"
+        which = hf_name or f"the SigLIP tokenizer of {name}"
+        raise ClipLoadError(
+            f"the text tower of {name} tokenizes with the Hugging Face tokenizer {which!r}, which is neither "
+            f"in the local Hugging Face cache nor downloadable here "
+            f"({type(err).__name__}: {_first_line(err)}). Download its tokenizer files elsewhere "
+            f"(e.g. `hf download {hf_name or 'REPO'} --include 'tokenizer*' "
+            "'special_tokens_map.json' 'spiece.model' --local-dir DIR`) and pass the folder: "
+            "--set model.clip.tokenizer=DIR (Python: load_clip(..., tokenizer='DIR'))"
+        ) from err
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def _create(name: str, pretrained: str | None, quick_gelu: bool | None, cache_dir: str | None) -> torch.nn.Module:
@@ -213,7 +281,8 @@ def _create(name: str, pretrained: str | None, quick_gelu: bool | None, cache_di
     if cache_dir:
         kwargs["cache_dir"] = cache_dir
     try:
-        return open_clip.create_model(name, pretrained=pretrained, **kwargs)
+        with _quiet_root_logger():
+            return open_clip.create_model(name, pretrained=pretrained, **kwargs)
     except RuntimeError as err:
         if pretrained and ("not found" in str(err) or "Pretrained" in str(err)):
             tags = [t for n, t in open_clip.list_pretrained() if n == name]
@@ -221,6 +290,24 @@ def _create(name: str, pretrained: str | None, quick_gelu: bool | None, cache_di
         raise _offline_error(name, pretrained, err) from err
     except OSError as err:
         raise _offline_error(name, pretrained, err) from err
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """open_clip reports a failed download with ``logging.error`` before raising; on an unconfigured root
+    logger
+    that call installs a stderr handler (``basicConfig``) and prints a second line next to our error, which
+    already holds the message. A NullHandler on the root for the call keeps ``basicConfig`` from doing so."""
+    root = logging.getLogger()
+    if root.handlers:
+        yield
+        return
+    null = logging.NullHandler()
+    root.addHandler(null)
+    try:
+        yield
+    finally:
+        root.removeHandler(null)
 
 
 def _offline_error(name: str, pretrained: str | None, err: Exception) -> ClipLoadError:

@@ -175,6 +175,7 @@ class HFTextTower(nn.Module):
             raise ValueError(f"{model_name_or_path!r}: the tokenizer needs start ([CLS]/BOS), end ([SEP]/EOS) and "
                              f"pad tokens; got {sot}, {eot}, {tok.pad_token_id}")
         self.sot_id, self.eot_id, self.pad_id = int(sot), int(eot), int(tok.pad_token_id)
+        self.start_ids, self.end_ids = [self.sot_id], [self.eot_id]
         self.period_ids = self.encode_words(".")
         config = self.model.config
         self.width = int(self.model.get_input_embeddings().weight.shape[1])

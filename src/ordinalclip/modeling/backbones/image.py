@@ -46,7 +46,8 @@ class ClipImageTower(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B, E)."""
-        return self.visual(images)
+        out = self.visual(images)
+        return out[0] if isinstance(out, tuple) else out  # CoCa's tower also returns its tokens
 
 
 @dataclass
@@ -120,6 +121,74 @@ class TorchvisionTower(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B, E)."""
         return self.net(images)
+
+
+class TimmTower(nn.Module):
+    """A timm image model (any of ``timm.list_models()``), its classifier removed, then a bias-free
+    projection to
+    ``output_dim``.
+
+    Args:
+        model_name: the timm architecture, e.g. ``"convnext_tiny"``, ``"vit_base_patch16_224"``.
+        output_dim: joint width E.
+        weights: optional local file (state dict or safetensors, e.g. timm's ``model.safetensors``) loaded by
+            name
+            and shape; without it the weights are random. Nothing is downloaded.
+        model_kwargs: extra ``timm.create_model`` arguments (``img_size``, ``drop_path_rate``, ...).
+
+    ``preprocess`` is the model's own (timm's data config): input size, the resize its ``crop_pct`` implies,
+    mean
+    and std (the resize is square and bilinear, as for every tower here).
+    """
+
+    def __init__(self, model_name: str, output_dim: int, weights: str | os.PathLike | None = None,
+                 model_kwargs: dict | None = None):
+        super().__init__()
+        timm = _import_timm()
+        if not timm.is_model(model_name):
+            import difflib
+
+            close = difflib.get_close_matches(model_name, timm.list_models(), n=3)
+            raise ValueError(f"model.image.timm_model: unknown timm model {model_name!r}"
+                             + (f" (did you mean {close}?)" if close else ""))
+        self.net = timm.create_model(model_name, pretrained=False, num_classes=0, **(model_kwargs or {}))
+        self.model_name = model_name
+        self.proj = _projection(int(self.net.num_features), output_dim)
+        self.output_dim = output_dim
+        self.load_report: LoadReport | None = None
+        if weights is not None:
+            from ordinalclip.modeling.backbones.clip import read_state_dict
+
+            self.load_report = load_matching(self.net, read_state_dict(weights))
+            if not self.load_report.loaded:
+                raise ValueError(
+                    f"model.image.weights: {weights} has no tensor that fits timm model {model_name!r} "
+                    f"({self.load_report.summary()})"
+                )
+            log.info("%s weights from %s: %s", model_name, weights, self.load_report.summary())
+        cfg = timm.data.resolve_data_config({}, model=self.net)
+        size = int(cfg["input_size"][-1])
+        self.preprocess = {
+            "size": size,
+            "resize": max(size, round(size / float(cfg.get("crop_pct") or 1.0))),
+            "mean": tuple(float(v) for v in cfg["mean"]),
+            "std": tuple(float(v) for v in cfg["std"]),
+        }
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, E)."""
+        return self.proj(self.net(images))
+
+
+def _import_timm():
+    try:
+        import timm
+        import timm.data
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "timm image towers need the `timm` package (an ordinalclip dependency): pip install timm"
+        ) from err
+    return timm
 
 
 class FeatureTower(nn.Module):
