@@ -7,6 +7,7 @@ other.
 from __future__ import annotations
 
 import csv
+import hashlib
 import importlib.util
 import json
 import sys
@@ -176,6 +177,14 @@ def run_config(model_cfg):
 
     return RunConfig(model=model_cfg, data=DataConfig(rank_offset=16, image_size=32, resize=36,
                                                       mean=PREP["mean"], std=PREP["std"]))
+
+
+def reseal(meta: dict) -> dict:
+    """An export sidecar with ``sidecar_sha256`` recomputed as the export format defines it (sha256 of the other
+    entries as canonical JSON), as a tool that rewrites the sidecar consistently would."""
+    body = {k: v for k, v in meta.items() if k != "sidecar_sha256"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return {**meta, "sidecar_sha256": hashlib.sha256(text.encode()).hexdigest()}
 
 
 class StateHolder(torch.nn.Module):

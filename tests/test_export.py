@@ -22,7 +22,7 @@ from ordinalclip.modeling import (
     PromptConfig,
     build_model,
 )
-from tests.helpers import PREP, run_config, save_checkpoint, tiny_clip_custom
+from tests.helpers import PREP, reseal, run_config, save_checkpoint, tiny_clip_custom
 
 
 def tiny_config(num_ranks: int = 5, **clip) -> ModelConfig:
@@ -51,10 +51,12 @@ def _images(n: int = 4, seed: int = 1) -> torch.Tensor:
 
 
 def _edit_sidecar(path, edit) -> None:
+    """Edit the sidecar and reseal it: a consistent pair that still disagrees, for the checks past the
+    integrity check (an unsealed edit is refused by it, see tests/test_robustness.py)."""
     sidecar = path.with_suffix(".json")
     meta = json.loads(sidecar.read_text())
     edit(meta)
-    sidecar.write_text(json.dumps(meta))
+    sidecar.write_text(json.dumps(reseal(meta)))
 
 
 def test_round_trip_gives_identical_logits(tiny_model, exported):
@@ -143,7 +145,13 @@ def test_prototype_width_mismatch_is_a_clear_error(exported):
 
 
 def test_rank_count_mismatch_is_a_clear_error(exported):
-    _edit_sidecar(exported, lambda m: m.update(num_ranks=6))
+    def six(meta):
+        meta.update(
+            num_ranks=6, rank_values=[*meta["rank_values"], 21.0], rank_names=[*meta["rank_names"], "f"]
+        )
+        meta["model"]["num_ranks"] = 6
+
+    _edit_sidecar(exported, six)
     with pytest.raises(ExportError, match=r"prototypes are \(5, 32\) but the sidecar says C = 6"):
         load_export(exported)
 
@@ -159,7 +167,10 @@ def test_tower_architecture_mismatch_lists_keys(exported):
 
 def test_unknown_config_key_is_a_clear_error(exported):
     _edit_sidecar(exported, lambda m: m["model"].update(arhc="cosine"))
-    with pytest.raises(ExportError, match=r"model config does not fit.*'model\.arhc'.*'model\.arch'"):
+    with pytest.raises(
+        ExportError,
+        match=r"m\.json: entry 'model': the stored model config does not fit.*'model\.arhc'.*'model\.arch'",
+    ):
         load_export(exported)
 
 

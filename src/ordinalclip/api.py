@@ -12,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
@@ -33,6 +34,7 @@ from ordinalclip.checkpoint import (
     checkpoint_path,
     checkpoint_progress,
     load_checkpoint,
+    newest_intact_checkpoint,
     read_checkpoint,
     record_quick_gelu,
 )
@@ -45,7 +47,7 @@ from ordinalclip.engine.datamodule import OrdinalDataModule
 from ordinalclip.engine.errors import NonFiniteLossError, TrainingInterrupted
 from ordinalclip.engine.module import CHECKPOINT_KEY, OrdinalModule, complete_state
 from ordinalclip.engine.optim import apply_freezing, image_tower_frozen
-from ordinalclip.engine.run import environment, make_run_dir
+from ordinalclip.engine.run import environment, make_run_dir, remove_stale_temps, run_dir_lock
 from ordinalclip.engine.splits import ResolvedData, data_rank_names, resolve_data, save_splits
 from ordinalclip.engine.trainer import build_eval_trainer, build_trainer
 from ordinalclip.engine.transforms import tower_preprocess
@@ -266,8 +268,9 @@ def fit(config: ConfigLike | None = None, overrides: Iterable[str] = (), run_dir
         config: a :class:`RunConfig`, a dict, or YAML file(s) merged in order (``None`` with ``resume``).
         overrides: ``key.path=value`` strings applied on top.
         run_dir: the run folder (default: a new ``<output_dir>/<name>-<timestamp>``).
-        resume: a run folder to continue from its ``checkpoints/last.ckpt`` (its config.yaml and splits are
-            reused; ``overrides`` may change e.g. ``trainer.max_epochs``, not the model).
+        resume: a run folder to continue from its newest intact checkpoint (``checkpoints/last.ckpt``, or
+            ``best.ckpt`` when that is newer or ``last.ckpt`` is missing or damaged; its config.yaml and
+            splits are reused; ``overrides`` may change e.g. ``trainer.max_epochs``, not the model).
         callbacks: extra Lightning callbacks.
 
     Returns:
@@ -276,25 +279,38 @@ def fit(config: ConfigLike | None = None, overrides: Iterable[str] = (), run_dir
     Raises:
         ConfigError / DataError: bad config or data (before training starts).
         CheckpointError: ``resume`` without a usable checkpoint.
+        RunDirInUse: another run holds the run folder.
         NonFiniteLossError: the loss became NaN/inf (the last good checkpoint is kept).
+        NonFiniteOutputError: the model gave NaN/inf outputs (no metrics are written from them).
         TrainingInterrupted: SIGTERM/SIGINT; a checkpoint was written, continue with ``resume``.
     """
-    prep = _prepare(config, list(overrides), run_dir, resume)
-    trainer, module, dm, best_path = _train(prep, callbacks)
-    last_path = prep.out / "checkpoints" / "last.ckpt"
-    results = _evaluate_checkpoints(trainer, module, dm, {"best": best_path, "last": last_path}, prep.out)
-    metrics = _write_metrics(prep, dm, results)
-    return Run(prep.out, prep.cfg, metrics, best_path, last_path)
+    with contextlib.ExitStack() as held:  # the run-folder lock, taken in _prepare, held until the run ends
+        prep = _prepare(config, list(overrides), run_dir, resume, held)
+        trainer, module, dm, best_path = _train(prep, callbacks)
+        last_path = prep.out / "checkpoints" / "last.ckpt"
+        results = _evaluate_checkpoints(trainer, module, dm, {"best": best_path, "last": last_path}, prep.out)
+        metrics = _write_metrics(prep, dm, results)
+        return Run(prep.out, prep.cfg, metrics, best_path, last_path)
 
 
-def _resumed_config(resume: str | os.PathLike[str], overrides: list[str]) -> tuple[RunConfig, Path, Path]:
-    """``(config, run folder, last checkpoint)`` of a run to continue; the model config must be unchanged."""
+def _claim(run_dir: Path, held: contextlib.ExitStack) -> None:
+    """Lock the run folder for this run until ``held`` closes (the first process of a distributed run) and
+    remove the temporaries an interrupted run left there."""
+    if is_rank_zero():
+        held.enter_context(run_dir_lock(run_dir))
+        remove_stale_temps(run_dir)
+
+
+def _resumed_config(
+    resume: str | os.PathLike[str], overrides: list[str], held: contextlib.ExitStack
+) -> tuple[RunConfig, Path, Path]:
+    """``(config, run folder, checkpoint to continue from)`` of a run to continue (the folder locked in
+    ``held``); the model config must be unchanged."""
     out = Path(resume)
     if not (out / "config.yaml").is_file():
         raise CheckpointError(f"--resume: {out} is not a run folder (no config.yaml)")
-    last_ckpt = out / "checkpoints" / "last.ckpt"
-    if not last_ckpt.is_file():
-        raise CheckpointError(f"--resume: no checkpoints/last.ckpt in {out}: nothing to continue from")
+    _claim(out, held)
+    last_ckpt = newest_intact_checkpoint(out)
     cfg = _self_contained(from_dict(RunConfig, apply_overrides(load_yaml(out / "config.yaml"), overrides)))
     stored = read_checkpoint(last_ckpt)[CHECKPOINT_KEY]["config"].get("model")
     changed = changed_keys(stored, to_dict(cfg.model), "model")
@@ -304,28 +320,32 @@ def _resumed_config(resume: str | os.PathLike[str], overrides: list[str]) -> tup
     return cfg, out, last_ckpt
 
 
-def _new_run_dir(cfg: RunConfig, run_dir: str | os.PathLike[str] | None) -> Path:
+def _new_run_dir(cfg: RunConfig, run_dir: str | os.PathLike[str] | None, held: contextlib.ExitStack) -> Path:
+    """The run folder of a new run, created and locked in ``held``."""
     inherited = os.environ.get(RUN_DIR_ENV) if not is_rank_zero() else None
     if run_dir is None and not inherited:
-        return make_run_dir(cfg.output_dir, cfg.name)
+        out = make_run_dir(cfg.output_dir, cfg.name)
+        _claim(out, held)
+        return out
     out = Path(run_dir or inherited)  # type: ignore[arg-type]
+    out.mkdir(parents=True, exist_ok=True)
+    _claim(out, held)  # before the check: a run still writing its first checkpoint holds the folder
     if (out / "checkpoints" / "last.ckpt").is_file() and is_rank_zero():
         raise ConfigError(f"{out} already holds a run; continue it with resume={str(out)!r}")
-    out.mkdir(parents=True, exist_ok=True)
     return out
 
 
 def _prepare(config: ConfigLike | None, overrides: list[str], run_dir: str | os.PathLike[str] | None,
-             resume: str | os.PathLike[str] | None) -> _Prepared:
-    """Resolve the config, build the model, read the data, then create the run folder and write what it holds
-    before training (splits, config.yaml, env.json). A bad config or data set fails before the folder
-    exists."""
+             resume: str | os.PathLike[str] | None, held: contextlib.ExitStack) -> _Prepared:
+    """Resolve the config, build the model, read the data, then create (and lock, in ``held``) the run folder
+    and write what it holds before training (splits, config.yaml, env.json). A bad config or data set fails
+    before the folder exists."""
     out: Path | None = None
     last_ckpt: Path | None = None
     if resume is not None:
         if config is not None or run_dir is not None:
             raise ConfigError("resume continues a run folder with its own config: pass no config or run_dir")
-        cfg, out, last_ckpt = _resumed_config(resume, overrides)
+        cfg, out, last_ckpt = _resumed_config(resume, overrides, held)
     elif config is None:
         raise ConfigError("fit needs a config (or resume=RUN_DIR)")
     else:
@@ -347,7 +367,7 @@ def _prepare(config: ConfigLike | None, overrides: list[str], run_dir: str | os.
         cfg.data.rank_offset = data.ranks.offset
 
     if out is None:
-        out = _new_run_dir(cfg, run_dir)
+        out = _new_run_dir(cfg, run_dir, held)
     cache = _feature_cache(cfg, model, data)
     if is_rank_zero():
         if resume is None:

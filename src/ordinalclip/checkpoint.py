@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import copy
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -42,9 +43,12 @@ __all__ = [
     "checkpoint_progress",
     "config_of",
     "load_checkpoint",
+    "newest_intact_checkpoint",
     "read_checkpoint",
     "record_quick_gelu",
 ]
+
+log = logging.getLogger(__name__)
 
 TORCHSCRIPT_ENV = "ORDINALCLIP_ALLOW_TORCHSCRIPT"  # the user's consent to open OpenAI TorchScript archives
 
@@ -87,6 +91,39 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(f"{p}: checkpoint format {meta.get('format')} (written by ordinalclip "
                               f"{meta.get('version')}); this version ({__version__}) reads format {CHECKPOINT_FORMAT}")
     return ckpt
+
+
+def newest_intact_checkpoint(run_dir: str | os.PathLike[str]) -> Path:
+    """The checkpoint that ``--resume`` continues from: the newer (by step, then epoch; ``last`` on a tie) of
+    ``checkpoints/last.ckpt`` and ``checkpoints/best.ckpt`` that reads whole (:func:`read_checkpoint`).
+
+    A kill during the first write of ``last.ckpt`` leaves no ``last.ckpt`` but a good ``best.ckpt``; the
+    choice and the reason are logged. Raises :class:`CheckpointError` naming what was found when neither is
+    usable.
+    """
+    folder = Path(run_dir) / "checkpoints"
+    found: list[tuple[int, int, int, Path]] = []
+    problems: list[str] = []
+    for order, name in enumerate(("best.ckpt", "last.ckpt")):
+        path = folder / name
+        if not path.is_file():
+            problems.append(f"{name} is missing")
+            continue
+        try:
+            ckpt = read_checkpoint(path)
+        except CheckpointError as err:
+            problems.append(f"{name} is damaged ({err})")
+            continue
+        found.append((int(ckpt.get("global_step", -1)), int(ckpt.get("epoch", -1)), order, path))
+        del ckpt  # one checkpoint in memory at a time
+    if not found:
+        raise CheckpointError(
+            f"--resume: no intact checkpoint in {folder}: nothing to continue from ({'; '.join(problems)})"
+        )
+    step, epoch, _, path = max(found)
+    why = f": {'; '.join(problems)}" if problems else ""
+    (log.warning if problems else log.info)("resuming from %s (epoch %d, step %d)%s", path, epoch, step, why)
+    return path
 
 
 def config_of(ckpt: Mapping[str, Any], path: Any) -> RunConfig:

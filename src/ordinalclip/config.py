@@ -247,8 +247,21 @@ def check_run_config(cfg: RunConfig) -> None:
                     ("optim.lr_logit_scale", o.lr_logit_scale), ("optim.lr_prototypes", o.lr_prototypes)):
         if lr is not None and lr < 0:
             raise ConfigError(f"{key}: a learning rate must be >= 0, got {lr}")
-    if o.weight_decay < 0:
-        raise ConfigError(f"optim.weight_decay: expected >= 0, got {o.weight_decay}")
+    # Every float option has a range (non-finite values are refused when the config is read, configtools).
+    for key, number, low, closed in (
+        ("optim.weight_decay", o.weight_decay, 0.0, True), ("optim.eps", o.eps, 0.0, False),
+        ("optim.momentum", o.momentum, 0.0, True), ("optim.gamma", o.gamma, 0.0, False),
+        ("loss.ce_weight", cfg.loss.ce_weight, 0.0, True), ("loss.kl_weight", cfg.loss.kl_weight, 0.0, True),
+        ("loss.temperature", cfg.loss.temperature, 0.0, False),
+        ("trainer.gradient_clip_val", t.gradient_clip_val, 0.0, True),
+        ("model.prompts.init_std", cfg.model.prompts.init_std, 0.0, True),
+        ("model.logit_scale", cfg.model.logit_scale, 0.0, False),
+    ):
+        if number is not None and (number < low if closed else number <= low):
+            raise ConfigError(f"{key}: expected a value {'>=' if closed else '>'} {low:g}, got {number}")
+    for i, beta in enumerate(o.betas):
+        if not 0.0 <= beta < 1.0:
+            raise ConfigError(f"optim.betas[{i}]: expected a value in [0, 1), got {beta}")
 
 
 def load_run_config(paths: Sequence[str | os.PathLike[str]], overrides: Iterable[str] = ()) -> RunConfig:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import re
 import types
@@ -66,7 +67,28 @@ def _yaml12_resolvers(cls: Any) -> Any:
 
 @_yaml12_resolvers
 class _Loader(yaml.SafeLoader):
-    pass
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        # PyYAML lets a repeated key silently win; in a config that hides a typo or a stale line, so it is
+        # an error naming both lines. Checked before merge keys (<<) are flattened: overriding merged keys is
+        # what they are for.
+        if isinstance(node, yaml.MappingNode):
+            first: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    earlier = first.setdefault(key, key_node)
+                except TypeError:  # an unhashable key: the base constructor reports it
+                    continue
+                if earlier is not key_node:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"duplicate key {key!r} (first given at line {earlier.start_mark.line + 1})",
+                        key_node.start_mark,
+                    )
+        return super().construct_mapping(node, deep=deep)
 
 
 # The dumper must resolve scalars the same way, so a *string* "1e-4" or "true" gets quoted on output.
@@ -159,7 +181,13 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
         raise _mismatch(key, tp, value)
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                number = float(value)
+            except OverflowError:  # an int too large for a float
+                number = math.inf
+            if not math.isfinite(number):  # .nan / .inf would pass every range check and poison a run
+                raise ConfigError(f"{key}: expected a finite number, {_got(value)}")
+            return number
         raise _mismatch(key, tp, value)
     if tp is str:
         if isinstance(value, str):
@@ -363,13 +391,17 @@ def _read_yaml(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"cannot read config file {str(path)!r}: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not valid UTF-8 text ({err.reason} at byte {err.start})") from None
     try:
         return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader subclass
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
         detail = "; ".join(str(p) for p in (err.context, err.problem) if p)
-        raise ConfigError(f"{where}: YAML syntax error: {detail}") from None
+        kind = "YAML error" if isinstance(err, yaml.constructor.ConstructorError) else "YAML syntax error"
+        raise ConfigError(f"{where}: {kind}: {detail}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: YAML error: {err}") from None
 

@@ -5,12 +5,15 @@ An export is two files side by side:
 * ``model.safetensors``: the image tower's tensors under ``image_tower.*``, ``prototypes`` (C, E) as trained
   (raw; normalised on use, as in training) and ``log_logit_scale`` (a 0-d tensor);
 * ``model.json``: format name and version, the ordinalclip version, the :class:`ModelConfig` (enough to
-  rebuild the tower's architecture), C, the rank values and names, the preprocessing, the creation time and
-  the sha256 of the safetensors file.
+  rebuild the tower's architecture), C, the rank values and names, the preprocessing, the creation time, the
+  sha256 of the safetensors file, and ``sidecar_sha256``: the sha256 of the sidecar's own content (every other
+  entry, as JSON with sorted keys, ``separators=(",", ":")`` and ASCII escapes), so that an edited number (a
+  rank value, the crop size) cannot silently shift predictions.
 
-Reading uses safetensors and JSON only, never pickle, so an export from anywhere cannot run code. Both files
-are written to a temporary file in the target folder first and then renamed over the target, so a crash
-mid-write leaves an earlier export at the same path intact.
+Reading uses safetensors and JSON only, never pickle, so an export from anywhere cannot run code, and checks
+every sidecar entry (types, ranges, lengths), naming the file and the entry of anything wrong. Both files are
+written to a temporary file in the target folder first and then renamed over the target, so a crash mid-write
+leaves an earlier export at the same path intact.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -99,6 +103,13 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def sidecar_digest(meta: Mapping[str, Any]) -> str:
+    """The ``sidecar_sha256`` of a sidecar dict: sha256 of its other entries as canonical JSON."""
+    body = {k: v for k, v in meta.items() if k != "sidecar_sha256"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 def _check_preprocess(preprocess: Mapping[str, Any] | None, images: bool) -> dict[str, Any]:
@@ -193,7 +204,8 @@ def export_head(model: nn.Module, model_config: ModelConfig, out: str | os.PathL
             "model": to_dict(model_config),
             "extra": dict(extra or {}),
         }
-        tmp_sidecar.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        meta["sidecar_sha256"] = sidecar_digest(meta)
+        tmp_sidecar.write_text(json.dumps(meta, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         # Both files are complete before either rename; a crash between the two renames leaves a pair whose
         # sha256 disagrees, which load_export reports instead of loading mismatched files.
         publish(tmp_weights, out)
@@ -315,29 +327,146 @@ def _export_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     return path.with_suffix(".safetensors"), path.with_suffix(".json")
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _field_error(sidecar: Path, key: str, expected: str, value: Any) -> ExportError:
+    shown = repr(value)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return ExportError(f"{sidecar}: entry {key!r}: expected {expected}, got {shown}")
+
+
+def _check_sidecar(meta: dict[str, Any], sidecar: Path) -> ModelConfig:
+    """Types, ranges and lengths of every sidecar entry; returns the stored model config."""
+    for key in ("sha256", "num_ranks", "rank_values", "model"):
+        if key not in meta:
+            raise ExportError(f"{sidecar}: sidecar has no {key!r} entry")
+    sha = meta["sha256"]
+    if not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        raise _field_error(sidecar, "sha256", "64 lower-case hex digits", sha)
+    num_ranks = meta["num_ranks"]
+    if not _is_int(num_ranks) or num_ranks < 1:
+        raise _field_error(sidecar, "num_ranks", "an integer >= 1", num_ranks)
+    values = meta["rank_values"]
+    if not isinstance(values, list) or not all(_is_number(v) for v in values):
+        raise _field_error(sidecar, "rank_values", "a list of finite numbers", values)
+    if len(values) != num_ranks:
+        raise ExportError(
+            f"{sidecar}: entry 'rank_values': {len(values)} rank values for C = {num_ranks} ranks"
+        )
+    names = meta.get("rank_names")
+    if names is not None:
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise _field_error(sidecar, "rank_names", "null or a list of strings", names)
+        if len(names) != num_ranks:
+            raise ExportError(
+                f"{sidecar}: entry 'rank_names': {len(names)} rank names for C = {num_ranks} ranks"
+            )
+    embed_dim = meta.get("embed_dim")
+    if embed_dim is not None and (not _is_int(embed_dim) or embed_dim < 1):
+        raise _field_error(sidecar, "embed_dim", "an integer >= 1", embed_dim)
+    for key in ("weights_file", "ordinalclip_version", "created"):
+        if meta.get(key) is not None and not isinstance(meta[key], str):
+            raise _field_error(sidecar, key, "a string", meta[key])
+    if meta.get("extra") is not None and not isinstance(meta["extra"], dict):
+        raise _field_error(sidecar, "extra", "a mapping", meta["extra"])
+    if not isinstance(meta["model"], dict):
+        raise _field_error(sidecar, "model", "a mapping (the model config)", meta["model"])
+    try:
+        cfg = from_dict(ModelConfig, meta["model"], path="model")
+    except ConfigError as err:
+        raise ExportError(
+            f"{sidecar}: entry 'model': the stored model config does not fit this ordinalclip: {err}"
+        ) from None
+    if cfg.num_ranks != num_ranks:
+        raise ExportError(
+            f"{sidecar}: entry 'model.num_ranks' is {cfg.num_ranks} but 'num_ranks' is {num_ranks}"
+        )
+    _check_stored_preprocess(meta.get("preprocess"), cfg.image.kind != "features", sidecar)
+    return cfg
+
+
+def _check_stored_preprocess(prep: Any, images: bool, sidecar: Path) -> None:
+    if prep is None or prep == {}:
+        if images:
+            raise ExportError(
+                f"{sidecar}: entry 'preprocess' is empty, but the image tower needs its eval "
+                "transform {'size', 'resize', 'mean', 'std'}"
+            )
+        return
+    if not isinstance(prep, dict):
+        raise _field_error(sidecar, "preprocess", "a mapping {'size', 'resize', 'mean', 'std'}", prep)
+    unknown = sorted(str(k) for k in prep if k not in ("size", "resize", "mean", "std"))
+    missing = [k for k in ("size", "resize", "mean", "std") if k not in prep]
+    if unknown or missing:
+        raise ExportError(
+            f"{sidecar}: entry 'preprocess': expected the keys size, resize, mean, std; "
+            f"missing {missing}, unknown {unknown}"
+        )
+    for key in ("size", "resize"):
+        if not _is_int(prep[key]) or not 1 <= prep[key] <= 1 << 16:
+            raise _field_error(sidecar, f"preprocess.{key}", "an integer in [1, 65536]", prep[key])
+    if prep["size"] > prep["resize"]:
+        raise ExportError(
+            f"{sidecar}: entry 'preprocess.size' ({prep['size']}) is larger than "
+            f"'preprocess.resize' ({prep['resize']})"
+        )
+    for key in ("mean", "std"):
+        value = prep[key]
+        if not isinstance(value, list) or len(value) != 3 or not all(_is_number(v) for v in value):
+            raise _field_error(sidecar, f"preprocess.{key}", "3 finite numbers (R, G, B)", value)
+    if any(v <= 0 for v in prep["std"]):
+        raise _field_error(sidecar, "preprocess.std", "positive values", prep["std"])
+
+
 def read_export_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The sidecar of the export at ``path`` (either file of the pair), with its format checked."""
+    """The sidecar of the export at ``path`` (either file of the pair), with its format, every entry and its
+    integrity (``sidecar_sha256``) checked. Raises :class:`ExportError` naming the file and the entry."""
     _, sidecar = _export_paths(path)
     if not sidecar.is_file():
         raise ExportError(f"export sidecar not found: {sidecar} (an export is a .safetensors file and the .json "
                           "written beside it)")
     try:
-        meta = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ExportError(f"{sidecar}: not a valid JSON sidecar ({err})") from None
+        meta = json.loads(sidecar.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise ExportError(f"{sidecar}: not a valid JSON sidecar ({type(err).__name__}: {err})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-        raise ExportError(f"{sidecar}: not an ordinalclip export (format is "
-                          f"{meta.get('format') if isinstance(meta, dict) else None!r}, expected {FORMAT_NAME!r})")
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise ExportError(
+            f"{sidecar}: not an ordinalclip export (format is {found!r}, expected {FORMAT_NAME!r})"
+        )
     version = meta.get("format_version")
-    if version != FORMAT_VERSION:
+    if version != FORMAT_VERSION or not _is_int(version):
         raise ExportError(
             f"{sidecar}: export was written by format version {version} (ordinalclip "
             f"{meta.get('ordinalclip_version', '?')}), this ordinalclip ({__version__}) reads format version "
-            f"{FORMAT_VERSION}; re-export the checkpoint with this "
-            "version, or load it with the version that wrote it")
-    for key in ("sha256", "num_ranks", "rank_values", "model"):
-        if key not in meta:
-            raise ExportError(f"{sidecar}: sidecar has no {key!r} entry")
+            f"{FORMAT_VERSION}; re-export the checkpoint with this version, or load it with the version that "
+            "wrote it"
+        )
+    _check_sidecar(meta, sidecar)
+    recorded = meta.get("sidecar_sha256")
+    if recorded is None:
+        log.warning(
+            "%s has no sidecar_sha256 (written before ordinalclip checked sidecars): its entries are "
+            "checked for type and range only; re-export to protect it",
+            sidecar,
+        )
+    else:
+        try:
+            digest = sidecar_digest(meta)
+        except ValueError:  # NaN/inf numbers somewhere in 'extra'
+            digest = None
+        if recorded != digest:
+            raise ExportError(
+                f"{sidecar}: entry 'sidecar_sha256' does not match the sidecar's content: an entry "
+                "(e.g. rank_values or preprocess) was edited after export; re-export the checkpoint "
+                "instead of editing its sidecar"
+            )
     return meta
 
 
@@ -355,13 +484,17 @@ def load_export(path: str | os.PathLike[str], device: str | torch.device = "cpu"
         raise ExportError(f"export weights not found: {weights} (sidecar {sidecar} exists)")
     digest = _sha256(weights)
     if digest != meta["sha256"]:
-        raise ExportError(f"{weights}: sha256 {digest} does not match {meta['sha256']} recorded in {sidecar}; the "
-                          "file was modified, truncated, or belongs to another export")
+        raise ExportError(
+            f"{weights}: sha256 {digest} does not match {meta['sha256']} recorded in {sidecar}; the "
+            "file was modified, truncated, or belongs to another export"
+        )
+    cfg = from_dict(ModelConfig, meta["model"], path="model")  # checked by read_export_metadata
     try:
-        cfg = from_dict(ModelConfig, meta["model"], path="model")
-    except ConfigError as err:
-        raise ExportError(f"{sidecar}: the stored model config does not fit this ordinalclip: {err}") from None
-    tensors = load_file(str(weights))
+        tensors = load_file(str(weights))
+    except Exception as err:  # safetensors raises its own error types for a damaged or truncated file
+        raise ExportError(
+            f"{weights}: not a readable safetensors file ({type(err).__name__}: {err})"
+        ) from None
     for key in ("prototypes", "log_logit_scale"):
         if key not in tensors:
             raise ExportError(f"{weights}: no {key!r} tensor")
@@ -369,12 +502,17 @@ def load_export(path: str | os.PathLike[str], device: str | torch.device = "cpu"
     log_scale = tensors.pop("log_logit_scale")
     num_ranks = int(meta["num_ranks"])
     if protos.dim() != 2 or protos.shape[0] != num_ranks:
-        raise ExportError(f"{weights}: prototypes are {tuple(protos.shape)} but the sidecar says C = {num_ranks}")
-    if len(meta["rank_values"]) != num_ranks:
-        raise ExportError(f"{sidecar}: {len(meta['rank_values'])} rank values for C = {num_ranks} ranks")
+        raise ExportError(
+            f"{weights}: prototypes are {tuple(protos.shape)} but the sidecar says C = {num_ranks}"
+        )
+    if not protos.is_floating_point() or not bool(torch.isfinite(protos).all()):
+        raise ExportError(f"{weights}: tensor 'prototypes' must hold finite floats ({protos.dtype})")
+    if log_scale.numel() != 1 or not log_scale.is_floating_point() or not math.isfinite(float(log_scale)):
+        raise ExportError(
+            f"{weights}: tensor 'log_logit_scale' must be one finite float, got "
+            f"{log_scale.dtype} {tuple(log_scale.shape)}"
+        )
     names = meta.get("rank_names")
-    if names is not None and len(names) != num_ranks:
-        raise ExportError(f"{sidecar}: {len(names)} rank names for C = {num_ranks} ranks")
     prefix = "image_tower."
     state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
     others = sorted(k for k in tensors if not k.startswith(prefix))
@@ -383,10 +521,20 @@ def load_export(path: str | os.PathLike[str], device: str | torch.device = "cpu"
                           "prototypes and log_logit_scale)")
     preprocess = meta.get("preprocess") or {}
     embed_dim = int(protos.shape[1])
-    tower = build_export_tower(cfg, state, embed_dim, preprocess)
+    try:
+        tower = build_export_tower(cfg, state, embed_dim, preprocess)
+    except ExportError:
+        raise
+    except Exception as err:  # a model config that passes its type checks but describes no buildable tower
+        raise ExportError(
+            f"{sidecar}: entry 'model': cannot build the image tower it describes "
+            f"({type(err).__name__}: {err})"
+        ) from None
     if output_dim(tower) != embed_dim:
-        raise ExportError(f"{weights}: prototypes are ({num_ranks}, {embed_dim}) but the image tower of the "
-                          f"sidecar's model config outputs {output_dim(tower)}-d features")
+        raise ExportError(
+            f"{weights}: prototypes are ({num_ranks}, {embed_dim}) but the image tower of the "
+            f"sidecar's model config outputs {output_dim(tower)}-d features"
+        )
     _load_tower_state(tower, state, weights)
     model = ExportedModel(tower, protos, float(log_scale), rank_values=meta["rank_values"], rank_names=names,
                           preprocess=preprocess, model_config=cfg, metadata=meta)

@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchvision import transforms as T
 
-from ordinalclip.data.images import ImageDataset, build_transforms
+from ordinalclip.data.images import ImageDataset, build_transforms, to_display_rgb
 from ordinalclip.data.samples import (
     IMAGE_EXTENSIONS,
     DataError,
@@ -30,7 +30,7 @@ from ordinalclip.data.samples import (
 )
 from ordinalclip.export import ExportError, head_from_checkpoint, load_export
 from ordinalclip.fileio import atomic_write
-from ordinalclip.metrics import rank_probabilities
+from ordinalclip.metrics import NonFiniteOutputError, rank_probabilities
 from ordinalclip.modeling.ordinalclip import OrdinalCLIP
 
 __all__ = ["InputImage", "Predictor", "predict", "read_inputs"]
@@ -208,7 +208,7 @@ class Predictor:
             if isinstance(img, Image.Image):
                 if pil is None:
                     raise TypeError(f"images[{i}] is a PIL image but preprocessed=True expects tensors")
-                prepared.append(pil(img.convert("RGB")))
+                prepared.append(pil(to_display_rgb(img)))
             elif isinstance(img, torch.Tensor):
                 prepared.append(img if tens is None else tens(img))
             else:
@@ -253,6 +253,15 @@ def predict(model_path: StrPath, inputs: StrPath, out_csv: StrPath, probabilitie
             writer.writerow(header)
             for images, index in loader:
                 out = predictor.predict_batch(images)
+                bad = ~torch.isfinite(out["logits"]).all(dim=1)
+                if bool(bad.any()):  # NaN rows would be written as "nan" predictions in a run that exits 0
+                    first = items[int(index[bad][0])]
+                    raise NonFiniteOutputError(
+                        "images of this batch",
+                        int(bad.sum()),
+                        int(bad.numel()),
+                        f"{first.name} ({first.source})",
+                    )
                 for j, i in enumerate(index.tolist()):
                     item = items[i]
                     row = [item.name] + ([item.label or ""] if has_labels else [])

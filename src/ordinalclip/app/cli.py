@@ -3,8 +3,9 @@
 ``train``, ``eval``, ``predict`` and ``export`` are thin layers over :mod:`ordinalclip.api`; ``sweep``,
 ``report`` and ``demo`` run the app modules of the same names.
 
-Exit codes: 0 success; 1 training failed (non-finite loss); 2 bad config, data, checkpoint or command line;
-130 / 143 interrupted by SIGINT / SIGTERM after writing a checkpoint (continue with ``--resume``).
+Exit codes: 0 success; 1 training failed (non-finite loss) or the model gave NaN/inf outputs; 2 bad config,
+data, checkpoint or command line; 130 / 143 interrupted by SIGINT / SIGTERM after writing a checkpoint
+(continue with ``--resume``).
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="config file; repeat to merge several in order (later ones win)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override one config key, e.g. --set optim.lr=1e-4 (repeatable; VALUE is YAML)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run folder from its checkpoints/last.ckpt")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue a run folder from its newest intact checkpoint (last.ckpt, else best.ckpt)")
     p.add_argument("--run-dir", metavar="DIR", help="write the run here instead of a new timestamped folder")
     p.add_argument("--folds", action="store_true",
                    help="run every fold of a fold benchmark (adience, hci) and report mean ± std")
@@ -325,11 +327,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from ordinalclip.checkpoint import CheckpointError
     from ordinalclip.configtools import ConfigError
     from ordinalclip.data import DataError
+    from ordinalclip.engine.run import RunDirInUse
     from ordinalclip.modeling import ClipLoadError
 
     errors: tuple[type[BaseException], ...] = (ConfigError, DataError, CheckpointError, ClipLoadError,
                                                 MisconfigurationException, FileNotFoundError,
-                                                ReportDependencyError)
+                                                ReportDependencyError, RunDirInUse)
     try:
         from ordinalclip.export import ExportError
     except ImportError:  # pragma: no cover - export is optional for train/eval
@@ -368,6 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USAGE_ERROR
     _setup_logging(args.verbose)
     from ordinalclip.engine.errors import NonFiniteLossError, TrainingInterrupted
+    from ordinalclip.metrics import NonFiniteOutputError
 
     try:
         return int(args.func(args))
@@ -376,8 +380,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = f"; continue with: ordinalclip train --resume {run_dir}" if run_dir else ""
         print(f"{err}{hint}", file=sys.stderr)
         return 130 if err.signame == "SIGINT" else 143
-    except NonFiniteLossError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (NonFiniteLossError, NonFiniteOutputError) as err:
+        print(f"error: {_message(err)}", file=sys.stderr)
         return 1
     except _user_errors() as err:
         print(f"error: {_message(err)}", file=sys.stderr)

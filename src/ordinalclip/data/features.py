@@ -103,10 +103,15 @@ def load_features(
                 f"{path}: row-count mismatch: {n} feature rows but {len(arr)} {name}"
                 + (f" in {label_file}" if label_file != path else "")
             )
+    # Checked after the cast to float32, the precision the model sees: a float64 value such as 1e300 is finite
+    # in the file but infinite in float32.
+    with np.errstate(over="ignore", invalid="ignore"):
+        features = np.ascontiguousarray(features, dtype=np.float32)
     bad_rows = np.flatnonzero(~np.isfinite(features).all(axis=1))
     if bad_rows.size:
         raise DataError(
-            f"{path}: feature row {int(bad_rows[0])} contains NaN or inf ({bad_rows.size} rows in all)"
+            f"{path}: feature row {int(bad_rows[0])} contains NaN or inf, or values beyond float32's range "
+            f"(|x| > {float(np.finfo(np.float32).max):.3g}) ({bad_rows.size} rows in all)"
         )
 
     rank_labels = _to_ranks(labels, ranks, path)
@@ -114,7 +119,7 @@ def load_features(
         keep = _split_mask(splits, split, path)
         features, rank_labels = features[keep], rank_labels[keep]
     return FeatureDataset(
-        torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)),
+        torch.from_numpy(np.ascontiguousarray(features)),
         torch.from_numpy(rank_labels),
         source=str(path),
     )
@@ -127,20 +132,39 @@ def _np_load(path: Path) -> np.ndarray:
         raise DataError(f"{path}: cannot read numpy file: {err}") from None
 
 
+_NPZ_HINTS = {
+    "features": "store features as a numeric (N, F) array",
+    "labels": "store labels as integers",
+    "split": "store split as strings or int codes",
+}
+
+
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in ("features", "labels") if k not in npz.files]
-            if missing:
-                raise DataError(f"{path}: missing arrays {missing}; found {npz.files}")
-            return npz["features"], npz["labels"], (npz["split"] if "split" in npz.files else None)
-    except DataError:
-        raise
-    except Exception as err:  # zipfile/numpy raise many types for damaged archives or object arrays
-        raise DataError(
-            f"{path}: cannot read .npz ({type(err).__name__}: {err}); "
-            "object arrays are not supported, store split as strings or int codes"
-        ) from None
+        npz = np.load(path, allow_pickle=False)
+    except Exception as err:  # zipfile/numpy raise many types for damaged archives
+        raise DataError(f"{path}: cannot read .npz ({type(err).__name__}: {err})") from None
+    with npz:
+        missing = [k for k in ("features", "labels") if k not in npz.files]
+        if missing:
+            raise DataError(f"{path}: missing arrays {missing}; found {npz.files}")
+        arrays: dict[str, np.ndarray] = {}
+        for name in ("features", "labels", "split"):
+            if name not in npz.files:
+                continue
+            try:  # one array at a time, so that an error names the array it is about
+                arrays[name] = npz[name]
+            except Exception as err:
+                pickled = "allow_pickle" in str(err)
+                hint = (
+                    f"; object arrays are not supported (they need pickle): {_NPZ_HINTS[name]}"
+                    if pickled
+                    else ""
+                )
+                raise DataError(
+                    f"{path}: cannot read array {name!r} ({type(err).__name__}: {err}){hint}"
+                ) from None
+    return arrays["features"], arrays["labels"], arrays.get("split")
 
 
 def _read_safetensors(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

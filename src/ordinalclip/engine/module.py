@@ -16,7 +16,7 @@ from ordinalclip.data import RankSpace
 from ordinalclip.engine.errors import NonFiniteLossError
 from ordinalclip.engine.optim import build_optimizer, build_scheduler
 from ordinalclip.losses import model_loss, ordinalclip_loss
-from ordinalclip.metrics import expected_rank, ordinal_metrics, rank_probabilities
+from ordinalclip.metrics import NonFiniteOutputError, expected_rank, ordinal_metrics, rank_probabilities
 
 CHECKPOINT_KEY = "ordinalclip"
 CHECKPOINT_FORMAT = 1
@@ -163,6 +163,7 @@ class OrdinalModule(L.LightningModule):
         self._reset_eval()
         if logits.shape[0] == 0:
             return
+        self._check_finite(stage, logits, idx)
         metrics = ordinal_metrics(logits.cpu(), labels.cpu(), kind)
         sync = self.trainer.world_size > 1  # every rank holds the same values; syncing only silences a warning
         for k, v in metrics.items():
@@ -184,6 +185,17 @@ class OrdinalModule(L.LightningModule):
             result["groups"] = {g: _finite(ordinal_metrics(logits.cpu()[rows], labels.cpu()[rows], kind))
                                 for g, rows in sorted(per_group.items())}
         self.eval_results[stage] = result
+
+    def _check_finite(self, stage: str, logits: Tensor, idx: Tensor) -> None:
+        """NaN logits would end as null metrics in a run that exits 0: stop, naming the first bad sample."""
+        bad = ~torch.isfinite(logits).all(dim=1)
+        if not bool(bad.any()):
+            return
+        first = int(idx[bad][0])
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        samples = dm.eval_samples(stage) if dm is not None and hasattr(dm, "eval_samples") else []
+        where = samples[first].source if first < len(samples) else f"sample {first}"
+        raise NonFiniteOutputError(f"{stage} samples", int(bad.sum()), int(logits.shape[0]), where)
 
     def _groups(self, stage: str) -> list[str | None] | None:
         dm = getattr(self.trainer, "datamodule", None)

@@ -8,20 +8,32 @@ Layout::
     checkpoints/       best.ckpt (by trainer.monitor), last.ckpt
     logs/csv/          metrics.csv per (re)start; logs/tensorboard/ when tensorboard is installed
     metrics.json       final val/test metrics of the best and the last checkpoint
+    .ordinalclip.lock  held by the process training in the folder (one run per folder, see run_dir_lock)
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import platform
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import filelock
+
 import ordinalclip
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = ".ordinalclip.lock"
+OWNER_NAME = ".ordinalclip.lock.owner"  # who holds the lock (the lock file itself is truncated by contenders)
 
 PACKAGES = ("ordinalclip", "torch", "torchvision", "lightning", "open_clip_torch", "numpy", "safetensors",
             "pyyaml", "scikit-learn", "pillow")
@@ -88,3 +100,65 @@ def environment() -> dict[str, Any]:
     except Exception:  # a broken CUDA setup must not stop a run from recording what it can
         info["cuda_devices"] = None
     return info
+
+
+# ---------------------------------------------------------------------------------------- one run per folder
+
+
+class RunDirInUse(RuntimeError):
+    """Another process holds the run folder's lock: two runs must not share checkpoints and metrics."""
+
+
+@contextlib.contextmanager
+def run_dir_lock(run_dir: str | os.PathLike[str]) -> Iterator[Path]:
+    """Hold an exclusive lock on ``run_dir`` (which must exist) for the duration of the ``with`` block.
+
+    The lock is an OS file lock (``filelock``) on ``run_dir/.ordinalclip.lock``: the kernel drops it when its
+    process dies, so a lock left by a killed run never blocks the next one. A second process (or a second run
+    in this one) raises :class:`RunDirInUse` at once, naming the holder when it can. Where the file system
+    cannot lock (some network mounts), the run goes ahead with a warning.
+    """
+    folder = Path(run_dir)
+    lock = filelock.FileLock(folder / LOCK_NAME, timeout=0)
+    try:
+        lock.acquire()
+        locked = True
+    except filelock.Timeout:
+        try:
+            holder = f" (held by {(folder / OWNER_NAME).read_text(encoding='utf-8').strip()})"
+        except OSError:
+            holder = ""
+        raise RunDirInUse(f"run folder {folder} is in use by another ordinalclip run{holder}; wait for it to "
+                          "end, or choose another --run-dir") from None
+    except OSError as err:
+        log.warning("cannot lock the run folder %s (%s): nothing stops a second run from using it", folder,
+                    err)
+        locked = False
+    if not locked:
+        yield folder / LOCK_NAME
+        return
+    try:
+        owner = f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+        (folder / OWNER_NAME).write_text(owner + "\n", encoding="utf-8")
+        yield folder / LOCK_NAME
+    finally:
+        (folder / OWNER_NAME).unlink(missing_ok=True)
+        lock.release()
+
+
+def remove_stale_temps(run_dir: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files (``.<name>.<random>.tmp``, see :mod:`ordinalclip.fileio`) that a killed run
+    left in ``run_dir`` and its sub-folders (a completed write renames its temporary over the target; a
+    leftover one is never used).
+
+    Only call this while holding :func:`run_dir_lock`: a live run's temporaries look the same. Returns what
+    was removed (each is logged).
+    """
+    folder = Path(run_dir)
+    removed = []
+    for path in sorted([*folder.glob(".*.tmp"), *folder.glob("*/.*.tmp")]):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+            log.info("removed a temporary file left by an interrupted run: %s", path)
+    return removed
