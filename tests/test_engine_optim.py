@@ -10,7 +10,14 @@ from torch import nn
 
 from ordinalclip.config import OptimConfig, RunConfig
 from ordinalclip.configtools import ConfigError, from_dict
-from ordinalclip.engine.optim import apply_freezing, build_optimizer, build_scheduler, group_of, lr_factor
+from ordinalclip.engine.optim import (
+    apply_freezing,
+    build_optimizer,
+    build_scheduler,
+    group_of,
+    has_trainable,
+    lr_factor,
+)
 from ordinalclip.modeling import CosineClassifier, FeatureTower, build_model
 from tests.helpers import tiny_model_dict
 
@@ -53,8 +60,11 @@ def test_freeze_flags_and_zero_lr_switch_off_gradients(tiny_model):
     assert not any(p.requires_grad for p in tiny_model.image_tower.parameters())
     assert not tiny_model.prompt_learner.base_ranks.requires_grad
     assert _groups(build_optimizer(tiny_model, cfg)) == {"context": 1e-4}
+    # everything frozen: no groups (the run is evaluated as built), and an optimizer cannot be made
+    assert apply_freezing(tiny_model, OptimConfig(freeze_context=True)) == {}
+    assert not has_trainable(tiny_model)
     with pytest.raises(ConfigError, match="nothing to train"):
-        apply_freezing(tiny_model, OptimConfig(freeze_context=True))
+        build_optimizer(tiny_model, cfg)
 
 
 def test_cosine_baseline_trains_its_prototypes():

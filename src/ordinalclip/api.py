@@ -46,10 +46,10 @@ from ordinalclip.engine.callbacks import EvaluateOnly
 from ordinalclip.engine.datamodule import OrdinalDataModule
 from ordinalclip.engine.errors import NonFiniteLossError, TrainingInterrupted
 from ordinalclip.engine.module import CHECKPOINT_KEY, OrdinalModule, complete_state
-from ordinalclip.engine.optim import apply_freezing, image_tower_frozen
+from ordinalclip.engine.optim import apply_freezing, has_trainable, image_tower_frozen
 from ordinalclip.engine.run import environment, make_run_dir, remove_stale_temps, run_dir_lock
 from ordinalclip.engine.splits import ResolvedData, data_rank_names, resolve_data, save_splits
-from ordinalclip.engine.trainer import build_eval_trainer, build_trainer
+from ordinalclip.engine.trainer import apply_step_budget, build_eval_trainer, build_trainer
 from ordinalclip.engine.transforms import tower_preprocess
 from ordinalclip.fileio import atomic_write_text, write_json
 from ordinalclip.metrics import mean_std, ordinal_metrics
@@ -255,6 +255,7 @@ class _Prepared:
     out: Path
     resume_from: Path | None
     cache: FeatureCache | None
+    budget: dict[str, int] = field(default_factory=dict)  # the step budget (engine.trainer.apply_step_budget)
 
 
 def fit(config: ConfigLike | None = None, overrides: Iterable[str] = (), run_dir: str | os.PathLike[str] | None
@@ -288,8 +289,12 @@ def fit(config: ConfigLike | None = None, overrides: Iterable[str] = (), run_dir
         prep = _prepare(config, list(overrides), run_dir, resume, held)
         trainer, module, dm, best_path = _train(prep, callbacks)
         last_path = prep.out / "checkpoints" / "last.ckpt"
+        training = {**prep.budget, "steps": int(trainer.global_step), "epochs": int(trainer.current_epoch),
+                    "evaluate_only": _evaluate_only(prep.cfg, prep.model, callbacks)}
+        log.info("trained %d optimizer steps in %d epochs%s", training["steps"], training["epochs"],
+                 " (evaluated as built)" if training["evaluate_only"] else "")
         results = _evaluate_checkpoints(trainer, module, dm, {"best": best_path, "last": last_path}, prep.out)
-        metrics = _write_metrics(prep, dm, results)
+        metrics = _write_metrics(prep, dm, results, training)
         return Run(prep.out, prep.cfg, metrics, best_path, last_path)
 
 
@@ -369,6 +374,7 @@ def _prepare(config: ConfigLike | None, overrides: list[str], run_dir: str | os.
     if out is None:
         out = _new_run_dir(cfg, run_dir, held)
     cache = _feature_cache(cfg, model, data)
+    budget = apply_step_budget(cfg, len(data.splits["train"] or [])) if has_trainable(model) else {}
     if is_rank_zero():
         if resume is None:
             save_splits(data, out / "splits")
@@ -376,7 +382,7 @@ def _prepare(config: ConfigLike | None, overrides: list[str], run_dir: str | os.
         write_json(environment(), out / "env.json")
     for note in data.notes:
         log.info(note)
-    return _Prepared(cfg, model, data, out, last_ckpt, cache)
+    return _Prepared(cfg, model, data, out, last_ckpt, cache, budget)
 
 
 def _train(prep: _Prepared, callbacks: Sequence[L.Callback]
@@ -391,8 +397,11 @@ def _train(prep: _Prepared, callbacks: Sequence[L.Callback]
     if prep.data.splits["test"] is None:
         log.warning("no test split: metrics.json reports val only (val is never used as test)")
     last_path = out / "checkpoints" / "last.ckpt"
-    if cfg.model.arch == "zeroshot" and not any(isinstance(c, EvaluateOnly) for c in callbacks):
-        # zero-shot CLIP is evaluated as built: no training step
+    if not any(isinstance(c, EvaluateOnly) for c in callbacks) and _evaluate_only(cfg, prep.model, callbacks):
+        # zero-shot CLIP, and any model with nothing to train, is evaluated as built: no training step
+        log.info("%s: evaluating the model as built, without a training step",
+                 "model.arch: zeroshot" if cfg.model.arch == "zeroshot" else
+                 "nothing to train (every parameter is frozen)")
         callbacks = [*callbacks, EvaluateOnly(last_path)]
     bundle = build_trainer(cfg, out, has_val=has_val, callbacks=callbacks)
     trainer = bundle.trainer
@@ -428,7 +437,14 @@ def _train(prep: _Prepared, callbacks: Sequence[L.Callback]
     return trainer, module, dm, (Path(best) if best and has_val else None)
 
 
-def _write_metrics(prep: _Prepared, dm: OrdinalDataModule, results: dict[str, Any]) -> dict[str, Any]:
+def _evaluate_only(cfg: RunConfig, model: nn.Module, callbacks: Sequence[L.Callback]) -> bool:
+    """True when the run evaluates the model as built: zero-shot, nothing trainable, or an EvaluateOnly callback."""
+    return (cfg.model.arch == "zeroshot" or not has_trainable(model)
+            or any(isinstance(c, EvaluateOnly) for c in callbacks))
+
+
+def _write_metrics(prep: _Prepared, dm: OrdinalDataModule, results: dict[str, Any],
+                   training: dict[str, Any] | None = None) -> dict[str, Any]:
     """``metrics.json`` of a finished run (written by the first process only); returns its content."""
     cfg, cache = prep.cfg, prep.cache
     has_val = prep.data.splits["val"] is not None
@@ -436,6 +452,7 @@ def _write_metrics(prep: _Prepared, dm: OrdinalDataModule, results: dict[str, An
         "monitor": cfg.trainer.monitor if has_val else None,
         "mode": cfg.trainer.monitor_mode,
         **results,
+        "training": training,
         "data": {**prep.data.sizes(), "skipped_images": len(dm.skipped)},
         "skipped_images": [{"path": s.path, "source": s.source, "reason": why} for s, why in dm.skipped[:100]],
         "feature_cache": [str(p) for p in dict.fromkeys(cache.paths)] if cache is not None else None,

@@ -169,11 +169,19 @@ class LossConfig:
     temperature: float = 10.0
 
 
+FEW_SHOT_MIN_STEPS = 100  # default step budget of few-shot runs (see TrainerConfig.min_steps and the README)
+
+
 @dataclass
 class TrainerConfig:
     """Lightning Trainer settings (devices, strategies and multi-node runs are Lightning's)."""
 
     max_epochs: int = 100
+    # Step budget: train at least this many optimizer steps, raising max_epochs when the data are too few to reach
+    # it in max_epochs (few-shot subsets: 1 shot x 11 ranks at batch 32 is one step per epoch). check_val_every_n_
+    # epoch grows by the same factor, so the number of validations stays as configured. null = FEW_SHOT_MIN_STEPS
+    # for few-shot runs (data.few_shot.shots set), 0 (off) otherwise.
+    min_steps: int | None = None
     accelerator: str = "auto"
     devices: int | str | list[int] = "auto"
     strategy: str = "auto"
@@ -226,6 +234,7 @@ def check_run_config(cfg: RunConfig) -> None:
                        ("trainer.num_nodes", t.num_nodes), ("model.num_ranks", cfg.model.num_ranks)):
         _positive(value, key)
     _positive(d.num_workers, "data.num_workers", 0)
+    _positive(t.min_steps, "trainer.min_steps", 0)
     _positive(d.label_shift.top_k, "data.label_shift.top_k", 0)
     _positive(o.warmup_epochs, "optim.warmup_epochs", 0)
     if not 0.0 < d.label_shift.scale <= 1.0:

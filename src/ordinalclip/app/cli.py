@@ -130,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shots", type=int, nargs="+", default=None, help="few-shot sizes per level (default 1 4 16)")
     p.add_argument("--epochs", type=int, default=None, help="epochs on the full training split (default 8)")
     p.add_argument("--quick", action="store_true", help="one seed, shots 1 and 16, fewer epochs")
+    p.add_argument("--no-text", action="store_true", help="skip the text task (AFINN word valence)")
     p.set_defaults(func=_demo)
 
     p = sub.add_parser(
@@ -269,7 +270,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     opts = DemoOptions(out=Path(args.out), data_root=Path(args.data_root) if args.data_root else None)
     if args.quick:
-        opts.seeds, opts.shots, opts.full_epochs, opts.min_steps = (0,), (1, 16), 4, 30
+        opts.seeds, opts.shots, opts.full_epochs, opts.min_steps, opts.quick = (0,), (1, 16), 4, 30, True
+    opts.text_task = not args.no_text
     if args.seeds:
         opts.seeds = tuple(args.seeds)
     if args.shots is not None:

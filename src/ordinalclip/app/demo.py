@@ -58,6 +58,8 @@ class DemoOptions:
     jobs: int = 2  # runs trained side by side, one single-threaded process each
     progress: bool = True
     quick: bool = False
+    text_task: bool = True  # also run the text task (app.demo_text): where language priors help
+    text_options: Any = None  # a demo_text.TextTaskOptions instead of demo_text_options(self) (tests, other sizes)
 
 
 DEFAULT_METHODS = ("OrdinalCLIP (random base ranks)", "OrdinalCLIP (named base ranks)", "CoOp (rank names)",
@@ -246,19 +248,24 @@ def run_demo(opts: DemoOptions) -> tuple[str, Path]:
              "tower: all-MiniLM-L6-v2 (frozen). Test metrics of "
              "the best-on-val checkpoint; mean ± std over seeds "
              f"{list(opts.seeds)}. Data, features and training took {time.time() - t0:.0f} s.")
+    text = None
+    if opts.text_task:
+        from ordinalclip.app.demo_text import demo_section, demo_text_options
+
+        text = demo_section(opts.text_options or demo_text_options(opts), out / "report")
     page = write_report(out / "report", results, [s for s, _, _ in settings], list(methods), intro, ds,
-                        opts.seeds[0])
+                        opts.seeds[0], extra=text.add_to if text is not None else None)
     md = (out / "report" / "summary.md").read_text(encoding="utf-8")
     atomic_write_text(out / "summary.md", md.replace("](", "](report/"))
-    return table, page
+    return table + (f"\n\n{text.table_md}" if text is not None else ""), page
 
 
 
 def write_report(report: Path, results: Sequence[RunResult], settings: Sequence[str], methods: Sequence[str],
-                 intro: str, dataset: Any, first_seed: int) -> Path:
+                 intro: str, dataset: Any, first_seed: int, extra: Callable[[Any], None] | None = None) -> Path:
     """The demo's page: the comparison table, the few-shot curves, a closer look at the best full-data run
     (the photos per level, its worst errors, error per level, confusion matrix) and every method's
-    prototypes."""
+    prototypes; ``extra(page)`` adds more sections (the text task) before it is written."""
     from ordinalclip.app.report import (
         Column,
         Page,
@@ -313,6 +320,8 @@ def write_report(report: Path, results: Sequence[RunResult], settings: Sequence[
             plot_prototype_similarity(np.load(path), report / img, r.method, dataset.rank_names)
             items.append((img, r.method))
         page.images(items)
+    if extra is not None:
+        extra(page)
     return page.write()
 
 

@@ -14,7 +14,7 @@ from ordinalclip.config import RunConfig
 from ordinalclip.configtools import to_dict
 from ordinalclip.data import RankSpace
 from ordinalclip.engine.errors import NonFiniteLossError
-from ordinalclip.engine.optim import build_optimizer, build_scheduler
+from ordinalclip.engine.optim import build_optimizer, build_scheduler, has_trainable
 from ordinalclip.losses import model_loss, ordinalclip_loss
 from ordinalclip.metrics import NonFiniteOutputError, expected_rank, ordinal_metrics, rank_probabilities
 
@@ -97,7 +97,9 @@ class OrdinalModule(L.LightningModule):
                       batch_size=n)
         return loss
 
-    def configure_optimizers(self) -> Any:  # Lightning's optimizer-and-scheduler dict
+    def configure_optimizers(self) -> Any:  # Lightning's optimizer-and-scheduler dict, or None
+        if not has_trainable(self.model):
+            return None  # evaluated as built (EvaluateOnly stops fit before any step)
         optimizer = build_optimizer(self.model, self.cfg.optim)
         scheduler = build_scheduler(optimizer, self.cfg.optim, self.cfg.trainer.max_epochs)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -40,7 +40,8 @@ def group_lr(cfg: OptimConfig, group: str) -> float:
 
 def apply_freezing(model: nn.Module, cfg: OptimConfig) -> dict[str, int]:
     """Switch off gradients of frozen groups (freeze flags, or an lr of 0); returns trainable counts per
-    group."""
+    group (empty when nothing trains: such a model, e.g. zero-shot on an identity features tower, is evaluated
+    as built)."""
     frozen = {g for g, flag in (("image", cfg.freeze_image), ("context", cfg.freeze_context),
                                 ("ranks", cfg.freeze_ranks)) if flag}
     counts: dict[str, int] = {}
@@ -50,9 +51,12 @@ def apply_freezing(model: nn.Module, cfg: OptimConfig) -> dict[str, int]:
             p.requires_grad_(False)
         if p.requires_grad:
             counts[group] = counts.get(group, 0) + p.numel()
-    if not counts:
-        raise ConfigError("nothing to train: every parameter is frozen (check optim.freeze_* and optim.lr_*)")
     return counts
+
+
+def has_trainable(model: nn.Module) -> bool:
+    """True when at least one parameter of ``model`` trains."""
+    return any(p.requires_grad for p in model.parameters())
 
 
 def image_tower_frozen(model: nn.Module) -> bool:

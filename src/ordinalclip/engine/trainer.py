@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
-from ordinalclip.config import RunConfig
+from ordinalclip.config import FEW_SHOT_MIN_STEPS, RunConfig
 from ordinalclip.engine.callbacks import InterruptCheckpoint
 from ordinalclip.engine.checkpoint_io import AtomicCheckpointIO
 
@@ -29,6 +30,7 @@ _QUIET = (
     r".*`srun` command is available.*",
     r".*Total length of .* across ranks is zero.*",
     r".*isinstance\(treespec, LeafSpec\).*",
+    r".*configure_optimizers` returned `None`.*",  # a model with nothing to train is evaluated as built
 )
 
 
@@ -55,6 +57,36 @@ def build_loggers(cfg: RunConfig, run_dir: Path) -> list[Logger]:
             else:
                 log.info("tensorboard is not installed: logging to CSV only (pip install tensorboard)")
     return loggers
+
+
+def min_steps(cfg: RunConfig) -> int:
+    """The step budget of a run: ``trainer.min_steps``, or its default (FEW_SHOT_MIN_STEPS for few-shot runs)."""
+    if cfg.trainer.min_steps is not None:
+        return cfg.trainer.min_steps
+    return FEW_SHOT_MIN_STEPS if cfg.data.few_shot.shots is not None else 0
+
+
+def apply_step_budget(cfg: RunConfig, num_train: int) -> dict[str, int]:
+    """Raise ``cfg.trainer.max_epochs`` (in place) so that training takes at least :func:`min_steps` optimizer
+    steps on ``num_train`` samples, and ``check_val_every_n_epoch`` by the same factor; returns the budget.
+
+    Steps per epoch = ceil(ceil(num_train / batch_size) / accumulate_grad_batches) in one process (the loader
+    keeps the last, smaller batch). Under DDP each process sees 1/world of the batches: budget accordingly.
+    """
+    t = cfg.trainer
+    batches = math.ceil(num_train / cfg.data.batch_size) if num_train else 0
+    per_epoch = math.ceil(batches / t.accumulate_grad_batches)
+    want = min_steps(cfg)
+    configured = t.max_epochs
+    if want and per_epoch and per_epoch * t.max_epochs < want:
+        epochs = math.ceil(want / per_epoch)
+        t.check_val_every_n_epoch = max(t.check_val_every_n_epoch, t.check_val_every_n_epoch * epochs // t.max_epochs)
+        t.max_epochs = epochs
+        log.info("step budget: %d training samples give %d optimizer step(s) per epoch; trainer.min_steps=%d "
+                 "raises trainer.max_epochs from %d to %d (validating every %d epochs)", num_train, per_epoch,
+                 want, configured, epochs, t.check_val_every_n_epoch)
+    return {"min_steps": want, "steps_per_epoch": per_epoch, "max_epochs": t.max_epochs,
+            "max_epochs_configured": configured, "planned_steps": per_epoch * t.max_epochs}
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from ordinalclip.modeling.config import ImageTowerConfig, ModelConfig, PromptCon
 from ordinalclip.modeling.heads import LinearClassifier, OrdinalBinaryHead, zero_shot_prototypes
 from ordinalclip.modeling.ordinalclip import CosineClassifier, OrdinalCLIP
 from ordinalclip.modeling.prompts import PlainPromptLearner, RankPromptLearner
+
+log = logging.getLogger(__name__)
 
 
 def read_rank_names(path: str | Path) -> list[str]:
@@ -76,6 +79,13 @@ def build_prompt_learner(cfg: PromptConfig, num_ranks: int, vocab) -> nn.Module:
         raise
 
 
+_PROJECTION_NOTE = {
+    "identity": "no projection, features used as they are",
+    "linear": "learnable projection, random initialisation",
+    "identity_init": "learnable projection, initialised to the identity",
+}
+
+
 def build_image_tower(cfg: ImageTowerConfig, embed_dim: int | None, bundle: ClipBundle | None) -> nn.Module:
     """The image tower of ``cfg`` projecting to ``embed_dim`` (where it has a projection)."""
     if cfg.kind == "clip":
@@ -85,6 +95,14 @@ def build_image_tower(cfg: ImageTowerConfig, embed_dim: int | None, bundle: Clip
 
             return HFClipImageTower.from_model(bundle.model, preprocess=bundle.preprocess.to_dict())
         return ClipImageTower(bundle.model.visual, preprocess=bundle.preprocess.to_dict())
+    if cfg.kind == "features":
+        if cfg.input_dim is None:
+            raise ValueError("the features tower needs model.image.input_dim (the width of the feature vectors)")
+        embed_dim = embed_dim or cfg.input_dim  # no text tower and no model.embed_dim: keep the features' width
+        mode = cfg.projection(embed_dim)
+        log.info("features tower: %s (%d-d features, joint width %d; model.image.project: %s)",
+                 _PROJECTION_NOTE[mode], cfg.input_dim, embed_dim, cfg.project)
+        return FeatureTower(cfg.input_dim, embed_dim, mode)
     if embed_dim is None:
         raise ValueError(f"image tower {cfg.kind!r} needs the joint width: set model.embed_dim")
     if cfg.kind in ("vgg16", "resnet50"):
@@ -97,13 +115,6 @@ def build_image_tower(cfg: ImageTowerConfig, embed_dim: int | None, bundle: Clip
         if not cfg.timm_model:
             raise ValueError("the timm image tower needs model.image.timm_model (a timm model name)")
         return TimmTower(cfg.timm_model, embed_dim, weights=cfg.weights, model_kwargs=cfg.timm_kwargs)
-    if cfg.kind == "features":
-        if cfg.input_dim is None:
-            raise ValueError("the features tower needs model.image.input_dim (the width of the feature vectors)")
-        if not cfg.project and cfg.input_dim != embed_dim:
-            raise ValueError(f"features are {cfg.input_dim}-d but the joint width is {embed_dim}: set "
-                             "model.image.project: true")
-        return FeatureTower(cfg.input_dim, embed_dim if cfg.project else None)
     raise ValueError(f"unknown image tower {cfg.kind!r}")
 
 

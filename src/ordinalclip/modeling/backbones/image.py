@@ -192,13 +192,39 @@ def _import_timm():
 
 
 class FeatureTower(nn.Module):
-    """The input already is a feature vector (e.g. precomputed CLIP features), optionally projected to E."""
+    """The input already is a feature vector (e.g. precomputed CLIP features), mapped into the joint space.
 
-    def __init__(self, input_dim: int, output_dim: int | None = None):
+    Args:
+        input_dim: width F of the feature vectors.
+        output_dim: joint width E (None: F).
+        projection: ``"identity"`` (no parameters; F must equal E), ``"linear"`` (learnable bias-free F -> E,
+            kaiming-normal like the other towers' projections) or ``"identity_init"`` (learnable F -> F starting
+            as the identity: training begins from the features as they are). The default keeps the old meaning
+            of ``output_dim``: a projection when it is given, none otherwise.
+    """
+
+    def __init__(self, input_dim: int, output_dim: int | None = None,
+                 projection: Literal["identity", "linear", "identity_init"] | None = None):
         super().__init__()
+        if projection is None:
+            projection = "linear" if output_dim else "identity"
+        output_dim = output_dim or input_dim
+        if projection in ("identity", "identity_init") and output_dim != input_dim:
+            raise ValueError(f"a {projection} projection keeps the width: features are {input_dim}-d, the joint "
+                             f"width is {output_dim}")
         self.input_dim = input_dim
-        self.output_dim = output_dim or input_dim
-        self.proj = _projection(input_dim, output_dim) if output_dim else nn.Identity()
+        self.output_dim = output_dim
+        self.projection = projection
+        if projection == "identity":
+            self.proj: nn.Module = nn.Identity()
+        elif projection == "linear":
+            self.proj = _projection(input_dim, output_dim)
+        elif projection == "identity_init":
+            self.proj = nn.Linear(input_dim, input_dim, bias=False)
+            with torch.no_grad():
+                self.proj.weight.copy_(torch.eye(input_dim))
+        else:
+            raise ValueError(f"unknown projection {projection!r}; expected identity, linear or identity_init")
         self.preprocess: dict = {}
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
