@@ -23,8 +23,7 @@ from ordinalclip.configtools import from_dict
 from ordinalclip.engine.trainer import apply_step_budget
 from ordinalclip.modeling import FeatureTower, ImageTowerConfig, build_image_tower, build_model
 from ordinalclip.modeling.backbones.clip import load_clip
-from tests.conftest import tiny_clip_custom
-from tests.test_engine_data import COUNTS, NUM_RANKS, make_features, tiny_config
+from tests.helpers import COUNTS, NUM_RANKS, make_features, tiny_clip_custom, tiny_config
 
 # --------------------------------------------------------------------------------------- projection modes
 

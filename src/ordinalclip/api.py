@@ -438,7 +438,8 @@ def _train(prep: _Prepared, callbacks: Sequence[L.Callback]
 
 
 def _evaluate_only(cfg: RunConfig, model: nn.Module, callbacks: Sequence[L.Callback]) -> bool:
-    """True when the run evaluates the model as built: zero-shot, nothing trainable, or an EvaluateOnly callback."""
+    """True when the run evaluates the model as built: zero-shot, nothing trainable, or an EvaluateOnly
+    callback."""
     return (cfg.model.arch == "zeroshot" or not has_trainable(model)
             or any(isinstance(c, EvaluateOnly) for c in callbacks))
 

@@ -177,10 +177,10 @@ class TrainerConfig:
     """Lightning Trainer settings (devices, strategies and multi-node runs are Lightning's)."""
 
     max_epochs: int = 100
-    # Step budget: train at least this many optimizer steps, raising max_epochs when the data are too few to reach
-    # it in max_epochs (few-shot subsets: 1 shot x 11 ranks at batch 32 is one step per epoch). check_val_every_n_
-    # epoch grows by the same factor, so the number of validations stays as configured. null = FEW_SHOT_MIN_STEPS
-    # for few-shot runs (data.few_shot.shots set), 0 (off) otherwise.
+    # Step budget: train at least this many optimizer steps, raising max_epochs when the data are too few to
+    # reach it in max_epochs (few-shot subsets: 1 shot x 11 ranks at batch 32 is one step per epoch).
+    # check_val_every_n_ epoch grows by the same factor, so the number of validations stays as configured.
+    # null = FEW_SHOT_MIN_STEPS for few-shot runs (data.few_shot.shots set), 0 (off) otherwise.
     min_steps: int | None = None
     accelerator: str = "auto"
     devices: int | str | list[int] = "auto"

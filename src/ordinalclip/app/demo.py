@@ -59,7 +59,7 @@ class DemoOptions:
     progress: bool = True
     quick: bool = False
     text_task: bool = True  # also run the text task (app.demo_text): where language priors help
-    text_options: Any = None  # a demo_text.TextTaskOptions instead of demo_text_options(self) (tests, other sizes)
+    text_options: Any = None  # a demo_text.TextTaskOptions instead of demo_text_options(self) (tests)
 
 
 DEFAULT_METHODS = ("OrdinalCLIP (random base ranks)", "OrdinalCLIP (named base ranks)", "CoOp (rank names)",
@@ -262,7 +262,8 @@ def run_demo(opts: DemoOptions) -> tuple[str, Path]:
 
 
 def write_report(report: Path, results: Sequence[RunResult], settings: Sequence[str], methods: Sequence[str],
-                 intro: str, dataset: Any, first_seed: int, extra: Callable[[Any], None] | None = None) -> Path:
+                 intro: str, dataset: Any, first_seed: int,
+                 extra: Callable[[Any], None] | None = None) -> Path:
     """The demo's page: the comparison table, the few-shot curves, a closer look at the best full-data run
     (the photos per level, its worst errors, error per level, confusion matrix) and every method's
     prototypes; ``extra(page)`` adds more sections (the text task) before it is written."""

@@ -1,10 +1,11 @@
 """The demo's text task: word valence on the AFINN lexicon, where language priors are at home.
 
-The features are all-MiniLM-L6-v2 sentence embeddings of the words, the text tower is the same all-MiniLM-L6-v2:
-features and prompt features share one space (as CLIP image features share CLIP's text space), so the features
-tower keeps them as they are (``model.image.project: auto`` -> identity) and rank names mean something to the
-model. The blur task next to it pairs an ImageNet tower with the same sentence encoder: never aligned, so there
-named base ranks cannot beat random ones. Together they show where priors help and where they do not.
+The features are all-MiniLM-L6-v2 sentence embeddings of the words, the text tower is the same
+all-MiniLM-L6-v2: features and prompt features share one space (as CLIP image features share CLIP's text
+space), so the features tower keeps them as they are (``model.image.project: auto`` -> identity) and rank
+names mean something to the model. The blur task next to it pairs an ImageNet tower with the same sentence
+encoder: never aligned, so there named base ranks cannot beat random ones. Together they show where priors
+help and where they do not.
 
 Everything here is shared by ``ordinalclip demo`` and ``benchmarks/language_prior.py``: the data set
 (:mod:`ordinalclip.data.lexicon`), the run config of every method, and the scikit-learn logistic-regression
@@ -49,17 +50,19 @@ METHOD_ALIASES = {
 }
 
 
-# The recipe (see the README's language-prior section for the evidence): prompt models keep the prior with a small
-# learning rate on few-shot subsets (a large one overwrites the named ranks within a few steps of 11 words), and on
-# the whole training split learn faster through a same-width projection that starts at the identity (the identity
-# alone leaves the prompts too little capacity to match logistic regression). The heads have no prior to keep.
+# The recipe (see the README's language-prior section for the evidence): prompt models keep the prior with a
+# small learning rate on few-shot subsets (a large one overwrites the named ranks within a few steps of 11
+# words), and on the whole training split learn faster through a same-width projection that starts at the
+# identity (the identity alone leaves the prompts too little capacity to match logistic regression). The heads
+# have no prior to keep.
 PROMPT_LR_FEW_SHOT = 1e-4
 PROMPT_LR_FULL = 2e-3
 HEAD_LR = 2e-3
 
 
 def text_method_overrides(full: bool = False) -> dict[str, dict[str, Any]]:
-    """Config overrides of every engine method of the text task (``full``: the whole-training-split recipe)."""
+    """Config overrides of every engine method of the text task (``full``: the whole-training-split
+    recipe)."""
     prompt = {"context_init": TEXT_CONTEXT}
     trained_prompts = {
         "model": {"image": {"project": "identity_init" if full else "auto"}},
@@ -144,8 +147,8 @@ def text_base_config(ds: LexiconDataset, out: Path, batch_size: int = 32, epochs
 def text_run_config(
     base: dict[str, Any], method: str, shots: int | None, seed: int, min_steps: int | None = None
 ) -> dict[str, Any]:
-    """The config of one text-task run: ``method`` at ``shots`` per rank (None = all) and ``seed`` (the logistic
-    regression anchor reads the data of this config too)."""
+    """The config of one text-task run: ``method`` at ``shots`` per rank (None = all) and ``seed`` (the
+    logistic regression anchor reads the data of this config too)."""
     over = text_method_overrides(full=shots is None).get(method, {})
     return merge(
         merge(base, over),
@@ -292,8 +295,9 @@ def run_text_task(opts: TextTaskOptions) -> tuple[list[TextResult], LexiconDatas
 
 
 def _fit_all(jobs: list[tuple[dict[str, Any], Path]], workers: int) -> Iterator[tuple[dict[str, float], int]]:
-    """(test metrics, optimizer steps) of every job, in order; with ``workers`` > 1 the jobs are submitted at once
-    to as many single-threaded processes (before the first result is asked for), else run one by one when asked."""
+    """(test metrics, optimizer steps) of every job, in order; with ``workers`` > 1 the jobs are submitted at
+    once to as many single-threaded processes (before the first result is asked for), else run one by one when
+    asked."""
     workers = max(1, min(workers, len(jobs)))
     if workers == 1:
         return (_fit_one(cfg, run_dir, 0) for cfg, run_dir in jobs)
@@ -314,8 +318,9 @@ def _fit_all(jobs: list[tuple[dict[str, Any], Path]], workers: int) -> Iterator[
 
 
 def _fit_one(cfg: dict[str, Any], run_dir: Path, threads: int) -> tuple[dict[str, float], int]:
-    """Train (or evaluate) one run; its test metrics (best checkpoint on val, else last) and steps. A run folder
-    that already holds the finished run of the same config is read instead (an interrupted benchmark continues)."""
+    """Train (or evaluate) one run; its test metrics (best checkpoint on val, else last) and steps. A run
+    folder that already holds the finished run of the same config is read instead (an interrupted benchmark
+    continues)."""
     from ordinalclip import api
     from ordinalclip.engine.trainer import quiet_lightning
 
@@ -387,8 +392,8 @@ def summarize_text(results: Sequence[TextResult]) -> dict[str, dict[str, dict[st
 
 
 def gains_vs_lr(summary: dict[str, dict[str, dict[str, Any]]]) -> dict[str, float | None]:
-    """Relative test-MAE (expectation) reduction of OrdinalCLIP with named base ranks against logistic regression,
-    per setting: ``gain_vs_lr_1shot`` = 1 - MAE(named) / MAE(LR) (0.15 = 15% lower)."""
+    """Relative test-MAE (expectation) reduction of OrdinalCLIP with named base ranks against logistic
+    regression, per setting: ``gain_vs_lr_1shot`` = 1 - MAE(named) / MAE(LR) (0.15 = 15% lower)."""
     out: dict[str, float | None] = {}
     named, lr = summary.get(NAMED, {}), summary.get(LOGISTIC_REGRESSION, {})
     for setting in dict.fromkeys([*named, *lr]):
@@ -401,7 +406,8 @@ def gains_vs_lr(summary: dict[str, dict[str, dict[str, Any]]]) -> dict[str, floa
 
 
 def text_table(summary: dict[str, dict[str, dict[str, Any]]]) -> str:
-    """Markdown table: one row per (setting, method), test MAE (expectation, argmax) and ordinality, mean ± std."""
+    """Markdown table: one row per (setting, method), test MAE (expectation, argmax) and ordinality, mean ±
+    std."""
 
     def fmt(stat: list[float] | None, n: int, pct: bool = False) -> str:
         if stat is None:
@@ -443,9 +449,9 @@ def few_shot_curves(results: Sequence[TextResult]) -> dict[str, dict[int, list[f
 
 
 def demo_text_options(demo: Any) -> TextTaskOptions:
-    """The text task's share of ``ordinalclip demo`` (a :class:`~ordinalclip.app.demo.DemoOptions`): the prior's
-    story in a minute or two: zero-shot, named vs random base ranks and the logistic-regression anchor at 1 and 4
-    shots and on the whole training split (``--quick``: one seed, 1 shot)."""
+    """The text task's share of ``ordinalclip demo`` (a :class:`~ordinalclip.app.demo.DemoOptions`): the
+    prior's story in a minute or two: zero-shot, named vs random base ranks and the logistic-regression anchor
+    at 1 and 4 shots and on the whole training split (``--quick``: one seed, 1 shot)."""
     quick = bool(getattr(demo, "quick", False))
     return TextTaskOptions(
         out=Path(demo.out) / "text",
@@ -459,8 +465,8 @@ def demo_text_options(demo: Any) -> TextTaskOptions:
 
 
 def demo_section(opts: TextTaskOptions, report_dir: Path) -> tuple[str, list[tuple[str, str | None, str]]]:
-    """Run the text task for ``ordinalclip demo``: its Markdown table (titled) and its report sections (few-shot
-    curves written into ``report_dir``)."""
+    """Run the text task for ``ordinalclip demo``: its Markdown table (titled) and its report sections
+    (few-shot curves written into ``report_dir``)."""
     import time
 
     from ordinalclip.app.report import plot_few_shot
@@ -478,8 +484,10 @@ def demo_section(opts: TextTaskOptions, report_dir: Path) -> tuple[str, list[tup
     )
     intro = (
         f"Word valence on the AFINN lexicon (human ratings -5..+5, {ds.num_ranks} ranks): "
-        f"{ds.counts['train']} train / {ds.counts['val']} val / {ds.counts['test']} test words, split by word. "
-        f"Features: all-MiniLM-L6-v2 sentence embeddings of the words, kept as they are (the features tower's "
+        f"{ds.counts['train']} train / {ds.counts['val']} val / {ds.counts['test']} test words, "
+        "split by word. "
+        "Features: all-MiniLM-L6-v2 sentence embeddings of the words, kept as they are (the features "
+        "tower's "
         f"projection is the identity: they already live in the text tower's space); text tower: the same "
         f"all-MiniLM-L6-v2 (frozen). Here the language prior helps: MAE reduction of OrdinalCLIP with named "
         f"base ranks against logistic regression (scikit-learn, same samples) {gain_text}. Test MAE of the "

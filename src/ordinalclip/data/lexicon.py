@@ -1,14 +1,14 @@
 """A real human-labelled ordinal text task, offline: word valence from the AFINN lexicon.
 
-AFINN (Finn Årup Nielsen, 2011; the ``afinn`` package, which ships the word list) rates 3,382 English words and
-phrases by hand with an integer valence from -5 (very negative) to +5 (very positive): 11 ordered ranks. Each word
-becomes a sentence embedding from a Hugging Face encoder run through the project's own text tower
-(:class:`~ordinalclip.modeling.backbones.hf_text.HFTextTower`, all-MiniLM-L6-v2 by default), so the features live
-in the same space as that tower's prompt features: the text analogue of CLIP image features next to CLIP's text
-tower, where language priors (named ranks, zero-shot prompts) should help most.
+AFINN (Finn Årup Nielsen, 2011; the ``afinn`` package, which ships the word list) rates 3,382 English words
+and phrases by hand with an integer valence from -5 (very negative) to +5 (very positive): 11 ordered ranks.
+Each word becomes a sentence embedding from a Hugging Face encoder run through the project's own text tower
+(:class:`~ordinalclip.modeling.backbones.hf_text.HFTextTower`, all-MiniLM-L6-v2 by default), so the features
+live in the same space as that tower's prompt features: the text analogue of CLIP image features next to
+CLIP's text tower, where language priors (named ranks, zero-shot prompts) should help most.
 
-The split is by word, stratified by rank (70/15/15 of every rank, at least one word of each rank in train), fixed
-by ``seed``. :func:`build_lexicon_dataset` writes, under the user cache like the blur demo data:
+The split is by word, stratified by rank (70/15/15 of every rank, at least one word of each rank in train),
+fixed by ``seed``. :func:`build_lexicon_dataset` writes, under the user cache like the blur demo data:
 
 * ``features.npz``: ``features`` (N, E) float32 L2-normalised embeddings, ``labels`` (N,) valence -5..5,
   ``split`` (N,) ``train``/``val``/``test``, ``words`` (N,) the words (``data.format: features`` reads it with
@@ -76,7 +76,8 @@ class LexiconDataset:
 
 
 def default_lexicon_root() -> Path:
-    """``$ORDINALCLIP_CACHE/lexicon-afinn-v1`` if the variable is set, else ``~/.cache/ordinalclip/lexicon-afinn-v1``."""
+    """``$ORDINALCLIP_CACHE/lexicon-afinn-v1`` if the variable is set, else
+    ``~/.cache/ordinalclip/lexicon-afinn-v1``."""
     base = os.environ.get("ORDINALCLIP_CACHE")
     return (Path(base).expanduser() if base else Path.home() / ".cache" / "ordinalclip") / VERSION
 
@@ -134,7 +135,8 @@ def split_by_word(
 def embed_words(
     words: list[str], text_model: str, template: str = FEATURE_TEMPLATE, batch_size: int = 256
 ) -> np.ndarray:
-    """(N, E) float32 L2-normalised embeddings of ``template.format(word)`` through the project's HF text tower."""
+    """(N, E) float32 L2-normalised embeddings of ``template.format(word)`` through the project's HF text
+    tower."""
     import torch
 
     from ordinalclip.modeling.backbones.hf_text import HFTextTower

@@ -60,7 +60,8 @@ def build_loggers(cfg: RunConfig, run_dir: Path) -> list[Logger]:
 
 
 def min_steps(cfg: RunConfig) -> int:
-    """The step budget of a run: ``trainer.min_steps``, or its default (FEW_SHOT_MIN_STEPS for few-shot runs)."""
+    """The step budget of a run: ``trainer.min_steps``, or its default (FEW_SHOT_MIN_STEPS for few-shot
+    runs)."""
     if cfg.trainer.min_steps is not None:
         return cfg.trainer.min_steps
     return FEW_SHOT_MIN_STEPS if cfg.data.few_shot.shots is not None else 0
@@ -80,7 +81,8 @@ def apply_step_budget(cfg: RunConfig, num_train: int) -> dict[str, int]:
     configured = t.max_epochs
     if want and per_epoch and per_epoch * t.max_epochs < want:
         epochs = math.ceil(want / per_epoch)
-        t.check_val_every_n_epoch = max(t.check_val_every_n_epoch, t.check_val_every_n_epoch * epochs // t.max_epochs)
+        every = t.check_val_every_n_epoch
+        t.check_val_every_n_epoch = max(every, every * epochs // t.max_epochs)
         t.max_epochs = epochs
         log.info("step budget: %d training samples give %d optimizer step(s) per epoch; trainer.min_steps=%d "
                  "raises trainer.max_epochs from %d to %d (validating every %d epochs)", num_train, per_epoch,

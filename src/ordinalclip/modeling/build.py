@@ -97,8 +97,9 @@ def build_image_tower(cfg: ImageTowerConfig, embed_dim: int | None, bundle: Clip
         return ClipImageTower(bundle.model.visual, preprocess=bundle.preprocess.to_dict())
     if cfg.kind == "features":
         if cfg.input_dim is None:
-            raise ValueError("the features tower needs model.image.input_dim (the width of the feature vectors)")
-        embed_dim = embed_dim or cfg.input_dim  # no text tower and no model.embed_dim: keep the features' width
+            raise ValueError("the features tower needs model.image.input_dim (the width of the feature "
+                             "vectors)")
+        embed_dim = embed_dim or cfg.input_dim  # no text tower nor model.embed_dim: the features' width
         mode = cfg.projection(embed_dim)
         log.info("features tower: %s (%d-d features, joint width %d; model.image.project: %s)",
                  _PROJECTION_NOTE[mode], cfg.input_dim, embed_dim, cfg.project)

@@ -9,10 +9,10 @@ MORPH_CONTEXT = "age estimation: the age of the person is"
 
 # How a features tower maps its input into the joint space (``model.image.project``):
 #   auto          identity when the features already have the joint width, else a learnable projection;
-#   identity      no projection (features must have the joint width): features already in the text tower's space;
-#   linear        a learnable bias-free projection, randomly initialised (kaiming normal);
-#   identity_init a learnable same-width projection that starts as the identity.
-# ``true`` / ``false`` (the old boolean) still load: true = linear, false = identity.
+#   identity      no projection (features must have the joint width): features already in the text tower's
+# space;   linear        a learnable bias-free projection, randomly initialised (kaiming normal);
+# identity_init a learnable same-width projection that starts as the identity. ``true`` / ``false`` (the old
+# boolean) still load: true = linear, false = identity.
 ProjectMode = Literal["auto", "identity", "linear", "identity_init"]
 
 
@@ -50,14 +50,17 @@ class ImageTowerConfig:
     def projection(self, embed_dim: int | None) -> Literal["identity", "linear", "identity_init"]:
         """The projection a features tower gets for a joint width of ``embed_dim`` (``auto`` and the old
         booleans resolved); raises ``ValueError`` when an identity cannot reach that width."""
-        mode = {True: "linear", False: "identity"}.get(self.project, self.project)  # type: ignore[call-overload]
+        old = {True: "linear", False: "identity"}
+        mode = old.get(self.project, self.project)  # type: ignore[call-overload]
         if mode == "auto":
             mode = "identity" if embed_dim is None or self.input_dim == embed_dim else "linear"
         if mode not in ("identity", "linear", "identity_init"):
-            raise ValueError(f"model.image.project: expected auto, identity, linear or identity_init, got {mode!r}")
+            raise ValueError(f"model.image.project: expected auto, identity, linear or identity_init, got "
+                             f"{mode!r}")
         if mode in ("identity", "identity_init") and embed_dim is not None and self.input_dim != embed_dim:
             raise ValueError(f"model.image.project: {self.project!r} keeps the width, but the features are "
-                             f"{self.input_dim}-d and the joint width is {embed_dim}: use project: linear (or auto)")
+                             f"{self.input_dim}-d and the joint width is {embed_dim}: use project: linear "
+                             "(or auto)")
         return mode
 
 

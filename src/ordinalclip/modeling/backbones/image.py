@@ -95,7 +95,8 @@ class TorchvisionTower(nn.Module):
             IMDB-WIKI weights; the new projection stays initialised unless the file has one of the same shape.
     """
 
-    def __init__(self, arch: Literal["vgg16", "resnet50"], output_dim: int, weights: str | os.PathLike | None = None):
+    def __init__(self, arch: Literal["vgg16", "resnet50"], output_dim: int, weights: str | os.PathLike | None
+    = None):
         super().__init__()
         import torchvision
 
@@ -198,9 +199,9 @@ class FeatureTower(nn.Module):
         input_dim: width F of the feature vectors.
         output_dim: joint width E (None: F).
         projection: ``"identity"`` (no parameters; F must equal E), ``"linear"`` (learnable bias-free F -> E,
-            kaiming-normal like the other towers' projections) or ``"identity_init"`` (learnable F -> F starting
-            as the identity: training begins from the features as they are). The default keeps the old meaning
-            of ``output_dim``: a projection when it is given, none otherwise.
+            kaiming-normal like the other towers' projections) or ``"identity_init"`` (learnable F -> F
+            starting as the identity: training begins from the features as they are). The default keeps the
+            old meaning of ``output_dim``: a projection when it is given, none otherwise.
     """
 
     def __init__(self, input_dim: int, output_dim: int | None = None,
@@ -210,7 +211,8 @@ class FeatureTower(nn.Module):
             projection = "linear" if output_dim else "identity"
         output_dim = output_dim or input_dim
         if projection in ("identity", "identity_init") and output_dim != input_dim:
-            raise ValueError(f"a {projection} projection keeps the width: features are {input_dim}-d, the joint "
+            raise ValueError(f"a {projection} projection keeps the width: features are {input_dim}-d, the "
+                             "joint "
                              f"width is {output_dim}")
         self.input_dim = input_dim
         self.output_dim = output_dim
