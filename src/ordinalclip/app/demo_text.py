@@ -346,11 +346,15 @@ def _fit_one(cfg: dict[str, Any], run_dir: Path, threads: int) -> tuple[dict[str
 
 def _same_config(run_dir: Path, cfg: dict[str, Any]) -> bool:
     """Whether the run in ``run_dir`` was made from ``cfg`` (its resolved config.yaml, output paths aside)."""
+    import warnings
+
     from ordinalclip.api import resolve_config
     from ordinalclip.configtools import load_yaml, to_dict
 
     try:
-        saved = load_yaml(run_dir / "config.yaml")
+        with warnings.catch_warnings():  # a renamed key of an older run is read under its new name
+            warnings.simplefilter("ignore", FutureWarning)
+            saved = to_dict(resolve_config(load_yaml(run_dir / "config.yaml")))
         wanted = to_dict(resolve_config(cfg))
     except Exception:  # an unreadable or outdated config: rerun
         return False
