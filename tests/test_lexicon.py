@@ -201,3 +201,4 @@ def test_demo_report_shows_the_image_and_the_text_task(tmp_path: Path):
     ):
         assert row in table and row in summary
     assert "Text task: word valence" in summary and (page.parent / "few_shot_text.png").is_file()
+    assert "Text task: word valence" in page.read_text(encoding="utf-8")

@@ -468,9 +468,28 @@ def demo_text_options(demo: Any) -> TextTaskOptions:
     )
 
 
-def demo_section(opts: TextTaskOptions, report_dir: Path) -> tuple[str, list[tuple[str, str | None, str]]]:
-    """Run the text task for ``ordinalclip demo``: its Markdown table (titled) and its report sections
-    (few-shot curves written into ``report_dir``)."""
+@dataclass
+class TextSection:
+    """The text task's part of the demo: its Markdown table (printed) and its report sections."""
+
+    table_md: str
+    intro: str
+    plot: str | None  # few-shot curves, relative to the report folder
+
+    def add_to(self, page: Any) -> None:
+        """Append the text task to a :class:`~ordinalclip.app.report.Page`."""
+        import html
+
+        page.heading("Text task: word valence (where language priors help)")
+        page.text(self.intro)
+        page.raw(f"<pre>{html.escape(self.table_md)}</pre>", self.table_md)
+        if self.plot:
+            page.images([(self.plot, "text task: test MAE (expectation) against words per rank")])
+
+
+def demo_section(opts: TextTaskOptions, report_dir: Path) -> TextSection:
+    """Run the text task for ``ordinalclip demo``; its table, intro and few-shot curves (written into
+    ``report_dir``)."""
     import time
 
     from ordinalclip.app.report import plot_few_shot
@@ -480,29 +499,22 @@ def demo_section(opts: TextTaskOptions, report_dir: Path) -> tuple[str, list[tup
     summary = summarize_text(results)
     gains = gains_vs_lr(summary)
     table = text_table(summary)
-    plot_few_shot(
-        few_shot_curves(results), Path(report_dir) / "few_shot_text.png", metric="test MAE (expectation)"
-    )
+    curves = few_shot_curves(results)
+    plot = None
+    if curves:
+        plot = "few_shot_text.png"
+        plot_few_shot(curves, Path(report_dir) / plot, metric="test MAE (expectation)")
     gain_text = ", ".join(
         f"{k.removeprefix('gain_vs_lr_')}: {v:+.0%}" for k, v in gains.items() if v is not None
     )
     intro = (
         f"Word valence on the AFINN lexicon (human ratings -5..+5, {ds.num_ranks} ranks): "
         f"{ds.counts['train']} train / {ds.counts['val']} val / {ds.counts['test']} test words, "
-        "split by word. "
-        "Features: all-MiniLM-L6-v2 sentence embeddings of the words, kept as they are (the features "
-        "tower's "
-        f"projection is the identity: they already live in the text tower's space); text tower: the same "
-        f"all-MiniLM-L6-v2 (frozen). Here the language prior helps: MAE reduction of OrdinalCLIP with named "
-        f"base ranks against logistic regression (scikit-learn, same samples) {gain_text}. Test MAE of the "
-        f"best-on-val checkpoint, mean ± std over seeds {list(opts.seeds)}. Took {time.time() - t0:.0f} s."
+        "split by word. Features: all-MiniLM-L6-v2 sentence embeddings of the words, kept as they are (the "
+        "features tower is the identity: they already live in the text tower's space); text tower: the same "
+        "all-MiniLM-L6-v2 (frozen). MAE reduction of OrdinalCLIP with named base ranks against logistic "
+        f"regression (scikit-learn, same samples): {gain_text}. Test MAE of the best-on-val checkpoint, "
+        "mean ± "
+        f"std over seeds {list(opts.seeds)}. Took {time.time() - t0:.0f} s."
     )
-    sections = [
-        ("Text task: word valence (language priors at home)", None, intro),
-        (
-            "Text task: few-shot curves",
-            "few_shot_text.png",
-            "Test MAE (expectation) against words per rank; the zero-shot row trains nothing.",
-        ),
-    ]
-    return "Text task (AFINN word valence, 11 ranks):\n\n" + table, sections
+    return TextSection("Text task (AFINN word valence, 11 ranks):\n\n" + table, intro, plot)
