@@ -63,3 +63,51 @@ def test_train_step_takes_repeats_per_batch_size():
     assert {"step_overhead_bs2", "step_overhead_bs4"} <= set(figures)
     with pytest.raises(SystemExit):
         train_step.main([*args, "--repeats", "2,1,1"])
+
+
+def test_losses_summary_pairs_seeds_against_the_default():
+    import losses
+
+    def run(loss, seed, mae):
+        return {
+            "task": "t",
+            "setting": "full",
+            "loss": loss,
+            "seed": seed,
+            "metrics": {"mae_exp": mae, "rps": 0.5},
+        }
+
+    runs = [
+        run(losses.DEFAULT, 0, 1.0),
+        run(losses.DEFAULT, 1, 2.0),
+        run("SORD", 0, 0.9),
+        run("SORD", 1, 1.7),
+        run("EMD", 0, 1.2),
+        run("EMD", 1, 1.9),
+    ]
+    summary = losses.summarize(runs)["t"]["full"]
+    assert summary["SORD"]["delta_mae_exp"]["per_seed"] == pytest.approx([-0.1, -0.3])
+    assert summary["SORD"]["delta_mae_exp"]["mean"] == pytest.approx(-0.2)
+    assert summary["SORD"]["mae_exp"]["mean"] == pytest.approx(1.3)
+    assert "delta_mae_exp" not in summary[losses.DEFAULT]
+    headers, rows = losses.tables({"t": {"full": summary}})
+    verdicts = {r[2]: r[-1] for r in rows}
+    assert verdicts == {losses.DEFAULT: "", "SORD": "helps", "EMD": "mixed"}
+
+
+@pytest.mark.slow
+def test_losses_tiny_trains_the_default_and_sord(tmp_path):
+    import losses
+
+    out_json = tmp_path / "losses.json"
+    figures = losses.main(
+        ["--tiny", "--threads", "1", "--jobs", "1", "--out", str(tmp_path / "runs"), "--json", str(out_json)]
+    )
+    assert json.loads(out_json.read_text()) == json.loads(json.dumps(figures))
+    entry = figures["summary"]["demo"]["1-shot"]
+    assert set(entry) == {losses.DEFAULT, "SORD"}
+    assert all(math.isfinite(entry[k]["mae_exp"]["mean"]) for k in entry)
+    assert len(entry["SORD"]["delta_mae_exp"]["per_seed"]) == 1
+    # a second call reuses the finished runs
+    again = losses.main(["--tiny", "--threads", "1", "--jobs", "1", "--out", str(tmp_path / "runs")])
+    assert again["summary"] == figures["summary"]

@@ -22,12 +22,22 @@ from tests.helpers import tiny_clip_custom
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 DATASETS = {"morph": 101, "adience": len(ADIENCE_GROUPS), "aesthetics": 5, "hci": len(HCI_DECADES)}
-TINY_CLIP = ["model.clip.name=null", "model.clip.pretrained=null", f"model.clip.custom={json.dumps(tiny_clip_custom())}"]
+TINY_CLIP = [
+    "model.clip.name=null",
+    "model.clip.pretrained=null",
+    f"model.clip.custom={json.dumps(tiny_clip_custom())}",
+]
 TINY_IMAGE = ["model.image.kind=clip", "model.image.weights=null"]  # the tiny CLIP's 32x32 ViT, not a VGG-16
 # the reference's eight MORPH contexts (configs/.../init-context-morph-additonal), 0-0 being the default
-CONTEXTS = {"0_1": "the age of the person is", "1_0": "age estimation: the age of the person in the portrait is",
-            "1_1": "the age of the person in the portrait is", "2_0": "age estimation: the age is",
-            "2_1": "the age is", "3_0": "age estimation: the age of the face is", "3_1": "the age of the face is"}
+CONTEXTS = {
+    "0_1": "the age of the person is",
+    "1_0": "age estimation: the age of the person in the portrait is",
+    "1_1": "the age of the person in the portrait is",
+    "2_0": "age estimation: the age is",
+    "2_1": "the age is",
+    "3_0": "age estimation: the age of the face is",
+    "3_1": "the age of the face is",
+}
 
 
 def load(rel: str, *overrides: str) -> RunConfig:
@@ -64,7 +74,9 @@ def test_zero_shot_and_coop_have_one_name_per_rank(dataset):
     coop = load(f"baselines/{dataset}_coop.yaml")
     c = DATASETS[dataset]
     assert zero.model.num_ranks == coop.model.num_ranks == c
-    assert zero.model.arch == "zeroshot" and zero.model.image.kind == "clip" and zero.model.image.weights is None
+    assert (
+        zero.model.arch == "zeroshot" and zero.model.image.kind == "clip" and zero.model.image.weights is None
+    )
     assert len(zero.model.prompts.rank_names) == c and len(set(zero.model.prompts.rank_names)) == c
     assert len(zero.model.zero_shot_templates) >= 3
     assert all(t.count("{}") == 1 for t in zero.model.zero_shot_templates)
@@ -75,8 +87,9 @@ def test_zero_shot_and_coop_have_one_name_per_rank(dataset):
 
 
 @pytest.mark.parametrize("dataset", list(DATASETS))
-@pytest.mark.parametrize("head, arch", [("cnn", "cosine"), ("linear", "linear"), ("coral", "coral"),
-                                        ("corn", "corn")])
+@pytest.mark.parametrize(
+    "head, arch", [("cnn", "cosine"), ("linear", "linear"), ("coral", "coral"), ("corn", "corn")]
+)
 def test_head_baselines_change_only_the_head(dataset, head, arch):
     rel = "morph_cnn.yaml" if (dataset, head) == ("morph", "cnn") else f"baselines/{dataset}_{head}.yaml"
     cfg, base = load(rel), load(f"{dataset}.yaml")
@@ -84,21 +97,54 @@ def test_head_baselines_change_only_the_head(dataset, head, arch):
     assert cfg.data == base.data and cfg.trainer == base.trainer
     assert cfg.model.image == base.model.image  # same image tower as the OrdinalCLIP run it is compared with
     assert cfg.loss.kl_weight == (0.0 if head == "linear" else 1.0)
-    skip = ["model.arch", "model.embed_dim"] + (["model.logit_scale", "optim.lr_prototypes"] if head == "cnn" else
-                                                 ["loss.kl_weight"] if head == "linear" else [])
+    skip = ["model.arch", "model.embed_dim"] + (
+        ["model.logit_scale", "optim.lr_prototypes"]
+        if head == "cnn"
+        else ["loss.kl_weight"]
+        if head == "linear"
+        else []
+    )
     assert _without(cfg, *skip) == _without(base, *skip)
 
 
-@pytest.mark.parametrize("column, base", [("ordinalclip", "morph.yaml"), ("coop", "baselines/morph_coop.yaml")])
-@pytest.mark.parametrize("row, tune_rank, tune_ctx, init_ctx", [
-    ("tune_rank", True, False, False), ("tune_ctx", False, True, False), ("tune_rank_ctx", True, True, False),
-    ("tune_rank_init_ctx", True, False, True), ("tune_ctx_init_ctx", False, True, True)])
+def test_adience_sord_row_is_the_linear_head_with_sord_labels():
+    sord, linear = load("baselines/adience_sord.yaml"), load("baselines/adience_linear.yaml")
+    assert sord.loss.name == "sord" and sord.model.arch == "linear" and sord.model.num_ranks == 8
+    assert _without(sord, "loss") == _without(linear, "loss")
+    # the module trains it with SORD: cross-entropy to softmax(-|k - y|) targets
+    from ordinalclip.engine.module import OrdinalModule
+    from ordinalclip.losses import soft_label_loss, sord_targets
+
+    tiny = load("baselines/adience_sord.yaml", *TINY_CLIP, *TINY_IMAGE)
+    module = OrdinalModule(build_model(tiny.model), tiny)
+    module.log = module.log_dict = lambda *a, **k: None
+    x, y = torch.randn(3, 3, 32, 32), torch.tensor([0, 4, 7])
+    loss = module.training_step((x, y), 0)
+    with torch.no_grad():
+        want = soft_label_loss(module(x), y, sord_targets(8))
+    assert torch.allclose(loss.detach(), want, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "column, base", [("ordinalclip", "morph.yaml"), ("coop", "baselines/morph_coop.yaml")]
+)
+@pytest.mark.parametrize(
+    "row, tune_rank, tune_ctx, init_ctx",
+    [
+        ("tune_rank", True, False, False),
+        ("tune_ctx", False, True, False),
+        ("tune_rank_ctx", True, True, False),
+        ("tune_rank_init_ctx", True, False, True),
+        ("tune_ctx_init_ctx", False, True, True),
+    ],
+)
 def test_tune_init_rows(column, base, row, tune_rank, tune_ctx, init_ctx):
     cfg, ref = load(f"ablations/tune_init/{column}_{row}.yaml"), load(base)
     assert (cfg.optim.freeze_ranks, cfg.optim.freeze_context) == (not tune_rank, not tune_ctx)
     assert cfg.model.prompts.context_init == (ref.model.prompts.context_init if init_ctx else None)
-    assert _without(cfg, "optim.freeze_ranks", "optim.freeze_context", "model.prompts.context_init") == \
-        _without(ref, "optim.freeze_ranks", "optim.freeze_context", "model.prompts.context_init")
+    assert _without(
+        cfg, "optim.freeze_ranks", "optim.freeze_context", "model.prompts.context_init"
+    ) == _without(ref, "optim.freeze_ranks", "optim.freeze_context", "model.prompts.context_init")
     # built with tiny towers, exactly the prompt parts marked "tune" train (the image tower always does)
     tiny = load(f"ablations/tune_init/{column}_{row}.yaml", *TINY_CLIP, *TINY_IMAGE)
     trainable = set(apply_freezing(build_model(tiny.model), tiny.optim))
@@ -107,8 +153,10 @@ def test_tune_init_rows(column, base, row, tune_rank, tune_ctx, init_ctx):
 
 def test_alternative_contexts_change_only_the_context():
     morph = load("morph.yaml")
-    found = {p.stem.removeprefix("context_"): load(f"ablations/contexts/{p.name}")
-             for p in sorted((CONFIGS / "ablations/contexts").glob("*.yaml"))}
+    found = {
+        p.stem.removeprefix("context_"): load(f"ablations/contexts/{p.name}")
+        for p in sorted((CONFIGS / "ablations/contexts").glob("*.yaml"))
+    }
     assert {k: c.model.prompts.context_init for k, c in found.items()} == CONTEXTS
     for cfg in found.values():
         assert _without(cfg, "model.prompts.context_init") == _without(morph, "model.prompts.context_init")
@@ -119,14 +167,25 @@ def test_interpolation_and_image_tower_ablations():
     inv = load("ablations/morph_inv_prop.yaml")
     assert inv.model.prompts.interpolation == "inv_prop"
     assert _without(inv, "model.prompts.interpolation") == _without(morph, "model.prompts.interpolation")
-    towers = {p.stem: load(f"ablations/image_towers/{p.name}") for p in (CONFIGS / "ablations/image_towers").glob("*")}
-    got = {k: (c.model.image.kind, c.model.clip.name if c.model.image.kind == "clip" else c.model.image.weights)
-           for k, c in towers.items()}
-    assert got == {"clip_rn50": ("clip", "RN50"), "clip_vit_b16": ("clip", "ViT-B-16"),
-                   "clip_vit_b32": ("clip", "ViT-B-32"), "imagenet_vgg16": ("vgg16", ".cache/vgg/vgg16_imagenet.pt"),
-                   "imagenet_resnet50": ("resnet50", ".cache/resnet/resnet50_imagenet.pt")}
+    towers = {
+        p.stem: load(f"ablations/image_towers/{p.name}")
+        for p in (CONFIGS / "ablations/image_towers").glob("*")
+    }
+    got = {
+        k: (c.model.image.kind, c.model.clip.name if c.model.image.kind == "clip" else c.model.image.weights)
+        for k, c in towers.items()
+    }
+    assert got == {
+        "clip_rn50": ("clip", "RN50"),
+        "clip_vit_b16": ("clip", "ViT-B-16"),
+        "clip_vit_b32": ("clip", "ViT-B-32"),
+        "imagenet_vgg16": ("vgg16", ".cache/vgg/vgg16_imagenet.pt"),
+        "imagenet_resnet50": ("resnet50", ".cache/resnet/resnet50_imagenet.pt"),
+    }
     for cfg in towers.values():
-        assert cfg.model.prompts == morph.model.prompts and cfg.optim == morph.optim and cfg.data == morph.data
+        assert (
+            cfg.model.prompts == morph.model.prompts and cfg.optim == morph.optim and cfg.data == morph.data
+        )
 
 
 def test_baselines_build_with_tiny_towers():

@@ -38,11 +38,23 @@ class CountingClassifier(CosineClassifier):
 @pytest.fixture
 def feature_setup(tmp_path: Path):
     path = make_features(tmp_path / "f.npz")
-    cfg = from_dict(RunConfig, {
-        "model": {"arch": "cosine", "num_ranks": NUM_RANKS, "image": {"kind": "features", "input_dim": 8}},
-        "data": {"format": "features", "train": path, "columns": {"split": "split"}, "eval_batch_size": 3},
-        "trainer": {"progress_bar": False, "accelerator": "cpu"},
-    })
+    cfg = from_dict(
+        RunConfig,
+        {
+            "model": {
+                "arch": "cosine",
+                "num_ranks": NUM_RANKS,
+                "image": {"kind": "features", "input_dim": 8},
+            },
+            "data": {
+                "format": "features",
+                "train": path,
+                "columns": {"split": "split"},
+                "eval_batch_size": 3,
+            },
+            "trainer": {"progress_bar": False, "accelerator": "cpu"},
+        },
+    )
     torch.manual_seed(0)
     model = CountingClassifier(FeatureTower(8, None), NUM_RANKS)
     data = resolve_data(cfg)
@@ -73,8 +85,10 @@ def test_validation_metrics_are_computed_over_the_whole_epoch(feature_setup):
 def test_per_group_metrics(feature_setup):
     cfg, model, data = feature_setup
     # give the val samples two groups: the first 5 "a", the rest "b"
-    data.splits["val"] = [s.__class__(s.path, s.label, s.source, "a" if i < 5 else "b")
-                          for i, s in enumerate(data.splits["val"])]
+    data.splits["val"] = [
+        s.__class__(s.path, s.label, s.source, "a" if i < 5 else "b")
+        for i, s in enumerate(data.splits["val"])
+    ]
     module = OrdinalModule(model, cfg, data.ranks)
     dm = OrdinalDataModule(cfg, data, tower_preprocess(model))
     build_eval_trainer(cfg).validate(module, datamodule=dm, verbose=False)
@@ -159,5 +173,34 @@ def test_tensorboard_logger_only_when_installed(tmp_path: Path, monkeypatch):
     real = importlib.util.find_spec
     if real("tensorboard") is not None:
         assert [type(x) for x in build_loggers(cfg, tmp_path)] == [CSVLogger, TensorBoardLogger]
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if "tensorboard" in name else real(name))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if "tensorboard" in name else real(name)
+    )
     assert [type(x) for x in build_loggers(cfg, tmp_path)] == [CSVLogger]
+
+
+@pytest.mark.parametrize("name", ["ordinalclip", "sord", "binomial", "cdw_ce", "emd", "wk"])
+def test_training_step_uses_the_configured_loss(feature_setup, name):
+    from ordinalclip.losses import make_softmax_loss
+
+    cfg, model, _ = feature_setup
+    cfg.loss.name = name
+    module = OrdinalModule(model, cfg)
+    module.log = module.log_dict = lambda *a, **k: None  # no trainer attached
+    x, y = torch.randn(6, 8), torch.tensor([0, 1, 2, 1, 0, 2]) % NUM_RANKS
+    loss = module.training_step((x, y), 0)
+    want = make_softmax_loss(name, NUM_RANKS)(model(x), y)["loss"]
+    assert torch.allclose(loss, want), name
+
+
+def test_softmax_loss_is_refused_for_binary_task_heads():
+    from ordinalclip.configtools import ConfigError
+
+    with pytest.raises(
+        ConfigError, match="loss.name: 'sord' is a loss of softmax outputs; model.arch 'coral'"
+    ):
+        from_dict(RunConfig, {"model": {"arch": "coral"}, "loss": {"name": "sord"}})
+    with pytest.raises(ConfigError, match="loss.name: 'beta' soft labels exist for 3 to 14 ranks"):
+        from_dict(RunConfig, {"model": {"num_ranks": 101}, "loss": {"name": "beta"}})
+    with pytest.raises(ConfigError, match="loss.eta"):
+        from_dict(RunConfig, {"loss": {"eta": 1.5}})

@@ -28,6 +28,8 @@ from tests.helpers import load_reference, official_logits
 
 PRED_EXP_ATOL = 1e-4  # tests/data/reference/README.md, "expected rank (pred_exp)"
 LOGITS_ATOL = 2e-4
+
+
 def _ordinality_features() -> dict[str, torch.Tensor]:
     # Formulas from official_vectors.json, "features_A" and "features_B" (float32).
     i = torch.arange(61, dtype=torch.float32)[:, None]
@@ -155,6 +157,12 @@ def test_ordinal_metrics_keys_and_values() -> None:
         "cs1_max",
         "cs5_max",
         "qwk_max",
+        "amae_max",
+        "mmae_max",
+        "ms_max",
+        "spearman_max",
+        "kendall_max",
+        "rps",
     }
     assert all(isinstance(v, float) for v in m.values())
     assert m["mae_max"] == pytest.approx(5 / 4)
@@ -165,6 +173,19 @@ def test_ordinal_metrics_keys_and_values() -> None:
     assert m["mae_exp"] == pytest.approx(5 / 4, abs=1e-6)  # near-one-hot softmax: expectation = argmax
     want_qwk = cohen_kappa_score([2, 2, 1, 0], [2, 0, 1, 3], weights="quadratic", labels=range(4))
     assert m["qwk_max"] == pytest.approx(want_qwk, abs=1e-12)
+    # per-label MAE: label 0 -> 3, label 1 -> 0, label 2 -> (0 + 2) / 2; recalls 0, 1, 1/2
+    assert m["amae_max"] == pytest.approx(4 / 3)
+    assert m["mmae_max"] == pytest.approx(3.0)
+    assert m["ms_max"] == 0.0
+    assert m["rps"] == pytest.approx(5 / 4, abs=1e-6)  # one-hot probabilities: RPS = |pred - y|
+    # Spearman: labels (2, 2, 1, 0) rank as (3.5, 3.5, 2, 1), preds (2, 0, 1, 3) as (3, 1, 2, 4)
+    r_y, r_p = np.array([3.5, 3.5, 2, 1]), np.array([3.0, 1, 2, 4])
+    assert m["spearman_max"] == pytest.approx(float(np.corrcoef(r_y, r_p)[0, 1]), abs=1e-12)
+    # Kendall tau-b from the 6 pairs: sum of sign products / sqrt((pairs - ties in y) * (pairs - ties in pred))
+    y, p = [2, 2, 1, 0], [2, 0, 1, 3]
+    s_sum = sum(np.sign(y[i] - y[j]) * np.sign(p[i] - p[j]) for i in range(4) for j in range(i + 1, 4))
+    ties_y = sum(y[i] == y[j] for i in range(4) for j in range(i + 1, 4))  # 1; the predictions have no tie
+    assert m["kendall_max"] == pytest.approx(s_sum / math.sqrt((6 - ties_y) * 6), abs=1e-12)
 
 
 def test_metric_input_validation() -> None:

@@ -162,11 +162,39 @@ class OptimConfig:
 
 @dataclass
 class LossConfig:
-    """Weights of the two OrdinalCLIP losses (reference notes §1.6)."""
+    """The training loss of softmax-output models (OrdinalCLIP, CoOp, cosine, linear); see
+    :mod:`ordinalclip.losses`. CORAL / CORN heads always train with their own loss.
 
-    ce_weight: float = 1.0
-    kl_weight: float = 1.0
-    temperature: float = 10.0
+    ``name``: ``ordinalclip`` (CE + text->image KL, reference notes §1.6; ``kl_weight: 0`` = plain CE),
+    ``sord``, the soft-label families ``beta`` / ``binomial`` / ``poisson`` / ``exponential`` /
+    ``triangular``, ``cdw_ce``, ``emd``, ``wk``. Each parameter below applies to the loss named in its comment
+    only.
+    """
+
+    name: Literal[
+        "ordinalclip",
+        "sord",
+        "beta",
+        "binomial",
+        "poisson",
+        "exponential",
+        "triangular",
+        "cdw_ce",
+        "emd",
+        "wk",
+    ] = "ordinalclip"
+    ce_weight: float = 1.0  # ordinalclip
+    kl_weight: float = 1.0  # ordinalclip
+    temperature: float = 10.0  # ordinalclip: sharpness of the KL target
+    sord_alpha: float = 1.0  # sord: targets softmax(-sord_alpha * |k - y|)
+    eta: float = 1.0  # soft-label families: weight of the soft label against the one-hot label
+    exp_p: float = 1.0  # exponential: targets softmax(-|k - y|^exp_p / exp_tau)
+    exp_tau: float = 1.0  # exponential
+    triangular_alpha2: float = 0.05  # triangular: probability mass of each neighbouring rank
+    beta_params: str = "standard"  # beta: dlordinal's parameter set (3 to 14 ranks)
+    cdw_alpha: float = 1.0  # cdw_ce: distance exponent
+    wk_penalty: Literal["linear", "quadratic"] = "quadratic"  # wk
+    wk_log: bool = False  # wk: log of the ratio (de la Torre et al.'s original form)
 
 
 FEW_SHOT_MIN_STEPS = 100  # default step budget of few-shot runs (see TrainerConfig.min_steps and the README)
@@ -227,11 +255,17 @@ def _positive(value: int | None, key: str, minimum: int = 1) -> None:
 def check_run_config(cfg: RunConfig) -> None:
     """Value checks the type system cannot express (ranges, pairs that go together)."""
     d, o, t = cfg.data, cfg.optim, cfg.trainer
-    for key, value in (("data.batch_size", d.batch_size), ("data.eval_batch_size", d.eval_batch_size),
-                       ("data.image_size", d.image_size), ("data.resize", d.resize),
-                       ("data.few_shot.shots", d.few_shot.shots), ("trainer.max_epochs", t.max_epochs),
-                       ("trainer.accumulate_grad_batches", t.accumulate_grad_batches),
-                       ("trainer.num_nodes", t.num_nodes), ("model.num_ranks", cfg.model.num_ranks)):
+    for key, value in (
+        ("data.batch_size", d.batch_size),
+        ("data.eval_batch_size", d.eval_batch_size),
+        ("data.image_size", d.image_size),
+        ("data.resize", d.resize),
+        ("data.few_shot.shots", d.few_shot.shots),
+        ("trainer.max_epochs", t.max_epochs),
+        ("trainer.accumulate_grad_batches", t.accumulate_grad_batches),
+        ("trainer.num_nodes", t.num_nodes),
+        ("model.num_ranks", cfg.model.num_ranks),
+    ):
         _positive(value, key)
     _positive(d.num_workers, "data.num_workers", 0)
     _positive(t.min_steps, "trainer.min_steps", 0)
@@ -249,11 +283,19 @@ def check_run_config(cfg: RunConfig) -> None:
     if d.image_size is not None and d.resize is not None and d.image_size > d.resize:
         raise ConfigError(f"data.image_size ({d.image_size}) is larger than data.resize ({d.resize})")
     if d.format == "benchmark" and d.benchmark is None:
-        raise ConfigError("data.format is 'benchmark' but data.benchmark is not set "
-                          "(one of 'morph2', 'adience', 'aesthetics', 'hci')")
-    for key, lr in (("optim.lr", o.lr), ("optim.lr_context", o.lr_context), ("optim.lr_ranks", o.lr_ranks),
-                    ("optim.lr_image", o.lr_image), ("optim.lr_text", o.lr_text),
-                    ("optim.lr_logit_scale", o.lr_logit_scale), ("optim.lr_prototypes", o.lr_prototypes)):
+        raise ConfigError(
+            "data.format is 'benchmark' but data.benchmark is not set "
+            "(one of 'morph2', 'adience', 'aesthetics', 'hci')"
+        )
+    for key, lr in (
+        ("optim.lr", o.lr),
+        ("optim.lr_context", o.lr_context),
+        ("optim.lr_ranks", o.lr_ranks),
+        ("optim.lr_image", o.lr_image),
+        ("optim.lr_text", o.lr_text),
+        ("optim.lr_logit_scale", o.lr_logit_scale),
+        ("optim.lr_prototypes", o.lr_prototypes),
+    ):
         if lr is not None and lr < 0:
             raise ConfigError(f"{key}: a learning rate must be >= 0, got {lr}")
     # Every float option has a range (non-finite values are refused when the config is read, configtools).
@@ -271,6 +313,34 @@ def check_run_config(cfg: RunConfig) -> None:
     for i, beta in enumerate(o.betas):
         if not 0.0 <= beta < 1.0:
             raise ConfigError(f"optim.betas[{i}]: expected a value in [0, 1), got {beta}")
+    _check_loss(cfg)
+
+
+def _check_loss(cfg: RunConfig) -> None:
+    lc = cfg.loss
+    if cfg.model.arch in ("coral", "corn") and lc.name != "ordinalclip":
+        raise ConfigError(
+            f"loss.name: {lc.name!r} is a loss of softmax outputs; model.arch {cfg.model.arch!r} "
+            "trains with its own loss (leave loss.name at 'ordinalclip')"
+        )
+    for key, value in (
+        ("loss.sord_alpha", lc.sord_alpha),
+        ("loss.exp_tau", lc.exp_tau),
+        ("loss.exp_p", lc.exp_p),
+        ("loss.cdw_alpha", lc.cdw_alpha),
+    ):
+        if value <= 0:
+            raise ConfigError(f"{key}: expected a value > 0, got {value}")
+    if not 0.0 <= lc.eta <= 1.0:
+        raise ConfigError(f"loss.eta: expected a value in [0, 1], got {lc.eta}")
+    if lc.name == "beta" and lc.beta_params == "standard" and not 3 <= cfg.model.num_ranks <= 14:
+        # dlordinal's standard beta parameters are tabulated for 3 to 14 ranks only
+        raise ConfigError(
+            f"loss.name: 'beta' soft labels exist for 3 to 14 ranks (dlordinal's standard set); "
+            f"model.num_ranks is {cfg.model.num_ranks}: choose another loss"
+        )
+    if not 0.0 < lc.triangular_alpha2 < 0.5:
+        raise ConfigError(f"loss.triangular_alpha2: expected a value in (0, 0.5), got {lc.triangular_alpha2}")
 
 
 def load_run_config(paths: Sequence[str | os.PathLike[str]], overrides: Iterable[str] = ()) -> RunConfig:

@@ -7,6 +7,11 @@ Predictions from logits z (B, C):
   * expectation ``pred_exp = sum_i i * softmax(z)_i`` (float), and
   * argmax ``pred_max = argmax_i z_i`` (long).
 
+For CORAL / CORN heads ((B, C-1) logits of "rank > k") ``pred_exp`` is the expectation of the derived rank
+distribution and ``pred_max`` is the point prediction of their authors: the number of thresholds passed,
+``sum_k [P(rank > k) > 0.5]`` (what coral-pytorch's ``proba_to_label`` / ``corn_label_from_logits`` return).
+The ``_max`` keys of every model thus hold its authors' point prediction.
+
 A float prediction counts as correct iff ``round(pred) == target`` with torch.round semantics (half to even,
 as the reference code). :func:`ordinal_metrics` bundles the metrics the training loop logs.
 
@@ -19,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -38,8 +44,17 @@ __all__ = [
     "cumulative_score",
     "confusion_matrix",
     "quadratic_weighted_kappa",
+    "per_class_mae",
+    "amae",
+    "mmae",
+    "minimum_sensitivity",
+    "ranked_probability_score",
+    "spearman_rho",
+    "kendall_tau_b",
     "ordinal_metrics",
     "rank_probabilities",
+    "exceedance_probabilities",
+    "point_predictions",
     "prototype_similarity",
     "ordinality_score",
     "NonFiniteOutputError",
@@ -229,38 +244,160 @@ def quadratic_weighted_kappa(pred: ArrayLike, target: ArrayLike, num_ranks: int)
     return 1.0 - float((weights * cm).sum()) / denom
 
 
+def exceedance_probabilities(outputs: ArrayLike, kind: str) -> Tensor:
+    """P(rank > k) for k = 0..C-2 from (B, C-1) CORAL / CORN logits -> (B, C-1) float tensor.
+
+    CORAL: ``sigmoid(z_k)``; CORN: the running product of the conditional sigmoids ``prod_{j<=k}
+    sigmoid(z_j)``.
+    """
+    z = _tensor(outputs, "exceedance_probabilities: outputs", ndim=2).float()
+    if kind == "coral":
+        return torch.sigmoid(z)
+    if kind == "corn":
+        return torch.cumprod(torch.sigmoid(z), dim=1)
+    raise ValueError(f"unknown binary-task output kind {kind!r}; expected coral or corn")
+
+
 def rank_probabilities(outputs: ArrayLike, kind: str = "softmax") -> Tensor:
     """(B, C) rank probabilities from a model's outputs.
 
-    ``softmax``: (B, C) logits -> softmax. ``coral`` / ``corn``: (B, C-1) logits of "rank > k"; P(rank > k) is
-    sigmoid (CORAL) or the running product of the conditional sigmoids (CORN);
-    P(rank = k) = P(> k-1) - P(> k), clipped at 0 and renormalised (CORAL's biases can cross early in
-    training).
+    ``softmax``: (B, C) logits -> softmax. ``coral`` / ``corn``: (B, C-1) logits of "rank > k" (see
+    :func:`exceedance_probabilities`); P(rank = k) = P(> k-1) - P(> k), clipped at 0 and renormalised (CORAL's
+    biases can cross early in training).
     """
     z = _tensor(outputs, "rank_probabilities: outputs", ndim=2).float()
     if kind == "softmax":
         return F.softmax(z, dim=1)
-    if kind == "coral":
-        above = torch.sigmoid(z)
-    elif kind == "corn":
-        above = torch.cumprod(torch.sigmoid(z), dim=1)
-    else:
+    if kind not in ("coral", "corn"):
         raise ValueError(f"unknown output kind {kind!r}; expected softmax, coral or corn")
+    above = exceedance_probabilities(z, kind)
     ones = torch.ones_like(above[:, :1])
     zeros = torch.zeros_like(above[:, :1])
     probs = (torch.cat([ones, above], 1) - torch.cat([above, zeros], 1)).clamp(min=0)
     return probs / probs.sum(1, keepdim=True)
 
 
-def ordinal_metrics(logits: ArrayLike, labels: ArrayLike, kind: str = "softmax") -> dict[str, float]:
-    """All evaluation metrics for (B, C) logits and (B,) integer labels in [0, C).
+def point_predictions(outputs: ArrayLike, kind: str = "softmax") -> tuple[Tensor, Tensor, Tensor]:
+    """Rank probabilities and both point predictions of a model's outputs.
 
-    Keys (``_exp``: expectation prediction, ``_max``: argmax prediction):
+    Args:
+        outputs: (B, C) logits (``softmax``) or (B, C-1) task logits (``coral`` / ``corn``).
+
+    Returns:
+        ``(probs, pred_exp, pred_max)``: (B, C) rank probabilities (:func:`rank_probabilities`), (B,) float
+        expected rank, (B,) long point prediction: the argmax for ``softmax``, the number of thresholds passed
+        ``sum_k [P(rank > k) > 0.5]`` for ``coral`` / ``corn`` (the CORAL and CORN papers' rule; the mode of
+        the derived distribution differs from it on about a third of rank-consistent CORAL outputs).
+    """
+    probs = rank_probabilities(outputs, kind)
+    if kind == "softmax":
+        pred_max = probs.argmax(dim=1)
+    else:
+        pred_max = (exceedance_probabilities(outputs, kind) > 0.5).sum(dim=1)
+    return probs, expected_rank(probs), pred_max
+
+
+def per_class_mae(pred: ArrayLike, target: ArrayLike, num_ranks: int) -> np.ndarray:
+    """Mean absolute error of the (rounded) predictions of each target rank -> (num_ranks,) float64 array.
+
+    Ranks absent from the targets have no error to average: their entry is NaN.
+    """
+    cm = confusion_matrix(pred, target, num_ranks).astype(np.float64)
+    ranks = np.arange(num_ranks)
+    errors = (cm * np.abs(ranks[:, None] - ranks[None, :])).sum(axis=1)
+    counts = cm.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, errors / counts, np.nan)
+
+
+def amae(pred: ArrayLike, target: ArrayLike, num_ranks: int) -> float:
+    """Average MAE (Baccianella et al., 2009): the mean over the ranks present in the targets of each rank's
+    MAE.
+
+    Unlike the MAE it weighs every rank alike, however few examples it has. Distances are between rank indices
+    0..num_ranks-1, so a rank nobody predicts or carries still counts in the distance.
+    """
+    return float(np.nanmean(per_class_mae(pred, target, num_ranks)))
+
+
+def mmae(pred: ArrayLike, target: ArrayLike, num_ranks: int) -> float:
+    """Maximum MAE (Cruz-Ramirez et al., 2014): the largest per-rank MAE over the ranks present in the
+    targets."""
+    return float(np.nanmax(per_class_mae(pred, target, num_ranks)))
+
+
+def minimum_sensitivity(pred: ArrayLike, target: ArrayLike, num_ranks: int) -> float:
+    """Minimum sensitivity: the lowest per-rank recall (fraction of a rank's examples predicted exactly), over
+    the ranks present in the targets (a rank without examples has no recall)."""
+    cm = confusion_matrix(pred, target, num_ranks).astype(np.float64)
+    counts = cm.sum(axis=1)
+    present = counts > 0
+    return float((np.diag(cm)[present] / counts[present]).min())
+
+
+def ranked_probability_score(probs: ArrayLike, target: ArrayLike) -> float:
+    """Ranked probability score (Epstein, 1969; the squared EMD): mean over examples of
+    ``sum_k (P(rank <= k) - [y <= k])^2`` for (B, C) rank probabilities and (B,) integer targets. 0 is
+    perfect."""
+    p = _tensor(probs, "ranked_probability_score: probs", ndim=2).to(torch.float64)
+    t = _tensor(target, "ranked_probability_score: target", ndim=1)
+    if t.shape[0] != p.shape[0] or p.shape[0] == 0:
+        raise ValueError(
+            f"ranked_probability_score: probs {tuple(p.shape)} and target {tuple(t.shape)} must be "
+            "non-empty and agree on the batch size"
+        )
+    t = _int_ranks(t.to(torch.float64), p.shape[1], "ranked_probability_score: target").to(p.device)
+    ranks = torch.arange(p.shape[1], device=p.device)
+    true_cdf = (t[:, None] <= ranks[None, :]).to(p.dtype)
+    return float(((p.cumsum(dim=1) - true_cdf) ** 2).sum(dim=1).mean())
+
+
+def _rank_pair(pred: ArrayLike, target: ArrayLike, where: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """float64 numpy pair, or None when either side is constant (a rank correlation is then undefined)."""
+    p, t = _pair(pred, target, where)
+    a, b = p.cpu().numpy(), t.cpu().numpy()
+    if np.all(a == a[0]) or np.all(b == b[0]):
+        return None
+    return a, b
+
+
+def spearman_rho(pred: ArrayLike, target: ArrayLike) -> float:
+    """Spearman's rank correlation of (B,) predictions and targets (ties get their average rank); NaN when
+    either is constant (e.g. a single class), as ``scipy.stats.spearmanr``."""
+    pair = _rank_pair(pred, target, "spearman_rho")
+    if pair is None:
+        return math.nan
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(*pair).statistic)
+
+
+def kendall_tau_b(pred: ArrayLike, target: ArrayLike) -> float:
+    """Kendall's tau-b of (B,) predictions and targets (corrected for ties on either side); NaN when either is
+    constant, as ``scipy.stats.kendalltau``."""
+    pair = _rank_pair(pred, target, "kendall_tau_b")
+    if pair is None:
+        return math.nan
+    from scipy.stats import kendalltau
+
+    return float(kendalltau(*pair, variant="b").statistic)
+
+
+def ordinal_metrics(logits: ArrayLike, labels: ArrayLike, kind: str = "softmax") -> dict[str, float]:
+    """All evaluation metrics for (B, C) logits ((B, C-1) for ``coral`` / ``corn``) and (B,) integer labels.
+
+    Keys (``_exp``: expectation prediction, ``_max``: point prediction: the argmax, or for CORAL / CORN the
+    number of thresholds passed, see :func:`point_predictions`):
         mae_exp, mae_max: mean absolute error;
         acc_exp, acc_max: accuracy of the rounded prediction;
         off1_exp, off1_max: off-by-one accuracy ``|round(pred) - y| <= 1``;
-        cs1_max, cs5_max: cumulative score CS(1), CS(5) of the argmax prediction;
-        qwk_max: quadratic weighted kappa of the argmax prediction over the C ranks.
+        cs1_max, cs5_max: cumulative score CS(1), CS(5);
+        qwk_max: quadratic weighted kappa over the C ranks;
+        amae_max, mmae_max: average and maximum of the per-rank MAEs (ranks present in the labels);
+        ms_max: minimum sensitivity (lowest per-rank recall);
+        spearman_max, kendall_max: Spearman's rho and Kendall's tau-b against the labels (NaN if either is
+        constant);
+        rps: ranked probability score of the rank probabilities (no point prediction; lower is better).
     """
     z = _tensor(logits, "ordinal_metrics: logits", ndim=2)
     y = _tensor(labels, "ordinal_metrics: labels", ndim=1)
@@ -278,9 +415,9 @@ def ordinal_metrics(logits: ArrayLike, labels: ArrayLike, kind: str = "softmax")
         )
     if kind == "softmax":
         pred_exp, pred_max = predict_from_logits(z)
+        probs = F.softmax(z.float(), dim=1)
     else:
-        probs = rank_probabilities(z, kind)
-        pred_exp, pred_max = expected_rank(probs), probs.argmax(dim=1)
+        probs, pred_exp, pred_max = point_predictions(z, kind)
     return {
         "mae_exp": mae(pred_exp, y),
         "acc_exp": accuracy(pred_exp, y),
@@ -291,6 +428,12 @@ def ordinal_metrics(logits: ArrayLike, labels: ArrayLike, kind: str = "softmax")
         "cs1_max": cumulative_score(pred_max, y, 1),
         "cs5_max": cumulative_score(pred_max, y, 5),
         "qwk_max": quadratic_weighted_kappa(pred_max, y, num_ranks),
+        "amae_max": amae(pred_max, y, num_ranks),
+        "mmae_max": mmae(pred_max, y, num_ranks),
+        "ms_max": minimum_sensitivity(pred_max, y, num_ranks),
+        "spearman_max": spearman_rho(pred_max, y),
+        "kendall_max": kendall_tau_b(pred_max, y),
+        "rps": ranked_probability_score(probs, y),
     }
 
 
@@ -350,4 +493,3 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
         raise ValueError("mean_std needs at least one value")
     mean = sum(values) / len(values)
     return mean, (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
-

@@ -1,7 +1,9 @@
 """Inference on images with an export or a training checkpoint: a CSV of predictions, or tensors in Python.
 
 Predictions are in label units: with rank values ``v`` (e.g. ages 16..77) and rank probabilities ``p``,
-``pred_exp = sum_i p_i v_i`` (the expectation), ``pred_max = v[argmax p]`` and ``pred_rank = argmax p``.
+``pred_exp = sum_i p_i v_i`` (the expectation), ``pred_max = v[r]`` and ``pred_rank = r`` with ``r`` the point
+prediction (``argmax p``; for CORAL / CORN heads the number of thresholds passed, see
+:func:`ordinalclip.metrics.point_predictions`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from ordinalclip.data.samples import (
 )
 from ordinalclip.export import ExportError, head_from_checkpoint, load_export
 from ordinalclip.fileio import atomic_write
-from ordinalclip.metrics import NonFiniteOutputError, rank_probabilities
+from ordinalclip.metrics import NonFiniteOutputError, point_predictions
 from ordinalclip.modeling.ordinalclip import OrdinalCLIP
 
 __all__ = ["InputImage", "Predictor", "predict", "read_inputs"]
@@ -58,8 +60,9 @@ def _list_lines(path: Path) -> list[tuple[int, str]]:
     return list(enumerate(text.splitlines(), start=1))
 
 
-def read_inputs(inputs: StrPath, root: StrPath | None = None, path_column: str = "path",
-                label_column: str = "label") -> list[InputImage]:
+def read_inputs(
+    inputs: StrPath, root: StrPath | None = None, path_column: str = "path", label_column: str = "label"
+) -> list[InputImage]:
     """The images named by ``inputs``.
 
     * a folder: every image below it (recursive), sorted; names are relative to the folder;
@@ -73,8 +76,13 @@ def read_inputs(inputs: StrPath, root: StrPath | None = None, path_column: str =
     src = Path(inputs)
     if src.is_dir():
         exts = {e.lower() for e in IMAGE_EXTENSIONS}
-        files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in exts
-                       and not any(part.startswith(".") for part in p.relative_to(src).parts))
+        files = sorted(
+            p
+            for p in src.rglob("*")
+            if p.is_file()
+            and p.suffix.lower() in exts
+            and not any(part.startswith(".") for part in p.relative_to(src).parts)
+        )
         if not files:
             raise DataError(f"no images with extensions {sorted(exts)} under {src}")
         return [InputImage(p.relative_to(src).as_posix(), str(p), None, str(p)) for p in files]
@@ -113,7 +121,9 @@ def _loaded(model: StrPath | nn.Module) -> tuple[nn.Module, list[float], list[st
         head: Any = model  # any head with num_ranks (duck-typed)
         num_ranks = int(head.num_ranks)
         values = list(values) if values is not None else [float(i) for i in range(num_ranks)]
-        prep = getattr(model, "preprocess", None) or getattr(getattr(model, "image_tower", None), "preprocess", {})
+        prep = getattr(model, "preprocess", None) or getattr(
+            getattr(model, "image_tower", None), "preprocess", {}
+        )
         return model, values, getattr(model, "rank_names", None), dict(prep or {})
     path = Path(model)
     if path.suffix in (".safetensors", ".json"):
@@ -122,8 +132,10 @@ def _loaded(model: StrPath | nn.Module) -> tuple[nn.Module, list[float], list[st
     if path.suffix == ".ckpt" or path.is_dir():  # a run folder means its best (else last) checkpoint
         head, _cfg, values, names, prep = head_from_checkpoint(path)
         return head, values, names, prep
-    raise ExportError(f"cannot tell what {path} is: expected an export (.safetensors / .json), a Lightning "
-                      "checkpoint (.ckpt) or a run folder")
+    raise ExportError(
+        f"cannot tell what {path} is: expected an export (.safetensors / .json), a Lightning "
+        "checkpoint (.ckpt) or a run folder"
+    )
 
 
 class Predictor:
@@ -138,8 +150,13 @@ class Predictor:
         preprocess: override ``{"size", "resize", "mean", "std"}`` of the eval transform.
     """
 
-    def __init__(self, model: StrPath | nn.Module, device: str | torch.device = "cpu",
-                 rank_values: Sequence[float] | None = None, preprocess: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        model: StrPath | nn.Module,
+        device: str | torch.device = "cpu",
+        rank_values: Sequence[float] | None = None,
+        preprocess: Mapping[str, Any] | None = None,
+    ):
         module, values, names, prep = _loaded(model)
         self.device = torch.device(device)
         self.model = module.to(self.device).eval()
@@ -163,36 +180,48 @@ class Predictor:
     def transform(self) -> T.Compose:
         """The eval transform for PIL images: Resize((r, r)) -> CenterCrop(size) -> ToTensor -> Normalize."""
         if not self.takes_images:
-            raise ValueError("this model takes precomputed feature vectors, not images (its tower is 'features'); "
-                             "pass tensors with preprocessed=True")
+            raise ValueError(
+                "this model takes precomputed feature vectors, not images (its tower is 'features'); "
+                "pass tensors with preprocessed=True"
+            )
         p = self.preprocess
-        return build_transforms(False, size=int(p["size"]), resize=int(p.get("resize") or p["size"]),
-                                mean=p["mean"], std=p["std"])
+        return build_transforms(
+            False, size=int(p["size"]), resize=int(p.get("resize") or p["size"]), mean=p["mean"], std=p["std"]
+        )
 
     def _tensor_transform(self) -> T.Compose:
         p = self.preprocess
         side = int(p.get("resize") or p["size"])
-        return T.Compose([T.Resize((side, side)), T.CenterCrop(int(p["size"])), T.Normalize(p["mean"], p["std"])])
+        return T.Compose(
+            [T.Resize((side, side)), T.CenterCrop(int(p["size"])), T.Normalize(p["mean"], p["std"])]
+        )
 
     @torch.no_grad()
     def predict_batch(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         """Predictions for a preprocessed (B, 3, H, W) batch (or (B, F) features).
 
         Returns a dict of tensors on the CPU: ``logits`` (B, C) (B, C-1 for CORAL/CORN), ``probs`` (B, C),
-        ``pred_exp`` (B,) expectation over the rank values, ``pred_max`` (B,) value of the argmax rank,
-        ``pred_rank`` (B,) argmax index.
+        ``pred_exp`` (B,) expectation over the rank values, ``pred_max`` (B,) value of the predicted rank,
+        ``pred_rank`` (B,) predicted rank index (argmax; CORAL / CORN: number of thresholds passed).
         """
         logits = self.model(batch.to(self.device))
-        probs = rank_probabilities(logits, self.output_kind)
+        probs, _, rank = point_predictions(logits, self.output_kind)
         if probs.shape[1] != self.num_ranks:
-            raise ValueError(f"the model gives {probs.shape[1]} rank probabilities but there are "
-                             f"{self.num_ranks} rank values")
-        rank = probs.argmax(dim=1)
-        return {"logits": logits.cpu(), "probs": probs.cpu(), "pred_exp": (probs @ self._values).cpu(),
-                "pred_max": self._values[rank].cpu(), "pred_rank": rank.cpu()}
+            raise ValueError(
+                f"the model gives {probs.shape[1]} rank probabilities but there are "
+                f"{self.num_ranks} rank values"
+            )
+        return {
+            "logits": logits.cpu(),
+            "probs": probs.cpu(),
+            "pred_exp": (probs @ self._values).cpu(),
+            "pred_max": self._values[rank].cpu(),
+            "pred_rank": rank.cpu(),
+        }
 
-    def predict_images(self, images: Sequence[Image.Image | torch.Tensor], preprocessed: bool = False,
-                       batch_size: int = 64) -> dict[str, torch.Tensor]:
+    def predict_images(
+        self, images: Sequence[Image.Image | torch.Tensor], preprocessed: bool = False, batch_size: int = 64
+    ) -> dict[str, torch.Tensor]:
         """Predictions for a list of images, in order (see :meth:`predict_batch` for the keys and shapes).
 
         PIL images go through :meth:`transform`. Tensors are (3, H, W) floats in [0, 1] (what ``ToTensor``
@@ -213,8 +242,10 @@ class Predictor:
                 prepared.append(img if tens is None else tens(img))
             else:
                 raise TypeError(f"images[{i}] is a {type(img).__name__}; expected a PIL image or a tensor")
-        parts = [self.predict_batch(torch.stack(prepared[i:i + batch_size]))
-                 for i in range(0, len(prepared), batch_size)]
+        parts = [
+            self.predict_batch(torch.stack(prepared[i : i + batch_size]))
+            for i in range(0, len(prepared), batch_size)
+        ]
         return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -222,10 +253,20 @@ def _number(x: float) -> str:
     return f"{x:.9g}"  # 9 significant digits round-trip a float32
 
 
-def predict(model_path: StrPath, inputs: StrPath, out_csv: StrPath, probabilities: bool = False,
-            batch_size: int = 64, device: str | torch.device = "cpu", num_workers: int = 0, *,
-            root: StrPath | None = None, path_column: str = "path", label_column: str = "label",
-            on_error: Literal["raise", "skip"] = "raise") -> Path:
+def predict(
+    model_path: StrPath,
+    inputs: StrPath,
+    out_csv: StrPath,
+    probabilities: bool = False,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    num_workers: int = 0,
+    *,
+    root: StrPath | None = None,
+    path_column: str = "path",
+    label_column: str = "label",
+    on_error: Literal["raise", "skip"] = "raise",
+) -> Path:
     """Predict every image of ``inputs`` (see :func:`read_inputs`) and write ``out_csv``.
 
     Columns: ``path``, ``label`` (only when the inputs have labels; as written there), ``pred_exp``,
@@ -235,7 +276,9 @@ def predict(model_path: StrPath, inputs: StrPath, out_csv: StrPath, probabilitie
     """
     predictor = Predictor(model_path, device=device)
     if not predictor.takes_images:
-        raise ValueError(f"{model_path} takes precomputed feature vectors, not images; predict needs an image model")
+        raise ValueError(
+            f"{model_path} takes precomputed feature vectors, not images; predict needs an image model"
+        )
     items = read_inputs(inputs, root=root, path_column=path_column, label_column=label_column)
     samples = [Sample(it.file, i, it.source) for i, it in enumerate(items)]
     check_files(samples)
@@ -265,8 +308,11 @@ def predict(model_path: StrPath, inputs: StrPath, out_csv: StrPath, probabilitie
                 for j, i in enumerate(index.tolist()):
                     item = items[i]
                     row = [item.name] + ([item.label or ""] if has_labels else [])
-                    row += [_number(float(out["pred_exp"][j])), _number(float(out["pred_max"][j])),
-                            int(out["pred_rank"][j])]
+                    row += [
+                        _number(float(out["pred_exp"][j])),
+                        _number(float(out["pred_max"][j])),
+                        int(out["pred_rank"][j]),
+                    ]
                     if probabilities:
                         row += [_number(float(p)) for p in out["probs"][j]]
                     writer.writerow(row)

@@ -62,8 +62,13 @@ class DemoOptions:
     text_options: Any = None  # a demo_text.TextTaskOptions instead of demo_text_options(self) (tests)
 
 
-DEFAULT_METHODS = ("OrdinalCLIP (random base ranks)", "OrdinalCLIP (named base ranks)", "CoOp (rank names)",
-                   "CNN cosine baseline", "Linear (CE)")
+DEFAULT_METHODS = (
+    "OrdinalCLIP (random base ranks)",
+    "OrdinalCLIP (named base ranks)",
+    "CoOp (rank names)",
+    "CNN cosine baseline",
+    "Linear (CE)",
+)
 
 
 def method_overrides(levels: int) -> dict[str, dict[str, Any]]:
@@ -71,10 +76,14 @@ def method_overrides(levels: int) -> dict[str, dict[str, Any]]:
     prompt = {"context_init": CONTEXT}
     return {
         "OrdinalCLIP (random base ranks)": {"arch": "ordinalclip", "prompts": {**prompt, "learner": "rank"}},
-        "OrdinalCLIP (named base ranks)": {"arch": "ordinalclip",
-                                           "prompts": {**prompt, "learner": "rank", "rank_names": BASE_NAMES}},
-        "CoOp (rank names)": {"arch": "ordinalclip", "prompts": {**prompt, "learner": "plain",
-                                                                 "rank_names": None}},
+        "OrdinalCLIP (named base ranks)": {
+            "arch": "ordinalclip",
+            "prompts": {**prompt, "learner": "rank", "rank_names": BASE_NAMES},
+        },
+        "CoOp (rank names)": {
+            "arch": "ordinalclip",
+            "prompts": {**prompt, "learner": "plain", "rank_names": None},
+        },
         "CNN cosine baseline": {"arch": "cosine"},
         "Linear (CE)": {"arch": "linear", "_loss": {"kl_weight": 0.0}},
         "CORAL": {"arch": "coral"},
@@ -136,8 +145,11 @@ def extract_features(dataset, out: Path, progress: bool = True) -> Path:
     if batch:
         flush()
     bar.close()
-    arrays: dict[str, Any] = {"features": np.concatenate(feats).astype(np.float32), "labels": np.array(labels),
-              "split": np.array(splits)}
+    arrays: dict[str, Any] = {
+        "features": np.concatenate(feats).astype(np.float32),
+        "labels": np.array(labels),
+        "split": np.array(splits),
+    }
 
     def write(tmp: Path) -> None:
         with tmp.open("wb") as fh:  # a file object: np.savez would add ".npz" to a path
@@ -158,13 +170,52 @@ def base_config(features: Path, out: Path, levels: int, rank_names: Sequence[str
             "text": {"kind": "huggingface", "hf_model": TEXT_MODEL},
             "prompts": {"num_base_ranks": 3},
         },
-        "data": {"format": "features", "train": str(features), "columns": {"split": "split"},
-                 "rank_names": list(rank_names), "batch_size": batch_size, "num_workers": 0},
+        "data": {
+            "format": "features",
+            "train": str(features),
+            "columns": {"split": "split"},
+            "rank_names": list(rank_names),
+            "batch_size": batch_size,
+            "num_workers": 0,
+        },
         "optim": {"name": "adamw", "lr": 2e-3, "weight_decay": 1e-4, "scheduler": "cosine"},
-        "trainer": {"max_epochs": 10, "accelerator": "cpu", "devices": 1, "progress_bar": False,
-                    "loggers": ["csv"], "log_every_n_steps": 10, "monitor": "val_mae_exp",
-                    "save_frozen_towers": False},
+        "trainer": {
+            "max_epochs": 10,
+            "accelerator": "cpu",
+            "devices": 1,
+            "progress_bar": False,
+            "loggers": ["csv"],
+            "log_every_n_steps": 10,
+            "monitor": "val_mae_exp",
+            "save_frozen_towers": False,
+        },
     }
+
+
+def run_settings(
+    shots: Sequence[int], levels: int, full_epochs: int, min_steps: int, batch_size: int
+) -> list[tuple[str, int | None, int]]:
+    """(name, shots per level or None, epochs) of the full-data setting and each few-shot one; a few-shot run
+    trains for at least ``min_steps`` optimizer steps."""
+    settings: list[tuple[str, int | None, int]] = [("full", None, full_epochs)]
+    for k in shots:
+        epochs = max(full_epochs, math.ceil(min_steps / math.ceil(k * levels / batch_size)))
+        settings.append((f"{k}-shot", k, epochs))
+    return settings
+
+
+def run_config(base: dict, model: dict, loss: dict, epochs: int, seed: int, shots: int | None) -> dict:
+    """One demo run's config: ``base`` (:func:`base_config`) with a method's model and loss settings."""
+    # about 8 validations per run, however many (tiny) epochs a few-shot run has
+    return merge(
+        base,
+        {
+            "model": model,
+            "loss": loss,
+            "trainer": {"max_epochs": epochs, "seed": seed, "check_val_every_n_epoch": max(1, epochs // 8)},
+            "data": {"few_shot": {"shots": shots, "seed": seed}},
+        },
+    )
 
 
 def run_demo(opts: DemoOptions) -> tuple[str, Path]:
@@ -176,11 +227,14 @@ def run_demo(opts: DemoOptions) -> tuple[str, Path]:
     t0 = time.time()
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
-    ds = build_blur_dataset(opts.data_root, levels=opts.levels, crops_per_photo=opts.crops_per_photo,
-                            progress=opts.progress)
+    ds = build_blur_dataset(
+        opts.data_root, levels=opts.levels, crops_per_photo=opts.crops_per_photo, progress=opts.progress
+    )
     features = extract_features(ds, Path(ds.root) / "features_efficientnet_lite0.npz", opts.progress)
-    counts = {s: sum(1 for line in ds.list_file(s).read_text().splitlines() if line.strip())
-              for s in ("train", "val", "test")}
+    counts = {
+        s: sum(1 for line in ds.list_file(s).read_text().splitlines() if line.strip())
+        for s in ("train", "val", "test")
+    }
     log.info("data: %s images per split (%s levels); features %s", counts, opts.levels, features)
     base = base_config(features, out / "runs", opts.levels, ds.rank_names, opts.batch_size)
     methods = method_overrides(opts.levels)
@@ -193,28 +247,20 @@ def run_demo(opts: DemoOptions) -> tuple[str, Path]:
         if m.get("prompts", {}).get("learner") == "plain":
             m["prompts"]["rank_names"] = list(ds.rank_names)
 
-    settings: list[tuple[str, int | None, int]] = [("full", None, opts.full_epochs)]
-    for k in opts.shots:
-        n = k * opts.levels
-        epochs = max(opts.full_epochs, math.ceil(opts.min_steps / math.ceil(n / opts.batch_size)))
-        settings.append((f"{k}-shot", k, epochs))
+    settings = run_settings(opts.shots, opts.levels, opts.full_epochs, opts.min_steps, opts.batch_size)
     jobs = []
-    for (setting, shots, epochs) in settings:
+    for setting, shots, epochs in settings:
         for seed in opts.seeds:
             for name in methods:
                 model = {k: v for k, v in methods[name].items() if k != "_loss"}
-                # about 8 validations per run, however many (tiny) epochs a few-shot run has
-                cfg = merge(base, {"model": model, "loss": methods[name].get("_loss", {}),
-                                    "trainer": {"max_epochs": epochs, "seed": seed,
-                                                "check_val_every_n_epoch": max(1, epochs // 8)},
-                                    "data": {"few_shot": {"shots": shots, "seed": seed}}})
+                cfg = run_config(base, model, methods[name].get("_loss", {}), epochs, seed, shots)
                 jobs.append((name, setting, seed, cfg, out / "runs" / f"{setting}-{_slug(name)}-s{seed}"))
     results: list[RunResult] = []
     bar = tqdm(total=len(jobs), desc="training", unit="run", disable=not opts.progress)
     workers = max(1, min(opts.jobs, len(jobs)))
     pool = None
     if workers == 1:
-        outcomes = (_train_one(cfg, run_dir, 0) for _, _, _, cfg, run_dir in jobs)
+        outcomes = (train_one(cfg, run_dir, 0) for _, _, _, cfg, run_dir in jobs)
     else:
         # Runs are small and partly Python-bound: one single-threaded process per core gets more done than one
         # process with two threads. Lightning runs unchanged inside each worker.
@@ -222,7 +268,7 @@ def run_demo(opts: DemoOptions) -> tuple[str, Path]:
         from concurrent.futures import ProcessPoolExecutor
 
         pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
-        futures = [pool.submit(_train_one, cfg, run_dir, 1) for _, _, _, cfg, run_dir in jobs]
+        futures = [pool.submit(train_one, cfg, run_dir, 1) for _, _, _, cfg, run_dir in jobs]
         outcomes = (f.result() for f in futures)
     for (name, setting, seed, _, run_dir), test in zip(jobs, outcomes):
         bar.set_postfix_str(f"{setting} {name} seed {seed}")
@@ -287,14 +333,23 @@ def write_report(report: Path, results: Sequence[RunResult], settings: Sequence[
             if not rs:
                 continue
             ords = [r.ordinality for r in rs if r.ordinality is not None]
-            rows.append([setting, method, *(mean_std_value(*_mean_std([r.metrics[k] for r in rs]))
-                                            for k, _ in TABLE_COLUMNS),
-                         mean_std_value(*_mean_std(ords), pct=True) if ords else None])
+            rows.append(
+                [
+                    setting,
+                    method,
+                    *(mean_std_value(*_mean_std([r.metrics[k] for r in rs])) for k, _ in TABLE_COLUMNS),
+                    mean_std_value(*_mean_std(ords), pct=True) if ords else None,
+                ]
+            )
             groups.append(setting)
-    page.table([Column("setting"), Column("method"), *metric_columns(), Column("ordinality", True, "max")],
-               rows, groups, caption="Mean ± std over seeds; the best of each column within a setting is "
-               "bold on green. exp: expectation prediction, max: argmax prediction; ordinality: share of "
-               "ordered prototype triples.")
+    page.table(
+        [Column("setting"), Column("method"), *metric_columns(), Column("ordinality", True, "max")],
+        rows,
+        groups,
+        caption="Mean ± std over seeds; the best of each column within a setting is "
+        "bold on green. exp: expectation prediction, max: argmax prediction; ordinality: share of "
+        "ordered prototype triples.",
+    )
     curves: dict[str, dict[int, list[float]]] = {}
     for r in results:
         if r.setting != "full":
@@ -308,13 +363,22 @@ def write_report(report: Path, results: Sequence[RunResult], settings: Sequence[
     best = min(first, key=lambda r: r.metrics["mae_exp"], default=None)
     if best is not None:
         page.heading(f"A closer look: {best.method} (full data, seed {first_seed}, lowest test MAE)")
-        run_sections(page, best.run_dir, _image_resolver(dataset), prefix="best_", metrics_table=False,
-                     prototypes=False, level=3)
+        run_sections(
+            page,
+            best.run_dir,
+            _image_resolver(dataset),
+            prefix="best_",
+            metrics_table=False,
+            prototypes=False,
+            level=3,
+        )
     protos = [(r, r.run_dir / "prototypes.npy") for r in first if (r.run_dir / "prototypes.npy").is_file()]
     if protos:
         page.heading("Prototypes of every method (full data)")
-        page.text("Cosine similarity of the learned rank prototypes; an ordinal model's similarity falls off "
-                  "with the distance between ranks.")
+        page.text(
+            "Cosine similarity of the learned rank prototypes; an ordinal model's similarity falls off "
+            "with the distance between ranks."
+        )
         items = []
         for r, path in protos:
             img = f"prototypes_{_slug(r.method)}.png"
@@ -378,7 +442,7 @@ def _fmt(values: Sequence[float], pct: bool = False) -> str:
     return f"{mean:.1f} ± {std:.1f}%" if pct else f"{mean:.3f} ± {std:.3f}"
 
 
-def _train_one(cfg: dict, run_dir: Path, threads: int) -> dict[str, float]:
+def train_one(cfg: dict, run_dir: Path, threads: int) -> dict[str, float]:
     """Train one demo run; returns its test metrics (best checkpoint on val, else last)."""
     from ordinalclip import api
     from ordinalclip.engine.trainer import quiet_lightning
@@ -402,4 +466,6 @@ def _write_csv(results: Sequence[RunResult], path: Path) -> None:
         w = csv.writer(f)
         w.writerow(["setting", "method", "seed", *keys, "ordinality", "run_dir"])
         for r in results:
-            w.writerow([r.setting, r.method, r.seed, *[r.metrics.get(k) for k in keys], r.ordinality, r.run_dir])
+            w.writerow(
+                [r.setting, r.method, r.seed, *[r.metrics.get(k) for k in keys], r.ordinality, r.run_dir]
+            )

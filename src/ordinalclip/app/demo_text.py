@@ -176,7 +176,7 @@ def logistic_regression(cfg: dict[str, Any], max_iter: int = 2000) -> dict[str, 
 
     def arrays(split: str) -> tuple[np.ndarray, np.ndarray]:
         ds = dm.dataset(split)
-        items = [ds[i] for i in range(len(ds))]
+        items = [ds[i] for i in range(len(ds))]  # type: ignore[arg-type]  # map-style datasets here are sized
         return (torch.stack([it[0] for it in items]).numpy(), torch.stack([it[1] for it in items]).numpy())
 
     x_train, y_train = arrays("train")

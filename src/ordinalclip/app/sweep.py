@@ -91,9 +91,15 @@ class Cell:
 
     def record(self) -> dict[str, Any]:
         """What cell.json holds: a rerun must find the same."""
-        return {"config": str(self.config), "label": self.label, "settings": dict(self.settings),
-                "seed": self.seed, "fold": self.fold, "overrides": list(self.overrides),
-                "untrained": self.untrained}
+        return {
+            "config": str(self.config),
+            "label": self.label,
+            "settings": dict(self.settings),
+            "seed": self.seed,
+            "fold": self.fold,
+            "overrides": list(self.overrides),
+            "untrained": self.untrained,
+        }
 
 
 @dataclass
@@ -146,12 +152,16 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
     for text in items:
         key, sep, raw = text.partition("=")
         if not sep or not key.strip() or not raw.strip():
-            raise ConfigError(f"--grid {text!r}: expected KEY=V1,V2,... e.g. model.prompts.num_base_ranks=2,3,4")
+            raise ConfigError(
+                f"--grid {text!r}: expected KEY=V1,V2,... e.g. model.prompts.num_base_ranks=2,3,4"
+            )
         try:
             _, values = parse_override(f"{key.strip()}=[{raw}]")
         except ConfigError as err:
-            raise ConfigError(f"--grid {text!r}: values are YAML separated by commas; quote a value that holds "
-                              f"a comma or ': ' ({err})") from None
+            raise ConfigError(
+                f"--grid {text!r}: values are YAML separated by commas; quote a value that holds "
+                f"a comma or ': ' ({err})"
+            ) from None
         if not isinstance(values, list) or not values:
             raise ConfigError(f"--grid {text!r}: expected at least one value after '='")
         if key.strip() in grid:
@@ -169,7 +179,9 @@ def _short_keys(keys: Sequence[str]) -> dict[str, str]:
 def _value_slug(value: Any) -> str:
     text = json.dumps(value) if not isinstance(value, str) else value
     slug = re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("_")
-    if slug != text or len(slug) > 32:  # changed or long (e.g. a context sentence): keep it unique with a hash
+    if (
+        slug != text or len(slug) > 32
+    ):  # changed or long (e.g. a context sentence): keep it unique with a hash
         digest = hashlib.sha1(json.dumps(value, sort_keys=True).encode()).hexdigest()[:6]
         slug = f"{slug[:24].rstrip('_')}-{digest}".lstrip("-")
     return slug
@@ -189,9 +201,14 @@ def _override(key: str, value: Any) -> str:
     return f"{key}={json.dumps(value)}"  # JSON is YAML: strings stay strings, null stays null
 
 
-def plan_sweep(configs: Sequence[str | os.PathLike[str]], seeds: Sequence[int] | None = None,
-               folds: Sequence[int] | None = None, grid: Mapping[str, Sequence[Any]] | None = None,
-               overrides: Sequence[str] = (), untrained: bool = False) -> list[Cell]:
+def plan_sweep(
+    configs: Sequence[str | os.PathLike[str]],
+    seeds: Sequence[int] | None = None,
+    folds: Sequence[int] | None = None,
+    grid: Mapping[str, Sequence[Any]] | None = None,
+    overrides: Sequence[str] = (),
+    untrained: bool = False,
+) -> list[Cell]:
     """The cells of a sweep, in run order (config, grid setting, seed, fold). Every cell's config is resolved
     here, so a typo in a config, an override or a grid key fails before anything trains.
 
@@ -213,27 +230,48 @@ def plan_sweep(configs: Sequence[str | os.PathLike[str]], seeds: Sequence[int] |
         for combo in itertools.product(*grid.values()):
             settings = tuple(zip(grid, combo))
             base = [*overrides, *(_override(k, v) for k, v in settings)]
-            for seed in (seeds if seeds is not None else [None]):
-                for fold in (folds if folds is not None else [None]):
-                    extra = [*([f"trainer.seed={seed}"] if seed is not None else []),
-                             *([f"data.fold={fold}"] if fold is not None else [])]
+            for seed in seeds if seeds is not None else [None]:
+                for fold in folds if folds is not None else [None]:
+                    extra = [
+                        *([f"trainer.seed={seed}"] if seed is not None else []),
+                        *([f"data.fold={fold}"] if fold is not None else []),
+                    ]
                     try:
                         cfg = api.resolve_config([path], [*base, *extra])
                     except ConfigError as err:
                         raise ConfigError(f"{path}: {err}") from None
-                    if fold is not None and (cfg.data.format != "benchmark"
-                                             or cfg.data.benchmark not in api.FOLD_BENCHMARKS):
-                        raise ConfigError(f"{path}: folds need data.format: benchmark with a fold benchmark "
-                                          f"({', '.join(api.FOLD_BENCHMARKS)}), got format {cfg.data.format!r}, "
-                                          f"benchmark {cfg.data.benchmark!r}")
-                    parts = [label, *(f"{short[k]}={_value_slug(v)}" for k, v in settings),
-                             f"seed{cfg.trainer.seed}", *([f"fold{fold}"] if fold is not None else [])]
-                    cells.append(Cell(path, label, settings, cfg.trainer.seed, fold, "__".join(parts),
-                                      tuple([*base, *extra]), untrained or cfg.model.arch == "zeroshot"))
+                    if fold is not None and (
+                        cfg.data.format != "benchmark" or cfg.data.benchmark not in api.FOLD_BENCHMARKS
+                    ):
+                        raise ConfigError(
+                            f"{path}: folds need data.format: benchmark with a fold benchmark "
+                            f"({', '.join(api.FOLD_BENCHMARKS)}), got format {cfg.data.format!r}, "
+                            f"benchmark {cfg.data.benchmark!r}"
+                        )
+                    parts = [
+                        label,
+                        *(f"{short[k]}={_value_slug(v)}" for k, v in settings),
+                        f"seed{cfg.trainer.seed}",
+                        *([f"fold{fold}"] if fold is not None else []),
+                    ]
+                    cells.append(
+                        Cell(
+                            path,
+                            label,
+                            settings,
+                            cfg.trainer.seed,
+                            fold,
+                            "__".join(parts),
+                            tuple([*base, *extra]),
+                            untrained or cfg.model.arch == "zeroshot",
+                        )
+                    )
     names = [c.name for c in cells]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
-        raise ConfigError(f"sweep: cells with the same settings: {', '.join(twice[:3])} (a seed or fold given twice?)")
+        raise ConfigError(
+            f"sweep: cells with the same settings: {', '.join(twice[:3])} (a seed or fold given twice?)"
+        )
     return cells
 
 
@@ -247,13 +285,17 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _check_record(cell: Cell, run_dir: Path) -> None:
     record = run_dir / CELL_FILE
     if not record.is_file():
-        raise SweepError(f"{run_dir} exists but is not a sweep cell (no {CELL_FILE}); choose another output "
-                          "folder or remove it")
+        raise SweepError(
+            f"{run_dir} exists but is not a sweep cell (no {CELL_FILE}); choose another output "
+            "folder or remove it"
+        )
     found = _read_json(record)
     if found != json.loads(json.dumps(cell.record())):
         changed = sorted(k for k in cell.record() if found.get(k) != json.loads(json.dumps(cell.record()[k])))
-        raise SweepError(f"{run_dir} was run with other settings (differs in: {', '.join(changed)}); use another "
-                          f"output folder for a changed sweep, or delete that cell to rerun it")
+        raise SweepError(
+            f"{run_dir} was run with other settings (differs in: {', '.join(changed)}); use another "
+            f"output folder for a changed sweep, or delete that cell to rerun it"
+        )
 
 
 def _run_cell(cell: Cell, out_dir: Path, callbacks: Sequence[L.Callback]) -> CellResult:
@@ -277,16 +319,27 @@ def _run_cell(cell: Cell, out_dir: Path, callbacks: Sequence[L.Callback]) -> Cel
     (run_dir / CELL_FILE).write_text(json.dumps(cell.record(), indent=2) + "\n", encoding="utf-8")
     extra = [EvaluateOnly(run_dir / "checkpoints" / "last.ckpt")] if cell.untrained else []
     # output_dir first so that a user's own output_dir override still wins; it places the shared feature cache
-    run = api.fit([cell.config], overrides=[f"output_dir={json.dumps(str(out_dir))}", *cell.overrides],
-                  run_dir=run_dir, callbacks=[*callbacks, *extra])
+    run = api.fit(
+        [cell.config],
+        overrides=[f"output_dir={json.dumps(str(out_dir))}", *cell.overrides],
+        run_dir=run_dir,
+        callbacks=[*callbacks, *extra],
+    )
     return CellResult(cell, status, run_dir, run.metrics)
 
 
-def run_sweep(configs: Sequence[str | os.PathLike[str]], seeds: Sequence[int] | None = None,
-              folds: Sequence[int] | None = None, grid: Mapping[str, Sequence[Any]] | None = None,
-              overrides: Sequence[str] = (), out_dir: str | os.PathLike[str] = "runs/sweep",
-              untrained: bool = False, metric: str = "mae_max", dry_run: bool = False,
-              callbacks: Sequence[L.Callback] = ()) -> SweepResult:
+def run_sweep(
+    configs: Sequence[str | os.PathLike[str]],
+    seeds: Sequence[int] | None = None,
+    folds: Sequence[int] | None = None,
+    grid: Mapping[str, Sequence[Any]] | None = None,
+    overrides: Sequence[str] = (),
+    out_dir: str | os.PathLike[str] = "runs/sweep",
+    untrained: bool = False,
+    metric: str = "mae_max",
+    dry_run: bool = False,
+    callbacks: Sequence[L.Callback] = (),
+) -> SweepResult:
     """Run every cell of the sweep (see :func:`plan_sweep`) and write ``summary.md`` / ``summary.csv``.
 
     Args:
@@ -334,8 +387,11 @@ def _failed(cell: Cell, out: Path, err: BaseException) -> CellResult:
 
 
 def _stats(per_run: list[Mapping[str, Any]]) -> dict[str, tuple[float, float]]:
-    keys = [k for k in per_run[0] if all(isinstance(m.get(k), (int, float)) and not isinstance(m.get(k), bool)
-                                         for m in per_run)]
+    keys = [
+        k
+        for k in per_run[0]
+        if all(isinstance(m.get(k), (int, float)) and not isinstance(m.get(k), bool) for m in per_run)
+    ]
     return {k: mean_std([float(m[k]) for m in per_run]) for k in keys}
 
 
@@ -354,13 +410,19 @@ def summarize(results: Sequence[CellResult]) -> list[SummaryRow]:
                 entries = [m.metrics[tag] for m in members if (m.metrics or {}).get(tag)]  # type: ignore[index]
                 per_run = [e[split] for e in entries if e.get(split)]
                 if per_run:
-                    rows.append(SummaryRow(cell.label, cell.settings, tag, split, "all", len(per_run),
-                                           _stats(per_run)))
+                    rows.append(
+                        SummaryRow(
+                            cell.label, cell.settings, tag, split, "all", len(per_run), _stats(per_run)
+                        )
+                    )
                 groups = [e[f"{split}_groups"] for e in entries if e.get(f"{split}_groups")]
-                for g in (dict.fromkeys(g for run in groups for g in run)):
+                for g in dict.fromkeys(g for run in groups for g in run):
                     per_group = [run[g] for run in groups if run.get(g)]
-                    rows.append(SummaryRow(cell.label, cell.settings, tag, split, str(g), len(per_group),
-                                           _stats(per_group)))
+                    rows.append(
+                        SummaryRow(
+                            cell.label, cell.settings, tag, split, str(g), len(per_group), _stats(per_group)
+                        )
+                    )
     return rows
 
 
@@ -380,26 +442,56 @@ def write_summary(result: SweepResult, grid_keys: Sequence[str], metric: str = "
     metrics = list(dict.fromkeys(k for r in rows for k in r.stats))
     with (out / "summary.csv").open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["config", *grid_keys, "checkpoint", "split", "group", "n",
-                    *(f"{m}_{s}" for m in metrics for s in ("mean", "std"))])
+        w.writerow(
+            [
+                "config",
+                *grid_keys,
+                "checkpoint",
+                "split",
+                "group",
+                "n",
+                *(f"{m}_{s}" for m in metrics for s in ("mean", "std")),
+            ]
+        )
         for r in rows:
             settings = dict(r.settings)
-            w.writerow([r.config, *(_fmt_value(settings[k]) for k in grid_keys), r.checkpoint, r.split, r.group,
-                        r.n, *(f"{r.stats[m][i]:.6g}" if m in r.stats else "" for m in metrics for i in (0, 1))])
+            w.writerow(
+                [
+                    r.config,
+                    *(_fmt_value(settings[k]) for k in grid_keys),
+                    r.checkpoint,
+                    r.split,
+                    r.group,
+                    r.n,
+                    *(f"{r.stats[m][i]:.6g}" if m in r.stats else "" for m in metrics for i in (0, 1)),
+                ]
+            )
 
-    counts = {s: sum(r.status == s for r in result.cells) for s in ("trained", "skipped", "resumed", "restarted",
-                                                                  "failed")}
-    md = ["# Sweep summary", "",
-          "Mean ± std over seeds and folds (population std; n = runs) for each config and grid setting. "
-          "`_exp`: expectation prediction, `_max`: argmax prediction.", "",
-          f"Cells: {len(result.cells)} ({counts['trained']} trained now, {counts['skipped']} finished earlier, "
-          f"{counts['resumed']} resumed, {counts['restarted']} restarted, {counts['failed']} failed).", ""]
+    counts = {
+        s: sum(r.status == s for r in result.cells)
+        for s in ("trained", "skipped", "resumed", "restarted", "failed")
+    }
+    md = [
+        "# Sweep summary",
+        "",
+        "Mean ± std over seeds and folds (population std; n = runs) for each config and grid setting. "
+        "`_exp`: expectation prediction, `_max`: argmax prediction (CORAL / CORN: the number of thresholds "
+        "passed); `amae`: mean of the per-rank MAEs; `rps`: ranked probability score. summary.csv has every "
+        "metric of `ordinalclip.metrics.ordinal_metrics`.",
+        "",
+        f"Cells: {len(result.cells)} ({counts['trained']} trained now, {counts['skipped']} finished earlier, "
+        f"{counts['resumed']} resumed, {counts['restarted']} restarted, {counts['failed']} failed).",
+        "",
+    ]
     head = ["config", *(short[k] for k in grid_keys), "n", *TABLE_METRICS]
     for group_rows in (False, True):
         for tag in ("best", "last"):
             for split in ("test", "val"):
-                chosen = [r for r in rows if r.checkpoint == tag and r.split == split and (r.group != "all") ==
-                          group_rows]
+                chosen = [
+                    r
+                    for r in rows
+                    if r.checkpoint == tag and r.split == split and (r.group != "all") == group_rows
+                ]
                 if not chosen:
                     continue
                 title = f"## {tag} checkpoint, {split}" + (", per group" if group_rows else "")
@@ -407,9 +499,13 @@ def write_summary(result: SweepResult, grid_keys: Sequence[str], metric: str = "
                 md += [title, "", "| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
                 for r in chosen:
                     settings = dict(r.settings)
-                    cells = [r.config, *([r.group] if group_rows else []),
-                             *(_fmt_value(settings[k]) for k in grid_keys), str(r.n),
-                             *(_pm(r.stats, m) for m in TABLE_METRICS)]
+                    cells = [
+                        r.config,
+                        *([r.group] if group_rows else []),
+                        *(_fmt_value(settings[k]) for k in grid_keys),
+                        str(r.n),
+                        *(_pm(r.stats, m) for m in TABLE_METRICS),
+                    ]
                     md.append("| " + " | ".join(cells) + " |")
                 md.append("")
     failed = result.failed
@@ -419,8 +515,12 @@ def write_summary(result: SweepResult, grid_keys: Sequence[str], metric: str = "
     if plot is not None:
         md += ["## Few-shot", "", f"![few-shot {metric}]({plot.name})", ""]
     (out / "summary.md").write_text("\n".join(md), encoding="utf-8")
-    result.rows, result.summary_md, result.summary_csv, result.few_shot_plot = \
-        rows, out / "summary.md", out / "summary.csv", plot
+    result.rows, result.summary_md, result.summary_csv, result.few_shot_plot = (
+        rows,
+        out / "summary.md",
+        out / "summary.csv",
+        plot,
+    )
     from ordinalclip.app.report import write_sweep_page
 
     write_sweep_page(result, grid_keys, plot)  # index.html: these tables, the curves, links to cell reports
@@ -446,7 +546,9 @@ def _few_shot_plot(result: SweepResult, rows: Sequence[SummaryRow], metric: str)
         settings = dict(r.cell.settings)
         if entry.get(metric) is None or settings[FEW_SHOT_KEY] is None:
             continue
-        others = ", ".join(f"{k.rsplit('.', 1)[-1]}={_fmt_value(v)}" for k, v in r.cell.settings if k != FEW_SHOT_KEY)
+        others = ", ".join(
+            f"{k.rsplit('.', 1)[-1]}={_fmt_value(v)}" for k, v in r.cell.settings if k != FEW_SHOT_KEY
+        )
         method = r.cell.label + (f" ({others})" if others else "")
         curves.setdefault(method, {}).setdefault(int(settings[FEW_SHOT_KEY]), []).append(float(entry[metric]))
     path = result.out_dir / "few_shot.png"

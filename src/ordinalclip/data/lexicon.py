@@ -200,11 +200,9 @@ def build_lexicon_dataset(
     split = split_by_word(labels, seed)
     features = embed_words(words, text_model)
     root.mkdir(parents=True, exist_ok=True)
-    arrays = {"features": features, "labels": labels, "split": split, "words": np.array(words)}
-
     def write(tmp: Path) -> None:
         with tmp.open("wb") as fh:  # a file object: np.savez would add ".npz" to a path
-            np.savez(fh, **arrays)
+            np.savez(fh, features=features, labels=labels, split=split, words=np.array(words))
 
     atomic_write(root / "features.npz", write)
     for s in _SPLITS:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
@@ -15,8 +17,12 @@ from ordinalclip.configtools import to_dict
 from ordinalclip.data import RankSpace
 from ordinalclip.engine.errors import NonFiniteLossError
 from ordinalclip.engine.optim import build_optimizer, build_scheduler, has_trainable
-from ordinalclip.losses import model_loss, ordinalclip_loss
-from ordinalclip.metrics import NonFiniteOutputError, expected_rank, ordinal_metrics, rank_probabilities
+from ordinalclip.losses import make_softmax_loss, model_loss
+from ordinalclip.metrics import (
+    NonFiniteOutputError,
+    ordinal_metrics,
+    point_predictions,
+)
 
 CHECKPOINT_KEY = "ordinalclip"
 CHECKPOINT_FORMAT = 1
@@ -26,13 +32,17 @@ def rank_info(ranks: RankSpace | None) -> dict[str, Any] | None:
     """Plain-dict description of a rank space (stored in checkpoints)."""
     if ranks is None:
         return None
-    return {"num_ranks": ranks.num_ranks, "names": list(ranks.names) if ranks.names else None,
-            "offset": ranks.offset}
+    return {
+        "num_ranks": ranks.num_ranks,
+        "names": list(ranks.names) if ranks.names else None,
+        "offset": ranks.offset,
+    }
 
 
 class OrdinalModule(L.LightningModule):
-    """Trains ``model`` (an :class:`~ordinalclip.modeling.OrdinalCLIP` or the cosine baseline) with
-    :func:`~ordinalclip.losses.ordinalclip_loss` and evaluates it over whole epochs.
+    """Trains ``model`` (an :class:`~ordinalclip.modeling.OrdinalCLIP`, a baseline or a head) with the loss of
+    ``cfg.loss`` (:func:`~ordinalclip.losses.make_softmax_loss`; CORAL / CORN heads with their own) and
+    evaluates it over whole epochs.
 
     Evaluation computes the C prototypes once per epoch, collects the (N, C) logits of every batch (gathered
     across devices) and logs ``<stage>_<metric>`` for every key of
@@ -49,8 +59,9 @@ class OrdinalModule(L.LightningModule):
 
     model: Any  # OrdinalCLIP or a head (duck-typed: num_ranks, prototypes(), forward_features())
 
-    def __init__(self, model: nn.Module, cfg: RunConfig, ranks: RankSpace | None = None,
-                 features_input: bool = False) -> None:
+    def __init__(
+        self, model: nn.Module, cfg: RunConfig, ranks: RankSpace | None = None, features_input: bool = False
+    ) -> None:
         super().__init__()
         self.model = model
         self.cfg = cfg
@@ -59,6 +70,13 @@ class OrdinalModule(L.LightningModule):
         self.eval_results: dict[str, dict[str, Any]] = {}
         self._prototypes: Tensor | None = None
         self._outputs: list[tuple[Tensor, Tensor, Tensor]] = []
+        self._loss: Callable[[Tensor, Tensor], dict[str, Tensor]] | None = None
+        if getattr(model, "output_kind", "softmax") == "softmax":
+            params = dataclasses.asdict(cfg.loss)  # LossConfig's fields are make_softmax_loss's parameters
+            # Soft-label matrices are built once here, not per step.
+            self._loss = make_softmax_loss(
+                params.pop("name"), int(getattr(model, "num_ranks", cfg.model.num_ranks)), **params
+            )
 
     # -- forward ---------------------------------------------------------------------------------------------
     def forward(self, x: Tensor, prototypes: Tensor | None = None) -> Tensor:
@@ -82,19 +100,21 @@ class OrdinalModule(L.LightningModule):
     # -- training --------------------------------------------------------------------------------------------
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch[0], batch[1]
-        lc = self.cfg.loss
-        kind = getattr(self.model, "output_kind", "softmax")
-        if kind == "softmax":
-            out = ordinalclip_loss(self(x), y, lc.ce_weight, lc.kl_weight, lc.temperature)
+        if self._loss is not None:
+            out = self._loss(self(x), y)
         else:
-            out = model_loss(self(x), y, kind)
+            out = model_loss(self(x), y, self.model.output_kind)
         loss = out["loss"]
         if not torch.isfinite(loss):
             raise NonFiniteLossError(float(loss.detach()), self.global_step, self.current_epoch, batch_idx)
         n = int(y.shape[0])
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=n)
-        self.log_dict({f"train_{k}": v for k, v in out.items() if k != "loss"}, on_step=False, on_epoch=True,
-                      batch_size=n)
+        self.log_dict(
+            {f"train_{k}": v for k, v in out.items() if k != "loss"},
+            on_step=False,
+            on_epoch=True,
+            batch_size=n,
+        )
         return loss
 
     def configure_optimizers(self) -> Any:  # Lightning's optimizer-and-scheduler dict, or None
@@ -167,16 +187,24 @@ class OrdinalModule(L.LightningModule):
             return
         self._check_finite(stage, logits, idx)
         metrics = ordinal_metrics(logits.cpu(), labels.cpu(), kind)
-        sync = self.trainer.world_size > 1  # every rank holds the same values; syncing only silences a warning
+        # every rank holds the same values; syncing only silences a warning
+        sync = self.trainer.world_size > 1
         for k, v in metrics.items():
             self.log(f"{stage}_{k}", float(v), prog_bar=k == "mae_max", sync_dist=sync)
         if self.trainer.sanity_checking:
             return
-        probs = rank_probabilities(logits.cpu(), kind)
-        result: dict[str, Any] = {"num_samples": int(logits.shape[0]), "metrics": _finite(metrics),
-                                  "predictions": {"index": idx.cpu(), "label": labels.cpu(),
-                                                  "pred_exp": expected_rank(probs),
-                                                  "pred_max": probs.argmax(1), "probs": probs}}
+        probs, pred_exp, pred_max = point_predictions(logits.cpu(), kind)
+        result: dict[str, Any] = {
+            "num_samples": int(logits.shape[0]),
+            "metrics": _finite(metrics),
+            "predictions": {
+                "index": idx.cpu(),
+                "label": labels.cpu(),
+                "pred_exp": pred_exp,
+                "pred_max": pred_max,
+                "probs": probs,
+            },
+        }
         groups = self._groups(stage)
         if groups is not None and any(g is not None for g in groups):
             order = idx.cpu().tolist()
@@ -184,8 +212,10 @@ class OrdinalModule(L.LightningModule):
             for row, i in enumerate(order):
                 if groups[i] is not None:
                     per_group.setdefault(str(groups[i]), []).append(row)
-            result["groups"] = {g: _finite(ordinal_metrics(logits.cpu()[rows], labels.cpu()[rows], kind))
-                                for g, rows in sorted(per_group.items())}
+            result["groups"] = {
+                g: _finite(ordinal_metrics(logits.cpu()[rows], labels.cpu()[rows], kind))
+                for g, rows in sorted(per_group.items())
+            }
         self.eval_results[stage] = result
 
     def _check_finite(self, stage: str, logits: Tensor, idx: Tensor) -> None:
@@ -220,8 +250,9 @@ class OrdinalModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         omitted = self.frozen_tower_prefixes()
         if omitted:
-            checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items()
-                                        if not k.startswith(tuple(omitted))}
+            checkpoint["state_dict"] = {
+                k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(tuple(omitted))
+            }
         checkpoint[CHECKPOINT_KEY] = {
             "format": CHECKPOINT_FORMAT,
             "version": __version__,

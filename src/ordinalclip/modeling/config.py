@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 MORPH_CONTEXT = "age estimation: the age of the person is"
 
@@ -50,8 +50,11 @@ class ImageTowerConfig:
     def projection(self, embed_dim: int | None) -> Literal["identity", "linear", "identity_init"]:
         """The projection a features tower gets for a joint width of ``embed_dim`` (``auto`` and the old
         booleans resolved); raises ``ValueError`` when an identity cannot reach that width."""
-        old = {True: "linear", False: "identity"}
-        mode = old.get(self.project, self.project)  # type: ignore[call-overload]
+        mode: str
+        if isinstance(self.project, bool):  # configs from before the modes: true = linear, false = identity
+            mode = "linear" if self.project else "identity"
+        else:
+            mode = self.project
         if mode == "auto":
             mode = "identity" if embed_dim is None or self.input_dim == embed_dim else "linear"
         if mode not in ("identity", "linear", "identity_init"):
@@ -61,7 +64,7 @@ class ImageTowerConfig:
             raise ValueError(f"model.image.project: {self.project!r} keeps the width, but the features are "
                              f"{self.input_dim}-d and the joint width is {embed_dim}: use project: linear "
                              "(or auto)")
-        return mode
+        return cast(Literal["identity", "linear", "identity_init"], mode)
 
 
 @dataclass

@@ -8,7 +8,7 @@ is the same for all.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -90,9 +90,10 @@ def zero_shot_prototypes(text_tower: ClipTextTower, rank_names: list[str],
     return F.normalize(total, dim=-1)
 
 
-def encode_texts(text_tower: ClipTextTower, texts: list[str]) -> torch.Tensor:
-    """(N, E) text features of plain strings through the text tower (the model's own encode_text, on our
-    path)."""
+def encode_texts(text_tower: Any, texts: list[str]) -> torch.Tensor:
+    """(N, E) text features of plain strings through a text tower (CLIP's or a Hugging Face encoder: anything
+    with ``start_ids``, ``end_ids``, ``encode_words`` and the prompt-forward of our towers), the model's own
+    encode_text on our path."""
     start, end = list(text_tower.start_ids), list(text_tower.end_ids)
     seqs = [[*start, *text_tower.encode_words(t), *end] for t in texts]
     longest = max(len(s) for s in seqs)
