@@ -96,7 +96,7 @@ def test_clip_vit_tower(tmp_path):
     # the same sidecar as the safetensors export, plus the graph's input and output
     differ = {k for k in meta.keys() | safetensors_meta.keys() if meta.get(k) != safetensors_meta.get(k)}
     assert (
-        differ <= {"weights_file", "sha256", "created", "onnx"}
+        differ <= {"weights_file", "sha256", "sidecar_sha256", "created", "onnx"}
         and {"weights_file", "sha256", "onnx"} <= differ
     )
     assert meta["weights_file"] == "vit.onnx" and meta["rank_names"] == list("abcde")
