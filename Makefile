@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.ordinalclip-installed
 # torch/torchvision are pinned together so that pip never pairs a torchvision with a torch it was not built for.
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: test test-fast demo lint bench clean venv browser
+.PHONY: test test-fast demo lint bench clean venv browser wheel-check
 
 venv: $(STAMP)
 
@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
 	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e ".[test,demo,report]"
+	$(PY) -m pip install --quiet -e ".[test,demo,report,onnx,serve]"
 	touch $(STAMP)
 
 ## a real headless browser for the tests of what a person sees: Debian's chromium (Playwright comes with `.[test]`)
@@ -25,13 +25,18 @@ browser:
 # modules whose docstring examples are executed (doctests)
 DOCTESTS := src/ordinalclip/losses.py src/ordinalclip/metrics.py src/ordinalclip/fileio.py
 
-## run the whole test suite (slow tests included), as CI does: lint, format, types, doctests, tests
+## run the whole test suite (slow tests included), as CI does: lint, format, types, doctests, tests, then the wheel check
 test: $(STAMP) browser
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m ruff format --check src tests benchmarks
 	$(PY) -m mypy
 	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules $(DOCTESTS)
 	$(PY) -m pytest -n 2 -q tests
+	$(MAKE) wheel-check
+
+## build the wheel, install it into a fresh venv outside the tree (reusing this venv's torch) and run the commands
+wheel-check: $(STAMP)
+	.ci/wheel_check.sh $(PY)
 
 ## the fast tests only
 test-fast: $(STAMP)

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ordinalclip.config_files import config_path
 from ordinalclip.configtools import ConfigError, load_config
 from ordinalclip.modeling.config import ModelConfig
 
@@ -344,7 +345,11 @@ def _check_loss(cfg: RunConfig) -> None:
 
 
 def load_run_config(paths: Sequence[str | os.PathLike[str]], overrides: Iterable[str] = ()) -> RunConfig:
-    """Merge the YAML files in order, apply ``key.path=value`` overrides, and check the result."""
+    """Merge the YAML files in order, apply ``key.path=value`` overrides, and check the result.
+
+    Each entry is a YAML file or the name of a built-in config (``"tiny"``, ``"morph"``; see
+    :func:`ordinalclip.config_files.config_path`).
+    """
     if not paths:
-        raise ConfigError("no config file given (e.g. -c configs/tiny.yaml)")
-    return load_config(RunConfig, paths, overrides)
+        raise ConfigError("no config file given (e.g. -c tiny, or -c my_config.yaml)")
+    return load_config(RunConfig, [config_path(p) for p in paths], overrides)

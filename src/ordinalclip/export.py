@@ -4,6 +4,8 @@ An export is two files side by side:
 
 * ``model.safetensors``: the image tower's tensors under ``image_tower.*``, ``prototypes`` (C, E) as trained
   (raw; normalised on use, as in training) and ``log_logit_scale`` (a 0-d tensor);
+  (or ``model.onnx``: the same head as one ONNX graph ``images (B, 3, H, W) -> logits (B, C)``, dynamic B,
+  run by any ONNX runtime; its sidecar is ``model.onnx.json``, so both formats can share a folder);
 * ``model.json``: format name and version, the ordinalclip version, the :class:`ModelConfig` (enough to
   rebuild the tower's architecture), C, the rank values and names, the preprocessing, the creation time, the
   sha256 of the safetensors file, and ``sidecar_sha256``: the sha256 of the sidecar's own content (every other
@@ -24,6 +26,8 @@ import json
 import logging
 import math
 import os
+import sys
+import types
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -49,10 +53,14 @@ __all__ = [
     "FORMAT_VERSION",
     "ExportError",
     "ExportedModel",
+    "OnnxModel",
     "export_head",
     "export_model",
     "head_from_checkpoint",
     "load_export",
+    "load_any_export",
+    "load_onnx_export",
+    "sidecar_path",
 ]
 
 log = logging.getLogger(__name__)
@@ -131,35 +139,110 @@ def _check_preprocess(preprocess: Mapping[str, Any] | None, images: bool) -> dic
     return out
 
 
+EXPORT_FORMATS = {".safetensors": "safetensors", ".onnx": "onnx"}
+ONNX_INPUT, ONNX_OUTPUT = "images", "logits"
+ONNX_OPSET = 18
+
+
+def export_format(out: str | os.PathLike[str], format: str | None = None) -> str:
+    """``"safetensors"`` or ``"onnx"``: ``format`` if given (it must agree with ``out``'s suffix), else the
+    suffix's."""
+    suffix = Path(out).suffix.lower()
+    if format is None:
+        if suffix not in EXPORT_FORMATS:
+            raise ExportError(f"an export is written to a .safetensors file or an .onnx file (the sidecar "
+                              f"goes beside it); got {out}")
+        return EXPORT_FORMATS[suffix]
+    if format not in EXPORT_FORMATS.values():
+        known = sorted(EXPORT_FORMATS.values())
+        raise ExportError(f"unknown export format {format!r}; expected one of {known}")
+    if EXPORT_FORMATS.get(suffix) != format:
+        want = next(k for k, v in EXPORT_FORMATS.items() if v == format)
+        raise ExportError(f"the {format} format is written to a {want} file (the sidecar goes beside it); "
+                          f"got {out}")
+    return format
+
+
+def sidecar_path(weights: str | os.PathLike[str]) -> Path:
+    """The JSON sidecar of an export: ``model.json`` beside ``model.safetensors``, ``model.onnx.json`` beside
+    ``model.onnx`` (so both formats of one model can sit in one folder, as ``model.onnx.data`` would)."""
+    weights = Path(weights)
+    if weights.suffix.lower() == ".onnx":
+        return weights.with_name(weights.name + ".json")
+    return weights.with_suffix(".json")
+
+
+def _write_safetensors(model: CosineClassifier, tmp: Path) -> None:
+    from safetensors import torch as st
+
+    # clone: safetensors refuses tensors that share memory, and a tower may tie weights
+    tensors = {f"image_tower.{k}": v.detach().cpu().contiguous().clone()
+               for k, v in model.image_tower.state_dict().items()}
+    tensors["prototypes"] = model.weight.detach().cpu().contiguous().clone()
+    tensors["log_logit_scale"] = model.logit_scale.value.detach().cpu().reshape(()).clone()
+    st.save_file(tensors, str(tmp), metadata={"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION)})
+
+
+def onnx_example_input(model_config: ModelConfig, preprocess: Mapping[str, Any],
+                       batch: int = 2) -> torch.Tensor:
+    """A random input of the shape the exported graph takes: (B, 3, size, size) images or (B, F) features."""
+    if model_config.image.kind == "features":
+        if model_config.image.input_dim is None:
+            raise ExportError("model.image.input_dim is not set: cannot tell the width of the feature input")
+        return torch.randn(batch, int(model_config.image.input_dim))
+    size = int(preprocess["size"])
+    return torch.randn(batch, 3, size, size)
+
+
+def _write_onnx(model: CosineClassifier, example: torch.Tensor, tmp: Path) -> dict[str, Any]:
+    """Trace ``model`` with torch's exporter (``torch.export`` based; the TorchScript one is deprecated) into
+    one self-contained ONNX file whose batch dimension is dynamic. Returns what the sidecar says about the
+    graph."""
+    try:
+        import onnx  # noqa: F401  (the exporter needs onnx and onnxscript)
+        import onnxscript  # noqa: F401
+    except ImportError as err:
+        raise ExportError(f"ONNX export needs the onnx extra: pip install 'ordinalclip[onnx]' ({err})") \
+            from None
+    batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    model = model.eval()
+    with torch.no_grad():
+        torch.onnx.export(model, (example,), str(tmp), dynamo=True, external_data=False, verbose=False,
+                          input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT], opset_version=ONNX_OPSET,
+                          dynamic_shapes=({0: batch},))
+    return {"input": ONNX_INPUT, "output": ONNX_OUTPUT, "opset": ONNX_OPSET,
+            "input_shape": ["batch", *example.shape[1:]], "output_shape": ["batch", int(model.num_ranks)]}
+
+
 def export_head(model: nn.Module, model_config: ModelConfig, out: str | os.PathLike[str],
                 rank_values: list[float] | None = None, rank_names: list[str] | None = None,
-                preprocess: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None) -> Path:
-    """Write ``model`` as an export: ``out`` (safetensors) and ``out.with_suffix(".json")`` (sidecar).
+                preprocess: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None,
+                format: str | None = None) -> Path:
+    """Write ``model`` as an export: ``out`` (safetensors or ONNX) and its sidecar (:func:`sidecar_path`).
 
     Args:
         model: an OrdinalCLIP (frozen into its head with :meth:`OrdinalCLIP.to_head`) or a cosine head whose
             ``weight`` is (C, E) and whose image tower gives (B, E) features.
         model_config: the config ``model`` was built from (stored so the tower's architecture can be rebuilt).
-        out: the ``.safetensors`` path.
+        out: the ``.safetensors`` or ``.onnx`` path.
         rank_values: the label value of each rank (C floats; default ``0..C-1``).
         rank_names: optional C display names.
         preprocess: the eval transform: ``{"size", "resize", "mean", "std"}`` (``resize`` defaults to
             ``size``); may be empty for a precomputed-features tower.
         extra: anything JSON-serialisable to keep in the sidecar (e.g. the run's metrics).
+        format: ``"safetensors"`` (tensors read by this package) or ``"onnx"`` (a graph ``images (B, 3, H,
+            W) -> logits (B, C)`` for any ONNX runtime, dynamic B); default: from the suffix of ``out``.
 
     Returns:
-        The path of the safetensors file.
+        The path of the weights file (``out``).
     """
-    from safetensors import torch as st
-
     if isinstance(model, OrdinalCLIP):
         model = model.to_head()
     if not isinstance(model, CosineClassifier):
         raise ExportError(f"only prototype models (ordinalclip, cosine, zeroshot) can be exported, got "
                           f"{type(model).__name__}; predict from its checkpoint instead")
     out = Path(out)
-    if out.suffix != ".safetensors":
-        raise ExportError(f"an export is written to a .safetensors file (the sidecar goes beside it); got {out}")
+    kind = export_format(out, format)
     num_ranks, embed_dim = (int(n) for n in model.weight.shape)
     if model_config.num_ranks != num_ranks:
         raise ExportError(f"model_config.num_ranks is {model_config.num_ranks} but the model has {num_ranks} "
@@ -176,19 +259,18 @@ def export_head(model: nn.Module, model_config: ModelConfig, out: str | os.PathL
         model_config = dataclasses.replace(model_config, clip=dataclasses.replace(model_config.clip,
                                                                                   hf_config=hf_config))
 
-    # clone: safetensors refuses tensors that share memory, and a tower may tie weights
-    tensors = {f"image_tower.{k}": v.detach().cpu().contiguous().clone()
-               for k, v in model.image_tower.state_dict().items()}
-    tensors["prototypes"] = model.weight.detach().cpu().contiguous().clone()
-    tensors["log_logit_scale"] = model.logit_scale.value.detach().cpu().reshape(()).clone()
     out.parent.mkdir(parents=True, exist_ok=True)
 
-    sidecar = out.with_suffix(".json")
+    sidecar = sidecar_path(out)
     tmp_weights = temp_beside(out)
     tmp_sidecar = temp_beside(sidecar)
     try:
-        st.save_file(tensors, str(tmp_weights),
-                     metadata={"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION)})
+        graph = None
+        if kind == "onnx":
+            example = onnx_example_input(model_config, prep).to(model.weight.device)
+            graph = _write_onnx(model, example, tmp_weights)
+        else:
+            _write_safetensors(model, tmp_weights)
         meta = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
@@ -204,6 +286,8 @@ def export_head(model: nn.Module, model_config: ModelConfig, out: str | os.PathL
             "model": to_dict(model_config),
             "extra": dict(extra or {}),
         }
+        if graph is not None:
+            meta["onnx"] = graph
         meta["sidecar_sha256"] = sidecar_digest(meta)
         tmp_sidecar.write_text(json.dumps(meta, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         # Both files are complete before either rename; a crash between the two renames leaves a pair whose
@@ -239,11 +323,15 @@ def head_from_checkpoint(checkpoint: str | os.PathLike[str]) -> tuple[nn.Module,
 
 
 def export_model(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str],
-                 extra: Mapping[str, Any] | None = None) -> Path:
-    """Export a training checkpoint: load it, freeze the prototypes, write ``out`` and its JSON sidecar."""
+                 extra: Mapping[str, Any] | None = None, format: str | None = None) -> Path:
+    """Export a training checkpoint (or run folder): load it, freeze the prototypes, write ``out``
+    (safetensors or ONNX, see :func:`export_head`) and its JSON sidecar. ``ordinalclip.export(checkpoint,
+    out)`` calls this."""
+    export_format(out, format)  # a wrong name fails before the checkpoint loads
     head, cfg, values, names, prep = head_from_checkpoint(checkpoint)
     info = {"checkpoint": str(checkpoint), **dict(extra or {})}
-    return export_head(head, cfg.model, out, rank_values=values, rank_names=names, preprocess=prep, extra=info)
+    return export_head(head, cfg.model, out, rank_values=values, rank_names=names, preprocess=prep,
+                       extra=info, format=format)
 
 
 # --------------------------------------------------------------------------------------------- reading
@@ -539,3 +627,108 @@ def load_export(path: str | os.PathLike[str], device: str | torch.device = "cpu"
     model = ExportedModel(tower, protos, float(log_scale), rank_values=meta["rank_values"], rank_names=names,
                           preprocess=preprocess, model_config=cfg, metadata=meta)
     return model.to(device)
+
+
+class OnnxModel(nn.Module):
+    """An ONNX export run by onnxruntime behind the interface of :class:`ExportedModel`: ``forward(x) ->
+    logits`` (torch tensors in and out), ``num_ranks``, ``rank_values``, ``rank_names``, ``preprocess``,
+    ``model_config``, ``metadata``. It has no parameters; the graph runs on the CPU (or on the providers
+    given)."""
+
+    output_kind = "softmax"
+
+    def __init__(self, path: Path, metadata: dict[str, Any], model_config: ModelConfig,
+                 providers: list[str] | None = None, threads: int | None = None):
+        super().__init__()
+        try:
+            import onnxruntime as ort
+        except ImportError as err:
+            raise ExportError(f"{path}: running an ONNX export needs onnxruntime: pip install "
+                              f"'ordinalclip[onnx]' ({err})") from None
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only: the optimiser's notes are not the user's business
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), options,
+                                                providers=providers or ["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own exception types for a corrupt or foreign graph
+            raise ExportError(f"{path}: onnxruntime cannot load this graph: {err}") from None
+        graph = metadata.get("onnx") or {}
+        self.input_name = graph.get("input", ONNX_INPUT)
+        self.num_ranks = int(metadata["num_ranks"])
+        self.rank_values = [float(v) for v in metadata["rank_values"]]
+        names = metadata.get("rank_names")
+        self.rank_names = list(names) if names is not None else None
+        self.preprocess = dict(metadata.get("preprocess") or {})
+        self.model_config = model_config
+        self.metadata = metadata
+        self.path = path
+
+    @property
+    def takes_images(self) -> bool:
+        return self.model_config.image.kind != "features"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) images or (B, F) features -> (B, C) logits, computed by onnxruntime."""
+        array = x.detach().to("cpu", torch.float32).contiguous().numpy()
+        (logits,) = self.session.run(None, {self.input_name: array})
+        return torch.from_numpy(logits)
+
+
+def load_onnx_export(path: str | os.PathLike[str], providers: list[str] | None = None,
+                     threads: int | None = None) -> OnnxModel:
+    """Load an ONNX export (``model.onnx`` with ``model.onnx.json`` beside it) into onnxruntime.
+
+    The sidecar is read and checked as for a safetensors export (:func:`read_export_metadata`), and the sha256
+    of the graph must match it. ``threads``: onnxruntime's intra-op threads (default: its own choice, all
+    cores).
+    """
+    path = Path(path)
+    if path.name.lower().endswith(".onnx.json"):
+        path = path.with_suffix("")
+    if path.suffix.lower() != ".onnx":
+        raise ExportError(f"an ONNX export is a .onnx file with a .onnx.json sidecar; got {path}")
+    sidecar = sidecar_path(path)
+    meta = read_export_metadata(sidecar)
+    if not path.is_file():
+        raise ExportError(f"ONNX graph not found: {path} (sidecar {sidecar} exists)")
+    if "onnx" not in meta or Path(str(meta.get("weights_file", ""))).suffix != ".onnx":
+        raise ExportError(f"{sidecar}: this sidecar describes a {meta.get('weights_file')!r} export, not an "
+                          "ONNX graph")
+    digest = _sha256(path)
+    if digest != meta["sha256"]:
+        raise ExportError(f"{path}: sha256 {digest} does not match {meta['sha256']} recorded in {sidecar}; "
+                          "the file was modified, truncated, or belongs to another export")
+    try:
+        cfg = from_dict(ModelConfig, meta["model"], path="model")
+    except ConfigError as err:
+        raise ExportError(f"{sidecar}: the stored model config does not fit this ordinalclip: "
+                          f"{err}") from None
+    return OnnxModel(path, meta, cfg, providers, threads)
+
+
+def load_any_export(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> nn.Module:
+    """An export of either format: :func:`load_onnx_export` for ``.onnx`` (or its ``.onnx.json``), else
+    :func:`load_export`."""
+    name = Path(path).name.lower()
+    if name.endswith(".onnx") or name.endswith(".onnx.json"):
+        return load_onnx_export(path)
+    return load_export(path, device)
+
+
+class _CallableModule(types.ModuleType):
+    """``ordinalclip.export`` is this module and, called, :func:`export_model`.
+
+    ``import ordinalclip as oc; oc.export(ckpt, "model.onnx")`` reads naturally, but importing the submodule
+    ``ordinalclip.export`` (which any loader does) sets the package attribute ``export`` to the module and
+    would hide a function of that name. Making the module callable keeps both meanings working in any import
+    order.
+    """
+
+    def __call__(self, checkpoint: str | os.PathLike[str], out: str | os.PathLike[str],
+                 format: str | None = None, extra: Mapping[str, Any] | None = None) -> Path:
+        return export_model(checkpoint, out, extra=extra, format=format)
+
+
+sys.modules[__name__].__class__ = _CallableModule

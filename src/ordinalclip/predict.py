@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 from PIL import Image
@@ -30,12 +30,12 @@ from ordinalclip.data.samples import (
     column_index,
     read_csv_rows,
 )
-from ordinalclip.export import ExportError, head_from_checkpoint, load_export
+from ordinalclip.export import ExportError, OnnxModel, head_from_checkpoint, load_any_export
 from ordinalclip.fileio import atomic_write
-from ordinalclip.metrics import NonFiniteOutputError, point_predictions
+from ordinalclip.metrics import NonFiniteOutputError, point_predictions, rank_probabilities
 from ordinalclip.modeling.ordinalclip import OrdinalCLIP
 
-__all__ = ["InputImage", "Predictor", "predict", "read_inputs"]
+__all__ = ["InputImage", "LoadedModel", "Predictor", "load", "load_model", "predict", "read_inputs"]
 
 StrPath = str | os.PathLike[str]
 
@@ -112,8 +112,19 @@ def read_inputs(
     return items
 
 
-def _loaded(model: StrPath | nn.Module) -> tuple[nn.Module, list[float], list[str] | None, dict[str, Any]]:
-    """``(model, rank_values, rank_names, preprocess)`` from an export, a checkpoint or a module."""
+class LoadedModel(NamedTuple):
+    """A model ready for inference and what its predictions need."""
+
+    module: nn.Module  # forward(x) -> (B, C) logits (B, C - 1 for CORAL/CORN)
+    rank_values: list[float]  # label value of each rank
+    rank_names: list[str] | None
+    preprocess: dict[str, Any]  # {"size", "resize", "mean", "std"}; {} for a features tower
+
+
+def load_model(model: StrPath | nn.Module) -> LoadedModel:
+    """A model for inference from an export (``.safetensors`` / ``.onnx`` / their ``.json``), a training
+    checkpoint (``.ckpt``), a run folder (its best, else last, checkpoint) or a module. An OrdinalCLIP is
+    frozen into its prototype head, so the text tower never runs at inference."""
     if isinstance(model, OrdinalCLIP):
         model = model.to_head()  # same logits, without running the text tower for every batch
     if isinstance(model, nn.Module):
@@ -121,44 +132,36 @@ def _loaded(model: StrPath | nn.Module) -> tuple[nn.Module, list[float], list[st
         head: Any = model  # any head with num_ranks (duck-typed)
         num_ranks = int(head.num_ranks)
         values = list(values) if values is not None else [float(i) for i in range(num_ranks)]
-        prep = getattr(model, "preprocess", None) or getattr(
-            getattr(model, "image_tower", None), "preprocess", {}
-        )
-        return model, values, getattr(model, "rank_names", None), dict(prep or {})
+        prep = getattr(model, "preprocess", None) or getattr(getattr(model, "image_tower", None), "preprocess", {})
+        return LoadedModel(model, values, getattr(model, "rank_names", None), dict(prep or {}))
     path = Path(model)
-    if path.suffix in (".safetensors", ".json"):
-        exported = load_export(path)
-        return exported, exported.rank_values, exported.rank_names, exported.preprocess
+    if path.suffix.lower() in (".safetensors", ".json", ".onnx"):
+        exported: Any = load_any_export(path)  # ExportedModel or OnnxModel: the same attributes
+        return LoadedModel(exported, exported.rank_values, exported.rank_names, exported.preprocess)
     if path.suffix == ".ckpt" or path.is_dir():  # a run folder means its best (else last) checkpoint
         head, _cfg, values, names, prep = head_from_checkpoint(path)
-        return head, values, names, prep
-    raise ExportError(
-        f"cannot tell what {path} is: expected an export (.safetensors / .json), a Lightning "
-        "checkpoint (.ckpt) or a run folder"
-    )
+        return LoadedModel(head, values, names, prep)
+    raise ExportError(f"cannot tell what {path} is: expected an export (.safetensors / .onnx / .json), a "
+                      "Lightning checkpoint (.ckpt) or a run folder")
 
 
 class Predictor:
     """A model loaded once for repeated predictions (notebooks, services).
 
     Args:
-        model: an export (``.safetensors`` or its ``.json``), a training checkpoint (``.ckpt``) or run
-            folder, or a module (e.g. :func:`ordinalclip.export.load_export`'s result, or a head with
+        model: an export (``.safetensors``, ``.onnx`` or its ``.json``), a training checkpoint (``.ckpt``) or
+            run folder, or a module (e.g. :func:`ordinalclip.export.load_export`'s result, or a head with
             ``num_ranks``).
         device: where to run.
         rank_values: override the label value of each rank (C floats).
         preprocess: override ``{"size", "resize", "mean", "std"}`` of the eval transform.
     """
 
-    def __init__(
-        self,
-        model: StrPath | nn.Module,
-        device: str | torch.device = "cpu",
-        rank_values: Sequence[float] | None = None,
-        preprocess: Mapping[str, Any] | None = None,
-    ):
-        module, values, names, prep = _loaded(model)
-        self.device = torch.device(device)
+    def __init__(self, model: StrPath | nn.Module, device: str | torch.device = "cpu",
+                 rank_values: Sequence[float] | None = None, preprocess: Mapping[str, Any] | None = None):
+        module, values, names, prep = load_model(model)
+        # an ONNX graph runs in onnxruntime on the CPU and hands back CPU tensors
+        self.device = torch.device("cpu" if isinstance(module, OnnxModel) else device)
         self.model = module.to(self.device).eval()
         self.output_kind: str = getattr(module, "output_kind", "softmax")
         self.rank_values = [float(v) for v in (rank_values if rank_values is not None else values)]
@@ -247,6 +250,55 @@ class Predictor:
             for i in range(0, len(prepared), batch_size)
         ]
         return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+    def predict(self, images: ImageLike | Sequence[ImageLike]) -> list[dict[str, Any]]:
+        """Predictions for one image or a list of them, one plain dict per image (JSON-ready)::
+
+            {"expectation": 31.2, "rank": 15, "value": 31.0, "name": "31", "probabilities": [C floats]}
+
+        ``expectation`` is ``sum_i p_i v_i`` over the rank values, ``rank`` the argmax index, ``value`` its
+        rank value and ``name`` its rank name (None without names). Images are file paths, PIL images or
+        (3, H, W) tensors in [0, 1]; features models take (F,) tensors.
+        """
+        items: list[Any] = (
+            [images] if isinstance(images, (str, os.PathLike, Image.Image, torch.Tensor)) else list(images)
+        )
+        if not self.takes_images:
+            batch = torch.stack([torch.as_tensor(x, dtype=torch.float32) for x in items]) if items else None
+            if batch is None:
+                raise ValueError("predict got no inputs")
+            return self.rows(self.predict_batch(batch))
+        opened = [_open_image(x) if isinstance(x, (str, os.PathLike)) else x for x in items]
+        return self.rows(self.predict_images(opened))
+
+    def rows(self, out: Mapping[str, torch.Tensor]) -> list[dict[str, Any]]:
+        """:meth:`predict_batch` output as one JSON-ready dict per image (see :meth:`predict`)."""
+        rows = []
+        for exp, rank, value, probs in zip(out["pred_exp"].tolist(), out["pred_rank"].tolist(),
+                                           out["pred_max"].tolist(), out["probs"].tolist()):
+            name = self.rank_names[rank] if self.rank_names is not None else None
+            rows.append({"expectation": exp, "rank": rank, "value": value, "name": name,
+                         "probabilities": probs})
+        return rows
+
+
+ImageLike = str | os.PathLike[str] | Image.Image | torch.Tensor
+
+
+def _open_image(path: StrPath) -> Image.Image:
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"image not found: {path}") from None
+    except (OSError, Image.UnidentifiedImageError) as err:
+        raise DataError(f"{path}: cannot read the image ({err})") from None
+
+
+def load(model: StrPath | nn.Module, device: str | torch.device = "cpu") -> Predictor:
+    """A :class:`Predictor` for a checkpoint (``.ckpt``), a run folder, an export (``.safetensors`` or
+    ``.onnx``) or a module: ``ordinalclip.load("model.onnx").predict(["a.jpg", "b.jpg"])``."""
+    return Predictor(model, device=device)
 
 
 def _number(x: float) -> str:

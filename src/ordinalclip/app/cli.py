@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -23,9 +24,10 @@ USAGE_ERROR = 2
 
 TRAIN_EXAMPLE = """\
 examples:
-  ordinalclip train -c configs/tiny.yaml
-  ordinalclip train -c configs/morph.yaml --set data.root=/data/MORPH --set trainer.max_epochs=50
-  ordinalclip train -c configs/adience.yaml --set data.root=/data/adience --folds
+  ordinalclip train -c tiny                                         # a built-in config (ordinalclip configs)
+  ordinalclip train -c morph --set data.root=/data/MORPH --set trainer.max_epochs=50
+  ordinalclip train -c adience --set data.root=/data/adience --folds
+  ordinalclip train -c my_config.yaml                               # a file: anything ending in .yaml
   ordinalclip train --resume runs/morph-20240101-120000             # continue from last.ckpt
   ordinalclip train --resume runs/morph-20240101-120000 --set trainer.max_epochs=150
 """
@@ -39,17 +41,31 @@ PREDICT_EXAMPLE = """\
 examples:
   ordinalclip predict runs/morph-20240101-120000/checkpoints/best.ckpt photos/ --out predictions.csv
   ordinalclip predict model.safetensors list.txt --out predictions.csv --probabilities
+  ordinalclip predict model.onnx photos/ --out predictions.csv         # runs in onnxruntime
 """
 EXPORT_EXAMPLE = """\
 examples:
   ordinalclip export runs/morph-20240101-120000/checkpoints/best.ckpt --out morph_model.safetensors
-  (writes morph_model.safetensors + its JSON sidecar; predict loads it without the text tower)
+  ordinalclip export runs/morph-20240101-120000/checkpoints/best.ckpt --format onnx -o morph_model.onnx
+  (each writes the model + a JSON sidecar beside it; predict and serve load either without the text tower)
 """
 DEMO_EXAMPLE = """\
 examples:
   ordinalclip demo                          # the full comparison (a few minutes on 2 CPU cores)
   ordinalclip demo --quick                  # one seed, fewer shots: about a minute
   ordinalclip demo --seeds 0 1 2 3 4 --shots 1 2 4 8 16 --out runs/demo-big
+"""
+CONFIGS_EXAMPLE = """\
+examples:
+  ordinalclip configs                      # every built-in config with its one-line description
+  ordinalclip configs show morph           # print one (copy it to a file to change it)
+  ordinalclip train -c morph               # a built-in by name; -c my_config.yaml is a file
+"""
+SERVE_EXAMPLE = """\
+examples:
+  ordinalclip serve model.onnx                          # http://127.0.0.1:8000/ : drop images, see the ranks
+  ordinalclip serve runs/morph-20240101-120000 --port 9000
+  curl -F files=@face.jpg http://127.0.0.1:8000/predict
 """
 REPORT_EXAMPLE = """\
 examples:
@@ -78,8 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train a model. Writes runs/<name>-<timestamp>/ with the resolved config, "
                        "environment, splits, logs, checkpoints (best, last) and metrics.json.",
                        epilog=TRAIN_EXAMPLE)
-    p.add_argument("-c", "--config", action="append", default=[], metavar="YAML",
-                   help="config file; repeat to merge several in order (later ones win)")
+    p.add_argument("-c", "--config", action="append", default=[], metavar="CONFIG",
+                   help="a built-in config's name (see 'ordinalclip configs') or a .yaml file; repeat to "
+                   "merge several in order (later ones win)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override one config key, e.g. --set optim.lr=1e-4 (repeatable; VALUE is YAML)")
     p.add_argument("--resume", metavar="RUN_DIR",
@@ -103,20 +120,54 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=_formatter, epilog=PREDICT_EXAMPLE,
                        description="Write a CSV with the expected rank, the argmax rank and optionally the "
                        "per-rank probabilities of every image.")
-    p.add_argument("model", help="a training checkpoint (.ckpt) or an export (.safetensors + .json)")
+    p.add_argument("model", help="a training checkpoint (.ckpt), a run folder or an export (.safetensors or "
+                   ".onnx, with its .json)")
     p.add_argument("inputs", help="an image folder, a list file or a CSV")
     p.add_argument("-o", "--out", required=True, help="output CSV")
     p.add_argument("--probabilities", action="store_true", help="add one probability column per rank")
     p.add_argument("--batch-size", type=int, default=64)
     p.set_defaults(func=_predict)
 
-    p = sub.add_parser("export", help="export a checkpoint for inference (safetensors + JSON)",
+    p = sub.add_parser("export", help="export a checkpoint for inference (safetensors or ONNX, + JSON)",
                        formatter_class=_formatter, epilog=EXPORT_EXAMPLE,
                        description="Freeze the prototypes into a cosine head and write the image tower + head "
-                       "as safetensors with a JSON sidecar (tower config, preprocessing, rank values).")
-    p.add_argument("checkpoint", help="a training checkpoint (.ckpt)")
-    p.add_argument("-o", "--out", required=True, help="output .safetensors file (the JSON sidecar goes beside it)")
+                       "as safetensors (read by this package) or ONNX (any ONNX runtime; dynamic batch "
+                       "size), with a JSON sidecar (tower config, preprocessing, rank values and names).")
+    p.add_argument("checkpoint", help="a training checkpoint (.ckpt) or a run folder")
+    p.add_argument("-o", "--out", required=True,
+                   help="output .safetensors or .onnx file (the JSON sidecar goes beside it)")
+    p.add_argument("--format", choices=("safetensors", "onnx"), default=None,
+                   help="default: from the suffix of --out")
     p.set_defaults(func=_export)
+
+    p = sub.add_parser("configs", help="list the built-in configs, or show one", formatter_class=_formatter,
+                       epilog=CONFIGS_EXAMPLE,
+                       description="The configs that ship with ordinalclip. 'train -c NAME' and "
+                       "'sweep -c NAME' take them by name; 'configs show NAME' prints one.")
+    p.add_argument("action", nargs="?", choices=("list", "show"), default="list")
+    p.add_argument("name", nargs="?", help="the config to show (with 'show')")
+    p.set_defaults(func=_configs, light=True)
+
+    p = sub.add_parser("serve", help="serve a model over HTTP: a JSON API and a web page",
+                       formatter_class=_formatter, epilog=SERVE_EXAMPLE,
+                       description="Serve MODEL on http://HOST:PORT/: POST /predict takes images "
+                       "(multipart) and returns the predicted rank and rank probabilities of each as JSON, "
+                       "GET /health says it is up, GET / is a page where a person drops images and sees the "
+                       "ranks. Requests are batched (one forward for the images that arrive within "
+                       "--max-wait-ms). Needs the serve extra: pip install ordinalclip[serve] (and "
+                       "ordinalclip[onnx] for .onnx models).")
+    p.add_argument("model", help="an export (.safetensors or .onnx), a checkpoint (.ckpt) or a run folder")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-batch", type=int, default=32, help="most images in one forward (default 32)")
+    p.add_argument("--max-wait-ms", type=float, default=5.0,
+                   help="how long the first request of a batch waits for others (default 5)")
+    p.add_argument("--max-image-mb", type=float, default=10.0,
+                   help="largest accepted image file (default 10)")
+    p.add_argument("--max-images", type=int, default=64, help="most images in one request (default 64)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_serve)
 
     p = sub.add_parser("demo", help="offline demo: compare methods on real photos with real pretrained towers",
                        formatter_class=_formatter, epilog=DEMO_EXAMPLE,
@@ -156,16 +207,17 @@ def build_parser() -> argparse.ArgumentParser:
         "few_shot.png, and index.html: a page with the tables, the curves and links to each cell's report. "
         "Zero-shot configs (model.arch: zeroshot) are evaluated without training.",
         epilog="examples:\n"
-        "  ordinalclip sweep -c configs/morph.yaml -c configs/morph_cnn.yaml --seeds 1 27 42 128 114514 \\\n"
+        "  ordinalclip sweep -c morph -c morph_cnn --seeds 1 27 42 128 114514 \\\n"
         "      --set data.root=/data/MORPH --out runs/sweep-morph\n"
-        "  ordinalclip sweep -c configs/morph.yaml --grid model.prompts.num_base_ranks=2,3,4,5,6,7,8,9 \\\n"
+        "  ordinalclip sweep -c morph --grid model.prompts.num_base_ranks=2,3,4,5,6,7,8,9 \\\n"
         "      --grid model.prompts.interpolation=linear,inv_prop --out runs/sweep-base-ranks\n"
-        "  ordinalclip sweep -c configs/adience.yaml --folds 0 1 2 3 4 --out runs/sweep-adience\n"
-        "  ordinalclip sweep -c configs/tiny.yaml --seeds 0 1 --grid data.few_shot.shots=1,2,4 \\\n"
+        "  ordinalclip sweep -c adience --folds 0 1 2 3 4 --out runs/sweep-adience\n"
+        "  ordinalclip sweep -c tiny --seeds 0 1 --grid data.few_shot.shots=1,2,4 \\\n"
         "      --out runs/sweep-tiny --dry-run\n"
         "see docs/paper-rows.md for the command of every row of the paper's tables")
-    p.add_argument("-c", "--config", action="append", default=[], metavar="YAML",
-                   help="a config to compare; repeat for several (each is its own row; compose files with base:)")
+    p.add_argument("-c", "--config", action="append", default=[], metavar="CONFIG",
+                   help="a config (built-in name or .yaml file) to compare; repeat for several (each is its "
+                   "own row; compose files with base:)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: each config's own)")
     p.add_argument("--folds", type=int, nargs="+", default=None,
                    help="folds of a fold benchmark (adience, hci), e.g. --folds 0 1 2 3 4")
@@ -217,7 +269,8 @@ def _train(args: argparse.Namespace) -> int:
             raise ConfigError("--resume takes the run folder's own config: no -c, --run-dir or --folds with it")
         run = api.fit(resume=args.resume, overrides=args.overrides)
     elif not args.config:
-        raise ConfigError("train needs -c CONFIG.yaml (or --resume RUN_DIR)")
+        raise ConfigError("train needs -c CONFIG (a built-in name such as tiny, or a .yaml file) or "
+                          "--resume RUN_DIR")
     elif args.folds:
         if args.run_dir:
             raise ConfigError("--folds writes one folder per fold under a new parent: no --run-dir with it")
@@ -258,8 +311,36 @@ def _predict(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from ordinalclip.export import export_model
 
-    out = export_model(args.checkpoint, args.out)
-    print(f"exported to {out}")
+    out = export_model(args.checkpoint, args.out, format=args.format)
+    print(f"exported to {out}")  # its JSON sidecar is beside it (model.json, model.onnx.json)
+    return 0
+
+
+def _configs(args: argparse.Namespace) -> int:
+    from ordinalclip.config_files import builtin_configs, config_path
+    from ordinalclip.configtools import ConfigError
+
+    if args.action == "show":
+        if not args.name:
+            raise ConfigError("configs show needs a NAME (see 'ordinalclip configs')")
+        print(config_path(args.name).read_text(encoding="utf-8"), end="")
+        return 0
+    if args.name:
+        raise ConfigError(f"unexpected {args.name!r}: did you mean 'ordinalclip configs show {args.name}'?")
+    configs = builtin_configs()
+    width = max(len(c.name) for c in configs)
+    for c in configs:
+        print(f"{c.name:<{width}}  {c.description}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ordinalclip.app.serve import ServeOptions, serve
+
+    opts = ServeOptions(host=args.host, port=args.port, max_batch=args.max_batch,
+                        max_wait_ms=args.max_wait_ms, max_image_bytes=int(args.max_image_mb * 1024 * 1024),
+                        max_images=args.max_images, device=args.device)
+    serve(args.model, opts)
     return 0
 
 
@@ -371,6 +452,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return USAGE_ERROR
+    if getattr(args, "light", False):  # no torch, no Lightning: answers in a fraction of a second
+        from ordinalclip.configtools import ConfigError
+
+        try:
+            return int(args.func(args))
+        except ConfigError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return USAGE_ERROR
+        except BrokenPipeError:  # `ordinalclip configs | head`: the reader has all it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+            return 0
     _setup_logging(args.verbose)
     from ordinalclip.engine.errors import NonFiniteLossError, TrainingInterrupted
     from ordinalclip.metrics import NonFiniteOutputError

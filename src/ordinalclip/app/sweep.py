@@ -46,6 +46,7 @@ import lightning as L
 
 from ordinalclip import api
 from ordinalclip.app.tables import TABLE_METRICS
+from ordinalclip.config_files import config_path
 from ordinalclip.configtools import ConfigError, parse_override
 from ordinalclip.engine.callbacks import EvaluateOnly
 from ordinalclip.engine.errors import TrainingInterrupted
@@ -215,8 +216,8 @@ def plan_sweep(
     ``seeds`` / ``folds`` None: each config's own ``trainer.seed`` / ``data.fold``.
     """
     if not configs:
-        raise ConfigError("sweep: no config given (e.g. -c configs/morph.yaml)")
-    paths = list(dict.fromkeys(Path(c).resolve() for c in configs))
+        raise ConfigError("sweep: no config given (e.g. -c morph)")
+    paths = list(dict.fromkeys(config_path(c).resolve() for c in configs))  # names of built-ins too
     for p in paths:
         if not p.is_file():
             raise ConfigError(f"sweep: config file not found: {p}")
