@@ -477,8 +477,7 @@ def write_summary(result: SweepResult, grid_keys: Sequence[str], metric: str = "
         "",
         "Mean ± std over seeds and folds (population std; n = runs) for each config and grid setting. "
         "`_exp`: expectation prediction, `_max`: argmax prediction (CORAL / CORN: the number of thresholds "
-        "passed); `amae`: mean of the per-rank MAEs; `rps`: ranked probability score. summary.csv has every "
-        "metric of `ordinalclip.metrics.ordinal_metrics`.",
+        "passed). summary.csv has every metric of `ordinalclip.metrics.ordinal_metrics` (AMAE, RPS, ...).",
         "",
         f"Cells: {len(result.cells)} ({counts['trained']} trained now, {counts['skipped']} finished earlier, "
         f"{counts['resumed']} resumed, {counts['restarted']} restarted, {counts['failed']} failed).",

@@ -12,7 +12,5 @@ TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("acc_max", "acc max"),
     ("off1_max", "off-1 acc"),
     ("qwk_max", "QWK"),
-    ("amae_max", "AMAE max"),
-    ("rps", "RPS"),
 )
 TABLE_METRICS: tuple[str, ...] = tuple(key for key, _ in TABLE_COLUMNS)
