@@ -32,7 +32,7 @@ from ordinalclip.data.samples import (
 )
 from ordinalclip.export import ExportError, OnnxModel, head_from_checkpoint, load_any_export
 from ordinalclip.fileio import atomic_write
-from ordinalclip.metrics import NonFiniteOutputError, point_predictions, rank_probabilities
+from ordinalclip.metrics import NonFiniteOutputError, point_predictions
 from ordinalclip.modeling.ordinalclip import OrdinalCLIP
 
 __all__ = ["InputImage", "LoadedModel", "Predictor", "load", "load_model", "predict", "read_inputs"]
