@@ -12,11 +12,18 @@ What it does (``ordinalclip demo``):
    baseline, a linear softmax head and CORAL; the text tower is the bundled all-MiniLM-L6-v2;
 4. prints one table (mean ± std over seeds) and writes ``summary.md``, ``results.csv`` and a report page with
    the prototype similarity matrices, a confusion matrix and the few-shot curves.
+
+Each task (:data:`TASKS`: a :class:`DemoTask` builds its data and returns a :class:`TaskPlan`) becomes
+sweep cells (settings x seeds x methods, one config file per method in ``<out>/configs``), and all tasks'
+cells run through :func:`ordinalclip.app.sweep.run_cells` with one launcher (default: ``jobs`` local worker
+processes), so a rerun skips finished runs and continues interrupted ones, and each run has its log in
+``<out>/runs/logs``.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 import time
@@ -29,6 +36,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ordinalclip.app.launchers import Launch
+from ordinalclip.app.sweep import FEW_SHOT_KEY, Cell, CellResult, run_cells
 from ordinalclip.app.tables import TABLE_COLUMNS
 from ordinalclip.configtools import merge
 from ordinalclip.fileio import atomic_write, atomic_write_text
@@ -55,13 +64,19 @@ class DemoOptions:
     min_steps: int = 60  # few-shot runs train for at least this many optimizer steps
     batch_size: int = 64
     methods: Sequence[str] | None = None  # None = DEFAULT_METHODS (any key of method_overrides)
-    jobs: int = 2  # runs trained side by side, one single-threaded process each
+    jobs: int = 2  # runs trained side by side (local worker processes, each with its share of the cores)
+    launch: Launch | None = None  # where the runs go (default: local with `jobs` workers); see app.launchers
     progress: bool = True
     quick: bool = False
 
 
-DEFAULT_METHODS = ("OrdinalCLIP (random base ranks)", "OrdinalCLIP (named base ranks)", "CoOp (rank names)",
-                   "CNN cosine baseline", "Linear (CE)")
+DEFAULT_METHODS = (
+    "OrdinalCLIP (random base ranks)",
+    "OrdinalCLIP (named base ranks)",
+    "CoOp (rank names)",
+    "CNN cosine baseline",
+    "Linear (CE)",
+)
 
 
 def method_overrides(levels: int) -> dict[str, dict[str, Any]]:
@@ -69,10 +84,14 @@ def method_overrides(levels: int) -> dict[str, dict[str, Any]]:
     prompt = {"context_init": CONTEXT}
     return {
         "OrdinalCLIP (random base ranks)": {"arch": "ordinalclip", "prompts": {**prompt, "learner": "rank"}},
-        "OrdinalCLIP (named base ranks)": {"arch": "ordinalclip",
-                                           "prompts": {**prompt, "learner": "rank", "rank_names": BASE_NAMES}},
-        "CoOp (rank names)": {"arch": "ordinalclip", "prompts": {**prompt, "learner": "plain",
-                                                                 "rank_names": None}},
+        "OrdinalCLIP (named base ranks)": {
+            "arch": "ordinalclip",
+            "prompts": {**prompt, "learner": "rank", "rank_names": BASE_NAMES},
+        },
+        "CoOp (rank names)": {
+            "arch": "ordinalclip",
+            "prompts": {**prompt, "learner": "plain", "rank_names": None},
+        },
         "CNN cosine baseline": {"arch": "cosine"},
         "Linear (CE)": {"arch": "linear", "_loss": {"kl_weight": 0.0}},
         "CORAL": {"arch": "coral"},
@@ -134,8 +153,11 @@ def extract_features(dataset, out: Path, progress: bool = True) -> Path:
     if batch:
         flush()
     bar.close()
-    arrays: dict[str, Any] = {"features": np.concatenate(feats).astype(np.float32), "labels": np.array(labels),
-              "split": np.array(splits)}
+    arrays: dict[str, Any] = {
+        "features": np.concatenate(feats).astype(np.float32),
+        "labels": np.array(labels),
+        "split": np.array(splits),
+    }
 
     def write(tmp: Path) -> None:
         with tmp.open("wb") as fh:  # a file object: np.savez would add ".npz" to a path
@@ -156,106 +178,237 @@ def base_config(features: Path, out: Path, levels: int, rank_names: Sequence[str
             "text": {"kind": "huggingface", "hf_model": TEXT_MODEL},
             "prompts": {"num_base_ranks": 3},
         },
-        "data": {"format": "features", "train": str(features), "columns": {"split": "split"},
-                 "rank_names": list(rank_names), "batch_size": batch_size, "num_workers": 0},
+        "data": {
+            "format": "features",
+            "train": str(features),
+            "columns": {"split": "split"},
+            "rank_names": list(rank_names),
+            "batch_size": batch_size,
+            "num_workers": 0,
+        },
         "optim": {"name": "adamw", "lr": 2e-3, "weight_decay": 1e-4, "scheduler": "cosine"},
-        "trainer": {"max_epochs": 10, "accelerator": "cpu", "devices": 1, "progress_bar": False,
-                    "loggers": ["csv"], "log_every_n_steps": 10, "monitor": "val_mae_exp",
-                    "save_frozen_towers": False},
+        "trainer": {
+            "max_epochs": 10,
+            "accelerator": "cpu",
+            "devices": 1,
+            "progress_bar": False,
+            "loggers": ["csv"],
+            "log_every_n_steps": 10,
+            "monitor": "val_mae_exp",
+            "save_frozen_towers": False,
+        },
     }
 
 
-def run_demo(opts: DemoOptions) -> tuple[str, Path]:
-    """Run the whole demo; returns the printed table (Markdown) and the report page."""
-    from ordinalclip.data.blur import build_blur_dataset
-    from ordinalclip.engine.trainer import quiet_lightning
+@dataclass
+class TaskPlan:
+    """A demo task ready to run: its shared config, its methods, and what its report says about the data.
 
-    quiet_lightning()
-    t0 = time.time()
-    out = Path(opts.out)
-    out.mkdir(parents=True, exist_ok=True)
-    ds = build_blur_dataset(opts.data_root, levels=opts.levels, crops_per_photo=opts.crops_per_photo,
-                            progress=opts.progress)
+    The grid (full data and few-shot sizes x seeds x methods) and the report are the same for every task."""
+
+    name: str
+    out: Path  # its results.csv, summary.md and report/
+    base: dict[str, Any]  # the config shared by all its runs
+    methods: dict[str, dict[str, Any]]  # method -> {"model": ..., "loss": ...} on top of base
+    levels: int
+    rank_names: list[str]
+    intro: str  # the report's setup paragraph (data, towers)
+    dataset: Any  # what write_report shows photos from (list_file(split), root, rank_names)
+
+
+@dataclass(frozen=True)
+class DemoTask:
+    """One task of the demo: ``prepare`` builds its data and features and returns its :class:`TaskPlan`."""
+
+    name: str
+    prepare: Callable[[DemoOptions, Path], TaskPlan]
+
+
+def _prepare_blur(opts: DemoOptions, out: Path) -> TaskPlan:
+    """Blur levels of real photos, frozen EfficientNet-Lite0 features, the MiniLM text tower."""
+    from ordinalclip.data.blur import build_blur_dataset
+
+    ds = build_blur_dataset(
+        opts.data_root, levels=opts.levels, crops_per_photo=opts.crops_per_photo, progress=opts.progress
+    )
     features = extract_features(ds, Path(ds.root) / "features_efficientnet_lite0.npz", opts.progress)
-    counts = {s: sum(1 for line in ds.list_file(s).read_text().splitlines() if line.strip())
-              for s in ("train", "val", "test")}
+    counts = {
+        s: sum(1 for line in ds.list_file(s).read_text().splitlines() if line.strip())
+        for s in ("train", "val", "test")
+    }
     log.info("data: %s images per split (%s levels); features %s", counts, opts.levels, features)
-    base = base_config(features, out / "runs", opts.levels, ds.rank_names, opts.batch_size)
     methods = method_overrides(opts.levels)
     chosen = list(opts.methods or DEFAULT_METHODS)
     unknown = [m for m in chosen if m not in methods]
     if unknown:
         raise ValueError(f"unknown demo methods {unknown}; choose from {list(methods)}")
-    methods = {m: methods[m] for m in chosen}
-    for m in methods.values():
-        if m.get("prompts", {}).get("learner") == "plain":
-            m["prompts"]["rank_names"] = list(ds.rank_names)
+    runs: dict[str, dict[str, Any]] = {}
+    for name in chosen:
+        model = {k: v for k, v in methods[name].items() if k != "_loss"}
+        if model.get("prompts", {}).get("learner") == "plain":
+            model["prompts"]["rank_names"] = list(ds.rank_names)
+        runs[name] = {"model": model, "loss": methods[name].get("_loss", {})}
+    intro = (
+        f"Blur-level estimation on real photos ({opts.levels} levels: {', '.join(ds.rank_names)}); "
+        f"{counts['train']} train / {counts['val']} val / {counts['test']} test images, split by source "
+        f"photo. Image tower: ImageNet EfficientNet-Lite0 (frozen, cached features) + learnable projection; "
+        f"text tower: all-MiniLM-L6-v2 (frozen)."
+    )
+    return TaskPlan(
+        "blur",
+        out,
+        base_config(features, out / "runs", opts.levels, ds.rank_names, opts.batch_size),
+        runs,
+        opts.levels,
+        list(ds.rank_names),
+        intro,
+        ds,
+    )
 
+
+TASKS: tuple[DemoTask, ...] = (DemoTask("blur", _prepare_blur),)
+
+
+def _cells(plan: TaskPlan, opts: DemoOptions) -> list[tuple[Cell, str]]:
+    """The task's runs as sweep cells (one config file per method; setting, epochs and seed as overrides), in
+    table order, each with its setting ("full" or "k-shot")."""
+    from ordinalclip.configtools import save_yaml
+
+    configs = {}
+    for name, extra in plan.methods.items():
+        configs[name] = plan.out / "configs" / f"{_slug(name)}.yaml"
+        save_yaml(merge(plan.base, extra), configs[name])
     settings: list[tuple[str, int | None, int]] = [("full", None, opts.full_epochs)]
     for k in opts.shots:
         n = k * opts.levels
-        epochs = max(opts.full_epochs, math.ceil(opts.min_steps / math.ceil(n / opts.batch_size)))
-        settings.append((f"{k}-shot", k, epochs))
-    jobs = []
-    for (setting, shots, epochs) in settings:
+        settings.append(
+            (
+                f"{k}-shot",
+                k,
+                max(opts.full_epochs, math.ceil(opts.min_steps / math.ceil(n / opts.batch_size))),
+            )
+        )
+    cells = []
+    for setting, shots, epochs in settings:
         for seed in opts.seeds:
-            for name in methods:
-                model = {k: v for k, v in methods[name].items() if k != "_loss"}
+            for name in plan.methods:
                 # about 8 validations per run, however many (tiny) epochs a few-shot run has
-                cfg = merge(base, {"model": model, "loss": methods[name].get("_loss", {}),
-                                    "trainer": {"max_epochs": epochs, "seed": seed,
-                                                "check_val_every_n_epoch": max(1, epochs // 8)},
-                                    "data": {"few_shot": {"shots": shots, "seed": seed}}})
-                jobs.append((name, setting, seed, cfg, out / "runs" / f"{setting}-{_slug(name)}-s{seed}"))
-    results: list[RunResult] = []
-    bar = tqdm(total=len(jobs), desc="training", unit="run", disable=not opts.progress)
-    workers = max(1, min(opts.jobs, len(jobs)))
-    pool = None
-    if workers == 1:
-        outcomes = (_train_one(cfg, run_dir, 0) for _, _, _, cfg, run_dir in jobs)
-    else:
-        # Runs are small and partly Python-bound: one single-threaded process per core gets more done than one
-        # process with two threads. Lightning runs unchanged inside each worker.
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
+                overrides = (
+                    f"trainer.max_epochs={epochs}",
+                    f"trainer.seed={seed}",
+                    f"trainer.check_val_every_n_epoch={max(1, epochs // 8)}",
+                    f"{FEW_SHOT_KEY}={json.dumps(shots)}",
+                    f"data.few_shot.seed={seed}",
+                )
+                cell = Cell(
+                    configs[name],
+                    name,
+                    ((FEW_SHOT_KEY, shots),),
+                    seed,
+                    None,
+                    f"{setting}-{_slug(name)}-s{seed}",
+                    overrides,
+                    False,
+                )
+                cells.append((cell, setting))
+    return cells
 
-        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
-        futures = [pool.submit(_train_one, cfg, run_dir, 1) for _, _, _, cfg, run_dir in jobs]
-        outcomes = (f.result() for f in futures)
-    for (name, setting, seed, _, run_dir), test in zip(jobs, outcomes):
-        bar.set_postfix_str(f"{setting} {name} seed {seed}")
+
+def run_demo(opts: DemoOptions, tasks: Sequence[DemoTask] = TASKS) -> tuple[str, Path]:
+    """Run the whole demo; returns the printed table (Markdown) and the report page (of each task, joined)."""
+    from ordinalclip.engine.trainer import quiet_lightning
+
+    quiet_lightning()
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    t0 = time.time()
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    plans = [task.prepare(opts, out if len(tasks) == 1 else out / task.name) for task in tasks]
+    grids = [_cells(plan, opts) for plan in plans]
+    # Every task's runs go through one launcher call, so the workers stay busy across tasks.
+    all_cells = [cell for grid in grids for cell, _ in grid]
+    bar = tqdm(total=len(all_cells), desc="training", unit="run", disable=not opts.progress)
+
+    def progress(r: CellResult) -> None:
+        bar.set_postfix_str(r.cell.name)
         bar.update()
-        res = RunResult(name, setting, seed, test, run_dir)
-        protos = run_dir / "prototypes.npy"
-        if protos.is_file():
-            from ordinalclip.metrics import ordinality_score
 
-            scores = ordinality_score(torch.from_numpy(np.load(protos)))
-            res.ordinality = scores[max(scores)]
-        results.append(res)
+    outcomes: dict[str, CellResult] = {}
+    for plan, grid in zip(plans, grids):
+        cells = [cell for cell, _ in grid]
+        sweep = run_cells(
+            cells,
+            plan.out / "runs",
+            opts.launch or Launch(jobs=max(1, min(opts.jobs, len(cells)))),
+            grid_keys=[FEW_SHOT_KEY],
+            progress=progress,
+        )
+        outcomes.update({r.cell.name: r for r in sweep.cells})
     bar.close()
-    if pool is not None:
-        pool.shutdown()
+    failed = [r for r in outcomes.values() if r.status == "failed"]
+    if failed:
+        raise RuntimeError(
+            "demo runs failed: " + "; ".join(f"{r.cell.name}: {r.error} (log: {r.log})" for r in failed)
+        )
+    tables, pages = [], []
+    for plan, grid in zip(plans, grids):
+        results = [_run_result(outcomes[cell.name], setting) for cell, setting in grid]
+        table, page = _report(
+            plan, results, [s for s in dict.fromkeys(s for _, s in grid)], opts, time.time() - t0
+        )
+        tables.append(table)
+        pages.append(page)
+    return "\n\n".join(tables), pages[0]
 
-    table = summary_table(results, [s for s, _, _ in settings], list(methods))
-    _write_csv(results, out / "results.csv")
-    intro = (f"Blur-level estimation on real photos ({opts.levels} levels: {', '.join(ds.rank_names)}); "
-             f"{counts['train']} train / {counts['val']} val / "
-             f"{counts['test']} test images, split by source photo. "
-             f"Image tower: ImageNet EfficientNet-Lite0 (frozen, cached features) + learnable projection; text "
-             "tower: all-MiniLM-L6-v2 (frozen). Test metrics of "
-             "the best-on-val checkpoint; mean ± std over seeds "
-             f"{list(opts.seeds)}. Data, features and training took {time.time() - t0:.0f} s.")
-    page = write_report(out / "report", results, [s for s, _, _ in settings], list(methods), intro, ds,
-                        opts.seeds[0])
-    md = (out / "report" / "summary.md").read_text(encoding="utf-8")
-    atomic_write_text(out / "summary.md", md.replace("](", "](report/"))
+
+def _run_result(r: CellResult, setting: str) -> RunResult:
+    """The test metrics of a finished cell (best checkpoint on val, else last) and its prototypes'
+    ordinality."""
+    from ordinalclip.metrics import ordinality_score
+
+    metrics = r.metrics or {}
+    test = metrics["best"]["test"] if metrics.get("best") else metrics["last"]["test"]
+    res = RunResult(
+        r.cell.label,
+        setting,
+        r.cell.seed,
+        {k: v for k, v in test.items() if isinstance(v, (int, float))},
+        r.run_dir,
+    )
+    protos = r.run_dir / "prototypes.npy"
+    if protos.is_file():
+        scores = ordinality_score(torch.from_numpy(np.load(protos)))
+        res.ordinality = scores[max(scores)]
+    return res
+
+
+def _report(
+    plan: TaskPlan, results: Sequence[RunResult], settings: Sequence[str], opts: DemoOptions, elapsed: float
+) -> tuple[str, Path]:
+    """The task's table, results.csv, report page (:func:`write_report`) and summary.md."""
+    table = summary_table(results, settings, list(plan.methods))
+    _write_csv(results, plan.out / "results.csv")
+    intro = (
+        f"{plan.intro} Test metrics of the best-on-val checkpoint; mean ± std over seeds "
+        f"{list(opts.seeds)}. Data, features and training took {elapsed:.0f} s."
+    )
+    page = write_report(
+        plan.out / "report", results, settings, list(plan.methods), intro, plan.dataset, opts.seeds[0]
+    )
+    md = (plan.out / "report" / "summary.md").read_text(encoding="utf-8")
+    atomic_write_text(plan.out / "summary.md", md.replace("](", "](report/"))
     return table, page
 
 
-
-def write_report(report: Path, results: Sequence[RunResult], settings: Sequence[str], methods: Sequence[str],
-                 intro: str, dataset: Any, first_seed: int) -> Path:
+def write_report(
+    report: Path,
+    results: Sequence[RunResult],
+    settings: Sequence[str],
+    methods: Sequence[str],
+    intro: str,
+    dataset: Any,
+    first_seed: int,
+) -> Path:
     """The demo's page: the comparison table, the few-shot curves, a closer look at the best full-data run
     (the photos per level, its worst errors, error per level, confusion matrix) and every method's
     prototypes."""
@@ -279,14 +432,23 @@ def write_report(report: Path, results: Sequence[RunResult], settings: Sequence[
             if not rs:
                 continue
             ords = [r.ordinality for r in rs if r.ordinality is not None]
-            rows.append([setting, method, *(mean_std_value(*_mean_std([r.metrics[k] for r in rs]))
-                                            for k, _ in TABLE_COLUMNS),
-                         mean_std_value(*_mean_std(ords), pct=True) if ords else None])
+            rows.append(
+                [
+                    setting,
+                    method,
+                    *(mean_std_value(*_mean_std([r.metrics[k] for r in rs])) for k, _ in TABLE_COLUMNS),
+                    mean_std_value(*_mean_std(ords), pct=True) if ords else None,
+                ]
+            )
             groups.append(setting)
-    page.table([Column("setting"), Column("method"), *metric_columns(), Column("ordinality", True, "max")],
-               rows, groups, caption="Mean ± std over seeds; the best of each column within a setting is "
-               "bold on green. exp: expectation prediction, max: argmax prediction; ordinality: share of "
-               "ordered prototype triples.")
+    page.table(
+        [Column("setting"), Column("method"), *metric_columns(), Column("ordinality", True, "max")],
+        rows,
+        groups,
+        caption="Mean ± std over seeds; the best of each column within a setting is "
+        "bold on green. exp: expectation prediction, max: argmax prediction; ordinality: share of "
+        "ordered prototype triples.",
+    )
     curves: dict[str, dict[int, list[float]]] = {}
     for r in results:
         if r.setting != "full":
@@ -300,13 +462,22 @@ def write_report(report: Path, results: Sequence[RunResult], settings: Sequence[
     best = min(first, key=lambda r: r.metrics["mae_exp"], default=None)
     if best is not None:
         page.heading(f"A closer look: {best.method} (full data, seed {first_seed}, lowest test MAE)")
-        run_sections(page, best.run_dir, _image_resolver(dataset), prefix="best_", metrics_table=False,
-                     prototypes=False, level=3)
+        run_sections(
+            page,
+            best.run_dir,
+            _image_resolver(dataset),
+            prefix="best_",
+            metrics_table=False,
+            prototypes=False,
+            level=3,
+        )
     protos = [(r, r.run_dir / "prototypes.npy") for r in first if (r.run_dir / "prototypes.npy").is_file()]
     if protos:
         page.heading("Prototypes of every method (full data)")
-        page.text("Cosine similarity of the learned rank prototypes; an ordinal model's similarity falls off "
-                  "with the distance between ranks.")
+        page.text(
+            "Cosine similarity of the learned rank prototypes; an ordinal model's similarity falls off "
+            "with the distance between ranks."
+        )
         items = []
         for r, path in protos:
             img = f"prototypes_{_slug(r.method)}.png"
@@ -368,20 +539,6 @@ def _fmt(values: Sequence[float], pct: bool = False) -> str:
     return f"{mean:.1f} ± {std:.1f}%" if pct else f"{mean:.3f} ± {std:.3f}"
 
 
-def _train_one(cfg: dict, run_dir: Path, threads: int) -> dict[str, float]:
-    """Train one demo run; returns its test metrics (best checkpoint on val, else last)."""
-    from ordinalclip import api
-    from ordinalclip.engine.trainer import quiet_lightning
-
-    if threads:
-        torch.set_num_threads(threads)
-    quiet_lightning()
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    run = api.fit(cfg, run_dir=run_dir)
-    test = run.metrics["best"]["test"] if run.metrics.get("best") else run.metrics["last"]["test"]
-    return {k: v for k, v in test.items() if isinstance(v, (int, float))}
-
-
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-").replace("--", "-")
 
@@ -392,4 +549,6 @@ def _write_csv(results: Sequence[RunResult], path: Path) -> None:
         w = csv.writer(f)
         w.writerow(["setting", "method", "seed", *keys, "ordinality", "run_dir"])
         for r in results:
-            w.writerow([r.setting, r.method, r.seed, *[r.metrics.get(k) for k in keys], r.ordinality, r.run_dir])
+            w.writerow(
+                [r.setting, r.method, r.seed, *[r.metrics.get(k) for k in keys], r.ordinality, r.run_dir]
+            )

@@ -37,7 +37,8 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Mapping, Sequence
+import traceback
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -45,10 +46,12 @@ from typing import Any, Literal
 import lightning as L
 
 from ordinalclip import api
+from ordinalclip.app.launchers import Launch, Task, run_tasks
 from ordinalclip.app.tables import TABLE_METRICS
 from ordinalclip.configtools import ConfigError, parse_override
 from ordinalclip.engine.callbacks import EvaluateOnly
 from ordinalclip.engine.errors import TrainingInterrupted
+from ordinalclip.fileio import atomic_write, atomic_write_text, write_json
 from ordinalclip.metrics import mean_std
 
 __all__ = [
@@ -60,15 +63,19 @@ __all__ = [
     "SweepResult",
     "parse_grid",
     "plan_sweep",
+    "run_cells",
     "run_sweep",
     "summarize",
+    "summarize_only",
 ]
 
 log = logging.getLogger(__name__)
 
 FEW_SHOT_KEY = "data.few_shot.shots"
 CELL_FILE = "cell.json"
-Status = Literal["planned", "trained", "skipped", "resumed", "restarted", "failed"]
+PLAN_FILE = "sweep.json"
+LOG_DIR = "logs"
+Status = Literal["planned", "trained", "skipped", "resumed", "restarted", "failed", "unfinished"]
 
 
 class SweepError(ConfigError):
@@ -91,9 +98,15 @@ class Cell:
 
     def record(self) -> dict[str, Any]:
         """What cell.json holds: a rerun must find the same."""
-        return {"config": str(self.config), "label": self.label, "settings": dict(self.settings),
-                "seed": self.seed, "fold": self.fold, "overrides": list(self.overrides),
-                "untrained": self.untrained}
+        return {
+            "config": str(self.config),
+            "label": self.label,
+            "settings": dict(self.settings),
+            "seed": self.seed,
+            "fold": self.fold,
+            "overrides": list(self.overrides),
+            "untrained": self.untrained,
+        }
 
 
 @dataclass
@@ -105,6 +118,7 @@ class CellResult:
     run_dir: Path
     metrics: dict[str, Any] | None = None
     error: str | None = None
+    log: Path | None = None  # the cell's log file (logs/<cell>.log)
 
 
 @dataclass
@@ -146,12 +160,16 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
     for text in items:
         key, sep, raw = text.partition("=")
         if not sep or not key.strip() or not raw.strip():
-            raise ConfigError(f"--grid {text!r}: expected KEY=V1,V2,... e.g. model.prompts.num_base_ranks=2,3,4")
+            raise ConfigError(
+                f"--grid {text!r}: expected KEY=V1,V2,... e.g. model.prompts.num_base_ranks=2,3,4"
+            )
         try:
             _, values = parse_override(f"{key.strip()}=[{raw}]")
         except ConfigError as err:
-            raise ConfigError(f"--grid {text!r}: values are YAML separated by commas; quote a value that holds "
-                              f"a comma or ': ' ({err})") from None
+            raise ConfigError(
+                f"--grid {text!r}: values are YAML separated by commas; quote a value that holds "
+                f"a comma or ': ' ({err})"
+            ) from None
         if not isinstance(values, list) or not values:
             raise ConfigError(f"--grid {text!r}: expected at least one value after '='")
         if key.strip() in grid:
@@ -169,7 +187,9 @@ def _short_keys(keys: Sequence[str]) -> dict[str, str]:
 def _value_slug(value: Any) -> str:
     text = json.dumps(value) if not isinstance(value, str) else value
     slug = re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("_")
-    if slug != text or len(slug) > 32:  # changed or long (e.g. a context sentence): keep it unique with a hash
+    if (
+        slug != text or len(slug) > 32
+    ):  # changed or long (e.g. a context sentence): keep it unique with a hash
         digest = hashlib.sha1(json.dumps(value, sort_keys=True).encode()).hexdigest()[:6]
         slug = f"{slug[:24].rstrip('_')}-{digest}".lstrip("-")
     return slug
@@ -189,9 +209,14 @@ def _override(key: str, value: Any) -> str:
     return f"{key}={json.dumps(value)}"  # JSON is YAML: strings stay strings, null stays null
 
 
-def plan_sweep(configs: Sequence[str | os.PathLike[str]], seeds: Sequence[int] | None = None,
-               folds: Sequence[int] | None = None, grid: Mapping[str, Sequence[Any]] | None = None,
-               overrides: Sequence[str] = (), untrained: bool = False) -> list[Cell]:
+def plan_sweep(
+    configs: Sequence[str | os.PathLike[str]],
+    seeds: Sequence[int] | None = None,
+    folds: Sequence[int] | None = None,
+    grid: Mapping[str, Sequence[Any]] | None = None,
+    overrides: Sequence[str] = (),
+    untrained: bool = False,
+) -> list[Cell]:
     """The cells of a sweep, in run order (config, grid setting, seed, fold). Every cell's config is resolved
     here, so a typo in a config, an override or a grid key fails before anything trains.
 
@@ -213,27 +238,48 @@ def plan_sweep(configs: Sequence[str | os.PathLike[str]], seeds: Sequence[int] |
         for combo in itertools.product(*grid.values()):
             settings = tuple(zip(grid, combo))
             base = [*overrides, *(_override(k, v) for k, v in settings)]
-            for seed in (seeds if seeds is not None else [None]):
-                for fold in (folds if folds is not None else [None]):
-                    extra = [*([f"trainer.seed={seed}"] if seed is not None else []),
-                             *([f"data.fold={fold}"] if fold is not None else [])]
+            for seed in seeds if seeds is not None else [None]:
+                for fold in folds if folds is not None else [None]:
+                    extra = [
+                        *([f"trainer.seed={seed}"] if seed is not None else []),
+                        *([f"data.fold={fold}"] if fold is not None else []),
+                    ]
                     try:
                         cfg = api.resolve_config([path], [*base, *extra])
                     except ConfigError as err:
                         raise ConfigError(f"{path}: {err}") from None
-                    if fold is not None and (cfg.data.format != "benchmark"
-                                             or cfg.data.benchmark not in api.FOLD_BENCHMARKS):
-                        raise ConfigError(f"{path}: folds need data.format: benchmark with a fold benchmark "
-                                          f"({', '.join(api.FOLD_BENCHMARKS)}), got format {cfg.data.format!r}, "
-                                          f"benchmark {cfg.data.benchmark!r}")
-                    parts = [label, *(f"{short[k]}={_value_slug(v)}" for k, v in settings),
-                             f"seed{cfg.trainer.seed}", *([f"fold{fold}"] if fold is not None else [])]
-                    cells.append(Cell(path, label, settings, cfg.trainer.seed, fold, "__".join(parts),
-                                      tuple([*base, *extra]), untrained or cfg.model.arch == "zeroshot"))
+                    if fold is not None and (
+                        cfg.data.format != "benchmark" or cfg.data.benchmark not in api.FOLD_BENCHMARKS
+                    ):
+                        raise ConfigError(
+                            f"{path}: folds need data.format: benchmark with a fold benchmark "
+                            f"({', '.join(api.FOLD_BENCHMARKS)}), got format {cfg.data.format!r}, "
+                            f"benchmark {cfg.data.benchmark!r}"
+                        )
+                    parts = [
+                        label,
+                        *(f"{short[k]}={_value_slug(v)}" for k, v in settings),
+                        f"seed{cfg.trainer.seed}",
+                        *([f"fold{fold}"] if fold is not None else []),
+                    ]
+                    cells.append(
+                        Cell(
+                            path,
+                            label,
+                            settings,
+                            cfg.trainer.seed,
+                            fold,
+                            "__".join(parts),
+                            tuple([*base, *extra]),
+                            untrained or cfg.model.arch == "zeroshot",
+                        )
+                    )
     names = [c.name for c in cells]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
-        raise ConfigError(f"sweep: cells with the same settings: {', '.join(twice[:3])} (a seed or fold given twice?)")
+        raise ConfigError(
+            f"sweep: cells with the same settings: {', '.join(twice[:3])} (a seed or fold given twice?)"
+        )
     return cells
 
 
@@ -247,13 +293,17 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _check_record(cell: Cell, run_dir: Path) -> None:
     record = run_dir / CELL_FILE
     if not record.is_file():
-        raise SweepError(f"{run_dir} exists but is not a sweep cell (no {CELL_FILE}); choose another output "
-                          "folder or remove it")
+        raise SweepError(
+            f"{run_dir} exists but is not a sweep cell (no {CELL_FILE}); choose another output "
+            "folder or remove it"
+        )
     found = _read_json(record)
     if found != json.loads(json.dumps(cell.record())):
         changed = sorted(k for k in cell.record() if found.get(k) != json.loads(json.dumps(cell.record()[k])))
-        raise SweepError(f"{run_dir} was run with other settings (differs in: {', '.join(changed)}); use another "
-                          f"output folder for a changed sweep, or delete that cell to rerun it")
+        raise SweepError(
+            f"{run_dir} was run with other settings (differs in: {', '.join(changed)}); use another "
+            f"output folder for a changed sweep, or delete that cell to rerun it"
+        )
 
 
 def _run_cell(cell: Cell, out_dir: Path, callbacks: Sequence[L.Callback]) -> CellResult:
@@ -274,19 +324,31 @@ def _run_cell(cell: Cell, out_dir: Path, callbacks: Sequence[L.Callback]) -> Cel
         status = "restarted"
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
-    (run_dir / CELL_FILE).write_text(json.dumps(cell.record(), indent=2) + "\n", encoding="utf-8")
+    write_json(cell.record(), run_dir / CELL_FILE)
     extra = [EvaluateOnly(run_dir / "checkpoints" / "last.ckpt")] if cell.untrained else []
     # output_dir first so that a user's own output_dir override still wins; it places the shared feature cache
-    run = api.fit([cell.config], overrides=[f"output_dir={json.dumps(str(out_dir))}", *cell.overrides],
-                  run_dir=run_dir, callbacks=[*callbacks, *extra])
+    run = api.fit(
+        [cell.config],
+        overrides=[f"output_dir={json.dumps(str(out_dir))}", *cell.overrides],
+        run_dir=run_dir,
+        callbacks=[*callbacks, *extra],
+    )
     return CellResult(cell, status, run_dir, run.metrics)
 
 
-def run_sweep(configs: Sequence[str | os.PathLike[str]], seeds: Sequence[int] | None = None,
-              folds: Sequence[int] | None = None, grid: Mapping[str, Sequence[Any]] | None = None,
-              overrides: Sequence[str] = (), out_dir: str | os.PathLike[str] = "runs/sweep",
-              untrained: bool = False, metric: str = "mae_max", dry_run: bool = False,
-              callbacks: Sequence[L.Callback] = ()) -> SweepResult:
+def run_sweep(
+    configs: Sequence[str | os.PathLike[str]],
+    seeds: Sequence[int] | None = None,
+    folds: Sequence[int] | None = None,
+    grid: Mapping[str, Sequence[Any]] | None = None,
+    overrides: Sequence[str] = (),
+    out_dir: str | os.PathLike[str] = "runs/sweep",
+    untrained: bool = False,
+    metric: str = "mae_max",
+    dry_run: bool = False,
+    callbacks: Sequence[L.Callback] = (),
+    launch: Launch | None = None,
+) -> SweepResult:
     """Run every cell of the sweep (see :func:`plan_sweep`) and write ``summary.md`` / ``summary.csv``.
 
     Args:
@@ -299,43 +361,162 @@ def run_sweep(configs: Sequence[str | os.PathLike[str]], seeds: Sequence[int] | 
         untrained: evaluate the initial models instead of training (zero-shot cells always are).
         metric: the metric of the few-shot plot.
         dry_run: plan only (configs resolved and checked, nothing run or written).
-        callbacks: extra Lightning callbacks for every run.
+        callbacks: extra Lightning callbacks for every run (picklable, for a launcher other than local x 1).
+        launch: where the cells run (default: here, one after another); see :mod:`ordinalclip.app.launchers`.
 
-    A failed cell (e.g. a non-finite loss or a missing image) is recorded and the sweep goes on; an interrupt
-    (SIGINT/SIGTERM) writes the summary of what has finished and propagates: run the same sweep to continue.
+    A failed cell (e.g. a non-finite loss, a missing image, a killed worker) is recorded with its log file
+    (``logs/<cell>.log``) and the sweep goes on; an interrupt (SIGINT/SIGTERM) writes the summary of what has
+    finished and propagates: run the same sweep to continue.
     """
     out = Path(out_dir)
     cells = plan_sweep(configs, seeds, folds, grid, overrides, untrained)
     if dry_run:
         return SweepResult(out, [CellResult(c, "planned", out / c.name) for c in cells])
+    return run_cells(cells, out, launch, callbacks, list(grid or {}), metric)
+
+
+def run_cells(
+    cells: Sequence[Cell],
+    out: Path,
+    launch: Launch | None = None,
+    callbacks: Sequence[L.Callback] = (),
+    grid_keys: Sequence[str] = (),
+    metric: str = "mae_max",
+    progress: Callable[[CellResult], None] | None = None,
+) -> SweepResult:
+    """Run planned cells under ``out`` with ``launch`` and write the summary once all have finished (or
+    failed); ``progress`` is called with each cell's result as it comes in.
+
+    Every existing cell folder is checked against its cell first, so a changed sweep fails before anything
+    runs.
+    ``out/sweep.json`` records the plan (cell order, grid keys, metric) for :func:`summarize_only`.
+    """
+    launch = (launch or Launch()).check()
     out.mkdir(parents=True, exist_ok=True)
-    results: list[CellResult] = []
-    for i, cell in enumerate(cells, 1):
-        log.info("sweep [%d/%d] %s", i, len(cells), cell.name)
-        try:
-            results.append(_run_cell(cell, out, callbacks))
-        except SweepError:
-            raise
-        except (TrainingInterrupted, KeyboardInterrupt):
-            if results:
-                write_summary(SweepResult(out, results), list(grid or {}), metric)
-            raise
-        except Exception as err:  # one broken cell must not stop a days-long sweep
-            results.append(_failed(cell, out, err))
-    return write_summary(SweepResult(out, results), list(grid or {}), metric)
+    for cell in cells:
+        if (out / cell.name).exists():
+            _check_record(cell, out / cell.name)
+    write_json({"grid": list(grid_keys), "metric": metric, "cells": [c.name for c in cells]}, out / PLAN_FILE)
+    tasks = [
+        Task(_cell_task, (cell, out, tuple(callbacks), not launch.in_process), _log_path(out, cell))
+        for cell in cells
+    ]
+    results: dict[int, CellResult] = {}
+    try:
+        for index, outcome in run_tasks(tasks, launch):
+            cell = cells[index]
+            if outcome.error is not None:
+                results[index] = _failed(cell, out, outcome.error)
+            else:
+                results[index] = outcome.value
+            r = results[index]
+            log.info("sweep [%d/%d] %s: %s", len(results), len(cells), cell.name, r.status)
+            if progress is not None:
+                progress(r)
+    except (TrainingInterrupted, KeyboardInterrupt):
+        if results:
+            write_summary(SweepResult(out, [results[i] for i in sorted(results)]), grid_keys, metric)
+        raise
+    return write_summary(SweepResult(out, [results[i] for i in sorted(results)]), grid_keys, metric)
 
 
-def _failed(cell: Cell, out: Path, err: BaseException) -> CellResult:
-    log.error("sweep cell %s failed: %s: %s", cell.name, type(err).__name__, err)
-    return CellResult(cell, "failed", out / cell.name, error=f"{type(err).__name__}: {err}")
+def _log_path(out: Path, cell: Cell) -> Path:
+    return out / LOG_DIR / f"{cell.name}.log"
+
+
+def _cell_task(cell: Cell, out: Path, callbacks: Sequence[L.Callback], in_worker: bool) -> CellResult:
+    """Run one cell wherever the launcher put it. Errors become a failed result with the traceback in the
+    cell's log; in this process an interrupt propagates (as from any loop), in a worker it fails the cell
+    (resumable)."""
+    try:
+        result = _run_cell(cell, out, callbacks)
+        result.log = _log_path(out, cell)
+        return result
+    except SweepError:
+        if not in_worker:
+            raise
+        error = traceback.format_exc()
+    except TrainingInterrupted as err:
+        if not in_worker:
+            raise
+        return _failed(
+            cell,
+            out,
+            f"interrupted by {err.signame} at step {err.step}; last.ckpt kept: run the "
+            "sweep again to continue",
+        )
+    except Exception:  # one broken cell must not stop a days-long sweep
+        error = traceback.format_exc()
+    with _log_path(out, cell).open("a", encoding="utf-8") as f:
+        f.write(error)
+    last = error.strip().splitlines()[-1]
+    return _failed(cell, out, last)
+
+
+def _failed(cell: Cell, out: Path, error: str) -> CellResult:
+    log.error("sweep cell %s failed: %s (log: %s)", cell.name, error, _log_path(out, cell))
+    return CellResult(cell, "failed", out / cell.name, error=error, log=_log_path(out, cell))
+
+
+def _cell_from_record(run_dir: Path) -> Cell:
+    r = _read_json(run_dir / CELL_FILE)
+    return Cell(
+        Path(r["config"]),
+        r["label"],
+        tuple(r["settings"].items()),
+        r["seed"],
+        r["fold"],
+        run_dir.name,
+        tuple(r["overrides"]),
+        r["untrained"],
+    )
+
+
+def summarize_only(out_dir: str | os.PathLike[str]) -> SweepResult:
+    """Rebuild ``summary.md`` / ``summary.csv`` of a sweep folder from the cells that have finished (those
+    with a ``metrics.json``); the others are listed as unfinished. Nothing is run."""
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise FileNotFoundError(f"sweep folder not found: {out}")
+    plan = _read_json(out / PLAN_FILE) if (out / PLAN_FILE).is_file() else {}
+    found = {p.name: p for p in out.iterdir() if (p / CELL_FILE).is_file()}
+    names = [*plan.get("cells", []), *sorted(n for n in found if n not in plan.get("cells", []))]
+    if not names:
+        raise SweepError(f"{out} holds no sweep cells (no */{CELL_FILE}): is it a sweep folder?")
+    results = []
+    grid_keys: list[str] = list(plan.get("grid", []))
+    for name in names:
+        run_dir = out / name
+        if name not in found:  # planned, not started
+            results.append(
+                CellResult(Cell(Path(), name, (), 0, None, name, (), False), "unfinished", run_dir)
+            )
+            continue
+        cell = _cell_from_record(run_dir)
+        grid_keys += [k for k, _ in cell.settings if k not in grid_keys]
+        finished = (run_dir / "metrics.json").is_file()
+        log_file = _log_path(out, cell)
+        results.append(
+            CellResult(
+                cell,
+                "skipped" if finished else "unfinished",
+                run_dir,
+                _read_json(run_dir / "metrics.json") if finished else None,
+                log=log_file if log_file.is_file() else None,
+            )
+        )
+    return write_summary(SweepResult(out, results), grid_keys, plan.get("metric", "mae_max"))
 
 
 # --------------------------------------------------------------------------------------------------- summary
 
 
 def _stats(per_run: list[Mapping[str, Any]]) -> dict[str, tuple[float, float]]:
-    keys = [k for k in per_run[0] if all(isinstance(m.get(k), (int, float)) and not isinstance(m.get(k), bool)
-                                         for m in per_run)]
+    keys = [
+        k
+        for k in per_run[0]
+        if all(isinstance(m.get(k), (int, float)) and not isinstance(m.get(k), bool) for m in per_run)
+    ]
     return {k: mean_std([float(m[k]) for m in per_run]) for k in keys}
 
 
@@ -354,13 +535,19 @@ def summarize(results: Sequence[CellResult]) -> list[SummaryRow]:
                 entries = [m.metrics[tag] for m in members if (m.metrics or {}).get(tag)]  # type: ignore[index]
                 per_run = [e[split] for e in entries if e.get(split)]
                 if per_run:
-                    rows.append(SummaryRow(cell.label, cell.settings, tag, split, "all", len(per_run),
-                                           _stats(per_run)))
+                    rows.append(
+                        SummaryRow(
+                            cell.label, cell.settings, tag, split, "all", len(per_run), _stats(per_run)
+                        )
+                    )
                 groups = [e[f"{split}_groups"] for e in entries if e.get(f"{split}_groups")]
-                for g in (dict.fromkeys(g for run in groups for g in run)):
+                for g in dict.fromkeys(g for run in groups for g in run):
                     per_group = [run[g] for run in groups if run.get(g)]
-                    rows.append(SummaryRow(cell.label, cell.settings, tag, split, str(g), len(per_group),
-                                           _stats(per_group)))
+                    rows.append(
+                        SummaryRow(
+                            cell.label, cell.settings, tag, split, str(g), len(per_group), _stats(per_group)
+                        )
+                    )
     return rows
 
 
@@ -378,28 +565,61 @@ def write_summary(result: SweepResult, grid_keys: Sequence[str], metric: str = "
     rows = summarize(result.cells)
     short = _short_keys(list(grid_keys))
     metrics = list(dict.fromkeys(k for r in rows for k in r.stats))
-    with (out / "summary.csv").open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["config", *grid_keys, "checkpoint", "split", "group", "n",
-                    *(f"{m}_{s}" for m in metrics for s in ("mean", "std"))])
-        for r in rows:
-            settings = dict(r.settings)
-            w.writerow([r.config, *(_fmt_value(settings[k]) for k in grid_keys), r.checkpoint, r.split, r.group,
-                        r.n, *(f"{r.stats[m][i]:.6g}" if m in r.stats else "" for m in metrics for i in (0, 1))])
 
-    counts = {s: sum(r.status == s for r in result.cells) for s in ("trained", "skipped", "resumed", "restarted",
-                                                                  "failed")}
-    md = ["# Sweep summary", "",
-          "Mean ± std over seeds and folds (population std; n = runs) for each config and grid setting. "
-          "`_exp`: expectation prediction, `_max`: argmax prediction.", "",
-          f"Cells: {len(result.cells)} ({counts['trained']} trained now, {counts['skipped']} finished earlier, "
-          f"{counts['resumed']} resumed, {counts['restarted']} restarted, {counts['failed']} failed).", ""]
+    def write_csv(tmp: Path) -> None:
+        with tmp.open("w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(
+                [
+                    "config",
+                    *grid_keys,
+                    "checkpoint",
+                    "split",
+                    "group",
+                    "n",
+                    *(f"{m}_{s}" for m in metrics for s in ("mean", "std")),
+                ]
+            )
+            for r in rows:
+                settings = dict(r.settings)
+                w.writerow(
+                    [
+                        r.config,
+                        *(_fmt_value(settings[k]) for k in grid_keys),
+                        r.checkpoint,
+                        r.split,
+                        r.group,
+                        r.n,
+                        *(f"{r.stats[m][i]:.6g}" if m in r.stats else "" for m in metrics for i in (0, 1)),
+                    ]
+                )
+
+    atomic_write(out / "summary.csv", write_csv)
+    counts = {
+        s: sum(r.status == s for r in result.cells)
+        for s in ("trained", "skipped", "resumed", "restarted", "failed", "unfinished")
+    }
+    md = [
+        "# Sweep summary",
+        "",
+        "Mean ± std over seeds and folds (population std; n = runs) for each config and grid setting. "
+        "`_exp`: expectation prediction, `_max`: argmax prediction.",
+        "",
+        f"Cells: {len(result.cells)} ({counts['trained']} trained now, {counts['skipped']} finished earlier, "
+        f"{counts['resumed']} resumed, {counts['restarted']} restarted, {counts['failed']} failed"
+        + (f", {counts['unfinished']} unfinished" if counts["unfinished"] else "")
+        + ").",
+        "",
+    ]
     head = ["config", *(short[k] for k in grid_keys), "n", *TABLE_METRICS]
     for group_rows in (False, True):
         for tag in ("best", "last"):
             for split in ("test", "val"):
-                chosen = [r for r in rows if r.checkpoint == tag and r.split == split and (r.group != "all") ==
-                          group_rows]
+                chosen = [
+                    r
+                    for r in rows
+                    if r.checkpoint == tag and r.split == split and (r.group != "all") == group_rows
+                ]
                 if not chosen:
                     continue
                 title = f"## {tag} checkpoint, {split}" + (", per group" if group_rows else "")
@@ -407,20 +627,36 @@ def write_summary(result: SweepResult, grid_keys: Sequence[str], metric: str = "
                 md += [title, "", "| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
                 for r in chosen:
                     settings = dict(r.settings)
-                    cells = [r.config, *([r.group] if group_rows else []),
-                             *(_fmt_value(settings[k]) for k in grid_keys), str(r.n),
-                             *(_pm(r.stats, m) for m in TABLE_METRICS)]
+                    cells = [
+                        r.config,
+                        *([r.group] if group_rows else []),
+                        *(_fmt_value(settings[k]) for k in grid_keys),
+                        str(r.n),
+                        *(_pm(r.stats, m) for m in TABLE_METRICS),
+                    ]
                     md.append("| " + " | ".join(cells) + " |")
                 md.append("")
     failed = result.failed
     if failed:
-        md += ["## Failed cells", ""] + [f"- `{r.cell.name}`: {r.error}" for r in failed] + [""]
+        md += (
+            ["## Failed cells", ""]
+            + [f"- `{r.cell.name}`: {r.error}" + (f" (log: {r.log})" if r.log else "") for r in failed]
+            + [""]
+        )
+    unfinished = [r for r in result.cells if r.status == "unfinished"]
+    if unfinished:
+        md += ["## Unfinished cells", "", "No metrics.json yet (still running, killed, or not started):", ""]
+        md += [f"- `{r.cell.name}`" + (f" (log: {r.log})" if r.log else "") for r in unfinished] + [""]
     plot = _few_shot_plot(result, rows, metric) if FEW_SHOT_KEY in grid_keys else None
     if plot is not None:
         md += ["## Few-shot", "", f"![few-shot {metric}]({plot.name})", ""]
-    (out / "summary.md").write_text("\n".join(md), encoding="utf-8")
-    result.rows, result.summary_md, result.summary_csv, result.few_shot_plot = \
-        rows, out / "summary.md", out / "summary.csv", plot
+    atomic_write_text(out / "summary.md", "\n".join(md))
+    result.rows, result.summary_md, result.summary_csv, result.few_shot_plot = (
+        rows,
+        out / "summary.md",
+        out / "summary.csv",
+        plot,
+    )
     from ordinalclip.app.report import write_sweep_page
 
     write_sweep_page(result, grid_keys, plot)  # index.html: these tables, the curves, links to cell reports
@@ -446,7 +682,9 @@ def _few_shot_plot(result: SweepResult, rows: Sequence[SummaryRow], metric: str)
         settings = dict(r.cell.settings)
         if entry.get(metric) is None or settings[FEW_SHOT_KEY] is None:
             continue
-        others = ", ".join(f"{k.rsplit('.', 1)[-1]}={_fmt_value(v)}" for k, v in r.cell.settings if k != FEW_SHOT_KEY)
+        others = ", ".join(
+            f"{k.rsplit('.', 1)[-1]}={_fmt_value(v)}" for k, v in r.cell.settings if k != FEW_SHOT_KEY
+        )
         method = r.cell.label + (f" ({others})" if others else "")
         curves.setdefault(method, {}).setdefault(int(settings[FEW_SHOT_KEY]), []).append(float(entry[metric]))
     path = result.out_dir / "few_shot.png"
