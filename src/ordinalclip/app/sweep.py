@@ -431,6 +431,8 @@ def _cell_task(cell: Cell, out: Path, callbacks: Sequence[L.Callback], in_worker
     try:
         result = _run_cell(cell, out, callbacks)
         result.log = _log_path(out, cell)
+        if result.status != "skipped":
+            _cell_report(result)
         return result
     except SweepError:
         if not in_worker:
@@ -451,6 +453,19 @@ def _cell_task(cell: Cell, out: Path, callbacks: Sequence[L.Callback], in_worker
         f.write(error)
     last = error.strip().splitlines()[-1]
     return _failed(cell, out, last)
+
+
+def _cell_report(result: CellResult) -> None:
+    """The cell's report page, made where the cell ran (in parallel with the other cells), so that the sweep
+    page (:func:`ordinalclip.app.report.write_sweep_page`) finds it up to date and only links it."""
+    from ordinalclip.app.report import has_matplotlib, make_report
+
+    if not has_matplotlib():
+        return
+    try:
+        make_report(result.run_dir)
+    except Exception as err:  # a report is not worth failing a finished cell; the sweep page tries again
+        log.warning("report of %s failed: %s: %s", result.cell.name, type(err).__name__, err)
 
 
 def _failed(cell: Cell, out: Path, error: str) -> CellResult:
