@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
 	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e ".[test,demo,report,onnx,serve]"
+	$(PY) -m pip install --quiet -e ".[test,demo,report,onnx,serve,slurm,ray]"
 	touch $(STAMP)
 
 ## a real headless browser for the tests of what a person sees: Debian's chromium (Playwright comes with `.[test]`)

@@ -30,8 +30,13 @@ FEATURE_MODEL = {"num_ranks": NUM_RANKS, "embed_dim": 8, "image": {"kind": "feat
 
 
 def _write_config(folder: Path, name: str, arch: str, features: str, **sections) -> Path:
-    cfg = tiny_config(folder, {"format": "features", "train": features, "columns": {"split": "split"}},
-                      model={**FEATURE_MODEL, "arch": arch}, trainer={"progress_bar": False}, **sections)
+    cfg = tiny_config(
+        folder,
+        {"format": "features", "train": features, "columns": {"split": "split"}},
+        model={**FEATURE_MODEL, "arch": arch},
+        trainer={"progress_bar": False},
+        **sections,
+    )
     cfg["name"] = name
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -42,15 +47,19 @@ def _write_config(folder: Path, name: str, arch: str, features: str, **sections)
 def configs(tmp_path_factory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("sweep_cfg")
     features = make_features(folder / "features.npz")
-    return (_write_config(folder, "linear", "linear", features, loss={"kl_weight": 0}),
-            _write_config(folder, "cosine", "cosine", features))
+    return (
+        _write_config(folder, "linear", "linear", features, loss={"kl_weight": 0}),
+        _write_config(folder, "cosine", "cosine", features),
+    )
 
 
 @pytest.fixture(scope="module")
 def swept(configs, tmp_path_factory) -> Path:
     """Two configs x two seeds through the command line."""
     out = tmp_path_factory.mktemp("sweep") / "s"
-    code = cli.main(["sweep", "-c", str(configs[0]), "-c", str(configs[1]), "--seeds", "1", "2", "--out", str(out)])
+    code = cli.main(
+        ["sweep", "-c", str(configs[0]), "-c", str(configs[1]), "--seeds", "1", "2", "--out", str(out)]
+    )
     assert code == 0
     return out
 
@@ -73,8 +82,15 @@ def _summary_csv(out: Path) -> list[dict[str, str]]:
 
 
 def test_sweep_runs_every_cell_and_summarises_them(swept: Path):
-    names = sorted(p.name for p in swept.iterdir() if p.is_dir())
+    names = sorted(p.name for p in swept.iterdir() if p.is_dir() and p.name != "logs")
     assert names == ["cosine__seed1", "cosine__seed2", "linear__seed1", "linear__seed2"]
+    assert sorted(p.name for p in (swept / "logs").iterdir()) == [f"{n}.log" for n in names]
+    assert json.loads((swept / "sweep.json").read_text())["cells"] == [
+        "linear__seed1",
+        "linear__seed2",
+        "cosine__seed1",
+        "cosine__seed2",
+    ]
     for name in names:
         cfg = yaml.safe_load((swept / name / "config.yaml").read_text())
         assert cfg["trainer"]["seed"] == int(name[-1]) and cfg["model"]["arch"] == name.split("__")[0]
@@ -84,17 +100,20 @@ def test_sweep_runs_every_cell_and_summarises_them(swept: Path):
     checked = 0
     for row in rows:
         assert row["group"] == "all" and row["n"] == "2"
-        runs = [json.loads((swept / f"{row['config']}__seed{s}" / "metrics.json").read_text()) for s in (1, 2)]
+        runs = [
+            json.loads((swept / f"{row['config']}__seed{s}" / "metrics.json").read_text()) for s in (1, 2)
+        ]
         for metric in ("mae_exp", "mae_max", "acc_exp", "acc_max"):
             values = [r[row["checkpoint"]][row["split"]][metric] for r in runs]
             assert float(row[f"{metric}_mean"]) == pytest.approx(statistics.mean(values), rel=1e-5, abs=1e-6)
             assert float(row[f"{metric}_std"]) == pytest.approx(statistics.pstdev(values), rel=1e-5, abs=1e-6)
             checked += 1
         values = [r[row["checkpoint"]][row["split"]]["mae_max"] for r in runs]
-        line = (f"{statistics.mean(values):.3f} ± {statistics.pstdev(values):.3f}")
+        line = f"{statistics.mean(values):.3f} ± {statistics.pstdev(values):.3f}"
         assert line in md
-    assert {(r["config"], r["checkpoint"], r["split"]) for r in rows} == \
-        {(c, t, s) for c in ("linear", "cosine") for t in ("best", "last") for s in ("val", "test")}
+    assert {(r["config"], r["checkpoint"], r["split"]) for r in rows} == {
+        (c, t, s) for c in ("linear", "cosine") for t in ("best", "last") for s in ("val", "test")
+    }
     assert checked == 8 * 4  # 2 configs x best/last x val/test, 4 metrics each
     assert "## best checkpoint, test" in md and "4 trained now" in md
 
@@ -109,7 +128,9 @@ def test_rerun_redoes_nothing_finished(swept: Path, configs, monkeypatch):
 
 
 def test_changed_settings_in_the_same_folder_are_refused(swept: Path, configs):
-    with pytest.raises(SweepError, match=r"linear__seed1 was run with other settings \(differs in: overrides\)"):
+    with pytest.raises(
+        SweepError, match=r"linear__seed1 was run with other settings \(differs in: overrides\)"
+    ):
         run_sweep(configs, seeds=[1, 2], overrides=["optim.lr=0.5"], out_dir=swept)
 
 
@@ -187,9 +208,14 @@ def test_untrained_cells_evaluate_the_initial_model(configs, tmp_path: Path):
 
 def test_zero_shot_cells_are_evaluated_without_training(tmp_path: Path):
     features = make_features(tmp_path / "features.npz")
-    model = {"arch": "zeroshot", "num_ranks": NUM_RANKS, "clip": {"name": None, "custom": tiny_clip_custom()},
-             "image": {"kind": "features", "input_dim": 8}, "prompts": {"rank_names": ["a", "b", "c", "d"]},
-             "zero_shot_templates": ["a photo of {}.", "{} level"]}
+    model = {
+        "arch": "zeroshot",
+        "num_ranks": NUM_RANKS,
+        "clip": {"name": None, "custom": tiny_clip_custom()},
+        "image": {"kind": "features", "input_dim": 8},
+        "prompts": {"rank_names": ["a", "b", "c", "d"]},
+        "zero_shot_templates": ["a photo of {}.", "{} level"],
+    }
     path = _write_config(tmp_path, "zs", "zeroshot", features)
     cfg = yaml.safe_load(path.read_text())
     path.write_text(yaml.safe_dump({**cfg, "model": model}))
@@ -204,12 +230,25 @@ def test_zero_shot_cells_are_evaluated_without_training(tmp_path: Path):
 
 
 def test_parse_grid_reads_yaml_values():
-    grid = parse_grid(["model.prompts.num_base_ranks=2,3", 'model.prompts.context_init=null,"age: the age is"',
-                       "model.prompts.interpolation=linear,inv_prop", "optim.lr=1e-4"])
-    assert grid == {"model.prompts.num_base_ranks": [2, 3], "model.prompts.context_init": [None, "age: the age is"],
-                    "model.prompts.interpolation": ["linear", "inv_prop"], "optim.lr": [1e-4]}
-    for bad, message in (("optim.lr", "expected KEY=V1,V2"), ("optim.lr=", "expected KEY=V1,V2"),
-                         ("a=[1", "values are YAML")):
+    grid = parse_grid(
+        [
+            "model.prompts.num_base_ranks=2,3",
+            'model.prompts.context_init=null,"age: the age is"',
+            "model.prompts.interpolation=linear,inv_prop",
+            "optim.lr=1e-4",
+        ]
+    )
+    assert grid == {
+        "model.prompts.num_base_ranks": [2, 3],
+        "model.prompts.context_init": [None, "age: the age is"],
+        "model.prompts.interpolation": ["linear", "inv_prop"],
+        "optim.lr": [1e-4],
+    }
+    for bad, message in (
+        ("optim.lr", "expected KEY=V1,V2"),
+        ("optim.lr=", "expected KEY=V1,V2"),
+        ("a=[1", "values are YAML"),
+    ):
         with pytest.raises(ConfigError, match=message):
             parse_grid([bad])
     with pytest.raises(ConfigError, match="given twice"):
@@ -224,13 +263,17 @@ def test_plan_names_cells_and_checks_every_config(configs, tmp_path: Path):
     assert first.startswith("linear__context_init=age_estimation_the_age_o-") and first.endswith("__seed3")
     assert plan_sweep(configs[:1], grid={"model.prompts.context_init": [sentence]})[0].name == first  # stable
     assert (f'model.prompts.context_init="{sentence}"') in cells[0].overrides
-    with pytest.raises(ConfigError, match=r"linear.yaml: unknown key 'optim.lrr' \(did you mean 'optim.lr'\?\)"):
+    with pytest.raises(
+        ConfigError, match=r"linear.yaml: unknown key 'optim.lrr' \(did you mean 'optim.lr'\?\)"
+    ):
         plan_sweep(configs[:1], grid={"optim.lrr": [1]})
     with pytest.raises(ConfigError, match="folds need data.format: benchmark with a fold benchmark"):
         plan_sweep(configs[:1], folds=[0, 1])
     adience = tmp_path / "sub" / "linear.yaml"  # same stem as configs[0]: labels take the parent folder
     adience.parent.mkdir()
-    adience.write_text(f"base: {configs[0]}\ndata: {{format: benchmark, benchmark: adience, root: /nowhere}}\n")
+    adience.write_text(
+        f"base: {configs[0]}\ndata: {{format: benchmark, benchmark: adience, root: /nowhere}}\n"
+    )
     cells = plan_sweep([adience], folds=[0, 4])
     assert [(c.name, c.fold) for c in cells] == [("linear__seed3__fold0", 0), ("linear__seed3__fold4", 4)]
     labels = {c.label for c in plan_sweep([configs[0], adience])}

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from ordinalclip.app.launchers import LAUNCHERS
 from ordinalclip.app.tables import TABLE_METRICS
 
 USAGE_ERROR = 2
@@ -74,7 +75,6 @@ examples:
 """
 
 
-
 def _formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
 
@@ -83,10 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``ordinalclip`` (sub-commands train, eval, predict, export, demo, report,
     sweep)."""
     parser = argparse.ArgumentParser(
-        prog="ordinalclip", formatter_class=_formatter,
+        prog="ordinalclip",
+        formatter_class=_formatter,
         description="OrdinalCLIP: language-guided ordinal regression. Train, evaluate, export and predict; "
         "sweep a grid of runs, report on a run, or run the offline demo.",
-        epilog="run 'ordinalclip COMMAND --help' for the options and an example of each command")
+        epilog="run 'ordinalclip COMMAND --help' for the options and an example of each command",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -102,18 +104,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue a run folder from its newest intact checkpoint (last.ckpt, else best.ckpt)")
     p.add_argument("--run-dir", metavar="DIR", help="write the run here instead of a new timestamped folder")
-    p.add_argument("--folds", action="store_true",
-                   help="run every fold of a fold benchmark (adience, hci) and report mean ± std")
+    p.add_argument(
+        "--folds",
+        action="store_true",
+        help="run every fold of a fold benchmark (adience, hci) and report mean ± std",
+    )
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("eval", help="evaluate a checkpoint on val or test", formatter_class=_formatter,
-                       description="Evaluate a checkpoint on one split of the data in its stored config "
-                       "(the splits saved in its run folder when there is one). Prints JSON.",
-                       epilog=EVAL_EXAMPLE)
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a checkpoint on val or test",
+        formatter_class=_formatter,
+        description="Evaluate a checkpoint on one split of the data in its stored config "
+        "(the splits saved in its run folder when there is one). Prints JSON.",
+        epilog=EVAL_EXAMPLE,
+    )
     p.add_argument("checkpoint", help="a .ckpt file or a run folder")
     p.add_argument("--split", choices=("val", "test"), default="test")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help="override a key of the stored config, e.g. --set data.test=other.txt")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="override a key of the stored config, e.g. --set data.test=other.txt",
+    )
     p.set_defaults(func=_eval)
 
     p = sub.add_parser("predict", help="predict ranks of images with a checkpoint or an export",
@@ -178,30 +193,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="output folder (runs, results.csv, summary.md, report/)")
     p.add_argument("--data-root", default=None, help="where the data set is built (default: the user cache)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2)")
-    p.add_argument("--shots", type=int, nargs="+", default=None, help="few-shot sizes per level (default 1 4 16)")
+    p.add_argument(
+        "--shots", type=int, nargs="+", default=None, help="few-shot sizes per level (default 1 4 16)"
+    )
     p.add_argument("--epochs", type=int, default=None, help="epochs on the full training split (default 8)")
     p.add_argument("--quick", action="store_true", help="one seed, shots 1 and 16, fewer epochs")
     p.add_argument("--no-text", action="store_true", help="skip the text task (AFINN word valence)")
     p.set_defaults(func=_demo)
 
     p = sub.add_parser(
-        "report", help="a page to read in a browser for a run or sweep folder",
-        formatter_class=_formatter, epilog=REPORT_EXAMPLE,
+        "report",
+        help="a page to read in a browser for a run or sweep folder",
+        formatter_class=_formatter,
+        epilog=REPORT_EXAMPLE,
         description="A self-contained folder that opens from disk: the metrics as HTML tables, sample images "
         "per rank, the worst test errors with their predicted distributions, error per rank, the confusion "
         "matrix, prototype similarity with its ordinality score, learning curves, the config and "
         "environment; in RUN_DIR/report/. For a sweep folder: SWEEP_DIR/index.html with the summary tables, "
         "the few-shot curves and links to each cell's report. Needs matplotlib: "
-        "pip install 'ordinalclip[report]'.")
+        "pip install 'ordinalclip[report]'.",
+    )
     p.add_argument("run_dir", help="a run folder written by 'ordinalclip train', or a sweep folder")
     p.add_argument("--out", default=None, help="output folder of a run's page (default RUN_DIR/report)")
     p.set_defaults(func=_report)
 
     p = sub.add_parser(
-        "sweep", help="run a grid of configs x settings x seeds x folds; resumable; one summary table",
+        "sweep",
+        help="run a grid of configs x settings x seeds x folds; resumable; one summary table",
         formatter_class=_formatter,
         description="Train every combination of the configs, the "
-                    "--grid values, the seeds and the folds, one run "
+        "--grid values, the seeds and the folds, one run "
         "folder per cell under --out. Rerunning skips finished cells and continues interrupted ones. Writes "
         "summary.md and summary.csv (mean ± std over seeds and folds) and, with a data.few_shot.shots grid, "
         "few_shot.png, and index.html: a page with the tables, the curves and links to each cell's report. "
@@ -214,22 +235,103 @@ def build_parser() -> argparse.ArgumentParser:
         "  ordinalclip sweep -c adience --folds 0 1 2 3 4 --out runs/sweep-adience\n"
         "  ordinalclip sweep -c tiny --seeds 0 1 --grid data.few_shot.shots=1,2,4 \\\n"
         "      --out runs/sweep-tiny --dry-run\n"
+        "  ordinalclip sweep -c tiny --seeds 0 1 2 3 --out runs/sweep-tiny --jobs 2\n"
+        "  ordinalclip sweep -c morph --seeds 1 27 42 --out runs/m --launcher submitit \\\n"
+        "      --partition gpu --gpus 1 --cpus 8 --time 240 --jobs 16 --set trainer.accelerator=gpu\n"
+        "  ordinalclip sweep -c morph --seeds 1 27 42 --out runs/m --launcher ray --ray-address auto\n"
+        "  ordinalclip sweep --summarize-only runs/m     # the summary of what has finished so far\n"
         "see docs/paper-rows.md for the command of every row of the paper's tables")
     p.add_argument("-c", "--config", action="append", default=[], metavar="CONFIG",
                    help="a config (built-in name or .yaml file) to compare; repeat for several (each is its "
                    "own row; compose files with base:)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: each config's own)")
-    p.add_argument("--folds", type=int, nargs="+", default=None,
-                   help="folds of a fold benchmark (adience, hci), e.g. --folds 0 1 2 3 4")
-    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
-                   help="one grid axis (repeatable; every combination runs; values are YAML, quote strings "
-                   "with commas)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help="override a key in every run, e.g. --set data.root=/data/MORPH")
-    p.add_argument("-o", "--out", required=True, help="the sweep folder (rerun with the same one to continue)")
+    p.add_argument(
+        "--folds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="folds of a fold benchmark (adience, hci), e.g. --folds 0 1 2 3 4",
+    )
+    p.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,...",
+        help="one grid axis (repeatable; every combination runs; values are YAML, quote strings with commas)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="override a key in every run, e.g. --set data.root=/data/MORPH",
+    )
+    p.add_argument("-o", "--out", default=None, help="the sweep folder (rerun with the same one to continue)")
     p.add_argument("--untrained", action="store_true", help="evaluate the initial models instead of training")
     p.add_argument("--metric", default="mae_max", help="metric of the few-shot plot (default mae_max)")
     p.add_argument("--dry-run", action="store_true", help="list the cells (configs checked) and exit")
+    p.add_argument(
+        "--summarize-only",
+        metavar="OUT",
+        default=None,
+        help="rebuild OUT/summary.md and summary.csv from the cells that have finished; run nothing",
+    )
+    g = p.add_argument_group("where the cells run (flags win over --launch-config)")
+    g.add_argument(
+        "--launcher",
+        choices=LAUNCHERS,
+        default=None,
+        help="local: this machine (default); submitit: one SLURM job per cell (pip install "
+        "ordinalclip[slurm]); ray: one Ray task per cell (pip install ordinalclip[ray])",
+    )
+    g.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="cells at the same time (default 1; local: worker "
+        "processes, each with its share of the CPU threads)",
+    )
+    g.add_argument(
+        "--cpus", type=int, default=None, help="CPU threads per cell (default: local cores / jobs, else 1)"
+    )
+    g.add_argument(
+        "--gpus",
+        type=int,
+        default=None,
+        help="GPUs per cell (local: one CUDA_VISIBLE_DEVICES "
+        "set per worker; also set trainer.accelerator/devices with --set)",
+    )
+    g.add_argument(
+        "--time",
+        type=float,
+        default=None,
+        dest="time_min",
+        metavar="MIN",
+        help="time limit per cell in minutes (over it: SIGTERM, checkpoint, the cell fails; rerun to go on)",
+    )
+    g.add_argument("--mem-gb", type=float, default=None, help="memory per cell (SLURM, Ray)")
+    g.add_argument("--partition", default=None, help="SLURM partition")
+    g.add_argument(
+        "--slurm",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="another submitit SLURM parameter, e.g. --slurm account=proj --slurm qos=high "
+        "(--slurm cluster=local: submitit's local executor, no SLURM)",
+    )
+    g.add_argument(
+        "--ray-address",
+        default=None,
+        help="Ray cluster to join (e.g. auto, ray://head:10001); default: start a local one",
+    )
+    g.add_argument(
+        "--launch-config",
+        metavar="YAML",
+        default=None,
+        help="the same settings from a file: launcher, jobs, cpus, gpus, time_min, mem_gb, "
+        "partition, slurm: {KEY: VALUE}, ray_address",
+    )
     p.set_defaults(func=_sweep)
     return parser
 
@@ -266,7 +368,9 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.resume:
         if args.config or args.folds or args.run_dir:
-            raise ConfigError("--resume takes the run folder's own config: no -c, --run-dir or --folds with it")
+            raise ConfigError(
+                "--resume takes the run folder's own config: no -c, --run-dir or --folds with it"
+            )
         run = api.fit(resume=args.resume, overrides=args.overrides)
     elif not args.config:
         raise ConfigError("train needs -c CONFIG (a built-in name such as tiny, or a .yaml file) or "
@@ -278,9 +382,13 @@ def _train(args: argparse.Namespace) -> int:
         if not api.is_rank_zero():  # the other processes of a distributed run stay quiet
             return 0
         print(f"folds {result.summary['folds']} in {result.run_dir}")
-        rows = [(f"{tag} {split}", {k: v for k, v in result.summary[tag][split].items()})
-                for tag in ("best", "last") if tag in result.summary for split in ("val", "test")
-                if split in result.summary[tag]]
+        rows = [
+            (f"{tag} {split}", {k: v for k, v in result.summary[tag][split].items()})
+            for tag in ("best", "last")
+            if tag in result.summary
+            for split in ("val", "test")
+            if split in result.summary[tag]
+        ]
         print(_table(rows, lambda v: "-" if v is None else f"{v['mean']:.3f} ± {v['std']:.3f}"))
         return 0
     else:
@@ -303,7 +411,9 @@ def _eval(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from ordinalclip.predict import predict
 
-    out = predict(args.model, args.inputs, args.out, probabilities=args.probabilities, batch_size=args.batch_size)
+    out = predict(
+        args.model, args.inputs, args.out, probabilities=args.probabilities, batch_size=args.batch_size
+    )
     print(f"predictions written to {out}")
     return 0
 
@@ -376,14 +486,57 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sweep(args: argparse.Namespace) -> int:
-    from ordinalclip.app.sweep import parse_grid, run_sweep
+def _launch(args: argparse.Namespace) -> Any:
+    """The launch settings: the --launch-config file, then the flags given on top."""
+    from ordinalclip.app.launchers import Launch
+    from ordinalclip.configtools import ConfigError, from_dict, load_yaml, parse_override
 
-    result = run_sweep(args.config, seeds=args.seeds, folds=args.folds, grid=parse_grid(args.grid),
-                       overrides=args.overrides, out_dir=args.out, untrained=args.untrained, metric=args.metric,
-                       dry_run=args.dry_run)
+    launch = Launch()
+    if args.launch_config:
+        try:
+            launch = from_dict(Launch, load_yaml(args.launch_config))
+        except ConfigError as err:
+            raise ConfigError(f"{args.launch_config}: {err}") from None
+    for key in ("launcher", "jobs", "cpus", "gpus", "time_min", "mem_gb", "partition", "ray_address"):
+        if getattr(args, key) is not None:
+            setattr(launch, key, getattr(args, key))
+    for text in args.slurm:
+        keys, value = parse_override(text)
+        if len(keys) != 1:
+            raise ConfigError(f"--slurm {text!r}: expected KEY=VALUE, e.g. --slurm account=myproject")
+        launch.slurm[keys[0]] = value
+    return launch.check()
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from ordinalclip.app.sweep import parse_grid, run_sweep, summarize_only
+    from ordinalclip.configtools import ConfigError
+
+    if args.summarize_only:
+        if args.config or args.out:
+            raise ConfigError("--summarize-only OUT reads the sweep folder OUT: no -c or --out with it")
+        result = summarize_only(args.summarize_only)
+    else:
+        if not args.out:
+            raise ConfigError("sweep needs --out FOLDER (or --summarize-only FOLDER)")
+        result = run_sweep(
+            args.config,
+            seeds=args.seeds,
+            folds=args.folds,
+            grid=parse_grid(args.grid),
+            overrides=args.overrides,
+            out_dir=args.out,
+            untrained=args.untrained,
+            metric=args.metric,
+            dry_run=args.dry_run,
+            launch=_launch(args),
+        )
     if args.dry_run:
-        print("\n".join(f"{r.run_dir}  ({'evaluate only' if r.cell.untrained else 'train'})" for r in result.cells))
+        print(
+            "\n".join(
+                f"{r.run_dir}  ({'evaluate only' if r.cell.untrained else 'train'})" for r in result.cells
+            )
+        )
         print(f"{len(result.cells)} cells")
         return 0
     print(result.summary_md.read_text(encoding="utf-8") if result.summary_md else "")

@@ -12,11 +12,18 @@ What it does (``ordinalclip demo``):
    baseline, a linear softmax head and CORAL; the text tower is the bundled all-MiniLM-L6-v2;
 4. prints one table (mean ± std over seeds) and writes ``summary.md``, ``results.csv`` and a report page with
    the prototype similarity matrices, a confusion matrix and the few-shot curves.
+
+Each task (:data:`TASKS`: a :class:`DemoTask` builds its data and returns a :class:`TaskPlan`) becomes
+sweep cells (settings x seeds x methods, one config file per method in ``<out>/configs``), and all tasks'
+cells run through :func:`ordinalclip.app.sweep.run_cells` with one launcher (default: ``jobs`` local worker
+processes), so a rerun skips finished runs and continues interrupted ones, and each run has its log in
+``<out>/runs/logs``.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 import time
@@ -29,6 +36,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ordinalclip.app.launchers import Launch
+from ordinalclip.app.sweep import FEW_SHOT_KEY, Cell, CellResult, run_cells
 from ordinalclip.app.tables import TABLE_COLUMNS
 from ordinalclip.configtools import merge
 from ordinalclip.fileio import atomic_write, atomic_write_text
@@ -55,7 +64,8 @@ class DemoOptions:
     min_steps: int = 60  # few-shot runs train for at least this many optimizer steps
     batch_size: int = 64
     methods: Sequence[str] | None = None  # None = DEFAULT_METHODS (any key of method_overrides)
-    jobs: int = 2  # runs trained side by side, one single-threaded process each
+    jobs: int = 2  # runs trained side by side (local worker processes, each with its share of the cores)
+    launch: Launch | None = None  # where the runs go (default: local with `jobs` workers); see app.launchers
     progress: bool = True
     quick: bool = False
     text_task: bool = True  # also run the text task (app.demo_text): where language priors help
@@ -204,29 +214,63 @@ def run_settings(
     return settings
 
 
+def run_overrides(epochs: int, seed: int, shots: int | None) -> dict[str, Any]:
+    """The per-run part of a demo config: epochs, seed, few-shot size, and about 8 validations per run however
+    many (tiny) epochs a few-shot run has."""
+    return {
+        "trainer": {"max_epochs": epochs, "seed": seed, "check_val_every_n_epoch": max(1, epochs // 8)},
+        "data": {"few_shot": {"shots": shots, "seed": seed}},
+    }
+
+
 def run_config(base: dict, model: dict, loss: dict, epochs: int, seed: int, shots: int | None) -> dict:
     """One demo run's config: ``base`` (:func:`base_config`) with a method's model and loss settings."""
-    # about 8 validations per run, however many (tiny) epochs a few-shot run has
-    return merge(
-        base,
-        {
-            "model": model,
-            "loss": loss,
-            "trainer": {"max_epochs": epochs, "seed": seed, "check_val_every_n_epoch": max(1, epochs // 8)},
-            "data": {"few_shot": {"shots": shots, "seed": seed}},
-        },
-    )
+    return merge(base, {"model": model, "loss": loss, **run_overrides(epochs, seed, shots)})
 
 
-def run_demo(opts: DemoOptions) -> tuple[str, Path]:
-    """Run the whole demo; returns the printed table (Markdown) and the report page."""
-    from ordinalclip.data.blur import build_blur_dataset
+def train_one(cfg: dict, run_dir: Path, threads: int) -> dict[str, float]:
+    """Train one run in this process (benchmarks); returns its test metrics (best checkpoint on val, else
+    last)."""
+    from ordinalclip import api
     from ordinalclip.engine.trainer import quiet_lightning
 
+    if threads:
+        torch.set_num_threads(threads)
     quiet_lightning()
-    t0 = time.time()
-    out = Path(opts.out)
-    out.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    run = api.fit(cfg, run_dir=run_dir)
+    test = run.metrics["best"]["test"] if run.metrics.get("best") else run.metrics["last"]["test"]
+    return {k: v for k, v in test.items() if isinstance(v, (int, float))}
+
+
+@dataclass
+class TaskPlan:
+    """A demo task ready to run: its shared config, its methods, and what its report says about the data.
+
+    The grid (full data and few-shot sizes x seeds x methods) and the report are the same for every task."""
+
+    name: str
+    out: Path  # its results.csv, summary.md and report/
+    base: dict[str, Any]  # the config shared by all its runs
+    methods: dict[str, dict[str, Any]]  # method -> {"model": ..., "loss": ...} on top of base
+    levels: int
+    rank_names: list[str]
+    intro: str  # the report's setup paragraph (data, towers)
+    dataset: Any  # what write_report shows photos from (list_file(split), root, rank_names)
+
+
+@dataclass(frozen=True)
+class DemoTask:
+    """One task of the demo: ``prepare`` builds its data and features and returns its :class:`TaskPlan`."""
+
+    name: str
+    prepare: Callable[[DemoOptions, Path], TaskPlan]
+
+
+def _prepare_blur(opts: DemoOptions, out: Path) -> TaskPlan:
+    """Blur levels of real photos, frozen EfficientNet-Lite0 features, the MiniLM text tower."""
+    from ordinalclip.data.blur import build_blur_dataset
+
     ds = build_blur_dataset(
         opts.data_root, levels=opts.levels, crops_per_photo=opts.crops_per_photo, progress=opts.progress
     )
@@ -236,80 +280,184 @@ def run_demo(opts: DemoOptions) -> tuple[str, Path]:
         for s in ("train", "val", "test")
     }
     log.info("data: %s images per split (%s levels); features %s", counts, opts.levels, features)
-    base = base_config(features, out / "runs", opts.levels, ds.rank_names, opts.batch_size)
     methods = method_overrides(opts.levels)
     chosen = list(opts.methods or DEFAULT_METHODS)
     unknown = [m for m in chosen if m not in methods]
     if unknown:
         raise ValueError(f"unknown demo methods {unknown}; choose from {list(methods)}")
-    methods = {m: methods[m] for m in chosen}
-    for m in methods.values():
-        if m.get("prompts", {}).get("learner") == "plain":
-            m["prompts"]["rank_names"] = list(ds.rank_names)
+    runs: dict[str, dict[str, Any]] = {}
+    for name in chosen:
+        model = {k: v for k, v in methods[name].items() if k != "_loss"}
+        if model.get("prompts", {}).get("learner") == "plain":
+            model["prompts"]["rank_names"] = list(ds.rank_names)
+        runs[name] = {"model": model, "loss": methods[name].get("_loss", {})}
+    intro = (
+        f"Blur-level estimation on real photos ({opts.levels} levels: {', '.join(ds.rank_names)}); "
+        f"{counts['train']} train / {counts['val']} val / {counts['test']} test images, split by source "
+        f"photo. Image tower: ImageNet EfficientNet-Lite0 (frozen, cached features) + learnable projection; "
+        f"text tower: all-MiniLM-L6-v2 (frozen)."
+    )
+    return TaskPlan(
+        "blur",
+        out,
+        base_config(features, out / "runs", opts.levels, ds.rank_names, opts.batch_size),
+        runs,
+        opts.levels,
+        list(ds.rank_names),
+        intro,
+        ds,
+    )
 
+
+TASKS: tuple[DemoTask, ...] = (DemoTask("blur", _prepare_blur),)
+
+
+def _cells(plan: TaskPlan, opts: DemoOptions) -> list[tuple[Cell, str]]:
+    """The task's runs as sweep cells (one config file per method; setting, epochs and seed as overrides), in
+    table order, each with its setting ("full" or "k-shot")."""
+    from ordinalclip.configtools import save_yaml
+
+    configs = {}
+    for name, extra in plan.methods.items():
+        configs[name] = plan.out / "configs" / f"{_slug(name)}.yaml"
+        save_yaml(merge(plan.base, extra), configs[name])
     settings = run_settings(opts.shots, opts.levels, opts.full_epochs, opts.min_steps, opts.batch_size)
-    jobs = []
+    cells = []
     for setting, shots, epochs in settings:
         for seed in opts.seeds:
-            for name in methods:
-                model = {k: v for k, v in methods[name].items() if k != "_loss"}
-                cfg = run_config(base, model, methods[name].get("_loss", {}), epochs, seed, shots)
-                jobs.append((name, setting, seed, cfg, out / "runs" / f"{setting}-{_slug(name)}-s{seed}"))
-    results: list[RunResult] = []
-    bar = tqdm(total=len(jobs), desc="training", unit="run", disable=not opts.progress)
-    workers = max(1, min(opts.jobs, len(jobs)))
-    pool = None
-    if workers == 1:
-        outcomes = (train_one(cfg, run_dir, 0) for _, _, _, cfg, run_dir in jobs)
-    else:
-        # Runs are small and partly Python-bound: one single-threaded process per core gets more done than one
-        # process with two threads. Lightning runs unchanged inside each worker.
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
+            for name in plan.methods:
+                # about 8 validations per run, however many (tiny) epochs a few-shot run has
+                overrides = (
+                    f"trainer.max_epochs={epochs}",
+                    f"trainer.seed={seed}",
+                    f"trainer.check_val_every_n_epoch={max(1, epochs // 8)}",
+                    f"{FEW_SHOT_KEY}={json.dumps(shots)}",
+                    f"data.few_shot.seed={seed}",
+                )
+                cell = Cell(
+                    configs[name],
+                    name,
+                    ((FEW_SHOT_KEY, shots),),
+                    seed,
+                    None,
+                    f"{setting}-{_slug(name)}-s{seed}",
+                    overrides,
+                    False,
+                )
+                cells.append((cell, setting))
+    return cells
 
-        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
-        futures = [pool.submit(train_one, cfg, run_dir, 1) for _, _, _, cfg, run_dir in jobs]
-        outcomes = (f.result() for f in futures)
-    for (name, setting, seed, _, run_dir), test in zip(jobs, outcomes):
-        bar.set_postfix_str(f"{setting} {name} seed {seed}")
+
+def run_demo(opts: DemoOptions, tasks: Sequence[DemoTask] = TASKS) -> tuple[str, Path]:
+    """Run the whole demo; returns the printed table (Markdown) and the report page (of each task, joined)."""
+    from ordinalclip.engine.trainer import quiet_lightning
+
+    quiet_lightning()
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    t0 = time.time()
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    plans = [task.prepare(opts, out if len(tasks) == 1 else out / task.name) for task in tasks]
+    grids = [_cells(plan, opts) for plan in plans]
+    # Every task's runs go through one launcher call, so the workers stay busy across tasks.
+    all_cells = [cell for grid in grids for cell, _ in grid]
+    bar = tqdm(total=len(all_cells), desc="training", unit="run", disable=not opts.progress)
+
+    def progress(r: CellResult) -> None:
+        bar.set_postfix_str(r.cell.name)
         bar.update()
-        res = RunResult(name, setting, seed, test, run_dir)
-        protos = run_dir / "prototypes.npy"
-        if protos.is_file():
-            from ordinalclip.metrics import ordinality_score
 
-            scores = ordinality_score(torch.from_numpy(np.load(protos)))
-            res.ordinality = scores[max(scores)]
-        results.append(res)
+    outcomes: dict[str, CellResult] = {}
+    for plan, grid in zip(plans, grids):
+        cells = [cell for cell, _ in grid]
+        sweep = run_cells(
+            cells,
+            plan.out / "runs",
+            opts.launch or Launch(jobs=max(1, min(opts.jobs, len(cells)))),
+            grid_keys=[FEW_SHOT_KEY],
+            progress=progress,
+        )
+        outcomes.update({r.cell.name: r for r in sweep.cells})
     bar.close()
-    if pool is not None:
-        pool.shutdown()
-
-    table = summary_table(results, [s for s, _, _ in settings], list(methods))
-    _write_csv(results, out / "results.csv")
-    intro = (f"Blur-level estimation on real photos ({opts.levels} levels: {', '.join(ds.rank_names)}); "
-             f"{counts['train']} train / {counts['val']} val / "
-             f"{counts['test']} test images, split by source photo. "
-             f"Image tower: ImageNet EfficientNet-Lite0 (frozen, cached features) + learnable projection; text "
-             "tower: all-MiniLM-L6-v2 (frozen). Test metrics of "
-             "the best-on-val checkpoint; mean ± std over seeds "
-             f"{list(opts.seeds)}. Data, features and training took {time.time() - t0:.0f} s.")
+    failed = [r for r in outcomes.values() if r.status == "failed"]
+    if failed:
+        raise RuntimeError(
+            "demo runs failed: " + "; ".join(f"{r.cell.name}: {r.error} (log: {r.log})" for r in failed)
+        )
+    elapsed = time.time() - t0
     text = None
-    if opts.text_task:
+    if opts.text_task:  # the language-prior task: its own grid and anchor (app.demo_text), same report page
         from ordinalclip.app.demo_text import demo_section, demo_text_options
 
-        text = demo_section(opts.text_options or demo_text_options(opts), out / "report")
-    page = write_report(out / "report", results, [s for s, _, _ in settings], list(methods), intro, ds,
-                        opts.seeds[0], extra=text.add_to if text is not None else None)
-    md = (out / "report" / "summary.md").read_text(encoding="utf-8")
-    atomic_write_text(out / "summary.md", md.replace("](", "](report/"))
-    return table + (f"\n\n{text.table_md}" if text is not None else ""), page
+        text = demo_section(opts.text_options or demo_text_options(opts), plans[0].out / "report")
+    tables, pages = [], []
+    for k, (plan, grid) in enumerate(zip(plans, grids)):
+        results = [_run_result(outcomes[cell.name], setting) for cell, setting in grid]
+        extra = text.add_to if text is not None and k == 0 else None
+        table, page = _report(
+            plan, results, [s for s in dict.fromkeys(s for _, s in grid)], opts, elapsed, extra
+        )
+        tables.append(table)
+        pages.append(page)
+    if text is not None:
+        tables.append(text.table_md)
+    return "\n\n".join(tables), pages[0]
 
 
+def _run_result(r: CellResult, setting: str) -> RunResult:
+    """The test metrics of a finished cell (best checkpoint on val, else last) and its prototypes'
+    ordinality."""
+    from ordinalclip.metrics import ordinality_score
 
-def write_report(report: Path, results: Sequence[RunResult], settings: Sequence[str], methods: Sequence[str],
-                 intro: str, dataset: Any, first_seed: int,
-                 extra: Callable[[Any], None] | None = None) -> Path:
+    metrics = r.metrics or {}
+    test = metrics["best"]["test"] if metrics.get("best") else metrics["last"]["test"]
+    res = RunResult(
+        r.cell.label,
+        setting,
+        r.cell.seed,
+        {k: v for k, v in test.items() if isinstance(v, (int, float))},
+        r.run_dir,
+    )
+    protos = r.run_dir / "prototypes.npy"
+    if protos.is_file():
+        scores = ordinality_score(torch.from_numpy(np.load(protos)))
+        res.ordinality = scores[max(scores)]
+    return res
+
+
+def _report(
+    plan: TaskPlan,
+    results: Sequence[RunResult],
+    settings: Sequence[str],
+    opts: DemoOptions,
+    elapsed: float,
+    extra: Callable[[Any], None] | None = None,
+) -> tuple[str, Path]:
+    """The task's table, results.csv, report page (:func:`write_report`) and summary.md."""
+    table = summary_table(results, settings, list(plan.methods))
+    _write_csv(results, plan.out / "results.csv")
+    intro = (
+        f"{plan.intro} Test metrics of the best-on-val checkpoint; mean ± std over seeds "
+        f"{list(opts.seeds)}. Data, features and training took {elapsed:.0f} s."
+    )
+    page = write_report(
+        plan.out / "report", results, settings, list(plan.methods), intro, plan.dataset, opts.seeds[0], extra
+    )
+    md = (plan.out / "report" / "summary.md").read_text(encoding="utf-8")
+    atomic_write_text(plan.out / "summary.md", md.replace("](", "](report/"))
+    return table, page
+
+
+def write_report(
+    report: Path,
+    results: Sequence[RunResult],
+    settings: Sequence[str],
+    methods: Sequence[str],
+    intro: str,
+    dataset: Any,
+    first_seed: int,
+    extra: Callable[[Any], None] | None = None,
+) -> Path:
     """The demo's page: the comparison table, the few-shot curves, a closer look at the best full-data run
     (the photos per level, its worst errors, error per level, confusion matrix) and every method's
     prototypes; ``extra(page)`` adds more sections (the text task) before it is written."""
@@ -440,20 +588,6 @@ def _fmt(values: Sequence[float], pct: bool = False) -> str:
     if len(values) < 2:
         return f"{mean:.1f}%" if pct else f"{mean:.3f}"
     return f"{mean:.1f} ± {std:.1f}%" if pct else f"{mean:.3f} ± {std:.3f}"
-
-
-def train_one(cfg: dict, run_dir: Path, threads: int) -> dict[str, float]:
-    """Train one demo run; returns its test metrics (best checkpoint on val, else last)."""
-    from ordinalclip import api
-    from ordinalclip.engine.trainer import quiet_lightning
-
-    if threads:
-        torch.set_num_threads(threads)
-    quiet_lightning()
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    run = api.fit(cfg, run_dir=run_dir)
-    test = run.metrics["best"]["test"] if run.metrics.get("best") else run.metrics["last"]["test"]
-    return {k: v for k, v in test.items() if isinstance(v, (int, float))}
 
 
 def _slug(text: str) -> str:

@@ -37,7 +37,8 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Mapping, Sequence
+import traceback
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -45,11 +46,13 @@ from typing import Any, Literal
 import lightning as L
 
 from ordinalclip import api
+from ordinalclip.app.launchers import Launch, Task, run_tasks
 from ordinalclip.app.tables import TABLE_METRICS
 from ordinalclip.config_files import config_path
 from ordinalclip.configtools import ConfigError, parse_override
 from ordinalclip.engine.callbacks import EvaluateOnly
 from ordinalclip.engine.errors import TrainingInterrupted
+from ordinalclip.fileio import atomic_write, atomic_write_text, write_json
 from ordinalclip.metrics import mean_std
 
 __all__ = [
@@ -61,15 +64,19 @@ __all__ = [
     "SweepResult",
     "parse_grid",
     "plan_sweep",
+    "run_cells",
     "run_sweep",
     "summarize",
+    "summarize_only",
 ]
 
 log = logging.getLogger(__name__)
 
 FEW_SHOT_KEY = "data.few_shot.shots"
 CELL_FILE = "cell.json"
-Status = Literal["planned", "trained", "skipped", "resumed", "restarted", "failed"]
+PLAN_FILE = "sweep.json"
+LOG_DIR = "logs"
+Status = Literal["planned", "trained", "skipped", "resumed", "restarted", "failed", "unfinished"]
 
 
 class SweepError(ConfigError):
@@ -112,6 +119,7 @@ class CellResult:
     run_dir: Path
     metrics: dict[str, Any] | None = None
     error: str | None = None
+    log: Path | None = None  # the cell's log file (logs/<cell>.log)
 
 
 @dataclass
@@ -317,7 +325,7 @@ def _run_cell(cell: Cell, out_dir: Path, callbacks: Sequence[L.Callback]) -> Cel
         status = "restarted"
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
-    (run_dir / CELL_FILE).write_text(json.dumps(cell.record(), indent=2) + "\n", encoding="utf-8")
+    write_json(cell.record(), run_dir / CELL_FILE)
     extra = [EvaluateOnly(run_dir / "checkpoints" / "last.ckpt")] if cell.untrained else []
     # output_dir first so that a user's own output_dir override still wins; it places the shared feature cache
     run = api.fit(
@@ -340,6 +348,7 @@ def run_sweep(
     metric: str = "mae_max",
     dry_run: bool = False,
     callbacks: Sequence[L.Callback] = (),
+    launch: Launch | None = None,
 ) -> SweepResult:
     """Run every cell of the sweep (see :func:`plan_sweep`) and write ``summary.md`` / ``summary.csv``.
 
@@ -353,35 +362,166 @@ def run_sweep(
         untrained: evaluate the initial models instead of training (zero-shot cells always are).
         metric: the metric of the few-shot plot.
         dry_run: plan only (configs resolved and checked, nothing run or written).
-        callbacks: extra Lightning callbacks for every run.
+        callbacks: extra Lightning callbacks for every run (picklable, for a launcher other than local x 1).
+        launch: where the cells run (default: here, one after another); see :mod:`ordinalclip.app.launchers`.
 
-    A failed cell (e.g. a non-finite loss or a missing image) is recorded and the sweep goes on; an interrupt
-    (SIGINT/SIGTERM) writes the summary of what has finished and propagates: run the same sweep to continue.
+    A failed cell (e.g. a non-finite loss, a missing image, a killed worker) is recorded with its log file
+    (``logs/<cell>.log``) and the sweep goes on; an interrupt (SIGINT/SIGTERM) writes the summary of what has
+    finished and propagates: run the same sweep to continue.
     """
     out = Path(out_dir)
     cells = plan_sweep(configs, seeds, folds, grid, overrides, untrained)
     if dry_run:
         return SweepResult(out, [CellResult(c, "planned", out / c.name) for c in cells])
+    return run_cells(cells, out, launch, callbacks, list(grid or {}), metric)
+
+
+def run_cells(
+    cells: Sequence[Cell],
+    out: Path,
+    launch: Launch | None = None,
+    callbacks: Sequence[L.Callback] = (),
+    grid_keys: Sequence[str] = (),
+    metric: str = "mae_max",
+    progress: Callable[[CellResult], None] | None = None,
+) -> SweepResult:
+    """Run planned cells under ``out`` with ``launch`` and write the summary once all have finished (or
+    failed); ``progress`` is called with each cell's result as it comes in.
+
+    Every existing cell folder is checked against its cell first, so a changed sweep fails before anything
+    runs.
+    ``out/sweep.json`` records the plan (cell order, grid keys, metric) for :func:`summarize_only`.
+    """
+    launch = (launch or Launch()).check()
     out.mkdir(parents=True, exist_ok=True)
-    results: list[CellResult] = []
-    for i, cell in enumerate(cells, 1):
-        log.info("sweep [%d/%d] %s", i, len(cells), cell.name)
-        try:
-            results.append(_run_cell(cell, out, callbacks))
-        except SweepError:
-            raise
-        except (TrainingInterrupted, KeyboardInterrupt):
-            if results:
-                write_summary(SweepResult(out, results), list(grid or {}), metric)
-            raise
-        except Exception as err:  # one broken cell must not stop a days-long sweep
-            results.append(_failed(cell, out, err))
-    return write_summary(SweepResult(out, results), list(grid or {}), metric)
+    for cell in cells:
+        if (out / cell.name).exists():
+            _check_record(cell, out / cell.name)
+    write_json({"grid": list(grid_keys), "metric": metric, "cells": [c.name for c in cells]}, out / PLAN_FILE)
+    tasks = [
+        Task(_cell_task, (cell, out, tuple(callbacks), not launch.in_process), _log_path(out, cell))
+        for cell in cells
+    ]
+    results: dict[int, CellResult] = {}
+    try:
+        for index, outcome in run_tasks(tasks, launch):
+            cell = cells[index]
+            if outcome.error is not None:
+                results[index] = _failed(cell, out, outcome.error)
+            else:
+                results[index] = outcome.value
+            r = results[index]
+            log.info("sweep [%d/%d] %s: %s", len(results), len(cells), cell.name, r.status)
+            if progress is not None:
+                progress(r)
+    except (TrainingInterrupted, KeyboardInterrupt):
+        if results:
+            write_summary(SweepResult(out, [results[i] for i in sorted(results)]), grid_keys, metric)
+        raise
+    return write_summary(SweepResult(out, [results[i] for i in sorted(results)]), grid_keys, metric)
 
 
-def _failed(cell: Cell, out: Path, err: BaseException) -> CellResult:
-    log.error("sweep cell %s failed: %s: %s", cell.name, type(err).__name__, err)
-    return CellResult(cell, "failed", out / cell.name, error=f"{type(err).__name__}: {err}")
+def _log_path(out: Path, cell: Cell) -> Path:
+    return out / LOG_DIR / f"{cell.name}.log"
+
+
+def _cell_task(cell: Cell, out: Path, callbacks: Sequence[L.Callback], in_worker: bool) -> CellResult:
+    """Run one cell wherever the launcher put it. Errors become a failed result with the traceback in the
+    cell's log; in this process an interrupt propagates (as from any loop), in a worker it fails the cell
+    (resumable)."""
+    try:
+        result = _run_cell(cell, out, callbacks)
+        result.log = _log_path(out, cell)
+        if result.status != "skipped":
+            _cell_report(result)
+        return result
+    except SweepError:
+        if not in_worker:
+            raise
+        error = traceback.format_exc()
+    except TrainingInterrupted as err:
+        if not in_worker:
+            raise
+        return _failed(
+            cell,
+            out,
+            f"interrupted by {err.signame} at step {err.step}; last.ckpt kept: run the "
+            "sweep again to continue",
+        )
+    except Exception:  # one broken cell must not stop a days-long sweep
+        error = traceback.format_exc()
+    with _log_path(out, cell).open("a", encoding="utf-8") as f:
+        f.write(error)
+    last = error.strip().splitlines()[-1]
+    return _failed(cell, out, last)
+
+
+def _cell_report(result: CellResult) -> None:
+    """The cell's report page, made where the cell ran (in parallel with the other cells), so that the sweep
+    page (:func:`ordinalclip.app.report.write_sweep_page`) finds it up to date and only links it."""
+    from ordinalclip.app.report import has_matplotlib, make_report
+
+    if not has_matplotlib():
+        return
+    try:
+        make_report(result.run_dir)
+    except Exception as err:  # a report is not worth failing a finished cell; the sweep page tries again
+        log.warning("report of %s failed: %s: %s", result.cell.name, type(err).__name__, err)
+
+
+def _failed(cell: Cell, out: Path, error: str) -> CellResult:
+    log.error("sweep cell %s failed: %s (log: %s)", cell.name, error, _log_path(out, cell))
+    return CellResult(cell, "failed", out / cell.name, error=error, log=_log_path(out, cell))
+
+
+def _cell_from_record(run_dir: Path) -> Cell:
+    r = _read_json(run_dir / CELL_FILE)
+    return Cell(
+        Path(r["config"]),
+        r["label"],
+        tuple(r["settings"].items()),
+        r["seed"],
+        r["fold"],
+        run_dir.name,
+        tuple(r["overrides"]),
+        r["untrained"],
+    )
+
+
+def summarize_only(out_dir: str | os.PathLike[str]) -> SweepResult:
+    """Rebuild ``summary.md`` / ``summary.csv`` of a sweep folder from the cells that have finished (those
+    with a ``metrics.json``); the others are listed as unfinished. Nothing is run."""
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise FileNotFoundError(f"sweep folder not found: {out}")
+    plan = _read_json(out / PLAN_FILE) if (out / PLAN_FILE).is_file() else {}
+    found = {p.name: p for p in out.iterdir() if (p / CELL_FILE).is_file()}
+    names = [*plan.get("cells", []), *sorted(n for n in found if n not in plan.get("cells", []))]
+    if not names:
+        raise SweepError(f"{out} holds no sweep cells (no */{CELL_FILE}): is it a sweep folder?")
+    results = []
+    grid_keys: list[str] = list(plan.get("grid", []))
+    for name in names:
+        run_dir = out / name
+        if name not in found:  # planned, not started
+            results.append(
+                CellResult(Cell(Path(), name, (), 0, None, name, (), False), "unfinished", run_dir)
+            )
+            continue
+        cell = _cell_from_record(run_dir)
+        grid_keys += [k for k, _ in cell.settings if k not in grid_keys]
+        finished = (run_dir / "metrics.json").is_file()
+        log_file = _log_path(out, cell)
+        results.append(
+            CellResult(
+                cell,
+                "skipped" if finished else "unfinished",
+                run_dir,
+                _read_json(run_dir / "metrics.json") if finished else None,
+                log=log_file if log_file.is_file() else None,
+            )
+        )
+    return write_summary(SweepResult(out, results), grid_keys, plan.get("metric", "mae_max"))
 
 
 # --------------------------------------------------------------------------------------------------- summary
@@ -441,36 +581,39 @@ def write_summary(result: SweepResult, grid_keys: Sequence[str], metric: str = "
     rows = summarize(result.cells)
     short = _short_keys(list(grid_keys))
     metrics = list(dict.fromkeys(k for r in rows for k in r.stats))
-    with (out / "summary.csv").open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(
-            [
-                "config",
-                *grid_keys,
-                "checkpoint",
-                "split",
-                "group",
-                "n",
-                *(f"{m}_{s}" for m in metrics for s in ("mean", "std")),
-            ]
-        )
-        for r in rows:
-            settings = dict(r.settings)
+
+    def write_csv(tmp: Path) -> None:
+        with tmp.open("w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
             w.writerow(
                 [
-                    r.config,
-                    *(_fmt_value(settings[k]) for k in grid_keys),
-                    r.checkpoint,
-                    r.split,
-                    r.group,
-                    r.n,
-                    *(f"{r.stats[m][i]:.6g}" if m in r.stats else "" for m in metrics for i in (0, 1)),
+                    "config",
+                    *grid_keys,
+                    "checkpoint",
+                    "split",
+                    "group",
+                    "n",
+                    *(f"{m}_{s}" for m in metrics for s in ("mean", "std")),
                 ]
             )
+            for r in rows:
+                settings = dict(r.settings)
+                w.writerow(
+                    [
+                        r.config,
+                        *(_fmt_value(settings[k]) for k in grid_keys),
+                        r.checkpoint,
+                        r.split,
+                        r.group,
+                        r.n,
+                        *(f"{r.stats[m][i]:.6g}" if m in r.stats else "" for m in metrics for i in (0, 1)),
+                    ]
+                )
 
+    atomic_write(out / "summary.csv", write_csv)
     counts = {
         s: sum(r.status == s for r in result.cells)
-        for s in ("trained", "skipped", "resumed", "restarted", "failed")
+        for s in ("trained", "skipped", "resumed", "restarted", "failed", "unfinished")
     }
     md = [
         "# Sweep summary",
@@ -480,7 +623,9 @@ def write_summary(result: SweepResult, grid_keys: Sequence[str], metric: str = "
         "passed). summary.csv has every metric of `ordinalclip.metrics.ordinal_metrics` (AMAE, RPS, ...).",
         "",
         f"Cells: {len(result.cells)} ({counts['trained']} trained now, {counts['skipped']} finished earlier, "
-        f"{counts['resumed']} resumed, {counts['restarted']} restarted, {counts['failed']} failed).",
+        f"{counts['resumed']} resumed, {counts['restarted']} restarted, {counts['failed']} failed"
+        + (f", {counts['unfinished']} unfinished" if counts["unfinished"] else "")
+        + ").",
         "",
     ]
     head = ["config", *(short[k] for k in grid_keys), "n", *TABLE_METRICS]
@@ -510,11 +655,19 @@ def write_summary(result: SweepResult, grid_keys: Sequence[str], metric: str = "
                 md.append("")
     failed = result.failed
     if failed:
-        md += ["## Failed cells", ""] + [f"- `{r.cell.name}`: {r.error}" for r in failed] + [""]
+        md += (
+            ["## Failed cells", ""]
+            + [f"- `{r.cell.name}`: {r.error}" + (f" (log: {r.log})" if r.log else "") for r in failed]
+            + [""]
+        )
+    unfinished = [r for r in result.cells if r.status == "unfinished"]
+    if unfinished:
+        md += ["## Unfinished cells", "", "No metrics.json yet (still running, killed, or not started):", ""]
+        md += [f"- `{r.cell.name}`" + (f" (log: {r.log})" if r.log else "") for r in unfinished] + [""]
     plot = _few_shot_plot(result, rows, metric) if FEW_SHOT_KEY in grid_keys else None
     if plot is not None:
         md += ["## Few-shot", "", f"![few-shot {metric}]({plot.name})", ""]
-    (out / "summary.md").write_text("\n".join(md), encoding="utf-8")
+    atomic_write_text(out / "summary.md", "\n".join(md))
     result.rows, result.summary_md, result.summary_csv, result.few_shot_plot = (
         rows,
         out / "summary.md",
