@@ -179,7 +179,9 @@ def machine() -> str:
     )
 
 
-def finish(headers: list[str], rows: list[list[str]], figures: dict[str, float], json_path: str | None) -> dict:
+def finish(
+    headers: list[str], rows: list[list[str]], figures: dict[str, float], json_path: str | None
+) -> dict:
     """Print a script's table and the load after it, write its figures as JSON if asked, return them."""
     print(markdown_table(headers, rows))
     print(f"after: {load_note()}")

@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     )
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workers", type=int, default=2, help="loader worker processes")
-    ap.add_argument("--loader-images", type=int, default=256, help="images per epoch of the loader measurement")
+    ap.add_argument(
+        "--loader-images", type=int, default=256, help="images per epoch of the loader measurement"
+    )
     args = parse_common(ap, argv, "tiny CLIP at 32x32")
     ranks = [int(c) for c in args.ranks.split(",") if c]
     if not ranks:

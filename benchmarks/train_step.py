@@ -135,7 +135,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if len(repeats) == 1:
         repeats *= len(batch_sizes)
     if len(repeats) != len(batch_sizes) or min(repeats) < 1:
-        ap.error(f"--repeats {args.repeats!r}: give one positive count, or one per batch size ({args.batch_sizes})")
+        ap.error(
+            f"--repeats {args.repeats!r}: give one positive count, or one per batch size ({args.batch_sizes})"
+        )
     figures: dict[str, float] = {}
     rows = []
     for size in sizes:

@@ -70,7 +70,10 @@ def page(browser: Any) -> Iterator[Any]:
     context = browser.new_context(viewport=VIEWPORT)
     p = context.new_page()
     problems: list[str] = []
-    p.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None)
+    p.on(
+        "console",
+        lambda msg: problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None,
+    )
     p.on("pageerror", lambda err: problems.append(f"page error: {err}"))
     p.on("requestfailed", lambda req: problems.append(f"request failed: {req.url} ({req.failure})"))
     p.problems = problems  # type: ignore[attr-defined]

@@ -49,9 +49,22 @@ def tiny_clip_custom(embed_dim: int = 32, width: int = 64, layers: int = 2, head
     """open_clip.CLIP kwargs of a tiny random ViT-CLIP with the real 49,408-token vocabulary and context 77."""
     return {
         "embed_dim": embed_dim,
-        "vision_cfg": {"layers": layers, "width": width, "patch_size": 16, "image_size": 32, "head_width": 32},
-        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": width, "heads": heads, "layers": layers},
+        "vision_cfg": {
+            "layers": layers,
+            "width": width,
+            "patch_size": 16,
+            "image_size": 32,
+            "head_width": 32,
+        },
+        "text_cfg": {
+            "context_length": 77,
+            "vocab_size": 49408,
+            "width": width,
+            "heads": heads,
+            "layers": layers,
+        },
     }
+
 
 # --------------------------------------------------------------------------- tiny datasets and run configs
 
@@ -60,8 +73,9 @@ NUM_RANKS = 4
 COUNTS = {"train": 4, "val": 2, "test": 2}  # images per rank and split
 
 
-def make_images(root: Path, counts: dict[str, int] = COUNTS, size: int = 32, seed: int = 0
-                ) -> dict[str, list[tuple[str, int]]]:
+def make_images(
+    root: Path, counts: dict[str, int] = COUNTS, size: int = 32, seed: int = 0
+) -> dict[str, list[tuple[str, int]]]:
     """PNG images whose brightness grows with the label (a learnable task): ``{split: [(relpath, label)]}``."""
     rng = np.random.default_rng(seed)
     items: dict[str, list[tuple[str, int]]] = {}
@@ -128,12 +142,17 @@ def make_features(path: Path, dim: int = 8, seed: int = 0) -> str:
 
 
 def tiny_model_dict(**extra: Any) -> dict[str, Any]:
-    return {"num_ranks": NUM_RANKS, "clip": {"name": None, "custom": tiny_clip_custom()},
-            "prompts": {"num_base_ranks": 2}, **extra}
+    return {
+        "num_ranks": NUM_RANKS,
+        "clip": {"name": None, "custom": tiny_clip_custom()},
+        "prompts": {"num_base_ranks": 2},
+        **extra,
+    }
 
 
-def tiny_config(tmp_path: Path, data: dict[str, Any], model: dict[str, Any] | None = None,
-                **sections: Any) -> dict[str, Any]:
+def tiny_config(
+    tmp_path: Path, data: dict[str, Any], model: dict[str, Any] | None = None, **sections: Any
+) -> dict[str, Any]:
     """A run config dict for tiny CPU runs (tiny ViT-CLIP, 32x32 images, batch 4, 2 epochs)."""
     cfg: dict[str, Any] = {
         "name": "t",
@@ -141,7 +160,13 @@ def tiny_config(tmp_path: Path, data: dict[str, Any], model: dict[str, Any] | No
         "model": model or tiny_model_dict(),
         "data": {"batch_size": 4, "image_size": 32, "resize": 36, **data},
         "optim": {"lr": 1e-3},
-        "trainer": {"max_epochs": 2, "loggers": ["csv"], "progress_bar": False, "seed": 3, "deterministic": True},
+        "trainer": {
+            "max_epochs": 2,
+            "loggers": ["csv"],
+            "progress_bar": False,
+            "seed": 3,
+            "deterministic": True,
+        },
     }
     for key, value in sections.items():
         cfg[key] = {**cfg.get(key, {}), **value}
@@ -152,6 +177,7 @@ def list_data(root: Path) -> dict[str, Any]:
     items = make_images(root)
     lists = write_lists(root, items)
     return {"format": "list", "root": str(root), **lists}
+
 
 # --------------------------------------------------------------------------------- checkpoints and exports
 
@@ -175,8 +201,10 @@ def save_checkpoint(model, run_cfg, path):
 def run_config(model_cfg):
     from ordinalclip.config import DataConfig, RunConfig
 
-    return RunConfig(model=model_cfg, data=DataConfig(rank_offset=16, image_size=32, resize=36,
-                                                      mean=PREP["mean"], std=PREP["std"]))
+    return RunConfig(
+        model=model_cfg,
+        data=DataConfig(rank_offset=16, image_size=32, resize=36, mean=PREP["mean"], std=PREP["std"]),
+    )
 
 
 def reseal(meta: dict) -> dict:
@@ -204,6 +232,7 @@ class StateHolder(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
 
+
 # ------------------------------------------------------------------- a tiny BERT (Hugging Face text tower)
 
 
@@ -217,20 +246,30 @@ def save_tiny_bert(folder: Path) -> Path:
     import transformers
 
     torch.manual_seed(0)
-    config = transformers.BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2,
-                                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=24)
+    config = transformers.BertConfig(
+        vocab_size=len(VOCAB),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=24,
+    )
     model = transformers.BertModel(config)
     # unit-scale tables (BERT's init is std 0.02): tokens, positions and token types all move the output, so a
     # missed or doubled position/type embedding on the inputs_embeds path shows
     with torch.no_grad():
-        for table in (model.embeddings.word_embeddings, model.embeddings.position_embeddings,
-                      model.embeddings.token_type_embeddings):
+        for table in (
+            model.embeddings.word_embeddings,
+            model.embeddings.position_embeddings,
+            model.embeddings.token_type_embeddings,
+        ):
             table.weight.normal_(0, 1.0)
     model.save_pretrained(folder)
     # the classic BERT tokenizer files (one token per line), readable by every transformers version
     (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
-    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BertTokenizer",
-                                                              "do_lower_case": True}))
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "BertTokenizer", "do_lower_case": True})
+    )
     return folder
 
 

@@ -57,8 +57,17 @@ def _assert_same_weights(a: Path, b: Path) -> None:
 def test_fit_writes_a_complete_run_folder(straight):
     run = straight
     d = run.run_dir
-    for rel in ("config.yaml", "env.json", "metrics.json", "splits/train.txt", "splits/val.txt", "splits/test.txt",
-                "checkpoints/best.ckpt", "checkpoints/last.ckpt", "logs/csv/version_0/metrics.csv"):
+    for rel in (
+        "config.yaml",
+        "env.json",
+        "metrics.json",
+        "splits/train.txt",
+        "splits/val.txt",
+        "splits/test.txt",
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+        "logs/csv/version_0/metrics.csv",
+    ):
         assert (d / rel).is_file(), rel
     # the resolved config rebuilds the same RunConfig
     assert from_dict(RunConfig, yaml.safe_load((d / "config.yaml").read_text())) == run.config
@@ -71,7 +80,14 @@ def test_fit_writes_a_complete_run_folder(straight):
     assert metrics["last"]["epoch"] == 1 and metrics["last"]["step"] == 8  # 2 epochs x 16 images / batch 4
     for tag in ("best", "last"):
         for split in ("val", "test"):
-            assert set(metrics[tag][split]) >= {"mae_exp", "mae_max", "acc_exp", "acc_max", "off1_max", "qwk_max"}
+            assert set(metrics[tag][split]) >= {
+                "mae_exp",
+                "mae_max",
+                "acc_exp",
+                "acc_max",
+                "off1_max",
+                "qwk_max",
+            }
     assert metrics["data"] == {"train": 16, "val": 8, "test": 8, "skipped_images": 0}
     # the checkpoint is plain data (weights_only) and carries the config and version
     ckpt = torch.load(d / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)
@@ -104,8 +120,11 @@ def test_load_checkpoint_and_evaluate_reproduce_the_reported_metrics(straight):
     model, cfg = load_checkpoint(run.best_checkpoint)
     assert cfg == run.config and not model.training
     tf = eval_transform(cfg, tower_preprocess(model))
-    samples = [line.split("\t") for line in (run.run_dir / "splits/test.txt").read_text().splitlines()
-               if not line.startswith("#")]
+    samples = [
+        line.split("\t")
+        for line in (run.run_dir / "splits/test.txt").read_text().splitlines()
+        if not line.startswith("#")
+    ]
     from ordinalclip.data import Sample
 
     images = torch.stack([tf(load_image(Sample(p, int(y), "t"))) for p, y in samples])
@@ -118,7 +137,9 @@ def test_load_checkpoint_and_evaluate_reproduce_the_reported_metrics(straight):
     evaluated = evaluate(run.best_checkpoint, split="test")
     assert evaluated["num_samples"] == 8
     assert evaluated["metrics"] == pytest.approx(reported, abs=1e-6)
-    assert evaluate(run.run_dir, split="val")["metrics"] == pytest.approx(run.metrics["best"]["val"], abs=1e-6)
+    assert evaluate(run.run_dir, split="val")["metrics"] == pytest.approx(
+        run.metrics["best"]["val"], abs=1e-6
+    )
 
 
 class _SendSignal(L.Callback):
@@ -137,7 +158,9 @@ def test_run_killed_mid_epoch_and_resumed_equals_the_uninterrupted_run(list_cfg,
     err = info.value
     assert err.signame == signal.Signals(signum).name and err.step == 2
     ckpt = torch.load(err.checkpoint, map_location="cpu", weights_only=True)
-    assert ckpt["global_step"] == 2 and ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"] == 0
+    assert (
+        ckpt["global_step"] == 2 and ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"] == 0
+    )
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers put back
     resumed = fit(resume=err.run_dir)  # type: ignore[attr-defined]
     assert resumed.run_dir == err.run_dir  # type: ignore[attr-defined]
@@ -210,13 +233,21 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(list_
 def test_bad_checkpoints_give_clear_errors(straight, tmp_path):
     ckpt = torch.load(straight.last_checkpoint, map_location="cpu", weights_only=True)
     other = dict(ckpt, ordinalclip={**ckpt["ordinalclip"], "version": "9.9.9"})
-    other["ordinalclip"]["config"] = {**ckpt["ordinalclip"]["config"],
-                                      "model": {**ckpt["ordinalclip"]["config"]["model"], "num_ranks": 7}}
+    other["ordinalclip"]["config"] = {
+        **ckpt["ordinalclip"]["config"],
+        "model": {**ckpt["ordinalclip"]["config"]["model"], "num_ranks": 7},
+    }
     torch.save(other, tmp_path / "other.ckpt")
     with pytest.raises(CheckpointError, match=r"9\.9\.9.*weights do not fit.*with another shape"):
         load_checkpoint(tmp_path / "other.ckpt")
-    future = dict(ckpt, ordinalclip={**ckpt["ordinalclip"], "version": "9.9.9",
-                                     "config": {**ckpt["ordinalclip"]["config"], "new_section": {}}})
+    future = dict(
+        ckpt,
+        ordinalclip={
+            **ckpt["ordinalclip"],
+            "version": "9.9.9",
+            "config": {**ckpt["ordinalclip"]["config"], "new_section": {}},
+        },
+    )
     torch.save(future, tmp_path / "future.ckpt")
     with pytest.raises(CheckpointError, match=r"ordinalclip 9\.9\.9.*cannot read.*new_section"):
         load_checkpoint(tmp_path / "future.ckpt")
@@ -238,8 +269,10 @@ def test_no_test_split_is_never_replaced_by_val(tmp_path):
     root = tmp_path / "d"
     root.mkdir()
     lists = write_lists(root, make_images(root, counts={"train": 2, "val": 1}))
-    run = fit(tiny_config(tmp_path, {"format": "list", "root": str(root), **lists}),
-              overrides=["trainer.max_epochs=1"])
+    run = fit(
+        tiny_config(tmp_path, {"format": "list", "root": str(root), **lists}),
+        overrides=["trainer.max_epochs=1"],
+    )
     assert run.metrics["best"]["test"] is None and run.metrics["best"]["val"] is not None
     with pytest.raises(DataError, match="no test split"):
         evaluate(run.best_checkpoint, split="test")
@@ -253,8 +286,11 @@ def test_folds_report_mean_and_std(tmp_path):
         folder.mkdir(parents=True)
         for split, rows in items.items():
             (folder / f"{split}.txt").write_text("".join(f"{rel} {label}\n" for rel, label in rows))
-    cfg = tiny_config(tmp_path, {"format": "benchmark", "benchmark": "adience", "root": str(root)},
-                      model={**tiny_config(tmp_path, {})["model"], "num_ranks": 8})
+    cfg = tiny_config(
+        tmp_path,
+        {"format": "benchmark", "benchmark": "adience", "root": str(root)},
+        model={**tiny_config(tmp_path, {})["model"], "num_ranks": 8},
+    )
     result = fit_folds(cfg, overrides=["trainer.max_epochs=1"], folds=[0, 1])
     assert [r.run_dir.name for r in result.runs] == ["fold0", "fold1"]
     maes = [r.metrics["last"]["test"]["mae_exp"] for r in result.runs]
@@ -265,8 +301,10 @@ def test_folds_report_mean_and_std(tmp_path):
 
 
 def test_summarize_folds_by_hand():
-    runs = [{"best": {"val": {"mae": 1.0}, "test": None}, "last": None},
-            {"best": {"val": {"mae": 3.0}, "test": None}, "last": None}]
+    runs = [
+        {"best": {"val": {"mae": 1.0}, "test": None}, "last": None},
+        {"best": {"val": {"mae": 3.0}, "test": None}, "last": None},
+    ]
     assert summarize_folds(runs) == {"best": {"val": {"mae": {"mean": 2.0, "std": 1.0, "n": 2}}}}
     assert math.isclose(summarize_folds(runs)["best"]["val"]["mae"]["std"], 1.0)
     assert NUM_RANKS == 4

@@ -13,7 +13,9 @@ def test_a_local_page_renders_and_its_problems_are_recorded(page, tmp_path: Path
     assert box is not None and box["width"] > 0
     assert page.problems == []
     bad = tmp_path / "bad.html"
-    bad.write_text('<html><body><img src="missing.png"><script>throw new Error("boom")</script></body></html>')
+    bad.write_text(
+        '<html><body><img src="missing.png"><script>throw new Error("boom")</script></body></html>'
+    )
     page.goto(bad.as_uri())
     page.wait_for_timeout(200)
     assert any("boom" in p for p in page.problems)

@@ -12,14 +12,23 @@ from tests.helpers import NUM_RANKS, make_features, save_tiny_bert
 def _cfg(tmp_path, bert, save_frozen: bool) -> dict:
     feats = make_features(tmp_path / "f.npz")
     return {
-        "name": "slim", "output_dir": str(tmp_path / "runs"),
-        "model": {"num_ranks": NUM_RANKS, "image": {"kind": "features", "input_dim": 8},
-                  "text": {"kind": "huggingface", "hf_model": str(bert)},
-                  "prompts": {"num_base_ranks": 2, "context_init": "a photo"}},
+        "name": "slim",
+        "output_dir": str(tmp_path / "runs"),
+        "model": {
+            "num_ranks": NUM_RANKS,
+            "image": {"kind": "features", "input_dim": 8},
+            "text": {"kind": "huggingface", "hf_model": str(bert)},
+            "prompts": {"num_base_ranks": 2, "context_init": "a photo"},
+        },
         "data": {"format": "features", "train": feats, "columns": {"split": "split"}, "batch_size": 4},
         "optim": {"lr": 1e-2},
-        "trainer": {"max_epochs": 2, "loggers": ["csv"], "progress_bar": False, "seed": 0,
-                    "save_frozen_towers": save_frozen},
+        "trainer": {
+            "max_epochs": 2,
+            "loggers": ["csv"],
+            "progress_bar": False,
+            "seed": 0,
+            "save_frozen_towers": save_frozen,
+        },
     }
 
 

@@ -39,8 +39,13 @@ def _data(root: Path, fmt: str) -> tuple[dict, dict | None]:
     if fmt == "list":
         return {"format": "list", "root": str(root), **{s: str(root / f"{s}.txt") for s in COUNTS}}, None
     if fmt == "csv":
-        return {"format": "csv", "root": str(root), "train": str(root / "all.csv"), "rank_offset": 16,
-                "columns": {"path": "file", "label": "age", "split": "part"}}, None
+        return {
+            "format": "csv",
+            "root": str(root),
+            "train": str(root / "all.csv"),
+            "rank_offset": 16,
+            "columns": {"path": "file", "label": "age", "split": "part"},
+        }, None
     if fmt == "folder":
         return {"format": "folder", **{s: str(root / "folders" / s) for s in COUNTS}}, None
     model = tiny_model_dict(image={"kind": "features", "input_dim": 8})
@@ -59,15 +64,22 @@ def _run(argv: list[str], capsys) -> tuple[int, str, str]:
     return code, out, err
 
 
-@pytest.mark.parametrize("fmt", ["list", "features",
-                                 pytest.param("csv", marks=pytest.mark.slow),
-                                 pytest.param("folder", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        "list",
+        "features",
+        pytest.param("csv", marks=pytest.mark.slow),
+        pytest.param("folder", marks=pytest.mark.slow),
+    ],
+)
 def test_train_resume_eval_export_predict(root: Path, tmp_path: Path, capsys, fmt: str):
     data, model = _data(root, fmt)
     config = _write_config(tmp_path, tiny_config(tmp_path, data, model))
     run_dir = tmp_path / "run"
-    code, out, err = _run(["train", "-c", config, "--set", "trainer.max_epochs=1", "--run-dir", str(run_dir)],
-                          capsys)
+    code, out, err = _run(
+        ["train", "-c", config, "--set", "trainer.max_epochs=1", "--run-dir", str(run_dir)], capsys
+    )
     assert code == 0, err
     assert f"run folder: {run_dir}" in out and "best test" in out
     assert json.loads((run_dir / "metrics.json").read_text())["last"]["epoch"] == 0
@@ -90,8 +102,17 @@ def test_train_resume_eval_export_predict(root: Path, tmp_path: Path, capsys, fm
     assert code == 0, err
     exported = Path(out.strip().rsplit(" ", 1)[1])
     assert exported.is_file()
-    code, out, err = _run(["predict", str(exported), str(root / "test.txt"), "--out", str(tmp_path / "p.csv"),
-                           "--probabilities"], capsys)
+    code, out, err = _run(
+        [
+            "predict",
+            str(exported),
+            str(root / "test.txt"),
+            "--out",
+            str(tmp_path / "p.csv"),
+            "--probabilities",
+        ],
+        capsys,
+    )
     assert code == 0, err
     with open(tmp_path / "p.csv") as f:
         rows = list(csv.DictReader(f))
@@ -180,8 +201,11 @@ def test_folds_print_mean_and_std(tmp_path: Path, capsys):
         folder.mkdir(parents=True)
         for split, rows in items.items():
             (folder / f"{split}.txt").write_text("".join(f"{rel} {label}\n" for rel, label in rows))
-    cfg = tiny_config(tmp_path, {"format": "benchmark", "benchmark": "hci", "root": str(bench)},
-                      tiny_model_dict(num_ranks=5))
+    cfg = tiny_config(
+        tmp_path,
+        {"format": "benchmark", "benchmark": "hci", "root": str(bench)},
+        tiny_model_dict(num_ranks=5),
+    )
     config = _write_config(tmp_path, cfg)
     with pytest.warns(UserWarning, match="val is None"):
         code, out, err = _run(["train", "-c", config, "--folds", "--set", "trainer.max_epochs=1"], capsys)

@@ -479,8 +479,12 @@ def test_renamed_key_reads_as_the_new_one_with_a_warning(tmp_path: Path) -> None
     from ordinalclip.modeling.config import ImageTowerConfig
 
     # A YAML written before the rename: image.pretrained (bool) is now image.imagenet_weights.
-    target = write(tmp_path / "old.yaml", "model:\n  image:\n    kind: efficientnet_lite0\n    pretrained: false\n")
-    with pytest.warns(FutureWarning, match=r"'model\.image\.pretrained' is deprecated.*'model\.image\.imagenet_weights'"):
+    target = write(
+        tmp_path / "old.yaml", "model:\n  image:\n    kind: efficientnet_lite0\n    pretrained: false\n"
+    )
+    with pytest.warns(
+        FutureWarning, match=r"'model\.image\.pretrained' is deprecated.*'model\.image\.imagenet_weights'"
+    ):
         cfg = load_config(RunConfig, [target])
     assert cfg.model.image.imagenet_weights is False
     assert "pretrained" not in to_dict(cfg)["model"]["image"]  # written back under the new name only
@@ -489,5 +493,7 @@ def test_renamed_key_reads_as_the_new_one_with_a_warning(tmp_path: Path) -> None
     old["model"]["image"]["pretrained"] = old["model"]["image"].pop("imagenet_weights")
     with pytest.warns(FutureWarning, match="deprecated"):
         assert config_of({CHECKPOINT_KEY: {"config": old}}, "old.ckpt") == cfg
-    with pytest.raises(ConfigError, match=r"'image\.pretrained' is the old name of 'image\.imagenet_weights'"):
+    with pytest.raises(
+        ConfigError, match=r"'image\.pretrained' is the old name of 'image\.imagenet_weights'"
+    ):
         from_dict(ImageTowerConfig, {"pretrained": True, "imagenet_weights": False}, path="image")

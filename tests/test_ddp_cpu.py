@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _split_paths(path: Path) -> list[str]:
-    return [line.split("\t")[0] for line in path.read_text().splitlines() if line and not line.startswith("#")]
+    return [
+        line.split("\t")[0] for line in path.read_text().splitlines() if line and not line.startswith("#")
+    ]
 
 
 @pytest.mark.slow
@@ -25,8 +27,13 @@ def test_ddp_two_cpu_processes_split_training_and_gather_every_prediction(tmp_pa
     cli = Path(sys.executable).with_name("ordinalclip")
     assert cli.is_file(), f"console script missing next to the interpreter: {cli} (pip install -e .)"
     run_dir = tmp_path / "run"
-    sets = ["trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp", "trainer.max_epochs=2",
-            "trainer.progress_bar=false"]
+    sets = [
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.strategy=ddp",
+        "trainer.max_epochs=2",
+        "trainer.progress_bar=false",
+    ]
     cmd = [str(cli), "train", "-c", str(ROOT / "configs" / "tiny.yaml"), "--run-dir", str(run_dir)]
     for s in sets:
         cmd += ["--set", s]

@@ -14,9 +14,18 @@ from ordinalclip.app.demo import DemoOptions, run_demo
 @pytest.mark.slow
 def test_demo_pipeline_reports_what_it_computed(tmp_path):
     methods = ["OrdinalCLIP (named base ranks)", "CNN cosine baseline", "CORAL"]
-    opts = DemoOptions(out=tmp_path / "demo", data_root=tmp_path / "data", crops_per_photo=2, seeds=(0, 1),
-                       shots=(2,), full_epochs=1, min_steps=2, methods=methods, progress=False,
-                       text_task=False)  # the text task: tests/test_lexicon.py
+    opts = DemoOptions(
+        out=tmp_path / "demo",
+        data_root=tmp_path / "data",
+        crops_per_photo=2,
+        seeds=(0, 1),
+        shots=(2,),
+        full_epochs=1,
+        min_steps=2,
+        methods=methods,
+        progress=False,
+        text_task=False,
+    )  # the text task: tests/test_lexicon.py
     table, page = run_demo(opts)
     rows = list(csv.DictReader((tmp_path / "demo" / "results.csv").open()))
     assert len(rows) == len(methods) * 2 * 2  # methods x (full, 2-shot) x seeds

@@ -53,15 +53,28 @@ def _pairs(samples: list[Sample]) -> list[tuple[str, int]]:
 
 
 def test_list_csv_and_folder_formats_read_the_same_samples(image_root: Path):
-    items = {s: [(f"img/{s}/{n.name}", int(n.name[0])) for n in sorted((image_root / "img" / s).iterdir())]
-             for s in COUNTS}
+    items = {
+        s: [(f"img/{s}/{n.name}", int(n.name[0])) for n in sorted((image_root / "img" / s).iterdir())]
+        for s in COUNTS
+    }
     csv_path = write_csv(image_root, items, offset=16)
     folders = make_folders(image_root, items)
-    from_list = resolve_data(_run_cfg({"format": "list", "root": str(image_root),
-                                       **{s: str(image_root / f"{s}.txt") for s in COUNTS}}))
-    from_csv = resolve_data(_run_cfg({"format": "csv", "root": str(image_root), "train": csv_path,
-                                      "rank_offset": 16,
-                                      "columns": {"path": "file", "label": "age", "split": "part"}}))
+    from_list = resolve_data(
+        _run_cfg(
+            {"format": "list", "root": str(image_root), **{s: str(image_root / f"{s}.txt") for s in COUNTS}}
+        )
+    )
+    from_csv = resolve_data(
+        _run_cfg(
+            {
+                "format": "csv",
+                "root": str(image_root),
+                "train": csv_path,
+                "rank_offset": 16,
+                "columns": {"path": "file", "label": "age", "split": "part"},
+            }
+        )
+    )
     from_folder = resolve_data(_run_cfg({"format": "folder", **folders}))
     for split, n in COUNTS.items():
         expected = sorted((Path(rel).name, label) for rel, label in items[split])
@@ -75,8 +88,10 @@ def test_list_csv_and_folder_formats_read_the_same_samples(image_root: Path):
 
 def test_features_format_refers_to_rows_of_the_file(tmp_path: Path):
     path = make_features(tmp_path / "f.npz")
-    cfg = _run_cfg({"format": "features", "train": path, "columns": {"split": "split"}},
-                   image={"kind": "features", "input_dim": 8})
+    cfg = _run_cfg(
+        {"format": "features", "train": path, "columns": {"split": "split"}},
+        image={"kind": "features", "input_dim": 8},
+    )
     data = resolve_data(cfg)
     assert data.features and data.sizes() == {s: n * NUM_RANKS for s, n in COUNTS.items()}
     raw = np.load(path)
@@ -89,7 +104,9 @@ def test_features_format_refers_to_rows_of_the_file(tmp_path: Path):
     with pytest.raises(ConfigError, match="image.kind: features"):
         resolve_data(_run_cfg({"format": "features", "train": path}))
     with pytest.raises(ConfigError, match="input_dim is 6 but .* holds 8-wide features"):
-        resolve_data(_run_cfg({"format": "features", "train": path}, image={"kind": "features", "input_dim": 6}))
+        resolve_data(
+            _run_cfg({"format": "features", "train": path}, image={"kind": "features", "input_dim": 6})
+        )
 
 
 def test_few_shot_and_label_shift_splits_are_saved_and_reused(image_root: Path, tmp_path: Path):
@@ -99,14 +116,19 @@ def test_few_shot_and_label_shift_splits_are_saved_and_reused(image_root: Path, 
     assert sorted(np.bincount([s.label for s in train]).tolist()) == [2] * NUM_RANKS
     again = resolve_data(_run_cfg({**base, "few_shot": {"shots": 2, "seed": 5}}))
     assert again.splits["train"] == train  # same seed, same subset
-    others = [resolve_data(_run_cfg({**base, "few_shot": {"shots": 2, "seed": s}})).splits["train"]
-              for s in range(6, 10)]
+    others = [
+        resolve_data(_run_cfg({**base, "few_shot": {"shots": 2, "seed": s}})).splits["train"]
+        for s in range(6, 10)
+    ]
     assert any(o != train for o in others)  # the seed matters
     save_splits(shots, tmp_path / "splits")
-    reused = resolve_data(_run_cfg({**base, "splits_dir": str(tmp_path / "splits"),
-                                    "few_shot": {"shots": 1, "seed": 99}}))  # protocols not re-applied
+    reused = resolve_data(
+        _run_cfg({**base, "splits_dir": str(tmp_path / "splits"), "few_shot": {"shots": 1, "seed": 99}})
+    )  # protocols not re-applied
     for split in COUNTS:
-        assert [(s.path, s.label) for s in reused.splits[split]] == [(s.path, s.label) for s in shots.splits[split]]
+        assert [(s.path, s.label) for s in reused.splits[split]] == [
+            (s.path, s.label) for s in shots.splits[split]
+        ]
 
     shift = resolve_data(_run_cfg({**base, "label_shift": {"top_k": 2, "scale": 0.5, "seed": 1}}))
     counts = sorted(np.bincount([s.label for s in shift.splits["train"]]).tolist())
@@ -126,8 +148,17 @@ def test_missing_files_are_reported_together(image_root: Path, tmp_path: Path):
 def test_same_val_and_test_lists_warn(image_root: Path):
     val = str(image_root / "val.txt")
     with pytest.warns(UserWarning, match="val and test hold the same samples"):
-        resolve_data(_run_cfg({"format": "list", "root": str(image_root), "train": str(image_root / "train.txt"),
-                               "val": val, "test": val}))
+        resolve_data(
+            _run_cfg(
+                {
+                    "format": "list",
+                    "root": str(image_root),
+                    "train": str(image_root / "train.txt"),
+                    "val": val,
+                    "test": val,
+                }
+            )
+        )
 
 
 def test_empty_training_split_is_an_error(tmp_path: Path):
@@ -164,11 +195,14 @@ def tiny_model():
     return build_model(cfg.model)
 
 
-@pytest.mark.parametrize("data, mean, std", [
-    ({}, OPENAI_DATASET_MEAN, OPENAI_DATASET_STD),  # default: what the tower's weights expect
-    ({"normalize": "imagenet"}, IMAGENET_MEAN, IMAGENET_STD),
-    ({"mean": [0.5, 0.25, 0.0], "std": [0.5, 0.25, 1.0]}, (0.5, 0.25, 0.0), (0.5, 0.25, 1.0)),
-])
+@pytest.mark.parametrize(
+    "data, mean, std",
+    [
+        ({}, OPENAI_DATASET_MEAN, OPENAI_DATASET_STD),  # default: what the tower's weights expect
+        ({"normalize": "imagenet"}, IMAGENET_MEAN, IMAGENET_STD),
+        ({"mean": [0.5, 0.25, 0.0], "std": [0.5, 0.25, 1.0]}, (0.5, 0.25, 0.0), (0.5, 0.25, 1.0)),
+    ],
+)
 def test_eval_transform_normalisation(tiny_model, data, mean, std):
     cfg = _run_cfg(data)
     settings = transform_settings(cfg, tower_preprocess(tiny_model))
@@ -230,8 +264,9 @@ def test_seeded_items_draw_the_same_augmentation_in_any_order():
 
 def test_resumable_loader_skips_done_batches_or_moves_to_next_epoch():
     sampler = EpochSampler(10, seed=1)
-    loader = ResumableLoader(SeededItems(_RandomTensor(), 0), batch_size=2, sampler=sampler,
-                             progress=lambda: (3, 2))
+    loader = ResumableLoader(
+        SeededItems(_RandomTensor(), 0), batch_size=2, sampler=sampler, progress=lambda: (3, 2)
+    )
     assert loader.state_dict() == {"epoch": 3, "batches": 2}
     loader.load_state_dict({"epoch": 3, "batches": 2})
     assert sampler.epoch == 3 and sampler.skip == 4

@@ -127,6 +127,7 @@ def test_warmup_then_cosine_by_hand():
     f = lr_factor(OptimConfig(scheduler="cosine", warmup_epochs=3), max_epochs=7)
     assert [f(e) for e in range(3)] == pytest.approx([0.25, 0.5, 0.75])
     # after warm-up a cosine over the remaining 4 epochs
-    assert [f(e) for e in range(3, 7)] == pytest.approx([1.0, (1 + math.cos(math.pi / 4)) / 2, 0.5,
-                                                         (1 + math.cos(3 * math.pi / 4)) / 2])
+    assert [f(e) for e in range(3, 7)] == pytest.approx(
+        [1.0, (1 + math.cos(math.pi / 4)) / 2, 0.5, (1 + math.cos(3 * math.pi / 4)) / 2]
+    )
     assert lr_factor(OptimConfig(scheduler="none"), 5)(4) == 1.0

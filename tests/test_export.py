@@ -27,8 +27,12 @@ from tests.helpers import PREP, reseal, run_config, save_checkpoint, tiny_clip_c
 
 def tiny_config(num_ranks: int = 5, **clip) -> ModelConfig:
     clip_cfg = ClipConfig(**clip) if clip else ClipConfig(name=None, custom=tiny_clip_custom())
-    return ModelConfig(clip=clip_cfg, num_ranks=num_ranks, image=ImageTowerConfig(kind="clip"),
-                       prompts=PromptConfig(num_base_ranks=2, context_init=None, num_context_tokens=3))
+    return ModelConfig(
+        clip=clip_cfg,
+        num_ranks=num_ranks,
+        image=ImageTowerConfig(kind="clip"),
+        prompts=PromptConfig(num_base_ranks=2, context_init=None, num_context_tokens=3),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +45,15 @@ def tiny_model():
 @pytest.fixture
 def exported(tiny_model, tmp_path):
     model, cfg = tiny_model
-    path = export_head(model, cfg, tmp_path / "m.safetensors", rank_values=[16.0, 17.0, 18.0, 19.0, 20.0],
-                       rank_names=["a", "b", "c", "d", "e"], preprocess=PREP, extra={"mae": 1.5})
+    path = export_head(
+        model,
+        cfg,
+        tmp_path / "m.safetensors",
+        rank_values=[16.0, 17.0, 18.0, 19.0, 20.0],
+        rank_names=["a", "b", "c", "d", "e"],
+        preprocess=PREP,
+        extra={"mae": 1.5},
+    )
     return path
 
 
@@ -70,7 +81,13 @@ def test_round_trip_gives_identical_logits(tiny_model, exported):
         got = loaded(x)
     assert torch.equal(got, expected_head)
     assert torch.equal(got, expected_model)
-    assert loaded.rank_values == [16.0, 17.0, 18.0, 19.0, 20.0] and loaded.rank_names == ["a", "b", "c", "d", "e"]
+    assert loaded.rank_values == [16.0, 17.0, 18.0, 19.0, 20.0] and loaded.rank_names == [
+        "a",
+        "b",
+        "c",
+        "d",
+        "e",
+    ]
     assert loaded.preprocess == PREP and loaded.model_config == cfg and loaded.takes_images
     # the JSON path of the pair loads the same model
     with torch.no_grad():
@@ -94,7 +111,9 @@ def test_export_holds_no_text_tower(tiny_model, exported):
         protos = fh.get_tensor("prototypes")
     tower_keys = {f"image_tower.{k}" for k in model.image_tower.state_dict()}
     assert keys == tower_keys | {"prototypes", "log_logit_scale"}
-    assert not any(word in k for k in keys for word in ("token_embedding", "text_projection", "ln_final", "prompt"))
+    assert not any(
+        word in k for k in keys for word in ("token_embedding", "text_projection", "ln_final", "prompt")
+    )
     # prototypes are the raw (unnormalised) text features; the scale is log s
     with torch.no_grad():
         assert torch.equal(protos, model.text_features())
@@ -122,8 +141,11 @@ def test_tampered_weights_fail_the_checksum(exported):
 
 def test_other_format_version_is_a_clear_error(exported):
     _edit_sidecar(exported, lambda m: m.update(format_version=7, ordinalclip_version="9.0"))
-    with pytest.raises(ExportError, match=r"written by format version 7 \(ordinalclip 9\.0\), this ordinalclip "
-                                          r"\(.*\) reads format version 1"):
+    with pytest.raises(
+        ExportError,
+        match=r"written by format version 7 \(ordinalclip 9\.0\), this ordinalclip "
+        r"\(.*\) reads format version 1",
+    ):
         load_export(exported)
 
 
@@ -161,7 +183,9 @@ def test_tower_architecture_mismatch_lists_keys(exported):
         meta["model"]["clip"]["custom"]["vision_cfg"]["layers"] = 3
 
     _edit_sidecar(exported, deeper)
-    with pytest.raises(ExportError, match=r"do not fit the architecture.*\d+ missing \(e\.g\. \['visual\.transformer"):
+    with pytest.raises(
+        ExportError, match=r"do not fit the architecture.*\d+ missing \(e\.g\. \['visual\.transformer"
+    ):
         load_export(exported)
 
 
@@ -208,11 +232,15 @@ def test_openai_format_clip_round_trips(tiny_clip_file, tmp_path):
 
 def test_openai_format_resnet_cosine_head_round_trips(tmp_path):
     torch.manual_seed(0)
-    clip = open_clip.CLIP(embed_dim=24, vision_cfg={"layers": (1, 1, 1, 1), "width": 8, "image_size": 32},
-                          text_cfg={"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 1,
-                                    "layers": 1})
+    clip = open_clip.CLIP(
+        embed_dim=24,
+        vision_cfg={"layers": (1, 1, 1, 1), "width": 8, "image_size": 32},
+        text_cfg={"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 1, "layers": 1},
+    )
     torch.save(clip.state_dict(), tmp_path / "rn.pt")
-    cfg = ModelConfig(arch="cosine", num_ranks=4, clip=ClipConfig(name=None, pretrained=str(tmp_path / "rn.pt")))
+    cfg = ModelConfig(
+        arch="cosine", num_ranks=4, clip=ClipConfig(name=None, pretrained=str(tmp_path / "rn.pt"))
+    )
     model = build_model(cfg).eval()
     path = export_head(model, cfg, tmp_path / "rn.safetensors", preprocess=PREP)
     x = _images(2)
@@ -220,8 +248,9 @@ def test_openai_format_resnet_cosine_head_round_trips(tmp_path):
         assert torch.equal(load_export(path)(x), model(x))
 
 
-@pytest.mark.parametrize("name,quick", [("RN50", None), ("ViT-B-16", None), ("ViT-B-32", True),
-                                        ("RN50-quickgelu", None)])
+@pytest.mark.parametrize(
+    "name,quick", [("RN50", None), ("ViT-B-16", None), ("ViT-B-32", True), ("RN50-quickgelu", None)]
+)
 def test_named_architectures_rebuild_as_open_clip_builds_them(name, quick):
     from open_clip.model import _build_vision_tower
 
@@ -231,13 +260,15 @@ def test_named_architectures_rebuild_as_open_clip_builds_them(name, quick):
         visual = _build_vision_tower(width, vision_cfg, quick_gelu, None)
     assert repr(visual) == repr(full.visual)  # same modules, activations included
     assert {k: v.shape for k, v in visual.state_dict().items()} == {
-        k: v.shape for k, v in full.visual.state_dict().items()}
+        k: v.shape for k, v in full.visual.state_dict().items()
+    }
 
 
 def test_features_tower_cosine_export(tmp_path):
     torch.manual_seed(0)
-    cfg = ModelConfig(arch="cosine", num_ranks=4, embed_dim=6,
-                      image=ImageTowerConfig(kind="features", input_dim=10))
+    cfg = ModelConfig(
+        arch="cosine", num_ranks=4, embed_dim=6, image=ImageTowerConfig(kind="features", input_dim=10)
+    )
     model = build_model(cfg).eval()
     path = export_head(model, cfg, tmp_path / "f.safetensors", rank_values=[1, 2, 3, 4], preprocess={})
     loaded = load_export(path)
@@ -246,7 +277,8 @@ def test_features_tower_cosine_export(tmp_path):
         assert torch.equal(loaded(feats), model(feats))
     assert not loaded.takes_images
     assert float(loaded.logit_scale()) == pytest.approx(100.0) and math.isclose(
-        float(loaded.logit_scale.value), math.log(100.0), rel_tol=1e-6)
+        float(loaded.logit_scale.value), math.log(100.0), rel_tol=1e-6
+    )
 
 
 def test_export_head_checks_its_arguments(tiny_model, tmp_path):

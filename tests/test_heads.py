@@ -56,7 +56,9 @@ def test_probabilities_by_hand():
     torch.testing.assert_close(corn, torch.tensor([[0.5, 0.375, 0.125]]))
     m = ordinal_metrics(z, torch.tensor([1]), kind="corn")
     assert abs(m["mae_exp"] - abs(0.375 + 2 * 0.125 - 1)) < 1e-6 and m["mae_max"] == 1.0
-    torch.testing.assert_close(rank_probabilities(torch.tensor([[1.0, 2.0]])), F.softmax(torch.tensor([[1.0, 2.0]]), 1))
+    torch.testing.assert_close(
+        rank_probabilities(torch.tensor([[1.0, 2.0]])), F.softmax(torch.tensor([[1.0, 2.0]]), 1)
+    )
 
 
 def test_model_loss_dispatch():
@@ -65,7 +67,9 @@ def test_model_loss_dispatch():
     assert set(model_loss(logits, labels)) == {"loss", "ce", "kl"}
     ce_only = model_loss(logits, labels, kl_weight=0)
     assert torch.allclose(ce_only["loss"], F.cross_entropy(logits, labels))
-    assert torch.allclose(model_loss(logits[:, :4], labels, "coral")["loss"], coral_loss(logits[:, :4], labels))
+    assert torch.allclose(
+        model_loss(logits[:, :4], labels, "coral")["loss"], coral_loss(logits[:, :4], labels)
+    )
     with pytest.raises(ValueError, match="unknown output kind"):
         model_loss(logits, labels, "probit")
 
@@ -74,8 +78,11 @@ def test_heads_train_end_to_end_on_features():
     torch.manual_seed(0)
     x = torch.randn(64, 6)
     y = (x[:, 0] > -0.7).long() + (x[:, 0] > 0).long() + (x[:, 0] > 0.7).long()
-    for make in (lambda t: LinearClassifier(t, 4), lambda t: OrdinalBinaryHead(t, 4, "coral"),
-                 lambda t: OrdinalBinaryHead(t, 4, "corn")):
+    for make in (
+        lambda t: LinearClassifier(t, 4),
+        lambda t: OrdinalBinaryHead(t, 4, "coral"),
+        lambda t: OrdinalBinaryHead(t, 4, "corn"),
+    ):
         model = make(FeatureTower(6))
         opt = torch.optim.Adam(model.parameters(), lr=0.05)
         for _ in range(150):
@@ -95,17 +102,25 @@ def test_zero_shot_prototypes_match_open_clip_encode_text():
 
     tok = open_clip.get_tokenizer("ViT-B-32")
     with torch.no_grad():
-        ref = sum(F.normalize(bundle.model.encode_text(tok([t.format(n) for n in names])), dim=-1)
-                  for t in templates)
-    torch.testing.assert_close(zero_shot_prototypes(tower, names, templates), F.normalize(ref, dim=-1),
-                               atol=1e-5, rtol=0)
+        ref = sum(
+            F.normalize(bundle.model.encode_text(tok([t.format(n) for n in names])), dim=-1)
+            for t in templates
+        )
+    torch.testing.assert_close(
+        zero_shot_prototypes(tower, names, templates), F.normalize(ref, dim=-1), atol=1e-5, rtol=0
+    )
     with pytest.raises(ValueError, match="needs a"):
         zero_shot_prototypes(tower, names, ["no slot"])
 
 
 def test_zero_shot_through_build_model():
-    cfg = ModelConfig(arch="zeroshot", num_ranks=3, clip=ClipConfig(name=None, custom=tiny_clip_custom()),
-                      image=ImageTowerConfig(kind="clip"), prompts=PromptConfig(rank_names=["a", "b", "c"]))
+    cfg = ModelConfig(
+        arch="zeroshot",
+        num_ranks=3,
+        clip=ClipConfig(name=None, custom=tiny_clip_custom()),
+        image=ImageTowerConfig(kind="clip"),
+        prompts=PromptConfig(rank_names=["a", "b", "c"]),
+    )
     model = build_model(cfg)
     assert not any(p.requires_grad for p in model.parameters() if p is model.weight)
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 3)
@@ -119,9 +134,14 @@ def test_zero_shot_fit_evaluates_without_training(tmp_path):
     from tests.helpers import NUM_RANKS, list_data, tiny_config
 
     data = list_data(tmp_path / "data")
-    model = {"arch": "zeroshot", "num_ranks": NUM_RANKS, "clip": {"name": None, "custom": tiny_clip_custom()},
-             "image": {"kind": "clip"}, "prompts": {"rank_names": ["zero", "one", "two", "three"]},
-             "zero_shot_templates": ["a photo of {} things.", "{}."]}
+    model = {
+        "arch": "zeroshot",
+        "num_ranks": NUM_RANKS,
+        "clip": {"name": None, "custom": tiny_clip_custom()},
+        "image": {"kind": "clip"},
+        "prompts": {"rank_names": ["zero", "one", "two", "three"]},
+        "zero_shot_templates": ["a photo of {} things.", "{}."],
+    }
     run = fit(tiny_config(tmp_path, data, model))
     state = torch.load(run.last_checkpoint, map_location="cpu", weights_only=True)
     assert state["global_step"] == 0  # no optimizer step
@@ -136,8 +156,14 @@ def test_zero_shot_fit_evaluates_without_training(tmp_path):
     from ordinalclip.checkpoint import load_checkpoint
 
     net, _ = load_checkpoint(run.last_checkpoint)
-    tf = T.Compose([T.Resize((36, 36)), T.CenterCrop(32), T.ToTensor(),
-                    T.Normalize(OPENAI_DATASET_MEAN, OPENAI_DATASET_STD)])
+    tf = T.Compose(
+        [
+            T.Resize((36, 36)),
+            T.CenterCrop(32),
+            T.ToTensor(),
+            T.Normalize(OPENAI_DATASET_MEAN, OPENAI_DATASET_STD),
+        ]
+    )
     rows = [line.split() for line in Path(data["test"]).read_text().splitlines()]
     images = torch.stack([tf(Image.open(Path(data["root"]) / rel).convert("RGB")) for rel, _ in rows])
     labels = np.array([int(label) for _, label in rows])

@@ -37,8 +37,12 @@ def _prompt_from_text(tower: HFTextTower, text: str) -> PromptEmbeddings:
     """One prompt built by hand from the text's token ids: prefix = [CLS], suffix = the rest incl. [SEP]."""
     ids = tower.tokenizer(text).input_ids
     emb = tower.embed_ids(ids)
-    return PromptEmbeddings(prefix=emb[:1], suffix=emb[None, 1:], eot_index=torch.tensor([len(ids) - 1]),
-                            pad=tower.embed_ids([tower.pad_id])[0])
+    return PromptEmbeddings(
+        prefix=emb[:1],
+        suffix=emb[None, 1:],
+        eot_index=torch.tensor([len(ids) - 1]),
+        pad=tower.embed_ids([tower.pad_id])[0],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -46,21 +50,36 @@ def tiny_bert(tmp_path_factory) -> Path:
     return save_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
 
 
-def _add_sentence_transformers_files(folder: Path, pooling: dict, dense: tuple[torch.Tensor, torch.Tensor] | None):
-    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+def _add_sentence_transformers_files(
+    folder: Path, pooling: dict, dense: tuple[torch.Tensor, torch.Tensor] | None
+):
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
     (folder / "1_Pooling").mkdir()
     (folder / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32, **pooling}))
     if dense is not None:
         from safetensors.torch import save_file
 
         weight, bias = dense
-        modules.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+        modules.append(
+            {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}
+        )
         (folder / "2_Dense").mkdir()
-        (folder / "2_Dense" / "config.json").write_text(json.dumps({
-            "in_features": weight.shape[1], "out_features": weight.shape[0], "bias": True,
-            "activation_function": "torch.nn.modules.activation.Tanh"}))
-        save_file({"linear.weight": weight, "linear.bias": bias}, str(folder / "2_Dense" / "model.safetensors"))
+        (folder / "2_Dense" / "config.json").write_text(
+            json.dumps(
+                {
+                    "in_features": weight.shape[1],
+                    "out_features": weight.shape[0],
+                    "bias": True,
+                    "activation_function": "torch.nn.modules.activation.Tanh",
+                }
+            )
+        )
+        save_file(
+            {"linear.weight": weight, "linear.bias": bias}, str(folder / "2_Dense" / "model.safetensors")
+        )
     (folder / "modules.json").write_text(json.dumps(modules))
 
 
@@ -70,8 +89,9 @@ def tiny_st(tmp_path_factory) -> tuple[Path, torch.Tensor, torch.Tensor]:
     folder = save_tiny_bert(tmp_path_factory.mktemp("tiny_st"))
     gen = torch.Generator().manual_seed(1)
     weight, bias = torch.randn(8, 32, generator=gen), torch.randn(8, generator=gen)
-    _add_sentence_transformers_files(folder, {"pooling_mode_mean_tokens": True, "pooling_mode_cls_token": False},
-                                     (weight, bias))
+    _add_sentence_transformers_files(
+        folder, {"pooling_mode_mean_tokens": True, "pooling_mode_cls_token": False}, (weight, bias)
+    )
     return folder, weight, bias
 
 
@@ -80,7 +100,12 @@ def test_vocabulary_uses_the_models_tokenizer_and_word_embeddings(tiny_bert):
     tower = HFTextTower(str(tiny_bert))
     assert (tower.sot_id, tower.eot_id, tower.pad_id) == (VOCAB["[CLS]"], VOCAB["[SEP]"], VOCAB["[PAD]"])
     assert tower.period_ids == [VOCAB["."]]
-    assert tower.encode_words("very_blurred image.") == [VOCAB["very"], VOCAB["blurred"], VOCAB["image"], VOCAB["."]]
+    assert tower.encode_words("very_blurred image.") == [
+        VOCAB["very"],
+        VOCAB["blurred"],
+        VOCAB["image"],
+        VOCAB["."],
+    ]
     assert (tower.width, tower.output_dim, tower.context_length) == (32, 32, 24)
     ids = torch.tensor([[VOCAB["sharp"], VOCAB["noisy"]]])
     emb = tower.embed_ids(ids)
@@ -102,8 +127,9 @@ def test_positions_after_the_end_token_are_masked(tiny_bert):
     tower = HFTextTower(str(tiny_bert), pooling="mean")
     texts = ["sharp", "a photo of the image is slightly blurred.", "noisy image"]
     # encode_texts right-pads the shorter prompts after their [SEP] (zero-shot path)
-    torch.testing.assert_close(encode_texts(tower, texts), _reference_features(tiny_bert, texts, "mean"),
-                               rtol=0, atol=1e-5)
+    torch.testing.assert_close(
+        encode_texts(tower, texts), _reference_features(tiny_bert, texts, "mean"), rtol=0, atol=1e-5
+    )
     prompt = _prompt_from_text(tower, texts[1])
     torch.testing.assert_close(tower.forward_full(prompt, 24), tower(prompt), rtol=0, atol=1e-5)
 
@@ -121,8 +147,9 @@ def test_sentence_transformers_folder_mean_pools_and_applies_dense(tiny_st):
 
 def test_unsupported_sentence_transformers_pooling_is_refused(tmp_path):
     folder = save_tiny_bert(tmp_path / "max")
-    _add_sentence_transformers_files(folder, {"pooling_mode_max_tokens": True, "pooling_mode_mean_tokens": False},
-                                     None)
+    _add_sentence_transformers_files(
+        folder, {"pooling_mode_max_tokens": True, "pooling_mode_mean_tokens": False}, None
+    )
     with pytest.raises(ValueError, match=r"1_Pooling.config\.json: only mean or CLS pooling"):
         HFTextTower(str(folder))
     assert HFTextTower(str(folder), pooling="cls").pooling == "cls"  # an explicit choice overrides the config
@@ -156,24 +183,33 @@ def test_unfrozen_tower_trains_its_weights_with_dropout(tiny_bert):
 
 def test_both_learners_build_on_the_tower(tiny_bert):
     tower = HFTextTower(str(tiny_bert))
-    rank = RankPromptLearner(tower, num_ranks=5, num_base_ranks=3, base_rank_names=["sharp", "blurred",
-                                                                                    "very blurred"])
-    plain = PlainPromptLearner(tower, num_ranks=3, context_init="the image is", rank_names=["sharp", "noisy",
-                                                                                            "blurred"])
+    rank = RankPromptLearner(
+        tower, num_ranks=5, num_base_ranks=3, base_rank_names=["sharp", "blurred", "very blurred"]
+    )
+    plain = PlainPromptLearner(
+        tower, num_ranks=3, context_init="the image is", rank_names=["sharp", "noisy", "blurred"]
+    )
     for learner, c in ((rank, 5), (plain, 3)):
         feats = tower(learner())
         assert feats.shape == (c, 32) and torch.isfinite(feats).all()
         assert torch.cdist(feats, feats)[~torch.eye(c, dtype=torch.bool)].min() > 1e-4  # ranks differ
     # the plain learner's prompt for rank 0 is the sentence "[CLS] the image is sharp . [SEP]"
-    torch.testing.assert_close(tower(plain())[0], _reference_features(tiny_bert, ["the image is sharp ."], "cls")[0],
-                               rtol=0, atol=1e-5)
+    torch.testing.assert_close(
+        tower(plain())[0],
+        _reference_features(tiny_bert, ["the image is sharp ."], "cls")[0],
+        rtol=0,
+        atol=1e-5,
+    )
 
 
 def test_build_model_uses_the_huggingface_tower(tiny_st):
     folder, _, _ = tiny_st
-    cfg = ModelConfig(num_ranks=4, image=ImageTowerConfig(kind="features", input_dim=6),
-                      text=TextTowerConfig(kind="huggingface", hf_model=str(folder)),
-                      prompts=PromptConfig(context_init="a photo of", rank_names=["sharp", "blurred", "noisy"]))
+    cfg = ModelConfig(
+        num_ranks=4,
+        image=ImageTowerConfig(kind="features", input_dim=6),
+        text=TextTowerConfig(kind="huggingface", hf_model=str(folder)),
+        prompts=PromptConfig(context_init="a photo of", rank_names=["sharp", "blurred", "noisy"]),
+    )
     model = build_model(cfg)
     assert isinstance(model.text_tower, HFTextTower)
     assert model(torch.randn(2, 6)).shape == (2, 4)
@@ -204,16 +240,26 @@ def test_minilm_prompt_path_matches_its_ordinary_encoding(minilm):
     folder = hf_text.resolve_model_path("all-MiniLM-L6-v2")
     assert (minilm.pooling, minilm.width, minilm.output_dim, minilm.context_length) == ("mean", 384, 384, 512)
     text = "a photo of a slightly blurred image."
-    torch.testing.assert_close(minilm(_prompt_from_text(minilm, text)), _reference_features(folder, [text], "mean"),
-                               rtol=0, atol=1e-5)
+    torch.testing.assert_close(
+        minilm(_prompt_from_text(minilm, text)),
+        _reference_features(folder, [text], "mean"),
+        rtol=0,
+        atol=1e-5,
+    )
     texts = ["sharp", "a photo of a very noisy image.", "extremely blurred"]
-    torch.testing.assert_close(encode_texts(minilm, texts), _reference_features(folder, texts, "mean"),
-                               rtol=0, atol=1e-5)
+    torch.testing.assert_close(
+        encode_texts(minilm, texts), _reference_features(folder, texts, "mean"), rtol=0, atol=1e-5
+    )
 
 
 def test_minilm_learners_get_gradients(minilm):
-    learner = RankPromptLearner(minilm, num_ranks=6, num_base_ranks=3, context_init="a photo of a",
-                                base_rank_names=["sharp", "blurred", "extremely blurred"])
+    learner = RankPromptLearner(
+        minilm,
+        num_ranks=6,
+        num_base_ranks=3,
+        context_init="a photo of a",
+        base_rank_names=["sharp", "blurred", "extremely blurred"],
+    )
     feats = minilm(learner())
     assert feats.shape == (6, 384)
     feats.norm(dim=-1).sum().backward()

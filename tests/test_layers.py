@@ -34,15 +34,23 @@ def test_the_checker_sees_imports_inside_functions(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("path", _files("modeling"), ids=lambda p: str(p.relative_to(SRC)))
 def test_modeling_imports_only_modeling(path: Path) -> None:
-    above = sorted(m for m in _imported_modules(path) if m != "ordinalclip" and not m.startswith("ordinalclip.modeling")
-                   and m != "ordinalclip.__version__")
+    above = sorted(
+        m
+        for m in _imported_modules(path)
+        if m != "ordinalclip" and not m.startswith("ordinalclip.modeling") and m != "ordinalclip.__version__"
+    )
     assert not above, f"{path.relative_to(SRC)} reaches above the modeling layer: {above}"
 
 
-@pytest.mark.parametrize("path", [p for p in _files("") if "app" not in p.relative_to(SRC).parts],
-                         ids=lambda p: str(p.relative_to(SRC)))
+@pytest.mark.parametrize(
+    "path",
+    [p for p in _files("") if "app" not in p.relative_to(SRC).parts],
+    ids=lambda p: str(p.relative_to(SRC)),
+)
 def test_the_library_never_imports_the_app(path: Path) -> None:
-    app = sorted(m for m in _imported_modules(path) if m == "ordinalclip.app" or m.startswith("ordinalclip.app."))
+    app = sorted(
+        m for m in _imported_modules(path) if m == "ordinalclip.app" or m.startswith("ordinalclip.app.")
+    )
     assert not app, f"{path.relative_to(SRC)} imports the app layer: {app}"
 
 

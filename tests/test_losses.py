@@ -19,6 +19,8 @@ from ordinalclip.losses import (
 from tests.helpers import load_reference, official_logits
 
 LOSS_ATOL = 2e-5  # tests/data/reference/README.md, "CE, KL losses"
+
+
 def _naive_kl(logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
     """Reference notes §1.6 written literally: a loop over present labels, closed-form target."""
     batch = logits.shape[0]

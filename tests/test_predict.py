@@ -23,9 +23,12 @@ NAMES = ["a.png", "b.png", "sub/c.png", "sub/deeper/d.png"]
 @pytest.fixture(scope="module")
 def model_and_cfg():
     torch.manual_seed(0)
-    cfg = ModelConfig(clip=ClipConfig(name=None, custom=tiny_clip_custom()), num_ranks=5,
-                      image=ImageTowerConfig(kind="clip"),
-                      prompts=PromptConfig(num_base_ranks=2, context_init=None, num_context_tokens=3))
+    cfg = ModelConfig(
+        clip=ClipConfig(name=None, custom=tiny_clip_custom()),
+        num_ranks=5,
+        image=ImageTowerConfig(kind="clip"),
+        prompts=PromptConfig(num_base_ranks=2, context_init=None, num_context_tokens=3),
+    )
     return build_model(cfg).eval(), cfg
 
 
@@ -57,7 +60,9 @@ def _read(path) -> list[dict[str, str]]:
 
 def _by_hand(model, root, names, values):
     """Expectation and argmax of the model's logits, with the eval transform spelled out step by step."""
-    tf = T.Compose([T.Resize((36, 36)), T.CenterCrop(32), T.ToTensor(), T.Normalize(PREP["mean"], PREP["std"])])
+    tf = T.Compose(
+        [T.Resize((36, 36)), T.CenterCrop(32), T.ToTensor(), T.Normalize(PREP["mean"], PREP["std"])]
+    )
     x = torch.stack([tf(Image.open(root / n).convert("RGB")) for n in names])
     with torch.no_grad():
         logits = model(x)
@@ -137,7 +142,9 @@ def test_csv_inputs(export_path, images, tmp_path):
 def test_missing_files_are_all_reported_before_running(export_path, images, tmp_path):
     listing = images / "missing.txt"
     listing.write_text("a.png\nnope1.png\nsub/nope2.png\n")
-    with pytest.raises(DataError, match=r"(?s)2 of 3 image files are missing:.*nope1\.png.*missing\.txt:2.*nope2\.png"):
+    with pytest.raises(
+        DataError, match=r"(?s)2 of 3 image files are missing:.*nope1\.png.*missing\.txt:2.*nope2\.png"
+    ):
         predict(export_path, listing, tmp_path / "m.csv")
     assert not (tmp_path / "m.csv").exists()
 
@@ -174,7 +181,9 @@ def test_predictor_on_images_and_tensors(model_and_cfg, export_path, images, tmp
     torch.testing.assert_close(raw["probs"], out["probs"], atol=0.05, rtol=0)
     # the CSV holds the same numbers
     rows = _read(predict(export_path, images, tmp_path / "x.csv"))
-    assert [float(r["pred_exp"]) for r in rows] == pytest.approx(out["pred_exp"].tolist(), rel=1e-6, abs=1e-6)  # float32, other batch
+    assert [float(r["pred_exp"]) for r in rows] == pytest.approx(
+        out["pred_exp"].tolist(), rel=1e-6, abs=1e-6
+    )  # float32, other batch
 
 
 def test_predictor_from_a_module(model_and_cfg, images):
@@ -188,7 +197,9 @@ def test_predictor_from_a_module(model_and_cfg, images):
 
 
 def test_feature_models_and_unknown_files_are_refused(tmp_path, images):
-    cfg = ModelConfig(arch="cosine", num_ranks=3, embed_dim=4, image=ImageTowerConfig(kind="features", input_dim=6))
+    cfg = ModelConfig(
+        arch="cosine", num_ranks=3, embed_dim=4, image=ImageTowerConfig(kind="features", input_dim=6)
+    )
     path = export_head(build_model(cfg), cfg, tmp_path / "f.safetensors", preprocess={})
     with pytest.raises(ValueError, match="takes precomputed feature vectors"):
         predict(path, images, tmp_path / "f.csv")
@@ -196,7 +207,9 @@ def test_feature_models_and_unknown_files_are_refused(tmp_path, images):
     with torch.no_grad():
         expected = load_export(path)(feats)
     assert torch.equal(Predictor(path).predict_images(list(feats), preprocessed=True)["logits"], expected)
-    with pytest.raises(ExportError, match=r"expected an export .*, a Lightning checkpoint .* or a run folder"):
+    with pytest.raises(
+        ExportError, match=r"expected an export .*, a Lightning checkpoint .* or a run folder"
+    ):
         Predictor(tmp_path / "model.pt")
 
 

@@ -27,7 +27,9 @@ def test_interpolation_matches_reference(key: str):
         torch.testing.assert_close(w[int(row)], torch.tensor(values), atol=1e-7, rtol=0)
     assert abs(float(w.double().pow(2).sum()) - ref["sum_sq"]) < 1e-5
     if key in OFFICIAL["interpolation_weights_full"]:
-        torch.testing.assert_close(w, torch.tensor(OFFICIAL["interpolation_weights_full"][key]), atol=1e-7, rtol=0)
+        torch.testing.assert_close(
+            w, torch.tensor(OFFICIAL["interpolation_weights_full"][key]), atol=1e-7, rtol=0
+        )
 
 
 def test_interpolation_hand_computed_and_never_nan():
@@ -105,8 +107,9 @@ def test_layouts_place_tokens_where_the_spec_says(tower):
 
 
 def test_context_from_sentence_uses_its_token_count(tower):
-    learner = RankPromptLearner(tower, 5, 2, context_init=OFFICIAL["init_context_tokens"]["text"],
-                                num_context_tokens=3)
+    learner = RankPromptLearner(
+        tower, 5, 2, context_init=OFFICIAL["init_context_tokens"]["text"], num_context_tokens=3
+    )
     ids = OFFICIAL["init_context_tokens"]["token_ids"][1:-1]
     assert learner.num_context_tokens == len(ids) == 10
     torch.testing.assert_close(learner.context.detach(), tower.embed_ids(ids))

@@ -30,7 +30,9 @@ def _t(case: dict, key: str) -> torch.Tensor:
 
 
 def _images() -> torch.Tensor:
-    b, c, h, w = torch.meshgrid(*(torch.arange(n, dtype=torch.float64) for n in (6, 3, 32, 32)), indexing="ij")
+    b, c, h, w = torch.meshgrid(
+        *(torch.arange(n, dtype=torch.float64) for n in (6, 3, 32, 32)), indexing="ij"
+    )
     return torch.sin(0.1 * (b + 1) * (c + 1) + 0.05 * h - 0.03 * w).float()
 
 
@@ -40,13 +42,18 @@ def _build(tiny_clip_file, name: str, path: str) -> tuple[OrdinalCLIP, dict]:
     assert case["config"]["num_ranks_C"] == num_ranks and case["config"]["num_base_ranks_Cprime"] == num_base
     bundle = load_clip(pretrained=str(tiny_clip_file))
     text = ClipTextTower(bundle.model, bundle.tokenizer, path=path)
-    learner = RankPromptLearner(text, num_ranks, num_base, interp, context_init=sentence, num_context_tokens=m)
+    learner = RankPromptLearner(
+        text, num_ranks, num_base, interp, context_init=sentence, num_context_tokens=m
+    )
     with torch.no_grad():
         if sentence is None:
-            t, d = torch.meshgrid(torch.arange(m, dtype=torch.float64), torch.arange(64, dtype=torch.float64),
-                                  indexing="ij")
+            t, d = torch.meshgrid(
+                torch.arange(m, dtype=torch.float64), torch.arange(64, dtype=torch.float64), indexing="ij"
+            )
             learner.context.copy_(0.02 * torch.cos(0.5 * (t + 1) + 0.1 * d))
-        k, t, d = torch.meshgrid(*(torch.arange(n, dtype=torch.float64) for n in (num_base, 1, 64)), indexing="ij")
+        k, t, d = torch.meshgrid(
+            *(torch.arange(n, dtype=torch.float64) for n in (num_base, 1, 64)), indexing="ij"
+        )
         learner.base_ranks.copy_(0.02 * torch.sin(0.3 * (k + 1) * (d + 1) + t))
     model = OrdinalCLIP(ClipImageTower(bundle.model.visual), learner, text, float(bundle.model.logit_scale))
     return model, case
@@ -73,9 +80,12 @@ def test_reference_case(tiny_clip_file, name: str, path: str):
     labels = torch.tensor(case["labels"])
     assert labels.tolist() == [min(x, CASES[name][0] - 1) for x in [0, 5, 5, 10**6, 17, 42]]
 
-    torch.testing.assert_close(model.prompt_learner.interpolation, _t(case, "interpolation_weights"),
-                               atol=1e-7, rtol=0)
-    torch.testing.assert_close(model.prompt_learner.context.detach(), _t(case, "context_embeds"), atol=1e-7, rtol=0)
+    torch.testing.assert_close(
+        model.prompt_learner.interpolation, _t(case, "interpolation_weights"), atol=1e-7, rtol=0
+    )
+    torch.testing.assert_close(
+        model.prompt_learner.context.detach(), _t(case, "context_embeds"), atol=1e-7, rtol=0
+    )
     prompts = model.prompt_learner()
     assert prompts.length == case["sequence_length_L"] and int(prompts.eot_index[0]) == case["eot_index"]
     full = prompts.full(77)
@@ -88,9 +98,12 @@ def test_reference_case(tiny_clip_file, name: str, path: str):
     torch.testing.assert_close(text_raw, _t(case, "text_features_raw"), atol=TOL["text_features_raw"], rtol=0)
     torch.testing.assert_close(model.prototypes(), _t(case, "prototypes"), atol=TOL["prototypes"], rtol=0)
     image_raw = model.image_tower(images)
-    torch.testing.assert_close(image_raw, _t(case, "image_features_raw"), atol=TOL["image_features_raw"], rtol=0)
-    torch.testing.assert_close(model.encode_image(images), _t(case, "image_features"),
-                               atol=TOL["image_features"], rtol=0)
+    torch.testing.assert_close(
+        image_raw, _t(case, "image_features_raw"), atol=TOL["image_features_raw"], rtol=0
+    )
+    torch.testing.assert_close(
+        model.encode_image(images), _t(case, "image_features"), atol=TOL["image_features"], rtol=0
+    )
 
     logits = model(images)
     torch.testing.assert_close(logits, _t(case, "logits"), atol=TOL["logits"], rtol=0)
@@ -111,8 +124,12 @@ def test_reference_case(tiny_clip_file, name: str, path: str):
 
     losses["loss"].backward()
     learner = model.prompt_learner
-    torch.testing.assert_close(learner.context.grad, _t(case, "grad_context_embeds"), atol=TOL["grads"], rtol=0)
-    torch.testing.assert_close(learner.base_ranks.grad, _t(case, "grad_rank_embeds"), atol=TOL["grads"], rtol=0)
+    torch.testing.assert_close(
+        learner.context.grad, _t(case, "grad_context_embeds"), atol=TOL["grads"], rtol=0
+    )
+    torch.testing.assert_close(
+        learner.base_ranks.grad, _t(case, "grad_rank_embeds"), atol=TOL["grads"], rtol=0
+    )
     # the text tower stays frozen: no gradient reaches its own weights
     assert all(p.grad is None for p in model.text_tower.parameters())
 

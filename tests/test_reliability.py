@@ -139,7 +139,7 @@ def _error(err: str) -> str:
     assert "Traceback" not in err, err
     lines = [line for line in err.strip().splitlines() if line.startswith("error: ")]
     assert len(lines) == 1, err
-    return err[err.index("error: "):].strip()
+    return err[err.index("error: ") :].strip()
 
 
 # ------------------------------------------------------------------------------------------ 1. bad images
@@ -166,18 +166,23 @@ def test_bad_images_through_the_cli_name_their_line_or_are_skipped_and_counted(t
     code, _, err = _run(["train", "-c", config], capsys)
     assert code == 2
     message = _error(err)
-    assert (f"{train}:9: cannot read image {data / 'cut.png'}" in message
-            or f"{train}:10: cannot read image {data / 'notes.jpg'}" in message), message
+    assert (
+        f"{train}:9: cannot read image {data / 'cut.png'}" in message
+        or f"{train}:10: cannot read image {data / 'notes.jpg'}" in message
+    ), message
 
     run_dir = tmp_path / "skipping"
-    code, _, err = _run(["train", "-c", config, "--set", "data.on_bad_image=skip", "--run-dir", str(run_dir)],
-                        capsys)
+    code, _, err = _run(
+        ["train", "-c", config, "--set", "data.on_bad_image=skip", "--run-dir", str(run_dir)], capsys
+    )
     assert code == 0, err
     assert "skipping 2 of 10 unreadable images" in caplog.text  # the log
     metrics = json.loads((run_dir / "metrics.json").read_text())  # the run summary
     assert metrics["data"]["skipped_images"] == 2
     assert {(s["source"], Path(s["path"]).name) for s in metrics["skipped_images"]} == {
-        (f"{train}:9", "cut.png"), (f"{train}:10", "notes.jpg")}
+        (f"{train}:9", "cut.png"),
+        (f"{train}:10", "notes.jpg"),
+    }
     assert metrics["last"]["step"] == 2  # 8 good images in batches of 4
 
 
@@ -194,7 +199,11 @@ def test_missing_files_are_reported_together_before_a_run_folder_exists(root, tm
     assert code == 2
     message = _error(err)
     assert message.startswith("error: 3 of 15 image files are missing:")
-    for name, source in (("gone/a.png", f"{train}:9"), ("gone/b.png", f"{train}:10"), ("gone/c.png", f"{test}:1")):
+    for name, source in (
+        ("gone/a.png", f"{train}:9"),
+        ("gone/b.png", f"{train}:10"),
+        ("gone/c.png", f"{test}:1"),
+    ):
         assert f"{root / name}  (from {source})" in message
     assert not (tmp_path / "runs").exists()
 
@@ -202,11 +211,14 @@ def test_missing_files_are_reported_together_before_a_run_folder_exists(root, tm
 # ----------------------------------------------------------------------------------------------- 3. labels
 
 
-@pytest.mark.parametrize(("label", "names", "expected"), [
-    ("9", None, "label 9 is out of range: expected an integer in [0, 3]"),
-    ("two", None, "label 'two' is not an integer"),
-    ("olld", NAMES, "unknown class 'olld'"),
-])
+@pytest.mark.parametrize(
+    ("label", "names", "expected"),
+    [
+        ("9", None, "label 9 is out of range: expected an integer in [0, 3]"),
+        ("two", None, "label 'two' is not an integer"),
+        ("olld", NAMES, "unknown class 'olld'"),
+    ],
+)
 def test_bad_labels_through_the_cli_name_file_and_line(root, tmp_path, capsys, label, names, expected):
     train = tmp_path / "train.txt"
     train.write_text(f"# header\nimg/train/0_0.png 0\n\nimg/train/1_0.png {label}\n")
@@ -223,11 +235,21 @@ def test_bad_labels_through_the_cli_name_file_and_line(root, tmp_path, capsys, l
 def test_bad_csv_label_through_the_cli_names_file_and_line(root, tmp_path, capsys):
     table = tmp_path / "ages.csv"
     table.write_text("file,age\nimg/train/0_0.png,16\nimg/train/1_0.png,15\n")
-    config = _config(tmp_path, {"format": "csv", "root": str(root), "train": str(table), "rank_offset": 16,
-                                "columns": {"path": "file", "label": "age"}})
+    config = _config(
+        tmp_path,
+        {
+            "format": "csv",
+            "root": str(root),
+            "train": str(table),
+            "rank_offset": 16,
+            "columns": {"path": "file", "label": "age"},
+        },
+    )
     code, _, err = _run(["train", "-c", config], capsys)
     assert code == 2
-    assert _error(err).startswith(f"error: {table}:3: label 15 is out of range: expected an integer in [16, 19]")
+    assert _error(err).startswith(
+        f"error: {table}:3: label 15 is out of range: expected an integer in [16, 19]"
+    )
 
 
 # ---------------------------------------------------------------------------------------- 4. empty, few-shot
@@ -248,8 +270,10 @@ def test_empty_split_and_too_large_few_shot(root, tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
 
     # the documented fallback (strict: false, the reference behaviour): short ranks keep all their samples
-    cfg = from_dict(RunConfig, tiny_config(tmp_path, {"format": "list", **_lists(root, "train"),
-                                                      "few_shot": {"shots": 3}}))
+    cfg = from_dict(
+        RunConfig,
+        tiny_config(tmp_path, {"format": "list", **_lists(root, "train"), "few_shot": {"shots": 3}}),
+    )
     data = resolve_data(cfg)
     assert np.bincount([s.label for s in data.splits["train"]]).tolist() == [2, 2, 2, 2]
     assert "few-shot: 3 per rank (seed 3) -> 8 training samples" in data.notes
@@ -284,14 +308,27 @@ def trained_like(root, tmp_path_factory):
 
 def _write_checkpoint(model: torch.nn.Module, config: dict, path: Path, **meta) -> Path:
     """A checkpoint laid out as the engine writes it (``model.*`` weights + the ``ordinalclip`` entry)."""
-    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}, "epoch": 0,
-                "global_step": 1, "ordinalclip": {"format": 1, "version": ordinalclip.__version__,
-                                                  "config": config, "ranks": None, **meta}}, path)
+    torch.save(
+        {
+            "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+            "epoch": 0,
+            "global_step": 1,
+            "ordinalclip": {
+                "format": 1,
+                "version": ordinalclip.__version__,
+                "config": config,
+                "ranks": None,
+                **meta,
+            },
+        },
+        path,
+    )
     return path
 
 
-def test_checkpoint_and_export_from_another_config_or_version_are_clear_cli_errors(trained_like, root, tmp_path,
-                                                                                   capsys):
+def test_checkpoint_and_export_from_another_config_or_version_are_clear_cli_errors(
+    trained_like, root, tmp_path, capsys
+):
     model, cfg = trained_like
     good = _write_checkpoint(model, to_dict(cfg), tmp_path / "good.ckpt")
     code, _, err = _run(["export", str(good), "-o", str(tmp_path / "good.safetensors")], capsys)
@@ -300,17 +337,23 @@ def test_checkpoint_and_export_from_another_config_or_version_are_clear_cli_erro
     edited = to_dict(cfg)
     edited["model"]["prompts"]["num_base_ranks"] = 3  # the config no longer describes these weights
     other = _write_checkpoint(model, edited, tmp_path / "other.ckpt", version="0.0.1")
-    for argv in (["eval", str(other)], ["export", str(other), "-o", str(tmp_path / "x.safetensors")],
-                 ["predict", str(other), str(root / "test.txt"), "-o", str(tmp_path / "p.csv")]):
+    for argv in (
+        ["eval", str(other)],
+        ["export", str(other), "-o", str(tmp_path / "x.safetensors")],
+        ["predict", str(other), str(root / "test.txt"), "-o", str(tmp_path / "p.csv")],
+    ):
         code, _, err = _run(argv, capsys)
         assert code == 2, argv
         message = _error(err)
         assert f"{other} (written by ordinalclip 0.0.1, this is {ordinalclip.__version__})" in message
-        assert "weights do not fit the model its config describes" in message and "with another shape" in message
+        assert (
+            "weights do not fit the model its config describes" in message and "with another shape" in message
+        )
     assert not (tmp_path / "x.safetensors").exists() and not (tmp_path / "p.csv").exists()
 
-    future = _write_checkpoint(model, {**to_dict(cfg), "sharding": {"shards": 8}}, tmp_path / "future.ckpt",
-                               version="9.0")
+    future = _write_checkpoint(
+        model, {**to_dict(cfg), "sharding": {"shards": 8}}, tmp_path / "future.ckpt", version="9.0"
+    )
     code, _, err = _run(["eval", str(future)], capsys)
     assert code == 2
     assert "written by ordinalclip 9.0, whose config this version" in _error(err) and "sharding" in err
@@ -319,7 +362,9 @@ def test_checkpoint_and_export_from_another_config_or_version_are_clear_cli_erro
     sidecar = exported.with_suffix(".json")
     meta = json.loads(sidecar.read_text())
     sidecar.write_text(json.dumps({**meta, "format_version": 2}))
-    code, _, err = _run(["predict", str(exported), str(root / "test.txt"), "-o", str(tmp_path / "p.csv")], capsys)
+    code, _, err = _run(
+        ["predict", str(exported), str(root / "test.txt"), "-o", str(tmp_path / "p.csv")], capsys
+    )
     assert code == 2
     assert "format version 2" in _error(err) and not (tmp_path / "p.csv").exists()
 
@@ -344,7 +389,9 @@ class _SendSignal(L.Callback):
 
 
 @pytest.mark.slow
-def test_sigterm_through_the_cli_then_resume_equals_the_uninterrupted_run(root, tmp_path, capsys, monkeypatch):
+def test_sigterm_through_the_cli_then_resume_equals_the_uninterrupted_run(
+    root, tmp_path, capsys, monkeypatch
+):
     config = _config(tmp_path, _lists(root, "train", "val", "test"))
     handler = signal.getsignal(signal.SIGTERM)
     straight = tmp_path / "straight"
@@ -356,8 +403,10 @@ def test_sigterm_through_the_cli_then_resume_equals_the_uninterrupted_run(root, 
     code, _, err = _run(["train", "-c", config, "--run-dir", str(cut)], capsys)
     monkeypatch.undo()
     assert code == 143
-    assert (f"interrupted by SIGTERM at step 3; checkpoint written to {cut / 'checkpoints' / 'last.ckpt'}; "
-            f"continue with: ordinalclip train --resume {cut}") in err
+    assert (
+        f"interrupted by SIGTERM at step 3; checkpoint written to {cut / 'checkpoints' / 'last.ckpt'}; "
+        f"continue with: ordinalclip train --resume {cut}"
+    ) in err
     assert signal.getsignal(signal.SIGTERM) is handler  # handlers put back
 
     code, _, err = _run(["train", "--resume", str(cut)], capsys)
@@ -441,15 +490,23 @@ def test_sources_only_unpickle_with_weights_only():
     torch_loads = [(f, c) for f, c in _calls("load") if ast.unparse(c.func) == "torch.load"]
     assert torch_loads, "the scan should see the checkpoint readers"
     assert [_where(f, c) for f, c in torch_loads if _keyword(c, "weights_only") is not True] == []
-    assert [_where(f, c) for f, c in _calls("load")
-            if ast.unparse(c.func) in ("np.load", "numpy.load") and _keyword(c, "allow_pickle") not in (None, False)] == []
+    assert [
+        _where(f, c)
+        for f, c in _calls("load")
+        if ast.unparse(c.func) in ("np.load", "numpy.load")
+        and _keyword(c, "allow_pickle") not in (None, False)
+    ] == []
     # Lightning restores checkpoints itself in fit/validate/test: weights_only there too
-    lightning = [(f, c) for m in ("fit", "validate", "test") for f, c in _calls(m) if _keyword(c, "ckpt_path")]
+    lightning = [
+        (f, c) for m in ("fit", "validate", "test") for f, c in _calls(m) if _keyword(c, "ckpt_path")
+    ]
     assert lightning and [_where(f, c) for f, c in lightning if _keyword(c, "weights_only") is not True] == []
     # TorchScript (code) only in read_state_dict, behind allow_torchscript
     jit = [_where(f, c) for f, c in _calls("load") if ast.unparse(c.func) == "torch.jit.load"]
     assert len(jit) == 1 and jit[0].startswith("modeling/backbones/clip.py")
-    assert not [f for f in SRC.rglob("*.py") if "import pickle" in f.read_text() or "pickle.load" in f.read_text()]
+    assert not [
+        f for f in SRC.rglob("*.py") if "import pickle" in f.read_text() or "pickle.load" in f.read_text()
+    ]
 
 
 class _Payload:
@@ -466,19 +523,26 @@ def test_a_pickled_payload_never_runs_through_any_command(trained_like, root, tm
     model, cfg = trained_like
     marker = tmp_path / "code_ran"
     evil = tmp_path / "evil.ckpt"
-    torch.save({"state_dict": {}, "payload": _Payload(marker),
-                "ordinalclip": {"format": 1, "config": to_dict(cfg)}}, evil)
+    torch.save(
+        {"state_dict": {}, "payload": _Payload(marker), "ordinalclip": {"format": 1, "config": to_dict(cfg)}},
+        evil,
+    )
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     (run / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg)))
     (run / "checkpoints" / "last.ckpt").write_bytes(evil.read_bytes())
-    for argv in (["eval", str(evil)], ["export", str(evil), "-o", str(tmp_path / "x.safetensors")],
-                 ["predict", str(evil), str(root / "test.txt"), "-o", str(tmp_path / "p.csv")],
-                 ["train", "--resume", str(run)]):
+    for argv in (
+        ["eval", str(evil)],
+        ["export", str(evil), "-o", str(tmp_path / "x.safetensors")],
+        ["predict", str(evil), str(root / "test.txt"), "-o", str(tmp_path / "p.csv")],
+        ["train", "--resume", str(run)],
+    ):
         code, _, err = _run(argv, capsys)
         assert code == 2, argv
-        assert f"{evil if argv[0] != 'train' else run / 'checkpoints' / 'last.ckpt'}: not a readable checkpoint" \
+        assert (
+            f"{evil if argv[0] != 'train' else run / 'checkpoints' / 'last.ckpt'}: not a readable checkpoint"
             in _error(err)
+        )
         assert not marker.exists(), argv
 
 
@@ -487,10 +551,19 @@ def test_a_checkpoint_cannot_grant_itself_torchscript_consent(tiny_clip_file, tm
     from tests.helpers import StateHolder
 
     archive = tmp_path / "openai_like.pt"
-    torch.jit.script(StateHolder(load_clip(pretrained=str(tiny_clip_file)).model.state_dict())).save(str(archive))
-    cfg = from_dict(RunConfig, {"model": {"num_ranks": NUM_RANKS, "prompts": {"num_base_ranks": 2},
-                                          "clip": {"name": None, "pretrained": str(archive),
-                                                   "allow_torchscript": True}}})
+    torch.jit.script(StateHolder(load_clip(pretrained=str(tiny_clip_file)).model.state_dict())).save(
+        str(archive)
+    )
+    cfg = from_dict(
+        RunConfig,
+        {
+            "model": {
+                "num_ranks": NUM_RANKS,
+                "prompts": {"num_base_ranks": 2},
+                "clip": {"name": None, "pretrained": str(archive), "allow_torchscript": True},
+            }
+        },
+    )
     path = _write_checkpoint(build_model(cfg.model), to_dict(cfg), tmp_path / "c.ckpt")
 
     opened: list[str] = []
@@ -513,8 +586,12 @@ bad_label_st = st.one_of(
 
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=60, deadline=None)
-@given(labels=st.lists(label_st, max_size=12), noise=st.lists(st.sampled_from(["", "# note 9", "  "]), max_size=12),
-       bad=bad_label_st, data=st.data())
+@given(
+    labels=st.lists(label_st, max_size=12),
+    noise=st.lists(st.sampled_from(["", "# note 9", "  "]), max_size=12),
+    bad=bad_label_st,
+    data=st.data(),
+)
 def test_a_bad_label_anywhere_is_reported_at_its_line(tmp_path, labels, noise, bad, data):
     ranks = RankSpace(NUM_RANKS, names=NAMES)
     position = data.draw(st.integers(0, len(labels)))
@@ -535,15 +612,20 @@ def test_a_bad_label_anywhere_is_reported_at_its_line(tmp_path, labels, noise, b
 
     table = tmp_path / "t.csv"
     with open(table, "w", newline="") as f:
-        csv.writer(f, lineterminator="\n").writerows([["path", "label"], *([f"img/{i}.png", r] for i, r in
-                                                                           enumerate(rows))])
+        csv.writer(f, lineterminator="\n").writerows(
+            [["path", "label"], *([f"img/{i}.png", r] for i, r in enumerate(rows))]
+        )
     with pytest.raises(DataError) as err:
         read_csv_samples(table, "", ranks)
     assert str(err.value).startswith(f"{table}:{position + 2}: "), str(err.value)
 
 
-names_st = st.lists(st.text(string.ascii_lowercase + " _", min_size=1, max_size=6).map(str.strip).filter(bool),
-                    min_size=2, max_size=12, unique=True)
+names_st = st.lists(
+    st.text(string.ascii_lowercase + " _", min_size=1, max_size=6).map(str.strip).filter(bool),
+    min_size=2,
+    max_size=12,
+    unique=True,
+)
 
 
 @given(names=names_st, offset=st.integers(-100, 100), data=st.data())

@@ -177,11 +177,18 @@ def _feature_cache(cfg: RunConfig, model: nn.Module, data: ResolvedData) -> Feat
     if not cfg.data.feature_cache or data.features or not image_tower_frozen(model):
         return None
     folder = cfg.data.cache_dir or os.path.join(cfg.output_dir, ".cache", "features")
-    tower_cfg = {"image": to_dict(cfg.model.image),
-                 "clip": to_dict(cfg.model.clip) if cfg.model.image.kind == "clip" else None}
+    tower_cfg = {
+        "image": to_dict(cfg.model.image),
+        "clip": to_dict(cfg.model.clip) if cfg.model.image.kind == "clip" else None,
+    }
     tower: Any = model.image_tower  # every model with a frozen image tower has one
-    return FeatureCache(tower, tower_cfg, folder, batch_size=cfg.data.eval_batch_size or
-                        cfg.data.batch_size, num_workers=cfg.data.num_workers)
+    return FeatureCache(
+        tower,
+        tower_cfg,
+        folder,
+        batch_size=cfg.data.eval_batch_size or cfg.data.batch_size,
+        num_workers=cfg.data.num_workers,
+    )
 
 
 def _write_predictions(res: dict[str, Any], samples: Sequence[Any], path: Path) -> None:
@@ -194,8 +201,13 @@ def _write_predictions(res: dict[str, Any], samples: Sequence[Any], path: Path) 
     # the first four columns are those of earlier versions: readers that pick columns by name are unaffected
     rows = [",".join(["path", "label", "pred_exp", "pred_max", *(f"p_{k}" for k in range(num_ranks))])]
     prob_rows = probs.tolist() if probs is not None else [[] for _ in pred["label"].tolist()]
-    for i, y, e, m, p in zip(pred["index"].tolist(), pred["label"].tolist(), pred["pred_exp"].tolist(),
-                             pred["pred_max"].tolist(), prob_rows):
+    for i, y, e, m, p in zip(
+        pred["index"].tolist(),
+        pred["label"].tolist(),
+        pred["pred_exp"].tolist(),
+        pred["pred_max"].tolist(),
+        prob_rows,
+    ):
         name = samples[i].path if i < len(samples) else str(i)
         rows.append(",".join([_csv_field(name), str(y), f"{e:.6f}", str(m), *(f"{q:.6g}" for q in p)]))
     atomic_write_text(path, "\n".join(rows) + "\n")
@@ -205,8 +217,13 @@ def _csv_field(text: str) -> str:
     return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text
 
 
-def _evaluate_checkpoints(trainer: L.Trainer, module: OrdinalModule, dm: OrdinalDataModule,
-                          checkpoints: dict[str, Path | None], out_dir: Path | None = None) -> dict[str, Any]:
+def _evaluate_checkpoints(
+    trainer: L.Trainer,
+    module: OrdinalModule,
+    dm: OrdinalDataModule,
+    checkpoints: dict[str, Path | None],
+    out_dir: Path | None = None,
+) -> dict[str, Any]:
     """Val and test metrics of each checkpoint; with ``out_dir`` also ``predictions/<split>_<tag>.csv`` and
     the prototypes of prototype models (``prototypes_<tag>.npy``; ``prototypes.npy`` = best, else last)."""
     out: dict[str, Any] = {}
@@ -233,11 +250,16 @@ def _evaluate_checkpoints(trainer: L.Trainer, module: OrdinalModule, dm: Ordinal
                 logged = run(module, datamodule=dm, ckpt_path=str(path), weights_only=True, verbose=False)
                 res = module.eval_results.get(split)
                 if res is None and logged:  # spawned workers keep eval_results: use what Lightning returns
-                    res = {"metrics": {k[len(split) + 1:]: v for k, v in logged[0].items()
-                                       if k.startswith(f"{split}_")}}
+                    res = {
+                        "metrics": {
+                            k[len(split) + 1 :]: v for k, v in logged[0].items() if k.startswith(f"{split}_")
+                        }
+                    }
                 res = res or {}
                 if out_dir is not None and is_rank_zero() and "predictions" in res:
-                    _write_predictions(res, dm.eval_samples(split), out_dir / "predictions" / f"{split}_{tag}.csv")
+                    _write_predictions(
+                        res, dm.eval_samples(split), out_dir / "predictions" / f"{split}_{tag}.csv"
+                    )
                 entry[split] = res.get("metrics")
                 if "groups" in res:
                     entry[f"{split}_groups"] = res["groups"]
@@ -258,8 +280,13 @@ class _Prepared:
     budget: dict[str, int] = field(default_factory=dict)  # the step budget (engine.trainer.apply_step_budget)
 
 
-def fit(config: ConfigLike | None = None, overrides: Iterable[str] = (), run_dir: str | os.PathLike[str] | None
-        = None, resume: str | os.PathLike[str] | None = None, callbacks: Sequence[L.Callback] = ()) -> Run:
+def fit(
+    config: ConfigLike | None = None,
+    overrides: Iterable[str] = (),
+    run_dir: str | os.PathLike[str] | None = None,
+    resume: str | os.PathLike[str] | None = None,
+    callbacks: Sequence[L.Callback] = (),
+) -> Run:
     """Train a model and evaluate its best and last checkpoints on val and test.
 
     The run goes through four steps: :func:`_prepare` (config, model, data, run folder), :func:`_train`
@@ -289,10 +316,18 @@ def fit(config: ConfigLike | None = None, overrides: Iterable[str] = (), run_dir
         prep = _prepare(config, list(overrides), run_dir, resume, held)
         trainer, module, dm, best_path = _train(prep, callbacks)
         last_path = prep.out / "checkpoints" / "last.ckpt"
-        training = {**prep.budget, "steps": int(trainer.global_step), "epochs": int(trainer.current_epoch),
-                    "evaluate_only": _evaluate_only(prep.cfg, prep.model, callbacks)}
-        log.info("trained %d optimizer steps in %d epochs%s", training["steps"], training["epochs"],
-                 " (evaluated as built)" if training["evaluate_only"] else "")
+        training = {
+            **prep.budget,
+            "steps": int(trainer.global_step),
+            "epochs": int(trainer.current_epoch),
+            "evaluate_only": _evaluate_only(prep.cfg, prep.model, callbacks),
+        }
+        log.info(
+            "trained %d optimizer steps in %d epochs%s",
+            training["steps"],
+            training["epochs"],
+            " (evaluated as built)" if training["evaluate_only"] else "",
+        )
         results = _evaluate_checkpoints(trainer, module, dm, {"best": best_path, "last": last_path}, prep.out)
         metrics = _write_metrics(prep, dm, results, training)
         return Run(prep.out, prep.cfg, metrics, best_path, last_path)
@@ -320,8 +355,10 @@ def _resumed_config(
     stored = read_checkpoint(last_ckpt)[CHECKPOINT_KEY]["config"].get("model")
     changed = changed_keys(stored, to_dict(cfg.model), "model")
     if changed:
-        raise CheckpointError(f"--resume: the model config differs from the one {last_ckpt} was trained with "
-                              f"(changed: {', '.join(changed[:5])})")
+        raise CheckpointError(
+            f"--resume: the model config differs from the one {last_ckpt} was trained with "
+            f"(changed: {', '.join(changed[:5])})"
+        )
     return cfg, out, last_ckpt
 
 
@@ -340,8 +377,13 @@ def _new_run_dir(cfg: RunConfig, run_dir: str | os.PathLike[str] | None, held: c
     return out
 
 
-def _prepare(config: ConfigLike | None, overrides: list[str], run_dir: str | os.PathLike[str] | None,
-             resume: str | os.PathLike[str] | None, held: contextlib.ExitStack) -> _Prepared:
+def _prepare(
+    config: ConfigLike | None,
+    overrides: list[str],
+    run_dir: str | os.PathLike[str] | None,
+    resume: str | os.PathLike[str] | None,
+    held: contextlib.ExitStack,
+) -> _Prepared:
     """Resolve the config, build the model, read the data, then create (and lock, in ``held``) the run folder
     and write what it holds before training (splits, config.yaml, env.json). A bad config or data set fails
     before the folder exists."""
@@ -385,8 +427,9 @@ def _prepare(config: ConfigLike | None, overrides: list[str], run_dir: str | os.
     return _Prepared(cfg, model, data, out, last_ckpt, cache, budget)
 
 
-def _train(prep: _Prepared, callbacks: Sequence[L.Callback]
-           ) -> tuple[L.Trainer, OrdinalModule, OrdinalDataModule, Path | None]:
+def _train(
+    prep: _Prepared, callbacks: Sequence[L.Callback]
+) -> tuple[L.Trainer, OrdinalModule, OrdinalDataModule, Path | None]:
     """Run Lightning's fit; returns ``(trainer, module, datamodule, best checkpoint or None)``."""
     cfg, out = prep.cfg, prep.out
     dm = OrdinalDataModule(cfg, prep.data, tower_preprocess(prep.model), prep.cache)
@@ -399,9 +442,12 @@ def _train(prep: _Prepared, callbacks: Sequence[L.Callback]
     last_path = out / "checkpoints" / "last.ckpt"
     if not any(isinstance(c, EvaluateOnly) for c in callbacks) and _evaluate_only(cfg, prep.model, callbacks):
         # zero-shot CLIP, and any model with nothing to train, is evaluated as built: no training step
-        log.info("%s: evaluating the model as built, without a training step",
-                 "model.arch: zeroshot" if cfg.model.arch == "zeroshot" else
-                 "nothing to train (every parameter is frozen)")
+        log.info(
+            "%s: evaluating the model as built, without a training step",
+            "model.arch: zeroshot"
+            if cfg.model.arch == "zeroshot"
+            else "nothing to train (every parameter is frozen)",
+        )
         callbacks = [*callbacks, EvaluateOnly(last_path)]
     bundle = build_trainer(cfg, out, has_val=has_val, callbacks=callbacks)
     trainer = bundle.trainer
@@ -410,19 +456,27 @@ def _train(prep: _Prepared, callbacks: Sequence[L.Callback]
     previous_env = os.environ.get(RUN_DIR_ENV)
     os.environ[RUN_DIR_ENV] = str(out)
     try:
-        trainer.fit(module, datamodule=dm, ckpt_path=str(prep.resume_from) if prep.resume_from else None,
-                    weights_only=True)
+        trainer.fit(
+            module,
+            datamodule=dm,
+            ckpt_path=str(prep.resume_from) if prep.resume_from else None,
+            weights_only=True,
+        )
     except NonFiniteLossError as err:
-        kept = f"the last good checkpoint is kept: {last_path}" if last_path.is_file() else \
-            "no checkpoint was written before it"
+        kept = (
+            f"the last good checkpoint is kept: {last_path}"
+            if last_path.is_file()
+            else "no checkpoint was written before it"
+        )
         raise _nan_error(err, kept) from None
     except TrainingInterrupted as err:
         err.run_dir = out  # type: ignore[attr-defined]
         raise
     except Exception as err:
         if type(err).__name__ == "SIGTERMException":  # Lightning's own stop at an epoch end
-            interrupted = TrainingInterrupted("SIGTERM", str(last_path) if last_path.is_file() else None,
-                                              trainer.global_step)
+            interrupted = TrainingInterrupted(
+                "SIGTERM", str(last_path) if last_path.is_file() else None, trainer.global_step
+            )
             interrupted.run_dir = out  # type: ignore[attr-defined]
             raise interrupted from None
         raise
@@ -440,12 +494,16 @@ def _train(prep: _Prepared, callbacks: Sequence[L.Callback]
 def _evaluate_only(cfg: RunConfig, model: nn.Module, callbacks: Sequence[L.Callback]) -> bool:
     """True when the run evaluates the model as built: zero-shot, nothing trainable, or an EvaluateOnly
     callback."""
-    return (cfg.model.arch == "zeroshot" or not has_trainable(model)
-            or any(isinstance(c, EvaluateOnly) for c in callbacks))
+    return (
+        cfg.model.arch == "zeroshot"
+        or not has_trainable(model)
+        or any(isinstance(c, EvaluateOnly) for c in callbacks)
+    )
 
 
-def _write_metrics(prep: _Prepared, dm: OrdinalDataModule, results: dict[str, Any],
-                   training: dict[str, Any] | None = None) -> dict[str, Any]:
+def _write_metrics(
+    prep: _Prepared, dm: OrdinalDataModule, results: dict[str, Any], training: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """``metrics.json`` of a finished run (written by the first process only); returns its content."""
     cfg, cache = prep.cfg, prep.cache
     has_val = prep.data.splits["val"] is not None
@@ -455,7 +513,9 @@ def _write_metrics(prep: _Prepared, dm: OrdinalDataModule, results: dict[str, An
         **results,
         "training": training,
         "data": {**prep.data.sizes(), "skipped_images": len(dm.skipped)},
-        "skipped_images": [{"path": s.path, "source": s.source, "reason": why} for s, why in dm.skipped[:100]],
+        "skipped_images": [
+            {"path": s.path, "source": s.source, "reason": why} for s, why in dm.skipped[:100]
+        ],
         "feature_cache": [str(p) for p in dict.fromkeys(cache.paths)] if cache is not None else None,
         "version": __version__,
     }
@@ -479,21 +539,29 @@ def summarize_folds(metrics: list[dict[str, Any]]) -> dict[str, Any]:
             if not per_fold:
                 continue
             keys = [k for k in per_fold[0] if all(f.get(k) is not None for f in per_fold)]
-            out.setdefault(tag, {})[split] = {k: dict(zip(("mean", "std"), mean_std([f[k] for f in per_fold])),
-                                                      n=len(per_fold)) for k in keys}
+            out.setdefault(tag, {})[split] = {
+                k: dict(zip(("mean", "std"), mean_std([f[k] for f in per_fold])), n=len(per_fold))
+                for k in keys
+            }
     return out
 
 
-def fit_folds(config: ConfigLike, overrides: Iterable[str] = (), folds: Sequence[int] | None = None,
-              callbacks: Sequence[L.Callback] = ()) -> FoldsResult:
+def fit_folds(
+    config: ConfigLike,
+    overrides: Iterable[str] = (),
+    folds: Sequence[int] | None = None,
+    callbacks: Sequence[L.Callback] = (),
+) -> FoldsResult:
     """Train every fold of a fold benchmark (adience, hci) and report mean ± std over folds.
 
     Runs go to ``<output_dir>/<name>-folds-<timestamp>/fold<k>/``; ``summary.json`` there holds the summary.
     """
     cfg = _self_contained(resolve_config(config, overrides))
     if cfg.data.format != "benchmark" or cfg.data.benchmark not in FOLD_BENCHMARKS:
-        raise ConfigError(f"--folds needs data.format: benchmark with a fold benchmark ({', '.join(FOLD_BENCHMARKS)}"
-                          f"), got format {cfg.data.format!r}, benchmark {cfg.data.benchmark!r}")
+        raise ConfigError(
+            f"--folds needs data.format: benchmark with a fold benchmark ({', '.join(FOLD_BENCHMARKS)}"
+            f"), got format {cfg.data.format!r}, benchmark {cfg.data.benchmark!r}"
+        )
     folds = list(range(NUM_FOLDS)) if folds is None else list(folds)
     parent = make_run_dir(cfg.output_dir, f"{cfg.name}-folds")
     runs = []
@@ -502,7 +570,11 @@ def fit_folds(config: ConfigLike, overrides: Iterable[str] = (), folds: Sequence
         fold_cfg.data.fold = k
         fold_cfg.name = f"{cfg.name}-fold{k}"
         runs.append(fit(fold_cfg, run_dir=parent / f"fold{k}", callbacks=callbacks))
-    summary = {"folds": folds, "runs": [str(r.run_dir) for r in runs], **summarize_folds([r.metrics for r in runs])}
+    summary = {
+        "folds": folds,
+        "runs": [str(r.run_dir) for r in runs],
+        **summarize_folds([r.metrics for r in runs]),
+    }
     write_json(summary, parent / "summary.json")
     return FoldsResult(parent, runs, summary)
 
@@ -510,8 +582,9 @@ def fit_folds(config: ConfigLike, overrides: Iterable[str] = (), folds: Sequence
 # ---------------------------------------------------------------------------------------------- evaluation
 
 
-def evaluate(checkpoint: str | os.PathLike[str], split: str = "test", overrides: Iterable[str] = ()
-             ) -> dict[str, Any]:
+def evaluate(
+    checkpoint: str | os.PathLike[str], split: str = "test", overrides: Iterable[str] = ()
+) -> dict[str, Any]:
     """Metrics of a checkpoint on one split of the data its config describes.
 
     When the checkpoint sits in a run folder, the split saved there (``splits/<split>.txt``) is used, unless
@@ -535,8 +608,11 @@ def evaluate(checkpoint: str | os.PathLike[str], split: str = "test", overrides:
     if not data.features:
         check_files(samples)
     stage = "val" if split == "val" else "test"  # training samples go through the test loop
-    data.splits = {"train": None, "val": samples if stage == "val" else None,
-                   "test": samples if stage == "test" else None}
+    data.splits = {
+        "train": None,
+        "val": samples if stage == "val" else None,
+        "test": samples if stage == "test" else None,
+    }
     dm = OrdinalDataModule(cfg, data, tower_preprocess(model))
     module = OrdinalModule(model, cfg, data.ranks)
     trainer = build_eval_trainer(cfg)

@@ -81,15 +81,21 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         text = str(err)
         if "Unsupported global" in text:  # torch's advice (weights_only=False) is exactly what we must not do
             line = next(x for x in text.splitlines() if "Unsupported global" in x).strip()
-            text = f"{line}; ordinalclip reads checkpoints with weights_only=True so that a file cannot run code"
+            text = (
+                f"{line}; ordinalclip reads checkpoints with weights_only=True so that a file cannot run code"
+            )
         raise CheckpointError(f"{p}: not a readable checkpoint ({type(err).__name__}: {text})") from None
     meta = ckpt.get(CHECKPOINT_KEY) if isinstance(ckpt, dict) else None
     if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict) or "state_dict" not in ckpt:
-        raise CheckpointError(f"{p} is not an ordinalclip training checkpoint (no '{CHECKPOINT_KEY}' entry "
-                              "with a config); exports are read by ordinalclip.predict")
+        raise CheckpointError(
+            f"{p} is not an ordinalclip training checkpoint (no '{CHECKPOINT_KEY}' entry "
+            "with a config); exports are read by ordinalclip.predict"
+        )
     if meta.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{p}: checkpoint format {meta.get('format')} (written by ordinalclip "
-                              f"{meta.get('version')}); this version ({__version__}) reads format {CHECKPOINT_FORMAT}")
+        raise CheckpointError(
+            f"{p}: checkpoint format {meta.get('format')} (written by ordinalclip "
+            f"{meta.get('version')}); this version ({__version__}) reads format {CHECKPOINT_FORMAT}"
+        )
     return ckpt
 
 
@@ -133,18 +139,24 @@ def config_of(ckpt: Mapping[str, Any], path: Any) -> RunConfig:
     try:
         return from_dict(RunConfig, meta["config"])
     except ConfigError as err:
-        raise CheckpointError(f"{path}: written by ordinalclip {meta.get('version')}, whose config this version "
-                              f"({__version__}) cannot read: {err}") from None
+        raise CheckpointError(
+            f"{path}: written by ordinalclip {meta.get('version')}, whose config this version "
+            f"({__version__}) cannot read: {err}"
+        ) from None
 
 
 def checkpoint_progress(path: Path) -> dict[str, Any]:
     """``{"checkpoint", "epoch", "step"}`` of a checkpoint file (memory-mapped: the tensors are not read)."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    return {"checkpoint": str(path), "epoch": int(ckpt.get("epoch", -1)), "step": int(ckpt.get("global_step", -1))}
+    return {
+        "checkpoint": str(path),
+        "epoch": int(ckpt.get("epoch", -1)),
+        "step": int(ckpt.get("global_step", -1)),
+    }
 
 
 def _model_state(ckpt: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    return {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    return {k[len("model.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
 
 
 def check_state_matches(model: nn.Module, state: Mapping[str, torch.Tensor], where: str) -> None:
@@ -152,12 +164,24 @@ def check_state_matches(model: nn.Module, state: Mapping[str, torch.Tensor], whe
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    reshaped = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-                for k in state if k in own and state[k].shape != own[k].shape]
+    reshaped = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in state
+        if k in own and state[k].shape != own[k].shape
+    ]
     if missing or unexpected or reshaped:
-        parts = [f"{len(v)} {what} (e.g. {v[:2]})" for what, v in
-                 (("missing", missing), ("unexpected", unexpected), ("with another shape", reshaped)) if v]
-        raise CheckpointError(f"{where}: weights do not fit the model its config describes: {'; '.join(parts)}")
+        parts = [
+            f"{len(v)} {what} (e.g. {v[:2]})"
+            for what, v in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("with another shape", reshaped),
+            )
+            if v
+        ]
+        raise CheckpointError(
+            f"{where}: weights do not fit the model its config describes: {'; '.join(parts)}"
+        )
 
 
 def architecture_only(model: ModelConfig) -> ModelConfig:
@@ -198,8 +222,11 @@ def build_model_or_config_error(cfg: ModelConfig) -> nn.Module:
         raise ConfigError(f"model: {err}") from err
 
 
-def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu",
-                    allow_torchscript: bool | None = None) -> tuple[nn.Module, RunConfig]:
+def load_checkpoint(
+    path: str | os.PathLike[str],
+    map_location: str | torch.device = "cpu",
+    allow_torchscript: bool | None = None,
+) -> tuple[nn.Module, RunConfig]:
     """Rebuild the model of a training checkpoint from the config stored in it and load its weights.
 
     No YAML and no pretrained-weight files are needed (except an OpenAI CLIP file given without an
@@ -233,6 +260,9 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
 def changed_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
     """Dotted keys whose values differ between two nested dicts (e.g. a checkpoint's config and a new one)."""
     if isinstance(a, dict) and isinstance(b, dict):
-        return [k for key in sorted(set(a) | set(b))
-                for k in changed_keys(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else key)]
+        return [
+            k
+            for key in sorted(set(a) | set(b))
+            for k in changed_keys(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else key)
+        ]
     return [] if a == b else [prefix]

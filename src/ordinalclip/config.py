@@ -301,9 +301,12 @@ def check_run_config(cfg: RunConfig) -> None:
             raise ConfigError(f"{key}: a learning rate must be >= 0, got {lr}")
     # Every float option has a range (non-finite values are refused when the config is read, configtools).
     for key, number, low, closed in (
-        ("optim.weight_decay", o.weight_decay, 0.0, True), ("optim.eps", o.eps, 0.0, False),
-        ("optim.momentum", o.momentum, 0.0, True), ("optim.gamma", o.gamma, 0.0, False),
-        ("loss.ce_weight", cfg.loss.ce_weight, 0.0, True), ("loss.kl_weight", cfg.loss.kl_weight, 0.0, True),
+        ("optim.weight_decay", o.weight_decay, 0.0, True),
+        ("optim.eps", o.eps, 0.0, False),
+        ("optim.momentum", o.momentum, 0.0, True),
+        ("optim.gamma", o.gamma, 0.0, False),
+        ("loss.ce_weight", cfg.loss.ce_weight, 0.0, True),
+        ("loss.kl_weight", cfg.loss.kl_weight, 0.0, True),
         ("loss.temperature", cfg.loss.temperature, 0.0, False),
         ("trainer.gradient_clip_val", t.gradient_clip_val, 0.0, True),
         ("model.prompts.init_std", cfg.model.prompts.init_std, 0.0, True),

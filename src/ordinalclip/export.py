@@ -84,11 +84,21 @@ class ExportedModel(CosineClassifier):
         metadata: the whole JSON sidecar.
     """
 
-    def __init__(self, image_tower: nn.Module, prototypes: torch.Tensor, log_logit_scale: float, *,
-                 rank_values: list[float], rank_names: list[str] | None, preprocess: dict[str, Any],
-                 model_config: ModelConfig, metadata: dict[str, Any]):
-        super().__init__(image_tower, int(prototypes.shape[0]), log_logit_scale, prototypes=prototypes,
-                         learnable=False)
+    def __init__(
+        self,
+        image_tower: nn.Module,
+        prototypes: torch.Tensor,
+        log_logit_scale: float,
+        *,
+        rank_values: list[float],
+        rank_names: list[str] | None,
+        preprocess: dict[str, Any],
+        model_config: ModelConfig,
+        metadata: dict[str, Any],
+    ):
+        super().__init__(
+            image_tower, int(prototypes.shape[0]), log_logit_scale, prototypes=prototypes, learnable=False
+        )
         self.rank_values = [float(v) for v in rank_values]
         self.rank_names = list(rank_names) if rank_names is not None else None
         self.preprocess = dict(preprocess)
@@ -124,14 +134,20 @@ def _check_preprocess(preprocess: Mapping[str, Any] | None, images: bool) -> dic
     """Normalise ``preprocess`` to ``{"size", "resize", "mean", "std"}`` (``resize`` defaults to ``size``)."""
     if not preprocess:
         if images:
-            raise ExportError("preprocess must give the eval transform of an image tower: "
-                              "{'size': crop, 'resize': side before the crop, 'mean': [3], 'std': [3]}")
+            raise ExportError(
+                "preprocess must give the eval transform of an image tower: "
+                "{'size': crop, 'resize': side before the crop, 'mean': [3], 'std': [3]}"
+            )
         return {}
     missing = [k for k in ("size", "mean", "std") if k not in preprocess]
     if missing:
         raise ExportError(f"preprocess is missing {missing}; got keys {sorted(preprocess)}")
-    out: dict[str, Any] = {"size": int(preprocess["size"]), "resize": int(preprocess.get("resize") or preprocess["size"]),
-           "mean": [float(v) for v in preprocess["mean"]], "std": [float(v) for v in preprocess["std"]]}
+    out: dict[str, Any] = {
+        "size": int(preprocess["size"]),
+        "resize": int(preprocess.get("resize") or preprocess["size"]),
+        "mean": [float(v) for v in preprocess["mean"]],
+        "std": [float(v) for v in preprocess["std"]],
+    }
     if len(out["mean"]) != 3 or len(out["std"]) != 3:
         raise ExportError(f"preprocess mean and std need 3 values each; got {out['mean']} and {out['std']}")
     if out["size"] > out["resize"]:
@@ -150,16 +166,19 @@ def export_format(out: str | os.PathLike[str], format: str | None = None) -> str
     suffix = Path(out).suffix.lower()
     if format is None:
         if suffix not in EXPORT_FORMATS:
-            raise ExportError(f"an export is written to a .safetensors file or an .onnx file (the sidecar "
-                              f"goes beside it); got {out}")
+            raise ExportError(
+                f"an export is written to a .safetensors file or an .onnx file (the sidecar "
+                f"goes beside it); got {out}"
+            )
         return EXPORT_FORMATS[suffix]
     if format not in EXPORT_FORMATS.values():
         known = sorted(EXPORT_FORMATS.values())
         raise ExportError(f"unknown export format {format!r}; expected one of {known}")
     if EXPORT_FORMATS.get(suffix) != format:
         want = next(k for k, v in EXPORT_FORMATS.items() if v == format)
-        raise ExportError(f"the {format} format is written to a {want} file (the sidecar goes beside it); "
-                          f"got {out}")
+        raise ExportError(
+            f"the {format} format is written to a {want} file (the sidecar goes beside it); got {out}"
+        )
     return format
 
 
@@ -176,15 +195,18 @@ def _write_safetensors(model: CosineClassifier, tmp: Path) -> None:
     from safetensors import torch as st
 
     # clone: safetensors refuses tensors that share memory, and a tower may tie weights
-    tensors = {f"image_tower.{k}": v.detach().cpu().contiguous().clone()
-               for k, v in model.image_tower.state_dict().items()}
+    tensors = {
+        f"image_tower.{k}": v.detach().cpu().contiguous().clone()
+        for k, v in model.image_tower.state_dict().items()
+    }
     tensors["prototypes"] = model.weight.detach().cpu().contiguous().clone()
     tensors["log_logit_scale"] = model.logit_scale.value.detach().cpu().reshape(()).clone()
     st.save_file(tensors, str(tmp), metadata={"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION)})
 
 
-def onnx_example_input(model_config: ModelConfig, preprocess: Mapping[str, Any],
-                       batch: int = 2) -> torch.Tensor:
+def onnx_example_input(
+    model_config: ModelConfig, preprocess: Mapping[str, Any], batch: int = 2
+) -> torch.Tensor:
     """A random input of the shape the exported graph takes: (B, 3, size, size) images or (B, F) features."""
     if model_config.image.kind == "features":
         if model_config.image.input_dim is None:
@@ -202,22 +224,43 @@ def _write_onnx(model: CosineClassifier, example: torch.Tensor, tmp: Path) -> di
         import onnx  # noqa: F401  (the exporter needs onnx and onnxscript)
         import onnxscript  # noqa: F401
     except ImportError as err:
-        raise ExportError(f"ONNX export needs the onnx extra: pip install 'ordinalclip[onnx]' ({err})") \
-            from None
+        raise ExportError(
+            f"ONNX export needs the onnx extra: pip install 'ordinalclip[onnx]' ({err})"
+        ) from None
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
     model = model.eval()
     with torch.no_grad():
-        torch.onnx.export(model, (example,), str(tmp), dynamo=True, external_data=False, verbose=False,
-                          input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT], opset_version=ONNX_OPSET,
-                          dynamic_shapes=({0: batch},))
-    return {"input": ONNX_INPUT, "output": ONNX_OUTPUT, "opset": ONNX_OPSET,
-            "input_shape": ["batch", *example.shape[1:]], "output_shape": ["batch", int(model.num_ranks)]}
+        torch.onnx.export(
+            model,
+            (example,),
+            str(tmp),
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+            input_names=[ONNX_INPUT],
+            output_names=[ONNX_OUTPUT],
+            opset_version=ONNX_OPSET,
+            dynamic_shapes=({0: batch},),
+        )
+    return {
+        "input": ONNX_INPUT,
+        "output": ONNX_OUTPUT,
+        "opset": ONNX_OPSET,
+        "input_shape": ["batch", *example.shape[1:]],
+        "output_shape": ["batch", int(model.num_ranks)],
+    }
 
 
-def export_head(model: nn.Module, model_config: ModelConfig, out: str | os.PathLike[str],
-                rank_values: list[float] | None = None, rank_names: list[str] | None = None,
-                preprocess: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None,
-                format: str | None = None) -> Path:
+def export_head(
+    model: nn.Module,
+    model_config: ModelConfig,
+    out: str | os.PathLike[str],
+    rank_values: list[float] | None = None,
+    rank_names: list[str] | None = None,
+    preprocess: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    format: str | None = None,
+) -> Path:
     """Write ``model`` as an export: ``out`` (safetensors or ONNX) and its sidecar (:func:`sidecar_path`).
 
     Args:
@@ -239,14 +282,17 @@ def export_head(model: nn.Module, model_config: ModelConfig, out: str | os.PathL
     if isinstance(model, OrdinalCLIP):
         model = model.to_head()
     if not isinstance(model, CosineClassifier):
-        raise ExportError(f"only prototype models (ordinalclip, cosine, zeroshot) can be exported, got "
-                          f"{type(model).__name__}; predict from its checkpoint instead")
+        raise ExportError(
+            f"only prototype models (ordinalclip, cosine, zeroshot) can be exported, got "
+            f"{type(model).__name__}; predict from its checkpoint instead"
+        )
     out = Path(out)
     kind = export_format(out, format)
     num_ranks, embed_dim = (int(n) for n in model.weight.shape)
     if model_config.num_ranks != num_ranks:
-        raise ExportError(f"model_config.num_ranks is {model_config.num_ranks} but the model has {num_ranks} "
-                          "prototypes")
+        raise ExportError(
+            f"model_config.num_ranks is {model_config.num_ranks} but the model has {num_ranks} prototypes"
+        )
     values = [float(i) for i in range(num_ranks)] if rank_values is None else [float(v) for v in rank_values]
     if len(values) != num_ranks:
         raise ExportError(f"{len(values)} rank values for {num_ranks} ranks")
@@ -256,8 +302,9 @@ def export_head(model: nn.Module, model_config: ModelConfig, out: str | os.PathL
     hf_config = getattr(model.image_tower, "hf_config", None)
     if hf_config is not None and model_config.clip.hf_config is None:
         # a transformers tower is rebuilt from its config, not from the (local, maybe absent) model folder
-        model_config = dataclasses.replace(model_config, clip=dataclasses.replace(model_config.clip,
-                                                                                  hf_config=hf_config))
+        model_config = dataclasses.replace(
+            model_config, clip=dataclasses.replace(model_config.clip, hf_config=hf_config)
+        )
 
     out.parent.mkdir(parents=True, exist_ok=True)
 
@@ -301,8 +348,9 @@ def export_head(model: nn.Module, model_config: ModelConfig, out: str | os.PathL
     return out
 
 
-def head_from_checkpoint(checkpoint: str | os.PathLike[str]) -> tuple[nn.Module, Any, list[float],
-                                                                         list[str] | None, dict[str, Any]]:
+def head_from_checkpoint(
+    checkpoint: str | os.PathLike[str],
+) -> tuple[nn.Module, Any, list[float], list[str] | None, dict[str, Any]]:
     """Load a training checkpoint for inference: ``(head, run_config, rank_values, rank_names, preprocess)``.
 
     An OrdinalCLIP is frozen into its cosine head (the text tower is dropped); other models come back as they
@@ -322,16 +370,21 @@ def head_from_checkpoint(checkpoint: str | os.PathLike[str]) -> tuple[nn.Module,
     return head, cfg, values, names, prep
 
 
-def export_model(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str],
-                 extra: Mapping[str, Any] | None = None, format: str | None = None) -> Path:
+def export_model(
+    checkpoint: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    extra: Mapping[str, Any] | None = None,
+    format: str | None = None,
+) -> Path:
     """Export a training checkpoint (or run folder): load it, freeze the prototypes, write ``out``
     (safetensors or ONNX, see :func:`export_head`) and its JSON sidecar. ``ordinalclip.export(checkpoint,
     out)`` calls this."""
     export_format(out, format)  # a wrong name fails before the checkpoint loads
     head, cfg, values, names, prep = head_from_checkpoint(checkpoint)
     info = {"checkpoint": str(checkpoint), **dict(extra or {})}
-    return export_head(head, cfg.model, out, rank_values=values, rank_names=names, preprocess=prep,
-                       extra=info, format=format)
+    return export_head(
+        head, cfg.model, out, rank_values=values, rank_names=names, preprocess=prep, extra=info, format=format
+    )
 
 
 # --------------------------------------------------------------------------------------------- reading
@@ -357,20 +410,33 @@ def _clip_vision_spec(clip: ClipConfig, state: Mapping[str, torch.Tensor]) -> tu
         conv = state["visual.conv1.weight"]
         grid = round((state["visual.positional_embedding"].shape[0] - 1) ** 0.5)
         layers = sum(1 for k in state if k.endswith(".attn.in_proj_weight"))
-        spec = {"layers": layers, "width": conv.shape[0], "patch_size": conv.shape[-1],
-                "image_size": conv.shape[-1] * grid}
+        spec = {
+            "layers": layers,
+            "width": conv.shape[0],
+            "patch_size": conv.shape[-1],
+            "image_size": conv.shape[-1] * grid,
+        }
         return int(state["visual.proj"].shape[1]), spec, quick
     if "visual.attnpool.positional_embedding" not in state:
-        raise ExportError("cannot infer the CLIP visual architecture: the export has neither ViT nor ResNet keys")
-    counts = tuple(len({k.split(".")[2] for k in state if k.startswith(f"visual.layer{b}.")}) for b in (1, 2, 3, 4))
+        raise ExportError(
+            "cannot infer the CLIP visual architecture: the export has neither ViT nor ResNet keys"
+        )
+    counts = tuple(
+        len({k.split(".")[2] for k in state if k.startswith(f"visual.layer{b}.")}) for b in (1, 2, 3, 4)
+    )
     grid = round((state["visual.attnpool.positional_embedding"].shape[0] - 1) ** 0.5)
-    spec = {"layers": counts, "width": state["visual.layer1.0.conv1.weight"].shape[0], "patch_size": None,
-            "image_size": grid * 32}
+    spec = {
+        "layers": counts,
+        "width": state["visual.layer1.0.conv1.weight"].shape[0],
+        "patch_size": None,
+        "image_size": grid * 32,
+    }
     return int(state["visual.attnpool.c_proj.weight"].shape[0]), spec, quick
 
 
-def build_export_tower(cfg: ModelConfig, state: Mapping[str, torch.Tensor], embed_dim: int,
-                       preprocess: Mapping[str, Any]) -> nn.Module:
+def build_export_tower(
+    cfg: ModelConfig, state: Mapping[str, torch.Tensor], embed_dim: int, preprocess: Mapping[str, Any]
+) -> nn.Module:
     """An untrained image tower with the architecture of ``cfg`` (no pretrained weights, no text tower)."""
     if cfg.image.kind == "clip" and (cfg.clip.hf_config or cfg.clip.hf_model):
         from ordinalclip.modeling.backbones.hf_clip import HFClipImageTower
@@ -397,14 +463,18 @@ def _load_tower_state(tower: nn.Module, state: Mapping[str, torch.Tensor], where
     own = tower.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    reshaped = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in state
-                if k in own and own[k].shape != state[k].shape]
+    reshaped = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in state
+        if k in own and own[k].shape != state[k].shape
+    ]
     if missing or unexpected or reshaped:
         raise ExportError(
             f"{where}: the image tower weights do not fit the architecture in the sidecar's model config: "
             f"{len(missing)} missing (e.g. {missing[:3]}), "
             f"{len(unexpected)} unexpected (e.g. {unexpected[:3]}), "
-            f"{len(reshaped)} of another shape (e.g. {reshaped[:3]}, export vs architecture)")
+            f"{len(reshaped)} of another shape (e.g. {reshaped[:3]}, export vs architecture)"
+        )
     tower.load_state_dict(dict(state), strict=True)
 
 
@@ -517,8 +587,10 @@ def read_export_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     integrity (``sidecar_sha256``) checked. Raises :class:`ExportError` naming the file and the entry."""
     _, sidecar = _export_paths(path)
     if not sidecar.is_file():
-        raise ExportError(f"export sidecar not found: {sidecar} (an export is a .safetensors file and the .json "
-                          "written beside it)")
+        raise ExportError(
+            f"export sidecar not found: {sidecar} (an export is a .safetensors file and the .json "
+            "written beside it)"
+        )
     try:
         meta = json.loads(sidecar.read_bytes().decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
@@ -602,11 +674,13 @@ def load_export(path: str | os.PathLike[str], device: str | torch.device = "cpu"
         )
     names = meta.get("rank_names")
     prefix = "image_tower."
-    state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
     others = sorted(k for k in tensors if not k.startswith(prefix))
     if others:
-        raise ExportError(f"{weights}: unexpected tensors {others[:5]} (an export holds only the image tower, "
-                          "prototypes and log_logit_scale)")
+        raise ExportError(
+            f"{weights}: unexpected tensors {others[:5]} (an export holds only the image tower, "
+            "prototypes and log_logit_scale)"
+        )
     preprocess = meta.get("preprocess") or {}
     embed_dim = int(protos.shape[1])
     try:
@@ -624,8 +698,16 @@ def load_export(path: str | os.PathLike[str], device: str | torch.device = "cpu"
             f"sidecar's model config outputs {output_dim(tower)}-d features"
         )
     _load_tower_state(tower, state, weights)
-    model = ExportedModel(tower, protos, float(log_scale), rank_values=meta["rank_values"], rank_names=names,
-                          preprocess=preprocess, model_config=cfg, metadata=meta)
+    model = ExportedModel(
+        tower,
+        protos,
+        float(log_scale),
+        rank_values=meta["rank_values"],
+        rank_names=names,
+        preprocess=preprocess,
+        model_config=cfg,
+        metadata=meta,
+    )
     return model.to(device)
 
 
@@ -637,21 +719,29 @@ class OnnxModel(nn.Module):
 
     output_kind = "softmax"
 
-    def __init__(self, path: Path, metadata: dict[str, Any], model_config: ModelConfig,
-                 providers: list[str] | None = None, threads: int | None = None):
+    def __init__(
+        self,
+        path: Path,
+        metadata: dict[str, Any],
+        model_config: ModelConfig,
+        providers: list[str] | None = None,
+        threads: int | None = None,
+    ):
         super().__init__()
         try:
             import onnxruntime as ort
         except ImportError as err:
-            raise ExportError(f"{path}: running an ONNX export needs onnxruntime: pip install "
-                              f"'ordinalclip[onnx]' ({err})") from None
+            raise ExportError(
+                f"{path}: running an ONNX export needs onnxruntime: pip install 'ordinalclip[onnx]' ({err})"
+            ) from None
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: the optimiser's notes are not the user's business
         if threads:
             options.intra_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(str(path), options,
-                                                providers=providers or ["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(
+                str(path), options, providers=providers or ["CPUExecutionProvider"]
+            )
         except Exception as err:  # onnxruntime raises its own exception types for a corrupt or foreign graph
             raise ExportError(f"{path}: onnxruntime cannot load this graph: {err}") from None
         graph = metadata.get("onnx") or {}
@@ -676,8 +766,9 @@ class OnnxModel(nn.Module):
         return torch.from_numpy(logits)
 
 
-def load_onnx_export(path: str | os.PathLike[str], providers: list[str] | None = None,
-                     threads: int | None = None) -> OnnxModel:
+def load_onnx_export(
+    path: str | os.PathLike[str], providers: list[str] | None = None, threads: int | None = None
+) -> OnnxModel:
     """Load an ONNX export (``model.onnx`` with ``model.onnx.json`` beside it) into onnxruntime.
 
     The sidecar is read and checked as for a safetensors export (:func:`read_export_metadata`), and the sha256
@@ -694,17 +785,21 @@ def load_onnx_export(path: str | os.PathLike[str], providers: list[str] | None =
     if not path.is_file():
         raise ExportError(f"ONNX graph not found: {path} (sidecar {sidecar} exists)")
     if "onnx" not in meta or Path(str(meta.get("weights_file", ""))).suffix != ".onnx":
-        raise ExportError(f"{sidecar}: this sidecar describes a {meta.get('weights_file')!r} export, not an "
-                          "ONNX graph")
+        raise ExportError(
+            f"{sidecar}: this sidecar describes a {meta.get('weights_file')!r} export, not an ONNX graph"
+        )
     digest = _sha256(path)
     if digest != meta["sha256"]:
-        raise ExportError(f"{path}: sha256 {digest} does not match {meta['sha256']} recorded in {sidecar}; "
-                          "the file was modified, truncated, or belongs to another export")
+        raise ExportError(
+            f"{path}: sha256 {digest} does not match {meta['sha256']} recorded in {sidecar}; "
+            "the file was modified, truncated, or belongs to another export"
+        )
     try:
         cfg = from_dict(ModelConfig, meta["model"], path="model")
     except ConfigError as err:
-        raise ExportError(f"{sidecar}: the stored model config does not fit this ordinalclip: "
-                          f"{err}") from None
+        raise ExportError(
+            f"{sidecar}: the stored model config does not fit this ordinalclip: {err}"
+        ) from None
     return OnnxModel(path, meta, cfg, providers, threads)
 
 
@@ -726,8 +821,13 @@ class _CallableModule(types.ModuleType):
     order.
     """
 
-    def __call__(self, checkpoint: str | os.PathLike[str], out: str | os.PathLike[str],
-                 format: str | None = None, extra: Mapping[str, Any] | None = None) -> Path:
+    def __call__(
+        self,
+        checkpoint: str | os.PathLike[str],
+        out: str | os.PathLike[str],
+        format: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Path:
         return export_model(checkpoint, out, extra=extra, format=format)
 
 

@@ -132,7 +132,9 @@ def load_model(model: StrPath | nn.Module) -> LoadedModel:
         head: Any = model  # any head with num_ranks (duck-typed)
         num_ranks = int(head.num_ranks)
         values = list(values) if values is not None else [float(i) for i in range(num_ranks)]
-        prep = getattr(model, "preprocess", None) or getattr(getattr(model, "image_tower", None), "preprocess", {})
+        prep = getattr(model, "preprocess", None) or getattr(
+            getattr(model, "image_tower", None), "preprocess", {}
+        )
         return LoadedModel(model, values, getattr(model, "rank_names", None), dict(prep or {}))
     path = Path(model)
     if path.suffix.lower() in (".safetensors", ".json", ".onnx"):
@@ -141,8 +143,10 @@ def load_model(model: StrPath | nn.Module) -> LoadedModel:
     if path.suffix == ".ckpt" or path.is_dir():  # a run folder means its best (else last) checkpoint
         head, _cfg, values, names, prep = head_from_checkpoint(path)
         return LoadedModel(head, values, names, prep)
-    raise ExportError(f"cannot tell what {path} is: expected an export (.safetensors / .onnx / .json), a "
-                      "Lightning checkpoint (.ckpt) or a run folder")
+    raise ExportError(
+        f"cannot tell what {path} is: expected an export (.safetensors / .onnx / .json), a "
+        "Lightning checkpoint (.ckpt) or a run folder"
+    )
 
 
 class Predictor:
@@ -157,8 +161,13 @@ class Predictor:
         preprocess: override ``{"size", "resize", "mean", "std"}`` of the eval transform.
     """
 
-    def __init__(self, model: StrPath | nn.Module, device: str | torch.device = "cpu",
-                 rank_values: Sequence[float] | None = None, preprocess: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        model: StrPath | nn.Module,
+        device: str | torch.device = "cpu",
+        rank_values: Sequence[float] | None = None,
+        preprocess: Mapping[str, Any] | None = None,
+    ):
         module, values, names, prep = load_model(model)
         # an ONNX graph runs in onnxruntime on the CPU and hands back CPU tensors
         self.device = torch.device("cpu" if isinstance(module, OnnxModel) else device)
@@ -274,11 +283,16 @@ class Predictor:
     def rows(self, out: Mapping[str, torch.Tensor]) -> list[dict[str, Any]]:
         """:meth:`predict_batch` output as one JSON-ready dict per image (see :meth:`predict`)."""
         rows = []
-        for exp, rank, value, probs in zip(out["pred_exp"].tolist(), out["pred_rank"].tolist(),
-                                           out["pred_max"].tolist(), out["probs"].tolist()):
+        for exp, rank, value, probs in zip(
+            out["pred_exp"].tolist(),
+            out["pred_rank"].tolist(),
+            out["pred_max"].tolist(),
+            out["probs"].tolist(),
+        ):
             name = self.rank_names[rank] if self.rank_names is not None else None
-            rows.append({"expectation": exp, "rank": rank, "value": value, "name": name,
-                         "probabilities": probs})
+            rows.append(
+                {"expectation": exp, "rank": rank, "value": value, "name": name, "probabilities": probs}
+            )
         return rows
 
 

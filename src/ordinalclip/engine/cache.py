@@ -53,8 +53,14 @@ class FeatureCache:
         batch_size, num_workers: for the one pass over the images.
     """
 
-    def __init__(self, tower: nn.Module, tower_config: dict[str, Any], folder: str | os.PathLike[str],
-                 batch_size: int = 64, num_workers: int = 0) -> None:
+    def __init__(
+        self,
+        tower: nn.Module,
+        tower_config: dict[str, Any],
+        folder: str | os.PathLike[str],
+        batch_size: int = 64,
+        num_workers: int = 0,
+    ) -> None:
         self.tower = tower
         self.tower_config = tower_config
         self.folder = Path(folder)

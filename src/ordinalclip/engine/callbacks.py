@@ -50,8 +50,9 @@ class InterruptCheckpoint(L.Callback):
             signal.signal(sig, handler)
         self._previous.clear()
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if self.received is None:
             return
         # batch_progress.current is a _ProcessedTracker at run time (Lightning types it as its base class)

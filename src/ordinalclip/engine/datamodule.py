@@ -27,11 +27,18 @@ class OrdinalDataModule(L.LightningDataModule):
     frozen image tower's features, computed once on local rank 0 (``prepare_data``) and read from disk.
     """
 
-    def __init__(self, cfg: RunConfig, data: ResolvedData, preprocess: Mapping[str, Any] | None = None,
-                 feature_cache: Any = None) -> None:
+    def __init__(
+        self,
+        cfg: RunConfig,
+        data: ResolvedData,
+        preprocess: Mapping[str, Any] | None = None,
+        feature_cache: Any = None,
+    ) -> None:
         super().__init__()
         self.cfg = cfg
-        self.preprocess = dict(preprocess or {})  # the image tower's constants (engine.transforms.tower_preprocess)
+        self.preprocess = dict(
+            preprocess or {}
+        )  # the image tower's constants (engine.transforms.tower_preprocess)
         self.data = data
         self.feature_cache = feature_cache
         self._datasets: dict[str, Dataset] = {}
@@ -114,16 +121,24 @@ class OrdinalDataModule(L.LightningDataModule):
             loop = trainer.fit_loop.epoch_loop
             return trainer.current_epoch, loop.batch_progress.current.processed  # type: ignore[attr-defined]
 
-        return ResumableLoader(SeededItems(ds, self.cfg.trainer.seed), batch_size=self.cfg.data.batch_size,
-                               sampler=sampler, num_workers=self.cfg.data.num_workers,
-                               persistent_workers=self.cfg.data.num_workers > 0, progress=progress)
+        return ResumableLoader(
+            SeededItems(ds, self.cfg.trainer.seed),
+            batch_size=self.cfg.data.batch_size,
+            sampler=sampler,
+            num_workers=self.cfg.data.num_workers,
+            persistent_workers=self.cfg.data.num_workers > 0,
+            progress=progress,
+        )
 
     def eval_dataloader(self, split: str) -> DataLoader:
         world, rank = self._world()
         ds = self.dataset(split)
-        return DataLoader(IndexedItems(ds), batch_size=self.cfg.data.eval_batch_size or self.cfg.data.batch_size,
-                          sampler=ShardSampler(len(ds), world, rank),  # type: ignore[arg-type]
-                          num_workers=self.cfg.data.num_workers)
+        return DataLoader(
+            IndexedItems(ds),
+            batch_size=self.cfg.data.eval_batch_size or self.cfg.data.batch_size,
+            sampler=ShardSampler(len(ds), world, rank),  # type: ignore[arg-type]
+            num_workers=self.cfg.data.num_workers,
+        )
 
     def val_dataloader(self) -> DataLoader | list:
         return self.eval_dataloader("val") if self.has("val") else []

@@ -9,8 +9,10 @@ class NonFiniteLossError(RuntimeError):
 
     def __init__(self, value: float, step: int, epoch: int, batch: int) -> None:
         self.value, self.step, self.epoch, self.batch = value, step, epoch, batch
-        super().__init__(f"non-finite training loss ({value}) at step {step} (epoch {epoch}, batch {batch}); "
-                         "training stopped")
+        super().__init__(
+            f"non-finite training loss ({value}) at step {step} (epoch {epoch}, batch {batch}); "
+            "training stopped"
+        )
 
 
 class TrainingInterrupted(RuntimeError):

@@ -42,8 +42,15 @@ def apply_freezing(model: nn.Module, cfg: OptimConfig) -> dict[str, int]:
     """Switch off gradients of frozen groups (freeze flags, or an lr of 0); returns trainable counts per
     group (empty when nothing trains: such a model, e.g. zero-shot on an identity features tower, is evaluated
     as built)."""
-    frozen = {g for g, flag in (("image", cfg.freeze_image), ("context", cfg.freeze_context),
-                                ("ranks", cfg.freeze_ranks)) if flag}
+    frozen = {
+        g
+        for g, flag in (
+            ("image", cfg.freeze_image),
+            ("context", cfg.freeze_context),
+            ("ranks", cfg.freeze_ranks),
+        )
+        if flag
+    }
     counts: dict[str, int] = {}
     for name, p in model.named_parameters():
         group = group_of(name)
@@ -83,15 +90,26 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer
     if not groups:
         raise ConfigError("nothing to train: every parameter is frozen")
     if cfg.name == "radam":
-        return torch.optim.RAdam(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay,
-                                 decoupled_weight_decay=True)
+        return torch.optim.RAdam(
+            groups,
+            lr=cfg.lr,
+            betas=cfg.betas,
+            eps=cfg.eps,
+            weight_decay=cfg.weight_decay,
+            decoupled_weight_decay=True,
+        )
     if cfg.name == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(
+            groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay
+        )
     if cfg.name == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(
+            groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay
+        )
     if cfg.name == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                               weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(
+            groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay
+        )
     raise ConfigError(f"optim.name: unknown optimizer {cfg.name!r}")
 
 
@@ -119,7 +137,8 @@ def lr_factor(cfg: OptimConfig, max_epochs: int) -> Callable[[int], float]:
     return factor
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, max_epochs: int
-                    ) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: OptimConfig, max_epochs: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     """Per-epoch LambdaLR of :func:`lr_factor` (stepped once at the end of every epoch)."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, max_epochs))

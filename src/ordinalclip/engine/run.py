@@ -35,8 +35,18 @@ log = logging.getLogger(__name__)
 LOCK_NAME = ".ordinalclip.lock"
 OWNER_NAME = ".ordinalclip.lock.owner"  # who holds the lock (the lock file itself is truncated by contenders)
 
-PACKAGES = ("ordinalclip", "torch", "torchvision", "lightning", "open_clip_torch", "numpy", "safetensors",
-            "pyyaml", "scikit-learn", "pillow")
+PACKAGES = (
+    "ordinalclip",
+    "torch",
+    "torchvision",
+    "lightning",
+    "open_clip_torch",
+    "numpy",
+    "safetensors",
+    "pyyaml",
+    "scikit-learn",
+    "pillow",
+)
 
 
 def make_run_dir(output_dir: str | os.PathLike[str], name: str) -> Path:
@@ -128,11 +138,14 @@ def run_dir_lock(run_dir: str | os.PathLike[str]) -> Iterator[Path]:
             holder = f" (held by {(folder / OWNER_NAME).read_text(encoding='utf-8').strip()})"
         except OSError:
             holder = ""
-        raise RunDirInUse(f"run folder {folder} is in use by another ordinalclip run{holder}; wait for it to "
-                          "end, or choose another --run-dir") from None
+        raise RunDirInUse(
+            f"run folder {folder} is in use by another ordinalclip run{holder}; wait for it to "
+            "end, or choose another --run-dir"
+        ) from None
     except OSError as err:
-        log.warning("cannot lock the run folder %s (%s): nothing stops a second run from using it", folder,
-                    err)
+        log.warning(
+            "cannot lock the run folder %s (%s): nothing stops a second run from using it", folder, err
+        )
         locked = False
     if not locked:
         yield folder / LOCK_NAME

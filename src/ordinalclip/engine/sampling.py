@@ -118,7 +118,9 @@ class ResumableLoader(DataLoader):
     that epoch and skips the done batches (or moves to the next epoch when it was complete).
     """
 
-    def __init__(self, *args: Any, progress: Callable[[], tuple[int, int]] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, progress: Callable[[], tuple[int, int]] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.progress = progress
 

@@ -36,6 +36,8 @@ from ordinalclip.modeling.build import read_rank_names
 log = logging.getLogger(__name__)
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+
 @dataclass
 class ResolvedData:
     """The samples of each split (``None`` = no such split) and how labels map to ranks.
@@ -113,18 +115,30 @@ def _read_split(cfg: RunConfig, split: str, source: str, ranks: RankSpace) -> li
     if d.format == "csv":
         root = d.root if d.root is not None else os.path.dirname(os.path.abspath(source))
         c = d.columns
-        return read_csv_samples(source, root, ranks, path_column=c.path, label_column=c.label,
-                                split_column=c.split, split=filt, group_column=c.group)
+        return read_csv_samples(
+            source,
+            root,
+            ranks,
+            path_column=c.path,
+            label_column=c.label,
+            split_column=c.split,
+            split=filt,
+            group_column=c.group,
+        )
     if d.format == "folder":
         return read_folder_samples(source, ranks)
     if d.format == "features":
         ds = _load_feature_file(cfg, source, filt, ranks)
         width = cfg.model.image.input_dim
         if width is not None and ds.num_features != width:
-            raise ConfigError(f"model.image.input_dim is {width} but {source} holds {ds.num_features}-wide "
-                              f"features: set model.image.input_dim: {ds.num_features}")
-        return [Sample(_feature_ref(source, filt, i), int(y), f"{source}[{filt or 'all'}] row {i}")
-                for i, y in enumerate(ds.labels.tolist())]
+            raise ConfigError(
+                f"model.image.input_dim is {width} but {source} holds {ds.num_features}-wide "
+                f"features: set model.image.input_dim: {ds.num_features}"
+            )
+        return [
+            Sample(_feature_ref(source, filt, i), int(y), f"{source}[{filt or 'all'}] row {i}")
+            for i, y in enumerate(ds.labels.tolist())
+        ]
     raise AssertionError(d.format)
 
 
@@ -144,8 +158,14 @@ def _read_sources(cfg: RunConfig) -> tuple[RankSpace, dict[str, list[Sample] | N
     if d.format == "demo":
         from ordinalclip.data.blur import build_blur_dataset
 
-        demo = build_blur_dataset(d.root, levels=cfg.model.num_ranks, crops_per_photo=d.demo.crops_per_photo,
-                                  size=d.demo.size, seed=d.demo.seed, progress=False)
+        demo = build_blur_dataset(
+            d.root,
+            levels=cfg.model.num_ranks,
+            crops_per_photo=d.demo.crops_per_photo,
+            size=d.demo.size,
+            seed=d.demo.seed,
+            progress=False,
+        )
         ranks = RankSpace(demo.num_ranks, names=demo.rank_names)
         return ranks, {s: read_list_file(demo.list_file(s), demo.root, ranks) for s in SPLITS}
     ranks = rank_space(cfg)
@@ -168,8 +188,10 @@ def _read_sources(cfg: RunConfig) -> tuple[RankSpace, dict[str, list[Sample] | N
 
 def _check_num_ranks(cfg: RunConfig, num_ranks: int, what: str) -> None:
     if cfg.model.num_ranks != num_ranks:
-        raise ConfigError(f"model.num_ranks is {cfg.model.num_ranks} but {what} has {num_ranks} ranks: "
-                          f"set model.num_ranks: {num_ranks}")
+        raise ConfigError(
+            f"model.num_ranks is {cfg.model.num_ranks} but {what} has {num_ranks} ranks: "
+            f"set model.num_ranks: {num_ranks}"
+        )
 
 
 def resolve_data(cfg: RunConfig, check: bool = True) -> ResolvedData:
@@ -180,15 +202,18 @@ def resolve_data(cfg: RunConfig, check: bool = True) -> ResolvedData:
     d = cfg.data
     features = d.format == "features"
     if features and cfg.model.image.kind != "features":
-        raise ConfigError("data.format 'features' needs model.image.kind: features (and model.image.input_dim)")
+        raise ConfigError(
+            "data.format 'features' needs model.image.kind: features (and model.image.input_dim)"
+        )
     notes: list[str] = []
     if d.splits_dir is not None:
         folder = Path(d.splits_dir)
         if not (folder / "train.txt").is_file():
             raise DataError(f"data.splits_dir: no train.txt in {folder}")
         ranks = _ranks_for_saved_splits(cfg)
-        splits = {s: (load_split(folder / f"{s}.txt") if (folder / f"{s}.txt").is_file() else None)
-                  for s in SPLITS}
+        splits = {
+            s: (load_split(folder / f"{s}.txt") if (folder / f"{s}.txt").is_file() else None) for s in SPLITS
+        }
         for samples in splits.values():
             for s in samples or ():
                 if not 0 <= s.label < ranks.num_ranks:
@@ -200,12 +225,16 @@ def resolve_data(cfg: RunConfig, check: bool = True) -> ResolvedData:
         if train is not None and d.few_shot.shots is not None:
             seed = d.few_shot.seed if d.few_shot.seed is not None else cfg.trainer.seed
             train = few_shot(train, d.few_shot.shots, seed, strict=d.few_shot.strict)
-            notes.append(f"few-shot: {d.few_shot.shots} per rank (seed {seed}) -> {len(train)} training samples")
+            notes.append(
+                f"few-shot: {d.few_shot.shots} per rank (seed {seed}) -> {len(train)} training samples"
+            )
         if train is not None and d.label_shift.top_k is not None:
             seed = d.label_shift.seed if d.label_shift.seed is not None else cfg.trainer.seed
             train = label_shift(train, d.label_shift.top_k, d.label_shift.scale, seed)
-            notes.append(f"label shift: top {d.label_shift.top_k} ranks x {d.label_shift.scale} (seed {seed}) "
-                         f"-> {len(train)} training samples")
+            notes.append(
+                f"label shift: top {d.label_shift.top_k} ranks x {d.label_shift.scale} (seed {seed}) "
+                f"-> {len(train)} training samples"
+            )
         splits["train"] = train
     for split in SPLITS:
         samples = splits.get(split)
@@ -215,8 +244,12 @@ def resolve_data(cfg: RunConfig, check: bool = True) -> ResolvedData:
             name = "training" if split == "train" else split
             raise DataError(f"the {name} split is empty: no samples in {_split_origin(cfg, split)}")
     if splits["val"] is not None and splits["test"] is not None and _same(splits["val"], splits["test"]):
-        warnings.warn("val and test hold the same samples: test numbers are then selected on test "
-                      "(reference notes §3.4); give a held-out test list for unbiased results", UserWarning, stacklevel=2)
+        warnings.warn(
+            "val and test hold the same samples: test numbers are then selected on test "
+            "(reference notes §3.4); give a held-out test list for unbiased results",
+            UserWarning,
+            stacklevel=2,
+        )
     if check and not features:
         check_files([s for samples in splits.values() for s in samples or ()])
     return ResolvedData(ranks, splits, features=features, notes=notes)
@@ -254,7 +287,6 @@ def save_splits(data: ResolvedData, folder: str | os.PathLike[str]) -> dict[str,
             save_split(samples, path)
             out[split] = str(path)
     return out
-
 
 
 def build_feature_rows(cfg: RunConfig, samples: Sequence[Sample], ranks: RankSpace) -> FeatureDataset:

@@ -52,8 +52,9 @@ def build_loggers(cfg: RunConfig, run_dir: Path) -> list[Logger]:
             loggers.append(CSVLogger(save_dir=run_dir / "logs", name="csv"))
         elif name == "tensorboard":
             if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
-                loggers.append(TensorBoardLogger(save_dir=run_dir / "logs", name="tensorboard",
-                                                 default_hp_metric=False))
+                loggers.append(
+                    TensorBoardLogger(save_dir=run_dir / "logs", name="tensorboard", default_hp_metric=False)
+                )
             else:
                 log.info("tensorboard is not installed: logging to CSV only (pip install tensorboard)")
     return loggers
@@ -84,11 +85,23 @@ def apply_step_budget(cfg: RunConfig, num_train: int) -> dict[str, int]:
         every = t.check_val_every_n_epoch
         t.check_val_every_n_epoch = max(every, every * epochs // t.max_epochs)
         t.max_epochs = epochs
-        log.info("step budget: %d training samples give %d optimizer step(s) per epoch; trainer.min_steps=%d "
-                 "raises trainer.max_epochs from %d to %d (validating every %d epochs)", num_train, per_epoch,
-                 want, configured, epochs, t.check_val_every_n_epoch)
-    return {"min_steps": want, "steps_per_epoch": per_epoch, "max_epochs": t.max_epochs,
-            "max_epochs_configured": configured, "planned_steps": per_epoch * t.max_epochs}
+        log.info(
+            "step budget: %d training samples give %d optimizer step(s) per epoch; trainer.min_steps=%d "
+            "raises trainer.max_epochs from %d to %d (validating every %d epochs)",
+            num_train,
+            per_epoch,
+            want,
+            configured,
+            epochs,
+            t.check_val_every_n_epoch,
+        )
+    return {
+        "min_steps": want,
+        "steps_per_epoch": per_epoch,
+        "max_epochs": t.max_epochs,
+        "max_epochs_configured": configured,
+        "planned_steps": per_epoch * t.max_epochs,
+    }
 
 
 @dataclass
@@ -102,14 +115,23 @@ class TrainerBundle:
 
 def _common(cfg: RunConfig) -> dict:
     t = cfg.trainer
-    return dict(accelerator=t.accelerator, devices=t.devices, strategy=t.strategy, num_nodes=t.num_nodes,
-                precision=precision_arg(t.precision), deterministic=t.deterministic,
-                enable_progress_bar=t.progress_bar, enable_model_summary=t.progress_bar,
-                use_distributed_sampler=False, plugins=[AtomicCheckpointIO()])
+    return dict(
+        accelerator=t.accelerator,
+        devices=t.devices,
+        strategy=t.strategy,
+        num_nodes=t.num_nodes,
+        precision=precision_arg(t.precision),
+        deterministic=t.deterministic,
+        enable_progress_bar=t.progress_bar,
+        enable_model_summary=t.progress_bar,
+        use_distributed_sampler=False,
+        plugins=[AtomicCheckpointIO()],
+    )
 
 
-def build_trainer(cfg: RunConfig, run_dir: str | Path, has_val: bool = True,
-                  callbacks: Sequence[L.Callback] = ()) -> TrainerBundle:
+def build_trainer(
+    cfg: RunConfig, run_dir: str | Path, has_val: bool = True, callbacks: Sequence[L.Callback] = ()
+) -> TrainerBundle:
     """The training Trainer: checkpoints ``run_dir/checkpoints/{best,last}.ckpt`` (best by ``trainer.monitor``
     when there is a validation split), the loggers, and a checkpoint on SIGTERM/SIGINT."""
     quiet_lightning()
@@ -118,10 +140,23 @@ def build_trainer(cfg: RunConfig, run_dir: str | Path, has_val: bool = True,
     ckpt_dir = run_dir / "checkpoints"
     # Two callbacks: ModelCheckpoint(save_last=True) refreshes last.ckpt only in steps where it also saved a
     # top-k checkpoint (Lightning >= 2.3), so a run that stops improving would keep a stale "last".
-    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=t.monitor, mode=t.monitor_mode,
-                           save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False)
-    last = ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
-                           auto_insert_metric_name=False, enable_version_counter=False)
+    best = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="best",
+        monitor=t.monitor,
+        mode=t.monitor_mode,
+        save_top_k=1,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
+    last = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="last",
+        monitor=None,
+        save_top_k=1,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
     interrupt = InterruptCheckpoint(ckpt_dir / "last.ckpt")
     loggers = build_loggers(cfg, run_dir)
     trainer = L.Trainer(

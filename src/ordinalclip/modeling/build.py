@@ -65,13 +65,19 @@ def build_prompt_learner(cfg: PromptConfig, num_ranks: int, vocab) -> nn.Module:
         names, source = read_rank_names(cfg.rank_names_file), str(cfg.rank_names_file)
     if names is not None:
         check_rank_name_count(cfg, num_ranks, names, source)
-    common: dict[str, Any] = dict(context_init=cfg.context_init, num_context_tokens=cfg.num_context_tokens,
-                  rank_specific_context=cfg.rank_specific_context, tokens_per_rank=cfg.tokens_per_rank,
-                  position=cfg.position, init_std=cfg.init_std)
+    common: dict[str, Any] = dict(
+        context_init=cfg.context_init,
+        num_context_tokens=cfg.num_context_tokens,
+        rank_specific_context=cfg.rank_specific_context,
+        tokens_per_rank=cfg.tokens_per_rank,
+        position=cfg.position,
+        init_std=cfg.init_std,
+    )
     try:
         if cfg.learner == "rank":
-            return RankPromptLearner(vocab, num_ranks, cfg.num_base_ranks, cfg.interpolation,
-                                     base_rank_names=names, **common)
+            return RankPromptLearner(
+                vocab, num_ranks, cfg.num_base_ranks, cfg.interpolation, base_rank_names=names, **common
+            )
         return PlainPromptLearner(vocab, num_ranks, rank_names=names, **common)
     except ValueError as err:
         if names is not None and "names" in str(err):
@@ -97,12 +103,18 @@ def build_image_tower(cfg: ImageTowerConfig, embed_dim: int | None, bundle: Clip
         return ClipImageTower(bundle.model.visual, preprocess=bundle.preprocess.to_dict())
     if cfg.kind == "features":
         if cfg.input_dim is None:
-            raise ValueError("the features tower needs model.image.input_dim (the width of the feature "
-                             "vectors)")
+            raise ValueError(
+                "the features tower needs model.image.input_dim (the width of the feature vectors)"
+            )
         embed_dim = embed_dim or cfg.input_dim  # no text tower nor model.embed_dim: the features' width
         mode = cfg.projection(embed_dim)
-        log.info("features tower: %s (%d-d features, joint width %d; model.image.project: %s)",
-                 _PROJECTION_NOTE[mode], cfg.input_dim, embed_dim, cfg.project)
+        log.info(
+            "features tower: %s (%d-d features, joint width %d; model.image.project: %s)",
+            _PROJECTION_NOTE[mode],
+            cfg.input_dim,
+            embed_dim,
+            cfg.project,
+        )
         return FeatureTower(cfg.input_dim, embed_dim, mode)
     if embed_dim is None:
         raise ValueError(f"image tower {cfg.kind!r} needs the joint width: set model.embed_dim")
@@ -111,7 +123,9 @@ def build_image_tower(cfg: ImageTowerConfig, embed_dim: int | None, bundle: Clip
     if cfg.kind == "efficientnet_lite0":
         from ordinalclip.modeling.backbones.efficientnet import EfficientNetLite0Tower
 
-        return EfficientNetLite0Tower(output_dim=embed_dim, pretrained=cfg.imagenet_weights, weights_path=cfg.weights)
+        return EfficientNetLite0Tower(
+            output_dim=embed_dim, pretrained=cfg.imagenet_weights, weights_path=cfg.weights
+        )
     if cfg.kind == "timm":
         if not cfg.timm_model:
             raise ValueError("the timm image tower needs model.image.timm_model (a timm model name)")
@@ -174,10 +188,16 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     else:
         log_scale = math.log(1 / 0.07)
     if cfg.arch == "zeroshot":
-        names = read_rank_names(cfg.prompts.rank_names_file) if cfg.prompts.rank_names_file else cfg.prompts.rank_names
+        names = (
+            read_rank_names(cfg.prompts.rank_names_file)
+            if cfg.prompts.rank_names_file
+            else cfg.prompts.rank_names
+        )
         if not names or len(names) != cfg.num_ranks:
-            raise ValueError(f"zero-shot CLIP needs C={cfg.num_ranks} rank names (model.prompts.rank_names or "
-                             f"rank_names_file); got {0 if not names else len(names)}")
+            raise ValueError(
+                f"zero-shot CLIP needs C={cfg.num_ranks} rank names (model.prompts.rank_names or "
+                f"rank_names_file); got {0 if not names else len(names)}"
+            )
         protos = zero_shot_prototypes(text_tower, names, cfg.zero_shot_templates)
         return CosineClassifier(image_tower, cfg.num_ranks, log_scale, prototypes=protos, learnable=False)
     learner = build_prompt_learner(cfg.prompts, cfg.num_ranks, text_tower)

@@ -50,20 +50,21 @@ class ImageTowerConfig:
     def projection(self, embed_dim: int | None) -> Literal["identity", "linear", "identity_init"]:
         """The projection a features tower gets for a joint width of ``embed_dim`` (``auto`` and the old
         booleans resolved); raises ``ValueError`` when an identity cannot reach that width."""
-        mode: str
-        if isinstance(self.project, bool):  # configs from before the modes: true = linear, false = identity
-            mode = "linear" if self.project else "identity"
-        else:
-            mode = self.project
+        # configs from before the modes: true = linear, false = identity
+        old = {True: "linear", False: "identity"}
+        mode: str = old[self.project] if isinstance(self.project, bool) else self.project
         if mode == "auto":
             mode = "identity" if embed_dim is None or self.input_dim == embed_dim else "linear"
         if mode not in ("identity", "linear", "identity_init"):
-            raise ValueError(f"model.image.project: expected auto, identity, linear or identity_init, got "
-                             f"{mode!r}")
+            raise ValueError(
+                f"model.image.project: expected auto, identity, linear or identity_init, got {mode!r}"
+            )
         if mode in ("identity", "identity_init") and embed_dim is not None and self.input_dim != embed_dim:
-            raise ValueError(f"model.image.project: {self.project!r} keeps the width, but the features are "
-                             f"{self.input_dim}-d and the joint width is {embed_dim}: use project: linear "
-                             "(or auto)")
+            raise ValueError(
+                f"model.image.project: {self.project!r} keeps the width, but the features are "
+                f"{self.input_dim}-d and the joint width is {embed_dim}: use project: linear "
+                "(or auto)"
+            )
         return cast(Literal["identity", "linear", "identity_init"], mode)
 
 

@@ -74,8 +74,11 @@ class OrdinalBinaryHead(nn.Module):
 
 
 @torch.no_grad()
-def zero_shot_prototypes(text_tower: ClipTextTower, rank_names: list[str],
-                         templates: tuple[str, ...] | list[str] = ZERO_SHOT_TEMPLATES) -> torch.Tensor:
+def zero_shot_prototypes(
+    text_tower: ClipTextTower,
+    rank_names: list[str],
+    templates: tuple[str, ...] | list[str] = ZERO_SHOT_TEMPLATES,
+) -> torch.Tensor:
     """(C, E) zero-shot CLIP prototypes: each template filled with each rank name, encoded, normalised, and
     averaged over templates (prompt ensembling), then normalised again.
 
@@ -102,7 +105,10 @@ def encode_texts(text_tower: Any, texts: list[str]) -> torch.Tensor:
     ids = torch.tensor([s + [text_tower.pad_id] * (longest - len(s)) for s in seqs])
     emb = text_tower.embed_ids(ids)  # (N, L, D)
     p = len(start)
-    prompts = PromptEmbeddings(prefix=emb[0, :p], suffix=emb[:, p:],
-                               eot_index=torch.tensor([len(s) - max(len(end), 1) for s in seqs]),
-                               pad=text_tower.embed_ids([text_tower.pad_id])[0])
+    prompts = PromptEmbeddings(
+        prefix=emb[0, :p],
+        suffix=emb[:, p:],
+        eot_index=torch.tensor([len(s) - max(len(end), 1) for s in seqs]),
+        pad=text_tower.embed_ids([text_tower.pad_id])[0],
+    )
     return text_tower(prompts)

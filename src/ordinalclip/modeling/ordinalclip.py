@@ -50,7 +50,9 @@ class _PrototypeModel(nn.Module):
         eval)."""
         return self.forward_features(self.image_tower(images), prototypes)
 
-    def forward_features(self, features: torch.Tensor, prototypes: torch.Tensor | None = None) -> torch.Tensor:
+    def forward_features(
+        self, features: torch.Tensor, prototypes: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """(B, E) image-tower features -> (B, C) logits (the part after the image tower)."""
         protos = self.prototypes() if prototypes is None else prototypes
         return self.logit_scale() * F.normalize(features, dim=-1) @ protos.t()
@@ -69,12 +71,20 @@ class OrdinalCLIP(_PrototypeModel):
 
     prompt_learner: Any  # a RankPromptLearner / PlainPromptLearner (duck-typed: num_ranks, forward())
 
-    def __init__(self, image_tower: nn.Module, prompt_learner: nn.Module, text_tower: nn.Module,
-                 log_logit_scale: float = math.log(1 / 0.07), learn_logit_scale: bool = False):
+    def __init__(
+        self,
+        image_tower: nn.Module,
+        prompt_learner: nn.Module,
+        text_tower: nn.Module,
+        log_logit_scale: float = math.log(1 / 0.07),
+        learn_logit_scale: bool = False,
+    ):
         super().__init__()
         if getattr(image_tower, "output_dim", None) != getattr(text_tower, "output_dim", None):
-            raise ValueError(f"image tower gives {getattr(image_tower, 'output_dim', '?')}-d features, text tower "
-                             f"{getattr(text_tower, 'output_dim', '?')}-d: give the image tower a projection")
+            raise ValueError(
+                f"image tower gives {getattr(image_tower, 'output_dim', '?')}-d features, text tower "
+                f"{getattr(text_tower, 'output_dim', '?')}-d: give the image tower a projection"
+            )
         self.image_tower = image_tower
         self.prompt_learner = prompt_learner
         self.text_tower = text_tower
@@ -92,7 +102,6 @@ class OrdinalCLIP(_PrototypeModel):
         """(C, E) L2-normalised language prototypes, one per rank."""
         return F.normalize(self.text_features(), dim=-1)
 
-
     @torch.no_grad()
     def to_head(self) -> CosineClassifier:
         """The deployable model: this image tower + the current prototypes as a fixed cosine head.
@@ -100,8 +109,13 @@ class OrdinalCLIP(_PrototypeModel):
         The raw text features are stored and normalised on use, the same operations as :meth:`forward`, so the
         logits are bit-identical.
         """
-        head = CosineClassifier(self.image_tower, self.num_ranks, log_logit_scale=float(self.logit_scale.value),
-                                prototypes=self.text_features().detach().clone(), learnable=False)
+        head = CosineClassifier(
+            self.image_tower,
+            self.num_ranks,
+            log_logit_scale=float(self.logit_scale.value),
+            prototypes=self.text_features().detach().clone(),
+            learnable=False,
+        )
         return head
 
 
@@ -119,8 +133,14 @@ class CosineClassifier(_PrototypeModel):
         learnable: train the prototypes.
     """
 
-    def __init__(self, image_tower: nn.Module, num_ranks: int, log_logit_scale: float = math.log(100.0),
-                 prototypes: torch.Tensor | None = None, learnable: bool = True):
+    def __init__(
+        self,
+        image_tower: nn.Module,
+        num_ranks: int,
+        log_logit_scale: float = math.log(100.0),
+        prototypes: torch.Tensor | None = None,
+        learnable: bool = True,
+    ):
         super().__init__()
         dim = output_dim(image_tower)
         if prototypes is None:
@@ -139,4 +159,3 @@ class CosineClassifier(_PrototypeModel):
     def prototypes(self) -> torch.Tensor:
         """(C, E) L2-normalised prototypes."""
         return F.normalize(self.weight, dim=-1)
-

