@@ -272,7 +272,7 @@ def run_text_task(opts: TextTaskOptions) -> tuple[list[TextResult], LexiconDatas
     engine = [j for j in jobs if j[0] != LOGISTIC_REGRESSION]
     results: list[TextResult] = []
     bar = tqdm(total=len(jobs), desc="text task", unit="run", disable=not opts.progress)
-    # the engine runs start first (in worker processes); the quick scikit-learn anchors run meanwhile
+    # the quick scikit-learn anchors first, then the engine runs (worker processes, started on first use)
     outcomes = _fit_all([(cfg, run_dir) for *_, cfg, run_dir in engine], opts.jobs)
     for method, shots, seed, cfg, _ in (j for j in jobs if j[0] == LOGISTIC_REGRESSION):
         results.append(TextResult(method, shots, seed, logistic_regression(cfg)))
@@ -295,24 +295,30 @@ def run_text_task(opts: TextTaskOptions) -> tuple[list[TextResult], LexiconDatas
 
 
 def _fit_all(jobs: list[tuple[dict[str, Any], Path]], workers: int) -> Iterator[tuple[dict[str, float], int]]:
-    """(test metrics, optimizer steps) of every job, in order; with ``workers`` > 1 the jobs are submitted at
-    once to as many single-threaded processes (before the first result is asked for), else run one by one when
-    asked."""
-    workers = max(1, min(workers, len(jobs)))
-    if workers == 1:
-        return (_fit_one(cfg, run_dir, 0) for cfg, run_dir in jobs)
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+    """(test metrics, optimizer steps) of every job, in order, through the sweep launchers
+    (:func:`ordinalclip.app.launchers.run_tasks`): ``workers`` > 1 local worker processes, each with its
+    share of the cores, else one by one in this process. Each run's output goes to
+    ``<runs>/logs/<run>.log``."""
+    from ordinalclip.app.launchers import Launch, Task, run_tasks
 
-    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
-    futures = [pool.submit(_fit_one, cfg, run_dir, 1) for cfg, run_dir in jobs]
+    tasks = [
+        Task(_fit_one, (cfg, run_dir, 0), run_dir.parent / "logs" / f"{run_dir.name}.log")
+        for cfg, run_dir in jobs
+    ]
+    launch = Launch(jobs=max(1, min(workers, len(jobs))))
 
     def results() -> Iterator[tuple[dict[str, float], int]]:
-        try:
-            for f in futures:
-                yield f.result()
-        finally:
-            pool.shutdown(cancel_futures=True)
+        finished: dict[int, tuple[dict[str, float], int]] = {}
+        following = 0
+        for i, outcome in run_tasks(tasks, launch):
+            if outcome.error is not None:
+                raise RuntimeError(
+                    f"text task run {jobs[i][1]} failed: {outcome.error} (log: {tasks[i].log})"
+                )
+            finished[i] = outcome.value
+            while following in finished:  # in job order, whatever order they finish in
+                yield finished.pop(following)
+                following += 1
 
     return results()
 

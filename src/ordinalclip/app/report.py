@@ -975,46 +975,36 @@ def write_sweep_page(
         "failed). Mean ± std over seeds and folds (population std; n = runs); the best mean of each column "
         "is bold on green. exp: expectation prediction, max: argmax prediction."
     )
-    short = {k: k.rsplit(".", 1)[-1] for k in grid_keys}
-    if len(set(short.values())) < len(short):
-        short = {k: k for k in grid_keys}
-    rows = result.rows
-    for group_rows in (False, True):
-        for tag in ("best", "last"):
-            for split in ("test", "val"):
-                chosen = [
-                    r
-                    for r in rows
-                    if r.checkpoint == tag and r.split == split and (r.group != "all") == group_rows
+    from ordinalclip.app.sweep import short_keys, summary_tables
+
+    short = short_keys(list(grid_keys))
+    for group_rows, tag, split, chosen in summary_tables(result.rows):
+        page.heading(f"{tag} checkpoint, {split}" + (", per group" if group_rows else ""))
+        cols = [
+            Column("config"),
+            *([Column("group")] if group_rows else []),
+            *(Column(short[k]) for k in grid_keys),
+            Column("n", True),
+            *metric_columns(),
+        ]
+        table_rows = []
+        for r in chosen:
+            settings = dict(r.settings)
+            table_rows.append(
+                [
+                    r.config,
+                    *([r.group] if group_rows else []),
+                    *(_setting_text(settings.get(k)) for k in grid_keys),
+                    r.n,
+                    *(
+                        mean_std_value(r.stats[m][0], r.stats[m][1] if r.n > 1 else None)
+                        if m in r.stats
+                        else None
+                        for m, _ in TABLE_COLUMNS
+                    ),
                 ]
-                if not chosen:
-                    continue
-                page.heading(f"{tag} checkpoint, {split}" + (", per group" if group_rows else ""))
-                cols = [
-                    Column("config"),
-                    *([Column("group")] if group_rows else []),
-                    *(Column(short[k]) for k in grid_keys),
-                    Column("n", True),
-                    *metric_columns(),
-                ]
-                table_rows = []
-                for r in chosen:
-                    settings = dict(r.settings)
-                    table_rows.append(
-                        [
-                            r.config,
-                            *([r.group] if group_rows else []),
-                            *(_setting_text(settings.get(k)) for k in grid_keys),
-                            r.n,
-                            *(
-                                mean_std_value(r.stats[m][0], r.stats[m][1] if r.n > 1 else None)
-                                if m in r.stats
-                                else None
-                                for m, _ in TABLE_COLUMNS
-                            ),
-                        ]
-                    )
-                page.table(cols, table_rows, [r.group for r in chosen] if group_rows else None)
+            )
+        page.table(cols, table_rows, [r.group for r in chosen] if group_rows else None)
     if few_shot_plot is not None and few_shot_plot.is_file():
         page.heading("Few-shot curves")
         page.images(

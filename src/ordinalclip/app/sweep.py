@@ -38,7 +38,7 @@ import os
 import re
 import shutil
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -179,7 +179,22 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
     return grid
 
 
-def _short_keys(keys: Sequence[str]) -> dict[str, str]:
+def summary_tables(rows: Sequence[SummaryRow]) -> Iterator[tuple[bool, str, str, list[SummaryRow]]]:
+    """The summary's tables in the order pages show them, as ``(per_group, checkpoint, split, rows)``: overall
+    before per group, best before last, test before val; empty tables left out."""
+    for group_rows in (False, True):
+        for tag in ("best", "last"):
+            for split in ("test", "val"):
+                chosen = [
+                    r
+                    for r in rows
+                    if r.checkpoint == tag and r.split == split and (r.group != "all") == group_rows
+                ]
+                if chosen:
+                    yield group_rows, tag, split, chosen
+
+
+def short_keys(keys: Sequence[str]) -> dict[str, str]:
     """Grid key -> its last component, or the whole key where two keys share a last component."""
     last = [k.rsplit(".", 1)[-1] for k in keys]
     return {k: (s if last.count(s) == 1 else k) for k, s in zip(keys, last)}
@@ -233,7 +248,7 @@ def plan_sweep(
     for key, values in grid.items():
         if not values:
             raise ConfigError(f"sweep: grid key {key!r} has no values")
-    short = _short_keys(list(grid))
+    short = short_keys(list(grid))
     cells: list[Cell] = []
     for path, label in zip(paths, _labels(paths)):
         for combo in itertools.product(*grid.values()):
@@ -579,7 +594,7 @@ def write_summary(result: SweepResult, grid_keys: Sequence[str], metric: str = "
     """Fill ``result.rows`` and write ``summary.md``, ``summary.csv`` (and ``few_shot.png``) in its folder."""
     out = result.out_dir
     rows = summarize(result.cells)
-    short = _short_keys(list(grid_keys))
+    short = short_keys(list(grid_keys))
     metrics = list(dict.fromkeys(k for r in rows for k in r.stats))
 
     def write_csv(tmp: Path) -> None:
@@ -629,30 +644,21 @@ def write_summary(result: SweepResult, grid_keys: Sequence[str], metric: str = "
         "",
     ]
     head = ["config", *(short[k] for k in grid_keys), "n", *TABLE_METRICS]
-    for group_rows in (False, True):
-        for tag in ("best", "last"):
-            for split in ("test", "val"):
-                chosen = [
-                    r
-                    for r in rows
-                    if r.checkpoint == tag and r.split == split and (r.group != "all") == group_rows
-                ]
-                if not chosen:
-                    continue
-                title = f"## {tag} checkpoint, {split}" + (", per group" if group_rows else "")
-                cols = head[:1] + (["group"] if group_rows else []) + head[1:]
-                md += [title, "", "| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
-                for r in chosen:
-                    settings = dict(r.settings)
-                    cells = [
-                        r.config,
-                        *([r.group] if group_rows else []),
-                        *(_fmt_value(settings[k]) for k in grid_keys),
-                        str(r.n),
-                        *(_pm(r.stats, m) for m in TABLE_METRICS),
-                    ]
-                    md.append("| " + " | ".join(cells) + " |")
-                md.append("")
+    for group_rows, tag, split, chosen in summary_tables(rows):
+        title = f"## {tag} checkpoint, {split}" + (", per group" if group_rows else "")
+        cols = head[:1] + (["group"] if group_rows else []) + head[1:]
+        md += [title, "", "| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
+        for r in chosen:
+            settings = dict(r.settings)
+            cells = [
+                r.config,
+                *([r.group] if group_rows else []),
+                *(_fmt_value(settings[k]) for k in grid_keys),
+                str(r.n),
+                *(_pm(r.stats, m) for m in TABLE_METRICS),
+            ]
+            md.append("| " + " | ".join(cells) + " |")
+        md.append("")
     failed = result.failed
     if failed:
         md += (
