@@ -25,14 +25,14 @@ browser:
 # modules whose docstring examples are executed (doctests)
 DOCTESTS := src/ordinalclip/losses.py src/ordinalclip/metrics.py src/ordinalclip/fileio.py
 
-## run the whole test suite (slow tests included), as CI does: lint, format, types, doctests, tests, then the wheel check
+## run the whole test suite (slow tests included), as CI does: lint, format, types, doctests, the wheel check, tests
 test: $(STAMP) browser
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m ruff format --check src tests benchmarks
 	$(PY) -m mypy
 	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules $(DOCTESTS)
-	$(PY) -m pytest -n 2 -q tests
 	$(MAKE) wheel-check
+	$(PY) -m pytest -n 2 -q tests
 
 ## build the wheel, install it into a fresh venv outside the tree (reusing this venv's torch) and run the commands
 wheel-check: $(STAMP)
