@@ -403,3 +403,57 @@ def save_tiny_roberta(folder: Path, seed: int = 0) -> Path:
     RobertaModel(config).save_pretrained(str(folder))
     save_word_tokenizer(folder, bos=True)
     return folder
+
+
+def run_cli(argv: list[str], capsys: Any) -> tuple[int, str, str]:
+    """``ordinalclip ARGV`` through ``cli.main``, as a user runs it: ``(exit code, stdout, stderr)``."""
+    from ordinalclip.app import cli
+
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def user_error(err: str) -> str:
+    """The ``error: ...`` text of a user error on stderr (and what follows it); fails on a traceback or on
+    anything but exactly one ``error:`` line."""
+    assert "Traceback" not in err, err
+    lines = [line for line in err.strip().splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, err
+    return err[err.index("error: ") :].strip()
+
+
+def list_config(
+    tmp_path: Path, data: dict[str, Any], model: dict[str, Any] | None = None, **sections: Any
+) -> str:
+    """A tiny run config file for list-format data (``data`` on top of :func:`tiny_config`); returns its path."""
+    import yaml
+
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(tmp_path, {"format": "list", **data}, model, **sections)))
+    return str(path)
+
+
+def list_files(root: Path, *splits: str) -> dict[str, str]:
+    """``data`` keys of the list files :func:`write_lists` wrote under ``root`` for ``splits``."""
+    return {"root": str(root), **{s: str(root / f"{s}.txt") for s in splits}}
+
+
+def write_raw_checkpoint(model: torch.nn.Module, config: dict, path: Path, **meta) -> Path:
+    """A checkpoint laid out as the engine writes it (``model.*`` weights + the ``ordinalclip`` entry)."""
+    torch.save(
+        {
+            "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+            "epoch": 0,
+            "global_step": 1,
+            "ordinalclip": {
+                "format": 1,
+                "version": __import__("ordinalclip").__version__,
+                "config": config,
+                "ranks": None,
+                **meta,
+            },
+        },
+        path,
+    )
+    return path

@@ -34,7 +34,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageCms
 
-from ordinalclip.app import cli
 from ordinalclip.config import RunConfig, load_run_config
 from ordinalclip.configtools import ConfigError, load_yaml, to_dict
 from ordinalclip.data import DataError, RankSpace, read_csv_samples, read_list_file
@@ -45,7 +44,16 @@ from ordinalclip.engine.run import LOCK_NAME, run_dir_lock
 from ordinalclip.export import ExportedModel, ExportError, export_head, load_export, read_export_metadata
 from ordinalclip.modeling import ClipConfig, ImageTowerConfig, ModelConfig, PromptConfig, build_model
 from ordinalclip.predict import read_inputs
-from tests.helpers import PREP, reseal, run_config, save_checkpoint, tiny_clip_custom, tiny_config
+from tests.helpers import (
+    PREP,
+    reseal,
+    run_cli,
+    run_config,
+    save_checkpoint,
+    tiny_clip_custom,
+    tiny_config,
+    user_error,
+)
 
 COSINE = {"arch": "cosine", "num_ranks": 4, "embed_dim": 6, "image": {"kind": "features", "input_dim": 8}}
 
@@ -58,20 +66,6 @@ def tiny_clip_model_config() -> ModelConfig:
         image=ImageTowerConfig(kind="clip"),
         prompts=PromptConfig(num_base_ranks=2, context_init=None, num_context_tokens=3),
     )
-
-
-def _run(argv: list[str], capsys) -> tuple[int, str, str]:
-    code = cli.main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _error(err: str) -> str:
-    """The one ``error: ...`` line of a user error (no traceback)."""
-    assert "Traceback" not in err, err
-    lines = [line for line in err.strip().splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def _pixels(path: Path) -> np.ndarray:
@@ -198,7 +192,7 @@ def test_predict_sees_16_bit_and_rotated_files_as_their_8_bit_twins(image_export
         photos / "sideways.png", exif=exif
     )  # as a phone stores it
     out = tmp_path / "p.csv"
-    code, _, err = _run(
+    code, _, err = run_cli(
         ["predict", str(image_export), str(photos), "-o", str(out), "--probabilities"], capsys
     )
     assert code == 0, err
@@ -271,9 +265,9 @@ def test_non_finite_and_out_of_range_floats_are_config_errors(
     features_root, tmp_path, capsys, override, message
 ):
     config = _features_config(tmp_path, features_root / "features.npz")
-    code, _, err = _run(["train", "-c", config, "--set", override], capsys)
+    code, _, err = run_cli(["train", "-c", config, "--set", override], capsys)
     assert code == 2
-    assert _error(err) == f"error: {message}" or _error(err).startswith(f"error: {message}"), err
+    assert user_error(err) == f"error: {message}" or user_error(err).startswith(f"error: {message}"), err
     assert not (tmp_path / "runs").exists()
 
 
@@ -295,9 +289,9 @@ def test_float64_features_beyond_float32_are_refused_after_the_cast(features_roo
     arrays["features"] = feats
     np.savez(tmp_path / "wide.npz", **arrays)
     config = _features_config(tmp_path, tmp_path / "wide.npz")
-    code, _, err = _run(["train", "-c", config], capsys)
+    code, _, err = run_cli(["train", "-c", config], capsys)
     assert code == 2
-    assert _error(err).startswith(
+    assert user_error(err).startswith(
         f"error: {tmp_path / 'wide.npz'}: feature row 5 contains NaN or inf, or values beyond float32's range"
     )
     assert not (tmp_path / "runs").exists()
@@ -309,9 +303,9 @@ def test_nan_predictions_never_exit_0(features_root, tmp_path, capsys):
         arrays = dict(npz)
     arrays["features"][arrays["split"] == "val"] = 3e38
     np.savez(tmp_path / "huge_val.npz", **arrays)
-    code, _, err = _run(["train", "-c", _features_config(tmp_path, tmp_path / "huge_val.npz")], capsys)
+    code, _, err = run_cli(["train", "-c", _features_config(tmp_path, tmp_path / "huge_val.npz")], capsys)
     assert code == 1
-    assert "error: non-finite model output: 8 of 8 val samples have NaN or infinite logits" in _error(err)
+    assert "error: non-finite model output: 8 of 8 val samples have NaN or infinite logits" in user_error(err)
 
 
 def test_a_checkpoint_with_nan_weights_fails_eval_and_predict(image_export, tmp_path, capsys):
@@ -325,15 +319,15 @@ def test_a_checkpoint_with_nan_weights_fails_eval_and_predict(image_export, tmp_
     Image.fromarray(np.zeros((36, 36, 3), np.uint8)).save(image)
     (tmp_path / "list.txt").write_text("a.png 16\n")
     out = tmp_path / "p.csv"
-    code, _, err = _run(["predict", str(ckpt), str(tmp_path / "list.txt"), "-o", str(out)], capsys)
+    code, _, err = run_cli(["predict", str(ckpt), str(tmp_path / "list.txt"), "-o", str(out)], capsys)
     assert code == 1
-    assert _error(err).startswith(
+    assert user_error(err).startswith(
         "error: non-finite model output: 1 of 1 images of this batch have NaN or "
         f"infinite logits (first: a.png ({tmp_path / 'list.txt'}:1))"
     )
     assert not out.exists()
     listing = tmp_path / "list.txt"
-    code, _, err = _run(
+    code, _, err = run_cli(
         [
             "eval",
             str(ckpt),
@@ -348,7 +342,8 @@ def test_a_checkpoint_with_nan_weights_fails_eval_and_predict(image_export, tmp_
     )
     assert code == 1, err
     assert (
-        _error(err).startswith("error: non-finite model output: 1 of 1 test samples") and "list.txt:1" in err
+        user_error(err).startswith("error: non-finite model output: 1 of 1 test samples")
+        and "list.txt:1" in err
     )
 
 
@@ -421,9 +416,9 @@ def test_edited_sidecar_entries_are_export_errors_naming_file_and_entry(
     image = tmp_path / "a.png"
     Image.fromarray(np.zeros((36, 36, 3), np.uint8)).save(image)
     out = tmp_path / "p.csv"
-    code, _, err = _run(["predict", str(export), str(image.parent), "-o", str(out)], capsys)
+    code, _, err = run_cli(["predict", str(export), str(image.parent), "-o", str(out)], capsys)
     assert code == 2
-    assert _error(err).startswith(f"error: {export.with_suffix('.json')}: ") and message in err, err
+    assert user_error(err).startswith(f"error: {export.with_suffix('.json')}: ") and message in err, err
     assert not out.exists()
 
 
@@ -471,9 +466,9 @@ def test_a_second_run_in_the_same_folder_stops_at_once_and_a_killed_runs_lock_do
     run_dir.mkdir()
     # a run in this process (a notebook, a second API call) holds the folder
     with run_dir_lock(run_dir):
-        code, _, err = _run(["train", "-c", config, "--run-dir", str(run_dir)], capsys)
+        code, _, err = run_cli(["train", "-c", config, "--run-dir", str(run_dir)], capsys)
     assert code == 2
-    assert _error(err).startswith(
+    assert user_error(err).startswith(
         f"error: run folder {run_dir} is in use by another ordinalclip run (held by pid {os.getpid()} on "
     )
     assert [p.name for p in run_dir.iterdir()] == [LOCK_NAME]  # nothing written (the holder's note is gone)
@@ -484,20 +479,21 @@ def test_a_second_run_in_the_same_folder_stops_at_once_and_a_killed_runs_lock_do
     )
     try:
         assert holder.stdout.readline().strip() == "held"
-        code, _, err = _run(["train", "-c", config, "--run-dir", str(run_dir)], capsys)
-        assert code == 2 and f"error: run folder {run_dir} is in use by another ordinalclip run" in _error(
-            err
+        code, _, err = run_cli(["train", "-c", config, "--run-dir", str(run_dir)], capsys)
+        assert (
+            code == 2
+            and f"error: run folder {run_dir} is in use by another ordinalclip run" in user_error(err)
         )
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
     assert (run_dir / LOCK_NAME).exists()
-    code, _, err = _run(["train", "-c", config, "--run-dir", str(run_dir)], capsys)
+    code, _, err = run_cli(["train", "-c", config, "--run-dir", str(run_dir)], capsys)
     assert code == 0, err
     assert (run_dir / "metrics.json").is_file()
     with run_dir_lock(run_dir):  # --resume is refused the same way
-        code, _, err = _run(["train", "--resume", str(run_dir), "--set", "trainer.max_epochs=2"], capsys)
-    assert code == 2 and "is in use by another ordinalclip run" in _error(err)
+        code, _, err = run_cli(["train", "--resume", str(run_dir), "--set", "trainer.max_epochs=2"], capsys)
+    assert code == 2 and "is in use by another ordinalclip run" in user_error(err)
 
 
 # ------------------------------------------------------------------------------------- 6. temporaries, resume
@@ -506,7 +502,7 @@ def test_a_second_run_in_the_same_folder_stops_at_once_and_a_killed_runs_lock_do
 def test_resume_after_a_kill_during_the_first_last_ckpt_write(features_root, tmp_path, capsys, caplog):
     config = _features_config(tmp_path, features_root / "features.npz", trainer={"max_epochs": 1})
     run_dir = tmp_path / "run"
-    code, _, err = _run(["train", "-c", config, "--run-dir", str(run_dir)], capsys)
+    code, _, err = run_cli(["train", "-c", config, "--run-dir", str(run_dir)], capsys)
     assert code == 0, err
     checkpoints = run_dir / "checkpoints"
     # what a SIGKILL during the first write of last.ckpt leaves: best.ckpt, a partial temporary, no last.ckpt
@@ -515,7 +511,7 @@ def test_resume_after_a_kill_during_the_first_last_ckpt_write(features_root, tmp
     (checkpoints / "last.ckpt").unlink()
     stale_json = run_dir / ".metrics.json.5e6f7a8b.tmp"
     stale_json.write_text("{")
-    code, _, err = _run(["train", "--resume", str(run_dir), "--set", "trainer.max_epochs=2"], capsys)
+    code, _, err = run_cli(["train", "--resume", str(run_dir), "--set", "trainer.max_epochs=2"], capsys)
     assert code == 0, err
     assert f"resuming from {checkpoints / 'best.ckpt'} (epoch 0, step 4): last.ckpt is missing" in caplog.text
     assert not partial.exists() and not stale_json.exists()
@@ -525,7 +521,7 @@ def test_resume_after_a_kill_during_the_first_last_ckpt_write(features_root, tmp
     # a damaged last.ckpt (cut short) next to a good best.ckpt: the newest intact one is used, and named
     (checkpoints / "last.ckpt").write_bytes((checkpoints / "last.ckpt").read_bytes()[:2000])
     caplog.clear()
-    code, _, err = _run(["train", "--resume", str(run_dir), "--set", "trainer.max_epochs=3"], capsys)
+    code, _, err = run_cli(["train", "--resume", str(run_dir), "--set", "trainer.max_epochs=3"], capsys)
     assert code == 0, err
     assert (
         f"resuming from {checkpoints / 'best.ckpt'}" in caplog.text and "last.ckpt is damaged" in caplog.text
@@ -533,9 +529,9 @@ def test_resume_after_a_kill_during_the_first_last_ckpt_write(features_root, tmp
 
     (checkpoints / "best.ckpt").unlink()
     (checkpoints / "last.ckpt").write_bytes(b"PK\x03\x04 nothing")
-    code, _, err = _run(["train", "--resume", str(run_dir)], capsys)
+    code, _, err = run_cli(["train", "--resume", str(run_dir)], capsys)
     assert code == 2
-    message = _error(err)
+    message = user_error(err)
     assert message.startswith(
         f"error: --resume: no intact checkpoint in {checkpoints}: nothing to continue from"
     )
@@ -552,9 +548,9 @@ def test_a_duplicate_yaml_key_is_an_error_naming_key_and_lines(features_root, tm
     first = lines.index("  lr: 0.5") + 1
     second = next(i for i, line in enumerate(lines) if line.startswith("  lr: ") and i + 1 != first) + 1
     config.write_text(text)
-    code, _, err = _run(["train", "-c", str(config)], capsys)
+    code, _, err = run_cli(["train", "-c", str(config)], capsys)
     assert code == 2
-    assert _error(err).startswith(
+    assert user_error(err).startswith(
         f"error: {config}:{max(first, second)}:3: YAML error: duplicate key 'lr' "
         f"(first given at line {min(first, second)})"
     )

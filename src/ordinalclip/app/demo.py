@@ -333,6 +333,8 @@ def _cells(plan: TaskPlan, opts: DemoOptions) -> list[tuple[Cell, str]]:
                     f"trainer.check_val_every_n_epoch={max(1, epochs // 8)}",
                     f"{FEW_SHOT_KEY}={json.dumps(shots)}",
                     f"data.few_shot.seed={seed}",
+                    # the demo's own few-shot budget (opts.min_steps), not the engine's few-shot default
+                    f"trainer.min_steps={opts.min_steps}",
                 )
                 cell = Cell(
                     configs[name],
