@@ -45,7 +45,11 @@ def main(argv: list[str] | None = None) -> dict:
     )
     ap.add_argument("--no-full", action="store_true", help="few-shot settings only")
     ap.add_argument("--methods", nargs="+", choices=list(METHOD_ALIASES), default=None, help="default: all")
-    ap.add_argument("--epochs", type=int, default=8, help="max_epochs of every run before the step budget")
+    ap.add_argument(
+        "--epochs", type=int, default=8, help="max_epochs of a few-shot run before the step budget"
+    )
+    ap.add_argument("--full-epochs", type=int, default=16, help="epochs on the whole training split")
+    ap.add_argument("--full-batch-size", type=int, default=64, help="batch size on the whole training split")
     ap.add_argument(
         "--min-steps", type=int, default=None, help="few-shot step budget (default: the engine's)"
     )
@@ -61,12 +65,17 @@ def main(argv: list[str] | None = None) -> dict:
         full=not args.no_full,
         min_steps=args.min_steps,
         epochs=args.epochs,
+        full_epochs=args.full_epochs,
+        full_batch_size=args.full_batch_size,
         lexicon=Path(args.lexicon) if args.lexicon else None,
     )
     if args.methods:
         opts.methods = [METHOD_ALIASES[m] for m in args.methods]
     if args.tiny:
         opts.seeds, opts.shots, opts.limit, opts.min_steps, opts.epochs = [0], [1], 120, 4, 1
+        opts.full_epochs, opts.full_batch_size = 1, 32
+        if opts.data_root is None:  # the user cache keeps the full lexicon set
+            opts.data_root = Path(args.out) / "data"
     t0 = time.time()
     results, ds = run_text_task(opts)
     summary = summarize_text(results)
@@ -93,6 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "mae_max": r.metrics["mae_max"],
                 "ordinality": r.ordinality,
                 "steps": r.steps,
+                "C": r.metrics.get("C"),  # the logistic regression's inverse L2 strength
             }
             for r in results
         ],

@@ -1,6 +1,6 @@
 """OrdinalCLIP trained with each ordinal loss against its CE + KL default: which loss helps, where, by how much.
 
-    python benchmarks/losses.py [--tasks demo] [--seeds 0 1 2] [--shots 1 4] [--full] [--json PATH] [--tiny]
+    python benchmarks/losses.py [--tasks demo afinn] [--seeds 0 1 2] [--shots 1 4] [--full] [--json PATH] [--tiny]
 
 Every loss of ``ordinalclip.losses.SOFTMAX_LOSSES`` (dlordinal's default parameters; ``--losses CE ...`` adds plain
 cross-entropy) trains the same OrdinalCLIP model on each task's few-shot settings (``--full``: and on all the
@@ -8,22 +8,24 @@ training data), for each seed; the table gives the test metrics of the best-on-v
 seeds) and the difference to CE + KL paired by seed (same few-shot subset and initialisation). A loss "helps" in a
 setting when it lowers the expectation MAE for every seed, "hurts" when it raises it for every seed.
 
-The schedule is short by default (20 optimizer steps per few-shot run, 2 epochs of full data; the demo trains 60
-steps and 8 epochs) so that the 60 default runs take minutes on 2 idle cores. Finished runs in ``--out`` are reused
-by the next call with the same schedule.
+Tasks plug in through :data:`TASKS`: a function from the parsed options to a :class:`Task` (its settings and a
+function from (loss, epochs, seed, shots) to the run config of ``ordinalclip.api.fit``).
 
-Tasks plug in through :data:`TASKS`: a function from the parsed options to a :class:`Task` (a base run config for
-``ordinalclip.api.fit``, the OrdinalCLIP model overrides and the settings). ``demo`` is the blur-level task of
-``ordinalclip demo`` with its cached EfficientNet-Lite0 features and its configs (OrdinalCLIP with random base
-ranks, the paper's MORPH setting).
+- ``demo``: the blur-level task of ``ordinalclip demo`` on its cached EfficientNet-Lite0 features with its configs
+  (OrdinalCLIP with random base ranks, the paper's MORPH setting). 100 optimizer steps per few-shot run (the
+  engine's few-shot budget) and a short 2 epochs of full data (the demo trains 8).
+- ``afinn``: the language-prior benchmark's word-valence task (``ordinalclip.app.demo_text``, 11 ranks) with its
+  recipe for OrdinalCLIP with named base ranks: 100 optimizer steps per few-shot run; on the whole training split
+  8 epochs at batch 128 (152 steps; the language-prior benchmark trains 592).
+
+The runs go through the sweep launchers, ``--jobs`` at a time; finished runs in ``--out`` (same config) are reused
+by the next call.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ordinalclip.config import FEW_SHOT_MIN_STEPS
 from ordinalclip.metrics import mean_std
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -60,18 +63,15 @@ class Task:
     """One data set to compare the losses on."""
 
     name: str
-    base: dict  # the run config shared by every run (data, towers, optimizer, trainer)
-    model: dict  # the OrdinalCLIP model overrides
     settings: list[tuple[str, int | None, int]]  # (name, shots per rank or None, epochs)
     about: str
-    run_config: Callable[
-        [dict, dict, dict, int, int, int | None], dict
-    ]  # (base, model, loss, epochs, seed, shots)
+    run_config: Callable[[dict, int, int, int | None], dict]  # (loss, epochs, seed, shots) -> run config
 
 
 def demo_task(args: argparse.Namespace, out: Path) -> Task:
     """The blur-level task of ``ordinalclip demo`` (6 levels), on its cached features and with its configs."""
     from ordinalclip.app import demo
+    from ordinalclip.configtools import merge
     from ordinalclip.data.blur import build_blur_dataset
 
     crops = 2 if args.tiny else 16
@@ -79,8 +79,8 @@ def demo_task(args: argparse.Namespace, out: Path) -> Task:
     root = args.data_root if args.data_root is not None or not args.tiny else out / "data"
     ds = build_blur_dataset(root, levels=6, crops_per_photo=crops, progress=False)
     features = demo.extract_features(ds, Path(ds.root) / "features_efficientnet_lite0.npz", progress=False)
-    full_epochs = 1 if args.tiny else args.epochs
-    min_steps = 2 if args.tiny else args.min_steps
+    full_epochs = 1 if args.tiny else (args.epochs or 2)
+    min_steps = 2 if args.tiny else (args.min_steps or FEW_SHOT_MIN_STEPS)
     settings = demo.run_settings(args.shots, 6, full_epochs, min_steps, 64)
     if not args.full:
         settings = [s for s in settings if s[0] != "full"]
@@ -88,22 +88,50 @@ def demo_task(args: argparse.Namespace, out: Path) -> Task:
     base = demo.base_config(features, out / "runs", 6, ds.rank_names, 64)
     about = (
         f"demo blur levels (6 ranks, {crops} crops per photo), EfficientNet-Lite0 features + all-MiniLM-L6-v2, "
-        "OrdinalCLIP with random base ranks"
+        f"OrdinalCLIP with random base ranks, {min_steps} steps per few-shot run, {full_epochs} epochs of full data"
     )
-    return Task("demo", base, model, settings, about, demo.run_config)
+
+    def run_config(loss: dict, epochs: int, seed: int, shots: int | None) -> dict:
+        cfg = demo.run_config(base, model, loss, epochs, seed, shots)
+        # the stated budget in the config itself, not left to the engine's default
+        return merge(cfg, {"trainer": {"min_steps": min_steps if shots is not None else None}})
+
+    return Task("demo", settings, about, run_config)
 
 
-# A second task (e.g. the language-prior benchmark) is one more entry: name -> function(args, out) -> Task.
-TASKS: dict[str, Callable[[argparse.Namespace, Path], Task]] = {"demo": demo_task}
+def afinn_task(args: argparse.Namespace, out: Path) -> Task:
+    """Word valence on the AFINN lexicon (11 ranks), the language-prior benchmark's task: OrdinalCLIP with named
+    base ranks on all-MiniLM-L6-v2 word embeddings next to the same all-MiniLM-L6-v2 text tower, with its
+    recipe (few-shot: learning rate 1e-4, identity features tower; full data: 2e-3, identity-initialised
+    projection)."""
+    from ordinalclip.app import demo_text as dt
+    from ordinalclip.configtools import merge
+    from ordinalclip.data.lexicon import build_lexicon_dataset
+
+    # the tiny set is built apart, so that the user cache keeps the full lexicon set
+    root = out / "data" if args.tiny else None
+    ds = build_lexicon_dataset(root, text_model=dt.TEXT_MODEL, limit=120 if args.tiny else None)
+    full_epochs = 1 if args.tiny else (args.epochs or 8)
+    min_steps = 2 if args.tiny else args.min_steps  # None: the engine's few-shot budget (100 steps)
+    settings: list[tuple[str, int | None, int]] = [(f"{k}-shot", k, 8) for k in args.shots]
+    if args.full:
+        settings.insert(0, ("full", None, full_epochs))
+    base = dt.text_base_config(ds, out / "runs")
+    about = (
+        f"AFINN word valence (11 ranks, {sum(ds.counts.values())} words), all-MiniLM-L6-v2 features and text "
+        f"tower, OrdinalCLIP with named base ranks, {min_steps or 'the engine default of 100'} steps per few-shot "
+        f"run, {full_epochs} epochs of full data at batch 128"
+    )
+
+    def run_config(loss: dict, epochs: int, seed: int, shots: int | None) -> dict:
+        cfg = dt.text_run_config(base, dt.NAMED, shots, seed, min_steps)
+        batch = 128 if shots is None else 32
+        return merge(cfg, {"loss": loss, "trainer": {"max_epochs": epochs}, "data": {"batch_size": batch}})
+
+    return Task("afinn", settings, about, run_config)
 
 
-def _finished(run_dir: Path) -> dict[str, Any] | None:
-    """The test metrics of a run an earlier call finished (best checkpoint, as ``train_one``), else None."""
-    path = run_dir / "metrics.json"
-    if not path.is_file():
-        return None
-    metrics = json.loads(path.read_text())
-    return (metrics.get("best") or metrics["last"])["test"]
+TASKS: dict[str, Callable[[argparse.Namespace, Path], Task]] = {"demo": demo_task, "afinn": afinn_task}
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -206,20 +234,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--shots", nargs="*", type=int, default=[1, 4], help="few-shot settings (images per rank)"
     )
     ap.add_argument("--full", action="store_true", help="add the full-data setting")
-    ap.add_argument("--epochs", type=int, default=2, help="epochs of the full-data setting (the demo: 8)")
     ap.add_argument(
-        "--min-steps", type=int, default=20, help="optimizer steps of a few-shot run (the demo: 60)"
+        "--epochs", type=int, default=None, help="epochs of the full-data setting (default: demo 2, afinn 8)"
     )
-    ap.add_argument("--jobs", type=int, default=2, help="runs trained side by side (one thread each)")
-    ap.add_argument("--data-root", type=Path, default=None, help="demo data folder (default: the user cache)")
+    ap.add_argument(
+        "--min-steps",
+        type=int,
+        default=None,
+        help="optimizer steps of a few-shot run (default: 100, the engine's few-shot budget)",
+    )
+    ap.add_argument("--jobs", type=int, default=2, help="runs trained side by side (worker processes)")
+    ap.add_argument(
+        "--data-root", type=Path, default=None, help="the demo task's data folder (default: the user cache)"
+    )
     ap.add_argument("--out", type=Path, default=Path("runs/bench-losses"), help="run folders")
-    args = parse_common(ap, argv, "one seed, 2 losses, one 1-shot setting of 1 epoch on a 2-crop demo set")
+    args = parse_common(
+        ap, argv, "one seed, 2 losses, one 1-shot setting of 2 steps (demo: a 2-crop set; afinn: 120 words)"
+    )
     if args.tiny:
         args.losses, args.seeds, args.shots, args.full = [DEFAULT, "SORD"], [0], [1], False
     if DEFAULT not in args.losses:
         args.losses = [DEFAULT, *args.losses]  # the reference every difference is taken against
 
-    from ordinalclip.app.demo import train_one
+    from ordinalclip.app.demo_text import fit_runs
     from ordinalclip.engine.trainer import quiet_lightning
 
     quiet_lightning()
@@ -233,32 +270,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for seed in args.seeds:
             for setting, shots, epochs in task.settings:
                 for loss in args.losses:
-                    cfg = task.run_config(task.base, task.model, LOSSES[loss], epochs, seed, shots)
+                    cfg = task.run_config(LOSSES[loss], epochs, seed, shots)
                     slug = "".join(c if c.isalnum() else "-" for c in loss.lower())
-                    # the schedule is in the name: a run of another schedule is never taken for this one
                     run_dir = args.out / task_name / "runs" / f"{setting}-e{epochs}-{slug}-s{seed}"
                     jobs.append(
                         ({"task": task_name, "setting": setting, "loss": loss, "seed": seed}, cfg, run_dir)
                     )
-    done = {i: _finished(run_dir) for i, (_, _, run_dir) in enumerate(jobs)}
-    todo = [i for i, m in done.items() if m is None]
-    print(f"{len(jobs)} runs ({len(jobs) - len(todo)} finished earlier); before: {load_note()}", flush=True)
-    for i in todo:
-        shutil.rmtree(jobs[i][2], ignore_errors=True)  # an interrupted run starts again
-    if args.jobs <= 1:
-        outcomes = [train_one(jobs[i][1], jobs[i][2], 0) for i in todo]
-    else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
-            outcomes = list(
-                pool.map(train_one, [jobs[i][1] for i in todo], [jobs[i][2] for i in todo], [1] * len(todo))
-            )
-    done.update(zip(todo, outcomes))
+    print(f"{len(jobs)} runs; before: {load_note()}", flush=True)
+    fitted = fit_runs([(cfg, run_dir) for _, cfg, run_dir in jobs], args.jobs)
     runs = [
-        {**key, "metrics": {k: v for k, v in done[i].items() if isinstance(v, float) and math.isfinite(v)}}
-        for i, (key, _, _) in enumerate(jobs)
+        {**key, "metrics": {k: v for k, v in m.items() if isinstance(v, float) and math.isfinite(v)}}
+        for (key, _, _), (m, _steps) in zip(jobs, fitted)
     ]
     summary = summarize(runs)
     headers, rows = tables(summary)

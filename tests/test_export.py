@@ -22,7 +22,14 @@ from ordinalclip.modeling import (
     PromptConfig,
     build_model,
 )
-from tests.helpers import PREP, reseal, run_config, save_checkpoint, tiny_clip_custom
+from tests.helpers import (
+    PREP,
+    reseal,
+    run_config,
+    save_checkpoint,
+    tiny_clip_custom,
+    tiny_resnet_cosine_config,
+)
 
 
 def tiny_config(num_ranks: int = 5, **clip) -> ModelConfig:
@@ -232,15 +239,7 @@ def test_openai_format_clip_round_trips(tiny_clip_file, tmp_path):
 
 def test_openai_format_resnet_cosine_head_round_trips(tmp_path):
     torch.manual_seed(0)
-    clip = open_clip.CLIP(
-        embed_dim=24,
-        vision_cfg={"layers": (1, 1, 1, 1), "width": 8, "image_size": 32},
-        text_cfg={"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 1, "layers": 1},
-    )
-    torch.save(clip.state_dict(), tmp_path / "rn.pt")
-    cfg = ModelConfig(
-        arch="cosine", num_ranks=4, clip=ClipConfig(name=None, pretrained=str(tmp_path / "rn.pt"))
-    )
+    cfg = tiny_resnet_cosine_config(tmp_path)
     model = build_model(cfg).eval()
     path = export_head(model, cfg, tmp_path / "rn.safetensors", preprocess=PREP)
     x = _images(2)

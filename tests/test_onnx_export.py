@@ -7,7 +7,6 @@ import csv
 import json
 
 import numpy as np
-import open_clip
 import pytest
 import torch
 
@@ -25,7 +24,13 @@ from ordinalclip.modeling import (  # noqa: E402
     PromptConfig,  # noqa: E402
     build_model,
 )
-from tests.helpers import PREP, run_config, save_checkpoint, tiny_clip_custom  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    PREP,
+    run_config,
+    save_checkpoint,
+    tiny_clip_custom,
+    tiny_resnet_cosine_config,
+)  # noqa: E402
 
 
 def tiny_config(num_ranks: int = 5) -> ModelConfig:
@@ -67,31 +72,19 @@ def test_clip_vit_tower(tmp_path):
     torch.manual_seed(0)
     cfg = tiny_config()
     model = build_model(cfg).eval()
-    path = export_head(
-        model,
-        cfg,
-        tmp_path / "vit.onnx",
-        rank_values=[16, 17, 18, 19, 20],
-        rank_names=list("abcde"),
-        preprocess=PREP,
-        extra={"mae": 1.5},
-    )
+    settings = {
+        "rank_values": [16, 17, 18, 19, 20],
+        "rank_names": list("abcde"),
+        "preprocess": PREP,
+        "extra": {"mae": 1.5},
+    }
+    path = export_head(model, cfg, tmp_path / "vit.onnx", **settings)
     head = model.to_head().eval()
     _check(head, path, [_images(1), _images(7, seed=3)])
 
     meta = json.loads(path.with_name("vit.onnx.json").read_text())
     safetensors_meta = json.loads(
-        export_head(
-            model,
-            cfg,
-            tmp_path / "vit.safetensors",
-            rank_values=[16, 17, 18, 19, 20],
-            rank_names=list("abcde"),
-            preprocess=PREP,
-            extra={"mae": 1.5},
-        )
-        .with_suffix(".json")
-        .read_text()
+        export_head(model, cfg, tmp_path / "vit.safetensors", **settings).with_suffix(".json").read_text()
     )
     # the same sidecar as the safetensors export, plus the graph's input and output
     differ = {k for k in meta.keys() | safetensors_meta.keys() if meta.get(k) != safetensors_meta.get(k)}
@@ -116,15 +109,7 @@ def test_clip_vit_tower(tmp_path):
 def test_cnn_tower(tmp_path):
     """CLIP's ResNet (a CNN with an attention-pool), small and random, as a cosine (CNN baseline) head."""
     torch.manual_seed(0)
-    clip = open_clip.CLIP(
-        embed_dim=24,
-        vision_cfg={"layers": (1, 1, 1, 1), "width": 8, "image_size": 32},
-        text_cfg={"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 1, "layers": 1},
-    )
-    torch.save(clip.state_dict(), tmp_path / "rn.pt")
-    cfg = ModelConfig(
-        arch="cosine", num_ranks=4, clip=ClipConfig(name=None, pretrained=str(tmp_path / "rn.pt"))
-    )
+    cfg = tiny_resnet_cosine_config(tmp_path)
     model = build_model(cfg).eval()
     path = export_head(model, cfg, tmp_path / "rn.onnx", preprocess=PREP)
     _check(model, path, [_images(1), _images(5, seed=2)])

@@ -86,6 +86,16 @@ def server(predictor):
         yield url
 
 
+def _raw_multipart(server: str, body: bytes) -> requests.Response:
+    """POST ``body`` as it is, declared as multipart with boundary ``xyz``."""
+    return requests.post(
+        f"{server}/predict",
+        data=body,
+        timeout=10,
+        headers={"Content-Type": "multipart/form-data; boundary=xyz"},
+    )
+
+
 def _post(url: str, files: list[tuple[str, bytes]], **kw) -> requests.Response:
     return requests.post(
         f"{url}/predict", files=[("files", (n, d, "image/png")) for n, d in files], timeout=30, **kw
@@ -147,31 +157,13 @@ def test_bad_input_is_a_json_4xx_and_the_server_goes_on(server):
             415,
             "expected multipart/form-data",
         ),
-        (
-            requests.post(
-                f"{server}/predict",
-                data=b"",
-                timeout=10,
-                headers={"Content-Type": "multipart/form-data; boundary=xyz"},
-            ),
-            400,
-            "empty request body",
-        ),
+        (_raw_multipart(server, b""), 400, "empty request body"),
         (
             requests.post(f"{server}/predict", data={"note": "no file"}, files={"x": ("", b"")}, timeout=10),
             400,
             "",
         ),
-        (
-            requests.post(
-                f"{server}/predict",
-                data=b"--xyz\r\ngarbage",
-                timeout=10,
-                headers={"Content-Type": "multipart/form-data; boundary=xyz"},
-            ),
-            400,
-            "",
-        ),
+        (_raw_multipart(server, b"--xyz\r\ngarbage"), 400, ""),
         (requests.get(f"{server}/predict", timeout=10), 405, "GET is not allowed"),
         (requests.get(f"{server}/nope", timeout=10), 404, "no such page"),
     ]

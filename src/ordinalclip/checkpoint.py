@@ -159,8 +159,10 @@ def _model_state(ckpt: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     return {k[len("model.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
 
 
-def check_state_matches(model: nn.Module, state: Mapping[str, torch.Tensor], where: str) -> None:
-    """Raise :class:`CheckpointError` naming missing, unexpected and reshaped tensors (not a load trace)."""
+def state_mismatch(model: nn.Module, state: Mapping[str, torch.Tensor]) -> list[str]:
+    """What keeps ``state`` from loading into ``model`` strictly, one phrase per kind of misfit, e.g.
+    ``"2 missing (e.g. ['a', 'b'])"`` or ``"1 with another shape (e.g. ['w: checkpoint (3,) vs model
+    (4,)'])"``; empty when it fits."""
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -169,16 +171,17 @@ def check_state_matches(model: nn.Module, state: Mapping[str, torch.Tensor], whe
         for k in state
         if k in own and state[k].shape != own[k].shape
     ]
-    if missing or unexpected or reshaped:
-        parts = [
-            f"{len(v)} {what} (e.g. {v[:2]})"
-            for what, v in (
-                ("missing", missing),
-                ("unexpected", unexpected),
-                ("with another shape", reshaped),
-            )
-            if v
-        ]
+    return [
+        f"{len(v)} {what} (e.g. {v[:2]})"
+        for what, v in (("missing", missing), ("unexpected", unexpected), ("with another shape", reshaped))
+        if v
+    ]
+
+
+def check_state_matches(model: nn.Module, state: Mapping[str, torch.Tensor], where: str) -> None:
+    """Raise :class:`CheckpointError` naming missing, unexpected and reshaped tensors (not a load trace)."""
+    parts = state_mismatch(model, state)
+    if parts:
         raise CheckpointError(
             f"{where}: weights do not fit the model its config describes: {'; '.join(parts)}"
         )

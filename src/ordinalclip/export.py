@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from ordinalclip import __version__
-from ordinalclip.checkpoint import load_checkpoint
+from ordinalclip.checkpoint import load_checkpoint, state_mismatch
 from ordinalclip.configtools import ConfigError, from_dict, to_dict
 from ordinalclip.data.samples import DataError
 from ordinalclip.engine.splits import rank_space
@@ -460,20 +460,11 @@ def build_export_tower(
 
 
 def _load_tower_state(tower: nn.Module, state: Mapping[str, torch.Tensor], where: Path) -> None:
-    own = tower.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    reshaped = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-        for k in state
-        if k in own and own[k].shape != state[k].shape
-    ]
-    if missing or unexpected or reshaped:
+    parts = state_mismatch(tower, state)
+    if parts:
         raise ExportError(
             f"{where}: the image tower weights do not fit the architecture in the sidecar's model config: "
-            f"{len(missing)} missing (e.g. {missing[:3]}), "
-            f"{len(unexpected)} unexpected (e.g. {unexpected[:3]}), "
-            f"{len(reshaped)} of another shape (e.g. {reshaped[:3]}, export vs architecture)"
+            f"{'; '.join(parts)} (export vs architecture)"
         )
     tower.load_state_dict(dict(state), strict=True)
 
@@ -497,6 +488,16 @@ def _field_error(sidecar: Path, key: str, expected: str, value: Any) -> ExportEr
     shown = repr(value)
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
     return ExportError(f"{sidecar}: entry {key!r}: expected {expected}, got {shown}")
+
+
+def _stored_model_config(meta: dict[str, Any], sidecar: Path) -> ModelConfig:
+    """The sidecar's ``model`` entry as a :class:`ModelConfig` (an error naming the sidecar and the key)."""
+    try:
+        return from_dict(ModelConfig, meta["model"], path="model")
+    except ConfigError as err:
+        raise ExportError(
+            f"{sidecar}: entry 'model': the stored model config does not fit this ordinalclip: {err}"
+        ) from None
 
 
 def _check_sidecar(meta: dict[str, Any], sidecar: Path) -> ModelConfig:
@@ -535,12 +536,7 @@ def _check_sidecar(meta: dict[str, Any], sidecar: Path) -> ModelConfig:
         raise _field_error(sidecar, "extra", "a mapping", meta["extra"])
     if not isinstance(meta["model"], dict):
         raise _field_error(sidecar, "model", "a mapping (the model config)", meta["model"])
-    try:
-        cfg = from_dict(ModelConfig, meta["model"], path="model")
-    except ConfigError as err:
-        raise ExportError(
-            f"{sidecar}: entry 'model': the stored model config does not fit this ordinalclip: {err}"
-        ) from None
+    cfg = _stored_model_config(meta, sidecar)
     if cfg.num_ranks != num_ranks:
         raise ExportError(
             f"{sidecar}: entry 'model.num_ranks' is {cfg.num_ranks} but 'num_ranks' is {num_ranks}"
@@ -794,12 +790,7 @@ def load_onnx_export(
             f"{path}: sha256 {digest} does not match {meta['sha256']} recorded in {sidecar}; "
             "the file was modified, truncated, or belongs to another export"
         )
-    try:
-        cfg = from_dict(ModelConfig, meta["model"], path="model")
-    except ConfigError as err:
-        raise ExportError(
-            f"{sidecar}: the stored model config does not fit this ordinalclip: {err}"
-        ) from None
+    cfg = _stored_model_config(meta, sidecar)
     return OnnxModel(path, meta, cfg, providers, threads)
 
 

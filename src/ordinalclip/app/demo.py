@@ -188,9 +188,17 @@ def base_config(features: Path, out: Path, levels: int, rank_names: Sequence[str
             "batch_size": batch_size,
             "num_workers": 0,
         },
+        **cpu_schedule(10),
+    }
+
+
+def cpu_schedule(max_epochs: int) -> dict[str, Any]:
+    """The optimizer and trainer part of every demo and text-task run: AdamW with a cosine schedule, one CPU,
+    checkpoints chosen on the validation MAE of the expectation, and no copy of the frozen towers in them."""
+    return {
         "optim": {"name": "adamw", "lr": 2e-3, "weight_decay": 1e-4, "scheduler": "cosine"},
         "trainer": {
-            "max_epochs": 10,
+            "max_epochs": max_epochs,
             "accelerator": "cpu",
             "devices": 1,
             "progress_bar": False,
@@ -226,21 +234,6 @@ def run_overrides(epochs: int, seed: int, shots: int | None) -> dict[str, Any]:
 def run_config(base: dict, model: dict, loss: dict, epochs: int, seed: int, shots: int | None) -> dict:
     """One demo run's config: ``base`` (:func:`base_config`) with a method's model and loss settings."""
     return merge(base, {"model": model, "loss": loss, **run_overrides(epochs, seed, shots)})
-
-
-def train_one(cfg: dict, run_dir: Path, threads: int) -> dict[str, float]:
-    """Train one run in this process (benchmarks); returns its test metrics (best checkpoint on val, else
-    last)."""
-    from ordinalclip import api
-    from ordinalclip.engine.trainer import quiet_lightning
-
-    if threads:
-        torch.set_num_threads(threads)
-    quiet_lightning()
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    run = api.fit(cfg, run_dir=run_dir)
-    test = run.metrics["best"]["test"] if run.metrics.get("best") else run.metrics["last"]["test"]
-    return {k: v for k, v in test.items() if isinstance(v, (int, float))}
 
 
 @dataclass

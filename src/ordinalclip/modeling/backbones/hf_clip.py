@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ordinalclip.modeling.backbones.clip import ClipBundle, ClipLoadError, Preprocess
-from ordinalclip.modeling.backbones.text import PromptEmbeddings, TextPath, TokenLayout
+from ordinalclip.modeling.backbones.text import PromptEmbeddings, PromptTextTower, TextPath, TokenLayout
 
 SUPPORTED = ("clip", "siglip")
 # image statistics when the folder has no preprocessor_config.json (the families' published ones)
@@ -189,13 +189,15 @@ def clip_text_transformer(model: Any) -> nn.Module | None:
     return text.float().eval()
 
 
-class HFClipTextTower(nn.Module):
+class HFClipTextTower(PromptTextTower):
     """The (frozen by default) text model of a ``CLIPModel`` / ``SiglipModel`` over prompt embeddings -> (C,
     E).
 
     Implements the prompt learners' vocabulary and the text-tower interface of
     :class:`~ordinalclip.modeling.backbones.text.ClipTextTower`.
     """
+
+    _encoder = "text_model"
 
     def __init__(
         self,
@@ -211,28 +213,10 @@ class HFClipTextTower(nn.Module):
         self.projection: Any = model.text_projection if self.family == "clip" else self.text_model.head
         self.causal = self.family == "clip"
         self.path = path
-        self.layout = TokenLayout(tokenizer)
-        self.tokenizer = tokenizer
-        self.context_length = self.layout.context_length
+        self._take_layout(TokenLayout(tokenizer))
         self.width = int(self.text_model.embeddings.token_embedding.weight.shape[1])
         self.output_dim = int(self.projection.out_features)
-        self.start_ids, self.end_ids = self.layout.start_ids, self.layout.end_ids
-        self.sot_id = self.start_ids[0] if self.start_ids else None
-        self.eot_id = self.end_ids[0] if self.end_ids else None
-        self.pad_id = self.layout.pad_id
-        self.period_ids = self.layout.period_ids
-        self.frozen = freeze
-        if freeze:
-            for p in self.parameters():
-                p.requires_grad_(False)
-        self.train(self.training)
-
-    def train(self, mode: bool = True) -> HFClipTextTower:
-        """As ``nn.Module.train``, but a frozen tower stays in eval mode (no dropout noise)."""
-        super().train(mode)
-        if self.frozen:
-            self.text_model.eval()
-        return self
+        self._freeze(freeze)
 
     @property
     def exact_shortcuts(self) -> bool:

@@ -24,7 +24,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ordinalclip.modeling.backbones.text import PromptEmbeddings
+from ordinalclip.modeling.backbones.text import PromptEmbeddings, PromptTextTower
 
 Pooling = Literal["mean", "cls", "auto"]
 
@@ -142,7 +142,7 @@ def _dense_from_folder(folder: Path) -> nn.Sequential | None:
     return nn.Sequential(*layers) if layers else None
 
 
-class HFTextTower(nn.Module):
+class HFTextTower(PromptTextTower):
     """A (frozen by default) Hugging Face encoder over prompt embeddings -> (C, E) text features.
 
     Implements the prompt learners' ``Vocabulary`` (tokenizer and word embeddings of the model) and the
@@ -158,6 +158,8 @@ class HFTextTower(nn.Module):
             was trained: the sentence-transformers Pooling config, else CLS).
         normalize_output: L2-normalise the features (OrdinalCLIP normalises them anyway before the logits).
     """
+
+    _encoder = "model"
 
     def __init__(
         self,
@@ -210,19 +212,7 @@ class HFTextTower(nn.Module):
                     f"{folder}: Dense expects {linears[0].in_features}-d input, the encoder gives {hidden}-d"
                 )
             self.output_dim = linears[-1].out_features
-        self.frozen = freeze
-        if freeze:
-            for p in self.parameters():
-                p.requires_grad_(False)
-        self.train(self.training)
-
-    def train(self, mode: bool = True) -> HFTextTower:
-        """As ``nn.Module.train``, but a frozen encoder stays in eval mode (its dropout would only add
-        noise)."""
-        super().train(mode)
-        if self.frozen:
-            self.model.eval()
-        return self
+        self._freeze(freeze)
 
     # -- vocabulary ------------------------------------------------------------------------------------------
     def encode_words(self, text: str) -> list[int]:

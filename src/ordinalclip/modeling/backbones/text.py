@@ -25,7 +25,7 @@ pads (:class:`TokenLayout`) and pooled the way the model pools.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -133,7 +133,45 @@ class TokenLayout:
         return [int(i) for i in self.tokenizer.encode(text)]
 
 
-class ClipTextTower(nn.Module):
+_Tower = TypeVar("_Tower", bound="PromptTextTower")
+
+
+class PromptTextTower(nn.Module):
+    """What every text tower over prompt embeddings shares: the token ids the prompt learner reads off it
+    (:meth:`_take_layout`) and the freezing rule (:meth:`_freeze`): a frozen tower's encoder, named by
+    ``_encoder``, stays in eval mode whatever ``train()`` says, so dropout adds no noise to the prototypes."""
+
+    frozen: bool = False
+    _encoder: str = ""  # the submodule a frozen tower keeps in eval mode ("": none, e.g. no dropout)
+
+    def _take_layout(self, layout: TokenLayout) -> None:
+        """Start, end, pad and period ids and the padded length, as the model's tokenizer lays them out."""
+        self.layout = layout
+        self.tokenizer = layout.tokenizer
+        self.context_length = layout.context_length
+        self.start_ids, self.end_ids = layout.start_ids, layout.end_ids
+        self.sot_id = self.start_ids[0] if self.start_ids else None
+        self.eot_id = self.end_ids[0] if self.end_ids else None
+        self.pad_id = layout.pad_id
+        self.period_ids = layout.period_ids
+
+    def _freeze(self, freeze: bool) -> None:
+        """Freeze every parameter (``freeze``) and put the encoder into the mode that follows."""
+        self.frozen = freeze
+        if freeze:
+            for p in self.parameters():
+                p.requires_grad_(False)
+        self.train(self.training)
+
+    def train(self: _Tower, mode: bool = True) -> _Tower:
+        """As ``nn.Module.train``, but a frozen encoder stays in eval mode."""
+        super().train(mode)
+        if self.frozen and self._encoder:
+            getattr(self, self._encoder).eval()
+        return self
+
+
+class ClipTextTower(PromptTextTower):
     """An open_clip text transformer (frozen by default) over prompt embeddings -> (C, E) text features.
 
     Causal towers that pool the end token (CLIP, EVA, MetaCLIP, ...) take the exact fast paths of the module
@@ -183,11 +221,9 @@ class ClipTextTower(nn.Module):
         self.correct_cls_mask = bool(getattr(src, "correct_cls_mask", False))
         self.pad_mask = bool(getattr(src, "use_pad_mask", False)) or self.cls_emb is not None
         self.num_heads = int(getattr(src, "heads", 0) or self.transformer.resblocks[0].attn.num_heads)
-        self.layout = TokenLayout(tokenizer)
-        self.tokenizer = tokenizer
+        self._take_layout(TokenLayout(tokenizer))
         self.path: TextPath = path
         self.width = int(self.token_embedding.weight.shape[1])
-        self.context_length = self.layout.context_length
         if self.context_length > self.positional_embedding.shape[0] - (self.cls_emb is not None):
             raise TypeError(
                 f"the tokenizer pads to {self.context_length} tokens, the text tower has "
@@ -195,14 +231,7 @@ class ClipTextTower(nn.Module):
             )
         proj = self.text_projection
         self.output_dim = int(proj.out_features if isinstance(proj, nn.Linear) else proj.shape[1])
-        self.start_ids, self.end_ids = self.layout.start_ids, self.layout.end_ids
-        self.sot_id = self.start_ids[0] if self.start_ids else None
-        self.eot_id = self.end_ids[0] if self.end_ids else None
-        self.pad_id = self.layout.pad_id
-        self.period_ids = self.layout.period_ids
-        if freeze:
-            for p in self.parameters():
-                p.requires_grad_(False)
+        self._freeze(freeze)
 
     @property
     def exact_shortcuts(self) -> bool:
@@ -318,7 +347,7 @@ class ClipTextTower(nn.Module):
         return self._project(pooled)
 
 
-class OpenClipHFTextTower(nn.Module):
+class OpenClipHFTextTower(PromptTextTower):
     """The Hugging Face text encoder of an open_clip ``CustomTextCLIP`` (RoBERTa, XLM-R, mT5, NLLB towers)
     over
     prompt embeddings -> (C, E), as the model's ``encode_text``.
@@ -327,6 +356,8 @@ class OpenClipHFTextTower(nn.Module):
     tokens, not
     padding), padded to the tokenizer's length; the model's own pooler (mean, CLS, max) and projection follow.
     """
+
+    _encoder = "encoder"
 
     def __init__(
         self, clip_model: nn.Module, tokenizer, path: TextPath = "shared_prefix", freeze: bool = True
@@ -337,29 +368,11 @@ class OpenClipHFTextTower(nn.Module):
             if not hasattr(src, attr):
                 raise TypeError(f"{type(src).__name__} is not open_clip's HFTextEncoder (missing {attr!r})")
         self.encoder: Any = src
-        self.layout = TokenLayout(tokenizer)
-        self.tokenizer = tokenizer
+        self._take_layout(TokenLayout(tokenizer))
         self.path = path
-        self.context_length = self.layout.context_length
         self.width = int(src.transformer.get_input_embeddings().weight.shape[1])
         self.output_dim = int(src.output_dim)
-        self.start_ids, self.end_ids = self.layout.start_ids, self.layout.end_ids
-        self.sot_id = self.start_ids[0] if self.start_ids else None
-        self.eot_id = self.end_ids[0] if self.end_ids else None
-        self.pad_id = self.layout.pad_id
-        self.period_ids = self.layout.period_ids
-        self.frozen = freeze
-        if freeze:
-            for p in self.parameters():
-                p.requires_grad_(False)
-        self.train(self.training)
-
-    def train(self, mode: bool = True) -> OpenClipHFTextTower:
-        """As ``nn.Module.train``, but a frozen encoder stays in eval mode (no dropout noise)."""
-        super().train(mode)
-        if self.frozen:
-            self.encoder.eval()
-        return self
+        self._freeze(freeze)
 
     exact_shortcuts = False  # bidirectional, and a pooler may read padded positions: always the full length
 
