@@ -68,6 +68,11 @@ class Task:
     run_config: Callable[[dict, int, int, int | None], dict]  # (loss, epochs, seed, shots) -> run config
 
 
+def few_shot_steps(args: argparse.Namespace) -> int:
+    """The optimizer steps of every few-shot run, written into each config (not left to the engine's default)."""
+    return 2 if args.tiny else (args.min_steps or FEW_SHOT_MIN_STEPS)
+
+
 def demo_task(args: argparse.Namespace, out: Path) -> Task:
     """The blur-level task of ``ordinalclip demo`` (6 levels), on its cached features and with its configs."""
     from ordinalclip.app import demo
@@ -80,7 +85,7 @@ def demo_task(args: argparse.Namespace, out: Path) -> Task:
     ds = build_blur_dataset(root, levels=6, crops_per_photo=crops, progress=False)
     features = demo.extract_features(ds, Path(ds.root) / "features_efficientnet_lite0.npz", progress=False)
     full_epochs = 1 if args.tiny else (args.epochs or 2)
-    min_steps = 2 if args.tiny else (args.min_steps or FEW_SHOT_MIN_STEPS)
+    min_steps = few_shot_steps(args)
     settings = demo.run_settings(args.shots, 6, full_epochs, min_steps, 64)
     if not args.full:
         settings = [s for s in settings if s[0] != "full"]
@@ -112,19 +117,19 @@ def afinn_task(args: argparse.Namespace, out: Path) -> Task:
     root = out / "data" if args.tiny else None
     ds = build_lexicon_dataset(root, text_model=dt.TEXT_MODEL, limit=120 if args.tiny else None)
     full_epochs = 1 if args.tiny else (args.epochs or 8)
-    min_steps = 2 if args.tiny else args.min_steps  # None: the engine's few-shot budget (100 steps)
+    min_steps = few_shot_steps(args)
     settings: list[tuple[str, int | None, int]] = [(f"{k}-shot", k, 8) for k in args.shots]
     if args.full:
         settings.insert(0, ("full", None, full_epochs))
     base = dt.text_base_config(ds, out / "runs")
     about = (
         f"AFINN word valence (11 ranks, {sum(ds.counts.values())} words), all-MiniLM-L6-v2 features and text "
-        f"tower, OrdinalCLIP with named base ranks, {min_steps or 'the engine default of 100'} steps per few-shot "
+        f"tower, OrdinalCLIP with named base ranks, {min_steps} steps per few-shot "
         f"run, {full_epochs} epochs of full data at batch 128"
     )
 
     def run_config(loss: dict, epochs: int, seed: int, shots: int | None) -> dict:
-        cfg = dt.text_run_config(base, dt.NAMED, shots, seed, min_steps)
+        cfg = dt.text_run_config(base, dt.NAMED, shots, seed, min_steps if shots is not None else None)
         batch = 128 if shots is None else 32
         return merge(cfg, {"loss": loss, "trainer": {"max_epochs": epochs}, "data": {"batch_size": batch}})
 

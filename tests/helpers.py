@@ -91,6 +91,15 @@ def tiny_resnet_cosine_config(folder: Path):
     )
 
 
+def tiny_features_cosine_config():
+    """A cosine head on a 10-d features tower, joint width 6, 4 ranks."""
+    from ordinalclip.modeling import ImageTowerConfig, ModelConfig
+
+    return ModelConfig(
+        arch="cosine", num_ranks=4, embed_dim=6, image=ImageTowerConfig(kind="features", input_dim=10)
+    )
+
+
 def make_images(
     root: Path, counts: dict[str, int] = COUNTS, size: int = 32, seed: int = 0
 ) -> dict[str, list[tuple[str, int]]]:

@@ -28,6 +28,7 @@ from tests.helpers import (
     run_config,
     save_checkpoint,
     tiny_clip_custom,
+    tiny_features_cosine_config,
     tiny_resnet_cosine_config,
 )
 
@@ -265,9 +266,7 @@ def test_named_architectures_rebuild_as_open_clip_builds_them(name, quick):
 
 def test_features_tower_cosine_export(tmp_path):
     torch.manual_seed(0)
-    cfg = ModelConfig(
-        arch="cosine", num_ranks=4, embed_dim=6, image=ImageTowerConfig(kind="features", input_dim=10)
-    )
+    cfg = tiny_features_cosine_config()
     model = build_model(cfg).eval()
     path = export_head(model, cfg, tmp_path / "f.safetensors", rank_values=[1, 2, 3, 4], preprocess={})
     loaded = load_export(path)

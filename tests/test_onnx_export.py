@@ -29,6 +29,7 @@ from tests.helpers import (  # noqa: E402
     run_config,
     save_checkpoint,
     tiny_clip_custom,
+    tiny_features_cosine_config,
     tiny_resnet_cosine_config,
 )  # noqa: E402
 
@@ -117,9 +118,7 @@ def test_cnn_tower(tmp_path):
 
 def test_features_tower(tmp_path):
     torch.manual_seed(0)
-    cfg = ModelConfig(
-        arch="cosine", num_ranks=4, embed_dim=6, image=ImageTowerConfig(kind="features", input_dim=10)
-    )
+    cfg = tiny_features_cosine_config()
     model = build_model(cfg).eval()
     path = export_head(model, cfg, tmp_path / "f.onnx", rank_values=[1, 2, 3, 4], preprocess={})
     _check(model, path, [torch.randn(1, 10), torch.randn(9, 10)])

@@ -190,16 +190,16 @@ def logistic_regression(
         items = [ds[i] for i in range(len(ds))]  # type: ignore[arg-type]  # map-style datasets here are sized
         return (torch.stack([it[0] for it in items]).numpy(), torch.stack([it[1] for it in items]).numpy())
 
+    splits = {split: arrays(split) for split in ("train", "val", "test")}  # read once, used by every C
+
     def metrics(clf: Any, split: str) -> dict[str, float]:
-        x, y = arrays(split)
+        x, y = splits[split]
         proba = np.full((len(x), run_cfg.model.num_ranks), 1e-12)
         proba[:, clf.classes_] += clf.predict_proba(x)  # ranks absent from a few-shot subset get ~0
-        return {
-            k: float(v)
-            for k, v in ordinal_metrics(torch.from_numpy(np.log(proba)), torch.from_numpy(y)).items()
-        }
+        scores = ordinal_metrics(torch.from_numpy(np.log(proba)), torch.from_numpy(y))
+        return {k: float(v) for k, v in scores.items()}
 
-    x_train, y_train = arrays("train")
+    x_train, y_train = splits["train"]
     fits = {c: LogisticRegression(C=c, max_iter=max_iter).fit(x_train, y_train) for c in (c_grid or [1.0])}
     best = min(fits, key=lambda c: metrics(fits[c], "val")["mae_exp"]) if len(fits) > 1 else next(iter(fits))
     return {**metrics(fits[best], "test"), "C": float(best)}

@@ -121,6 +121,7 @@ class Batcher:
 
     async def _run(self) -> None:
         assert self._queue is not None
+        loop = asyncio.get_running_loop()
         while True:
             items = [await self._queue.get()]
             deadline = time.monotonic() + self.max_wait
@@ -137,7 +138,6 @@ class Batcher:
                 continue
             try:
                 batch = torch.stack([x for x, _ in live])
-                loop = asyncio.get_running_loop()
                 out = await loop.run_in_executor(self._forward, self.predictor.predict_batch, batch)
                 rows = self.predictor.rows(out)
             except Exception as err:  # noqa: BLE001 - the requests in this batch fail; the server goes on
