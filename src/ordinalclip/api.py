@@ -27,12 +27,14 @@ from torch import nn
 
 from ordinalclip import __version__
 from ordinalclip.checkpoint import (
+    CHECKPOINT_KEY,
     CheckpointError,
     build_model_or_config_error,
     changed_keys,
     check_state_matches,
     checkpoint_path,
     checkpoint_progress,
+    complete_state,
     load_checkpoint,
     newest_intact_checkpoint,
     read_checkpoint,
@@ -45,7 +47,7 @@ from ordinalclip.engine.cache import FeatureCache
 from ordinalclip.engine.callbacks import EvaluateOnly
 from ordinalclip.engine.datamodule import OrdinalDataModule
 from ordinalclip.engine.errors import NonFiniteLossError, TrainingInterrupted
-from ordinalclip.engine.module import CHECKPOINT_KEY, OrdinalModule, complete_state
+from ordinalclip.engine.module import OrdinalModule
 from ordinalclip.engine.optim import apply_freezing, has_trainable, image_tower_frozen
 from ordinalclip.engine.run import environment, make_run_dir, remove_stale_temps, run_dir_lock
 from ordinalclip.engine.splits import ResolvedData, data_rank_names, resolve_data, save_splits

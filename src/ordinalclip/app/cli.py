@@ -188,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--format", choices=("safetensors", "onnx"), default=None, help="default: from the suffix of --out"
     )
+    p.add_argument(
+        "--quantize",
+        choices=("int8",),
+        default=None,
+        help="store the ONNX graph's weights as int8 (onnxruntime's dynamic quantisation)",
+    )
     p.set_defaults(func=_export)
 
     p = sub.add_parser(
@@ -482,9 +488,9 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from ordinalclip.export import export_model
+    from ordinalclip.exports.write import export_model
 
-    out = export_model(args.checkpoint, args.out, format=args.format)
+    out = export_model(args.checkpoint, args.out, format=args.format, quantize=args.quantize)
     print(f"exported to {out}")  # its JSON sidecar is beside it (model.json, model.onnx.json)
     return 0
 
@@ -645,15 +651,28 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         ReportDependencyError,
         RunDirInUse,
     )
-    try:
-        from ordinalclip.export import ExportError
-    except ImportError:  # pragma: no cover - export is optional for train/eval
-        return errors
-    return (*errors, ExportError)
+    return (*errors, *_deploy_errors())
 
 
-def _setup_logging(verbose: bool) -> None:
-    import lightning.pytorch  # noqa: F401  (its import sets its logger to INFO: import first, then set ours)
+def _deploy_errors() -> tuple[type[BaseException], ...]:
+    """The user errors of the torch-free deploy path (predict / serve with an .onnx model)."""
+    from ordinalclip.configtools import ConfigError
+    from ordinalclip.data.samples import DataError
+    from ordinalclip.runtime.sidecar import ExportError
+
+    return (ConfigError, DataError, ExportError, FileNotFoundError)
+
+
+def _onnx_only(args: argparse.Namespace) -> bool:
+    """predict / serve of an .onnx export: runs on the deploy runtime, without torch or Lightning."""
+    from ordinalclip.runtime.predictor import is_onnx_path
+
+    return args.command in ("predict", "serve") and is_onnx_path(args.model)
+
+
+def _setup_logging(verbose: bool, light: bool = False) -> None:
+    if not light:
+        import lightning.pytorch  # noqa: F401  (its import sets its logger to INFO: import first, then ours)
 
     ours = logging.getLogger("ordinalclip")
     if not ours.handlers:
@@ -692,6 +711,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BrokenPipeError:  # `ordinalclip configs | head`: the reader has all it wanted
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
             return 0
+    if _onnx_only(args):
+        _setup_logging(args.verbose, light=True)
+        try:
+            return int(args.func(args))
+        except _deploy_errors() as err:
+            print(f"error: {_message(err)}", file=sys.stderr)
+            return USAGE_ERROR
+        except RuntimeError as err:  # non-finite logits: metrics (and so torch) only on this error path
+            from ordinalclip.metrics import NonFiniteOutputError
+
+            if not isinstance(err, NonFiniteOutputError):
+                raise
+            print(f"error: {_message(err)}", file=sys.stderr)
+            return 1
     _setup_logging(args.verbose)
     from ordinalclip.engine.errors import NonFiniteLossError, TrainingInterrupted
     from ordinalclip.metrics import NonFiniteOutputError

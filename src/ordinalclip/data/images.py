@@ -23,7 +23,6 @@ from .samples import DataError, Sample
 logger = logging.getLogger(__name__)
 
 
-
 def build_transforms(
     train: bool,
     size: int = 224,

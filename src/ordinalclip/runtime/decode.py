@@ -117,5 +117,3 @@ def read_image(path: str | os.PathLike[str], source: str | None = None) -> Image
     """
     with open_image(path, source or str(path)) as img:
         return to_display_rgb(img)
-
-

@@ -163,8 +163,9 @@ class Predictor:
         """Predictions for a preprocessed (B, 3, H, W) batch (or (B, F) features), as numpy arrays.
 
         Returns ``logits`` (B, C) (B, C-1 for CORAL/CORN), ``probs`` (B, C), ``pred_exp`` (B,) expectation
-        over the rank values, ``pred_max`` (B,) value of the predicted rank, ``pred_rank`` (B,) predicted rank
-        index (argmax; CORAL / CORN: number of thresholds passed).
+        over the rank values, ``pred_max`` (B,) value of the predicted rank, ``exp_rank`` (B,) expectation
+        over the rank indices, ``pred_rank`` (B,) predicted rank index (argmax; CORAL / CORN: number of
+        thresholds passed).
         """
         logits, probs, rank = self.backend.scores(np.asarray(batch, dtype=np.float32))
         if probs.shape[1] != self.num_ranks:
@@ -173,10 +174,12 @@ class Predictor:
                 f"{self.num_ranks} rank values"
             )
         rank = rank.astype(np.int64)
+        probs = probs.astype(np.float32, copy=False)
         return {
             "logits": logits,
             "probs": probs,
-            "pred_exp": probs.astype(np.float32) @ self._values,
+            "pred_exp": probs @ self._values,
+            "exp_rank": probs @ np.arange(self.num_ranks, dtype=np.float32),
             "pred_max": self._values[rank],
             "pred_rank": rank,
         }

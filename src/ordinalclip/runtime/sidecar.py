@@ -284,5 +284,3 @@ def read_export_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
                 "instead of editing its sidecar"
             )
     return meta
-
-
