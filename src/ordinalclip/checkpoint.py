@@ -51,6 +51,7 @@ __all__ = [
     "newest_intact_checkpoint",
     "read_checkpoint",
     "record_quick_gelu",
+    "save_prototypes",
 ]
 
 log = logging.getLogger(__name__)
@@ -320,3 +321,18 @@ def changed_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
             for k in changed_keys(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else key)
         ]
     return [] if a == b else [prefix]
+
+
+def save_prototypes(checkpoint: str | os.PathLike[str], module: nn.Module, out_dir: Path, tag: str) -> None:
+    """The (C, E) prototypes of ``checkpoint`` loaded into ``module`` (a training module whose ``model`` has
+    ``prototypes()``), saved as ``prototypes_<tag>.npy`` in ``out_dir`` (and as ``prototypes.npy`` for the
+    best checkpoint, else the first one saved)."""
+    import numpy as np
+
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    module.load_state_dict(complete_state(ckpt, module.state_dict()))
+    with torch.no_grad():
+        protos = module.model.prototypes().detach().float().cpu().numpy()  # type: ignore[operator]
+    np.save(out_dir / f"prototypes_{tag}.npy", protos)
+    if tag == "best" or not (out_dir / "prototypes.npy").exists():
+        np.save(out_dir / "prototypes.npy", protos)

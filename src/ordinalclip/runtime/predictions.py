@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
-__all__ = ["PredictionsWriter", "read_predictions_csv"]
+from ordinalclip.fileio import atomic_write
+
+__all__ = ["PredictionsWriter", "read_predictions_csv", "write_eval_predictions"]
 
 ORDER = ("path", "label", "label_rank", "exp_value", "pred_value", "exp_rank", "pred_rank")
 
@@ -118,3 +120,44 @@ def read_predictions_csv(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     if prob_cols:
         out["probs"] = np.array([[float(r[k]) for k in prob_cols] for r in rows])
     return out
+
+
+def write_eval_predictions(
+    path: str | os.PathLike[str], predictions: Mapping[str, Any], samples: Sequence[Any], ranks: Any = None
+) -> Path:
+    """An evaluation's per-example predictions (a run's ``predictions/<split>_<tag>.csv``), atomically.
+
+    Args:
+        predictions: arrays (numpy or torch) of the evaluation: ``index`` (N,) into ``samples``, ``label``
+            (N,) true ranks, ``pred_exp`` (N,) expected rank, ``pred_max`` (N,) predicted rank, optional
+            ``probs`` (N, C).
+        samples: the split's samples (their ``path`` names the rows).
+        ranks: the run's :class:`~ordinalclip.data.samples.RankSpace`; with it (and ``probs``) the rows also
+            get ``exp_value`` and ``pred_value`` in label units.
+    """
+    probs = predictions.get("probs")
+    probs_list = probs.tolist() if probs is not None else None
+    num_probs = len(probs_list[0]) if probs_list else 0
+    values = np.asarray(ranks.values().tolist(), np.float64) if ranks is not None and probs_list else None
+    index = predictions["index"].tolist()
+    columns = zip(
+        predictions["label"].tolist(), predictions["pred_exp"].tolist(), predictions["pred_max"].tolist()
+    )
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            writer = PredictionsWriter(fh, label_rank=True, values=values is not None, num_probs=num_probs)
+            for row, (i, (label, exp, top)) in enumerate(zip(index, columns)):
+                p = probs_list[row] if probs_list else None
+                extra = {}
+                if values is not None:
+                    extra = {
+                        "exp_value": float(np.asarray(p) @ values),
+                        "pred_value": float(values[int(top)]),
+                    }
+                name = samples[i].path if i < len(samples) else str(i)
+                writer.write(name, p, label_rank=label, exp_rank=exp, pred_rank=top, **extra)
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(out, write)
