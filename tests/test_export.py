@@ -13,7 +13,8 @@ import torch
 from safetensors import safe_open
 
 import ordinalclip.modeling.build as model_build
-from ordinalclip.export import ExportedModel, ExportError, _clip_vision_spec, export_head, load_export
+from ordinalclip.exports.load import ExportedModel, load_export
+from ordinalclip.exports.write import export_head
 from ordinalclip.modeling import (
     ClipConfig,
     ImageTowerConfig,
@@ -22,6 +23,8 @@ from ordinalclip.modeling import (
     PromptConfig,
     build_model,
 )
+from ordinalclip.modeling.backbones.clip import clip_vision_spec
+from ordinalclip.runtime.sidecar import ExportError
 from tests.helpers import (
     PREP,
     reseal,
@@ -256,7 +259,7 @@ def test_named_architectures_rebuild_as_open_clip_builds_them(name, quick):
 
     with torch.device("meta"):  # shapes and modules only: no memory, no init cost
         full = open_clip.create_model(name, pretrained=None, device="meta", force_quick_gelu=bool(quick))
-        width, vision_cfg, quick_gelu = _clip_vision_spec(ClipConfig(name=name, quick_gelu=quick), {})
+        width, vision_cfg, quick_gelu = clip_vision_spec(ClipConfig(name=name, quick_gelu=quick), {})
         visual = _build_vision_tower(width, vision_cfg, quick_gelu, None)
     assert repr(visual) == repr(full.visual)  # same modules, activations included
     assert {k: v.shape for k, v in visual.state_dict().items()} == {
@@ -297,7 +300,7 @@ def test_export_head_checks_its_arguments(tiny_model, tmp_path):
 
 
 def test_export_model_from_a_checkpoint(tiny_model, tmp_path):
-    from ordinalclip.export import export_model
+    from ordinalclip.exports.write import export_model
 
     model, cfg = tiny_model
     ckpt = save_checkpoint(model, run_config(cfg), tmp_path / "last.ckpt")

@@ -16,7 +16,7 @@ pytest.importorskip("onnxscript", reason="the onnx extra (pip install 'ordinalcl
 import onnxruntime as ort  # noqa: E402
 
 import ordinalclip as oc  # noqa: E402
-from ordinalclip.export import ExportError, export_head, load_onnx_export  # noqa: E402
+from ordinalclip.exports.write import export_head  # noqa: E402
 from ordinalclip.modeling import (  # noqa: E402
     ClipConfig,
     ImageTowerConfig,
@@ -24,6 +24,8 @@ from ordinalclip.modeling import (  # noqa: E402
     PromptConfig,  # noqa: E402
     build_model,
 )
+from ordinalclip.runtime.onnx import load_onnx_export  # noqa: E402
+from ordinalclip.runtime.sidecar import ExportError  # noqa: E402
 from tests.helpers import (  # noqa: E402
     PREP,
     run_config,

@@ -11,9 +11,11 @@ from PIL import Image
 from torchvision import transforms as T
 
 from ordinalclip.data.samples import DataError
-from ordinalclip.export import ExportError, export_head, load_export
+from ordinalclip.exports.load import load_export
+from ordinalclip.exports.write import export_head
 from ordinalclip.modeling import ClipConfig, ImageTowerConfig, ModelConfig, PromptConfig, build_model
 from ordinalclip.predict import Predictor, predict, read_inputs
+from ordinalclip.runtime.sidecar import ExportError
 from tests.helpers import PREP, run_config, save_checkpoint, tiny_clip_custom
 
 AGES = [16.0, 17.0, 18.0, 19.0, 20.0]

@@ -25,7 +25,7 @@ requests = pytest.importorskip("requests", reason="the test extra (requests) is 
 
 import ordinalclip as oc  # noqa: E402
 from ordinalclip.app.serve import ServeOptions, running_server  # noqa: E402
-from ordinalclip.export import export_head  # noqa: E402
+from ordinalclip.exports.write import export_head  # noqa: E402
 from ordinalclip.modeling import (  # noqa: E402
     ClipConfig,
     ImageTowerConfig,
