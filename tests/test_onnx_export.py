@@ -177,7 +177,7 @@ def test_cli_export_onnx_then_predict_matches_torch(tmp_path, capsys):
             results[name] = list(csv.DictReader(fh))
     for a, b in zip(results["onnx"], results["ckpt"], strict=True):
         assert a["path"] == b["path"] and a["pred_rank"] == b["pred_rank"]
-        assert abs(float(a["pred_exp"]) - float(b["pred_exp"])) <= 1e-4
+        assert abs(float(a["exp_value"]) - float(b["exp_value"])) <= 1e-4
     # and in Python, one line
     rows = oc.load(out).predict([photos / "0.png", photos / "1.png"])
     assert [r["rank"] for r in rows] == [int(results["ckpt"][i]["pred_rank"]) for i in range(2)]
