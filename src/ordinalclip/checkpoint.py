@@ -332,7 +332,7 @@ def save_prototypes(checkpoint: str | os.PathLike[str], module: nn.Module, out_d
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
     module.load_state_dict(complete_state(ckpt, module.state_dict()))
     with torch.no_grad():
-        protos = module.model.prototypes().detach().float().cpu().numpy()  # type: ignore[operator]
+        protos = module.model.prototypes().detach().float().cpu().numpy()  # type: ignore[union-attr,operator]
     np.save(out_dir / f"prototypes_{tag}.npy", protos)
     if tag == "best" or not (out_dir / "prototypes.npy").exists():
         np.save(out_dir / "prototypes.npy", protos)

@@ -4,6 +4,7 @@ safetensors export or a module, run on a torch device; numpy arrays in and out."
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,39 @@ from ordinalclip.metrics import point_predictions
 from ordinalclip.modeling.ordinalclip import OrdinalCLIP
 from ordinalclip.runtime.sidecar import ExportError
 
-__all__ = ["TorchBackend", "torch_backend"]
+__all__ = ["TorchBackend", "as_array", "as_tensors", "eval_transform", "tensor_transform", "torch_backend"]
+
+
+def as_array(x: torch.Tensor) -> np.ndarray:
+    """A tensor as a float32 numpy array on the host."""
+    return x.detach().to("cpu", torch.float32).contiguous().numpy()
+
+
+def as_tensors(out: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """Numpy outputs as CPU tensors (for callers that gave tensors)."""
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in out.items()}
+
+
+def eval_transform(preprocess: Mapping[str, Any]) -> Callable[[Any], torch.Tensor]:
+    """The sidecar's eval transform for PIL images in torchvision: Resize((r, r)) -> CenterCrop(size) ->
+    ToTensor -> Normalize (the numpy one, :func:`ordinalclip.runtime.preprocess.preprocess_image`, gives the
+    same pixels)."""
+    from ordinalclip.data.images import build_transforms
+
+    p = preprocess
+    return build_transforms(
+        False, size=int(p["size"]), resize=int(p.get("resize") or p["size"]), mean=p["mean"], std=p["std"]
+    )
+
+
+def tensor_transform(preprocess: Mapping[str, Any]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The same resize, crop and normalisation for (3, H, W) float tensors in [0, 1] (torch's tensor
+    resize: close to Pillow's, not equal)."""
+    from torchvision import transforms as T
+
+    p = preprocess
+    side = int(p.get("resize") or p["size"])
+    return T.Compose([T.Resize((side, side)), T.CenterCrop(int(p["size"])), T.Normalize(p["mean"], p["std"])])
 
 
 class TorchBackend:

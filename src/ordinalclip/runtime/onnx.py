@@ -87,9 +87,9 @@ class OnnxModel:
     def __call__(self, x: Any) -> Any:
         if isinstance(x, np.ndarray):
             return self.run(x)
-        import torch  # a tensor came in, so torch is already imported
+        from ordinalclip.exports.torch_backend import as_array, as_tensors  # a tensor: torch is loaded
 
-        return torch.from_numpy(self.run(x.detach().to("cpu", torch.float32).numpy()))
+        return as_tensors({"logits": self.run(as_array(x))})["logits"]
 
 
 def load_onnx_export(

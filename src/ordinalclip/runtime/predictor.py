@@ -152,12 +152,9 @@ class Predictor:
         """The eval transform as a torchvision ``Compose`` (imports torch): Resize((r, r)) -> CenterCrop(size)
         -> ToTensor -> Normalize."""
         self._need_images()
-        from ordinalclip.data.images import build_transforms
+        from ordinalclip.exports.torch_backend import eval_transform
 
-        p = self.preprocess
-        return build_transforms(
-            False, size=int(p["size"]), resize=int(p.get("resize") or p["size"]), mean=p["mean"], std=p["std"]
-        )
+        return eval_transform(self.preprocess)
 
     def predict_arrays(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Predictions for a preprocessed (B, 3, H, W) batch (or (B, F) features), as numpy arrays.
@@ -188,10 +185,9 @@ class Predictor:
         """:meth:`predict_arrays` for a numpy array or a torch tensor; a tensor in gives CPU tensors out."""
         if isinstance(batch, np.ndarray):
             return self.predict_arrays(batch)
-        import torch  # a tensor came in, so torch is already imported
+        from ordinalclip.exports.torch_backend import as_array, as_tensors  # a tensor: torch is loaded
 
-        out = self.predict_arrays(batch.detach().to("cpu", torch.float32).numpy())
-        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in out.items()}
+        return as_tensors(self.predict_arrays(as_array(batch)))
 
     def prepare(self, images: Sequence[Any], preprocessed: bool = False) -> np.ndarray:
         """Images -> the model's (B, ...) float32 input batch.
@@ -201,34 +197,26 @@ class Predictor:
         ``preprocessed=True`` arrays and tensors are used as they are.
         """
         prepared: list[np.ndarray] = []
-        tensor_tf = None
         for i, img in enumerate(images):
             if isinstance(img, Image.Image):
                 if preprocessed:
                     raise TypeError(f"images[{i}] is a PIL image but preprocessed=True expects arrays")
                 prepared.append(self.preprocess_image(img))
-            elif preprocessed and (isinstance(img, np.ndarray) or hasattr(img, "detach")):
-                prepared.append(np.asarray(img.detach().cpu() if hasattr(img, "detach") else img, np.float32))
-            elif hasattr(img, "detach"):  # a torch tensor in [0, 1]
-                if tensor_tf is None:
-                    tensor_tf = self._tensor_transform()
-                prepared.append(tensor_tf(img).detach().cpu().numpy())
+            elif isinstance(img, np.ndarray) and preprocessed:
+                prepared.append(img.astype(np.float32, copy=False))
+            elif hasattr(img, "detach"):  # a torch tensor
+                from ordinalclip.exports.torch_backend import as_array, tensor_transform
+
+                if not preprocessed:
+                    self._need_images()
+                    img = tensor_transform(self.preprocess)(img)
+                prepared.append(as_array(img))
             else:
                 raise TypeError(
                     f"images[{i}] is a {type(img).__name__}; expected a PIL image or a tensor (or, with "
                     "preprocessed=True, an array)"
                 )
         return np.stack(prepared).astype(np.float32, copy=False)
-
-    def _tensor_transform(self) -> Any:
-        self._need_images()
-        from torchvision import transforms as T
-
-        p = self.preprocess
-        side = int(p.get("resize") or p["size"])
-        return T.Compose(
-            [T.Resize((side, side)), T.CenterCrop(int(p["size"])), T.Normalize(p["mean"], p["std"])]
-        )
 
     def predict_images(
         self, images: Sequence[Any], preprocessed: bool = False, batch_size: int = 64
