@@ -26,6 +26,7 @@ from PIL import Image
 from ordinalclip.runtime.decode import read_image, to_display_rgb
 from ordinalclip.runtime.onnx import OnnxModel, load_onnx_export, softmax
 from ordinalclip.runtime.preprocess import preprocess_image
+from ordinalclip.runtime.sidecar import ExportError
 
 __all__ = ["Backend", "Predictor", "is_onnx_path", "load"]
 
@@ -76,8 +77,13 @@ def _backend(model: Any, device: Any) -> Any:
         return OnnxBackend(model)
     if is_onnx_path(model):
         return OnnxBackend(load_onnx_export(model))
-    from ordinalclip.exports.torch_backend import torch_backend  # checkpoints, .safetensors, modules
-
+    try:
+        from ordinalclip.exports.torch_backend import torch_backend  # checkpoints, .safetensors, modules
+    except ModuleNotFoundError as err:  # the runtime install (ordinalclip-runtime) has no torch
+        raise ExportError(
+            f"{model}: only .onnx exports run on the ordinalclip runtime; this needs the full install with "
+            f"torch: pip install ordinalclip ({err})"
+        ) from None
     return torch_backend(model, device)
 
 
