@@ -9,7 +9,8 @@ Figures (``--json``):
 
 * ``load_ratio``: wall time of ``import ordinalclip; oc.load(onnx).predict(2 images)`` over onnxruntime alone
   (``InferenceSession`` + decode/resize/normalise in PIL + numpy + ``run``), each in a fresh interpreter,
-  alternated ``--repeats`` times (median of per-pair ratios); ``rss_ratio``: their peak RSS (medians);
+  alternated ``--repeats`` times (median of per-pair ratios); ``rss_ratio``: their peak RSS (VmHWM, medians;
+  not ``ru_maxrss``, which a child inherits from the parent it was forked from);
 * ``b1_*`` / ``b32_*``: throughput (images/s) of ``Predictor.predict_arrays`` and of ``session.run`` on the same
   preprocessed batch, alternated in this process; ``b32_throughput_ratio`` = ours / onnxruntime's;
 * ``serve_rss_mb``: RSS of ``ordinalclip serve model.onnx`` (its own process, loopback) after ``--requests``
@@ -61,7 +62,7 @@ from ordinalclip.runtime.predictor import Predictor  # noqa: E402
 ORT_ALONE = """
 import time
 START = time.perf_counter()
-import json, resource, sys
+import json, sys
 import numpy as np
 import onnxruntime as ort
 from PIL import Image
@@ -83,20 +84,20 @@ first = time.perf_counter() - START
 for i in range(count):
     session.run(None, {"images": load(paths[i % len(paths)])[None].astype(np.float32)})
 rss = [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmRSS:")][0] / 1024
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak = [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")][0] / 1024
 print(json.dumps({"seconds": first, "peak_rss_mb": peak, "rss_mb": rss, "rank0": int(logits[0].argmax())}))
 """
 
 OURS = """
 import time
 START = time.perf_counter()
-import json, resource, sys
+import json, sys
 import ordinalclip as oc
 
 model, prep, count, *paths = sys.argv[1:]
 rows = oc.load(model).predict(paths)
 first = time.perf_counter() - START
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak = [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")][0] / 1024
 heavy = sorted(m for m in ("torch", "lightning", "open_clip", "timm", "transformers") if m in sys.modules)
 print(json.dumps({"seconds": first, "peak_rss_mb": peak, "rank0": rows[0]["rank"], "heavy": heavy}))
 """
