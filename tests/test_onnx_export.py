@@ -18,10 +18,8 @@ import onnxruntime as ort  # noqa: E402
 import ordinalclip as oc  # noqa: E402
 from ordinalclip.exports.write import export_head  # noqa: E402
 from ordinalclip.modeling import (  # noqa: E402
-    ClipConfig,
     ImageTowerConfig,
     ModelConfig,
-    PromptConfig,  # noqa: E402
     build_model,
 )
 from ordinalclip.runtime.onnx import load_onnx_export  # noqa: E402
@@ -30,20 +28,10 @@ from tests.helpers import (  # noqa: E402
     PREP,
     run_config,
     save_checkpoint,
-    tiny_clip_custom,
     tiny_features_cosine_config,
     tiny_resnet_cosine_config,
+    tiny_vit_config,
 )  # noqa: E402
-
-
-def tiny_config(num_ranks: int = 5) -> ModelConfig:
-    """A tiny random ViT-CLIP OrdinalCLIP at 32 px."""
-    return ModelConfig(
-        clip=ClipConfig(name=None, custom=tiny_clip_custom()),
-        num_ranks=num_ranks,
-        image=ImageTowerConfig(kind="clip"),
-        prompts=PromptConfig(num_base_ranks=2, context_init=None, num_context_tokens=3),
-    )
 
 
 def _images(n: int = 4, seed: int = 1) -> torch.Tensor:
@@ -73,7 +61,7 @@ def _check(model: torch.nn.Module, path, inputs: list[torch.Tensor]) -> None:
 
 def test_clip_vit_tower(tmp_path):
     torch.manual_seed(0)
-    cfg = tiny_config()
+    cfg = tiny_vit_config()
     model = build_model(cfg).eval()
     settings = {
         "rank_values": [16, 17, 18, 19, 20],
@@ -158,7 +146,7 @@ def test_cli_export_onnx_then_predict_matches_torch(tmp_path, capsys):
     from ordinalclip.app.cli import main
 
     torch.manual_seed(0)
-    cfg = tiny_config()
+    cfg = tiny_vit_config()
     model = build_model(cfg).eval()
     ckpt = save_checkpoint(model, run_config(cfg), tmp_path / "last.ckpt")
     out = tmp_path / "exp" / "model.onnx"

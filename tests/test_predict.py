@@ -13,10 +13,10 @@ from torchvision import transforms as T
 from ordinalclip.data.samples import DataError
 from ordinalclip.exports.load import load_export
 from ordinalclip.exports.write import export_head
-from ordinalclip.modeling import ClipConfig, ImageTowerConfig, ModelConfig, PromptConfig, build_model
+from ordinalclip.modeling import ImageTowerConfig, ModelConfig, build_model
 from ordinalclip.predict import Predictor, predict, read_inputs
 from ordinalclip.runtime.sidecar import ExportError
-from tests.helpers import PREP, run_config, save_checkpoint, tiny_clip_custom
+from tests.helpers import PREP, run_config, save_checkpoint, tiny_vit_model
 
 AGES = [16.0, 17.0, 18.0, 19.0, 20.0]
 NAMES = ["a.png", "b.png", "sub/c.png", "sub/deeper/d.png"]
@@ -24,14 +24,7 @@ NAMES = ["a.png", "b.png", "sub/c.png", "sub/deeper/d.png"]
 
 @pytest.fixture(scope="module")
 def model_and_cfg():
-    torch.manual_seed(0)
-    cfg = ModelConfig(
-        clip=ClipConfig(name=None, custom=tiny_clip_custom()),
-        num_ranks=5,
-        image=ImageTowerConfig(kind="clip"),
-        prompts=PromptConfig(num_base_ranks=2, context_init=None, num_context_tokens=3),
-    )
-    return build_model(cfg).eval(), cfg
+    return tiny_vit_model()
 
 
 @pytest.fixture(scope="module")

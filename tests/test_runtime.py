@@ -24,10 +24,10 @@ pytest.importorskip("onnxscript", reason="ONNX export needs the onnx extra")
 import ordinalclip as oc  # noqa: E402
 from ordinalclip.data.images import build_transforms  # noqa: E402
 from ordinalclip.exports.write import export_head  # noqa: E402
-from ordinalclip.modeling import ClipConfig, ImageTowerConfig, ModelConfig, PromptConfig, build_model  # noqa: E402
+from ordinalclip.modeling import build_model  # noqa: E402
 from ordinalclip.runtime.preprocess import preprocess_image  # noqa: E402
 from ordinalclip.runtime.sidecar import ExportError  # noqa: E402
-from tests.helpers import PREP, tiny_clip_custom, tiny_features_cosine_config  # noqa: E402
+from tests.helpers import PREP, tiny_features_cosine_config, tiny_vit_model  # noqa: E402
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 ROOT = SRC.parent
@@ -57,14 +57,7 @@ def _run(code: str) -> str:
 
 @pytest.fixture(scope="module")
 def model_and_cfg():
-    torch.manual_seed(0)
-    cfg = ModelConfig(
-        clip=ClipConfig(name=None, custom=tiny_clip_custom()),
-        num_ranks=5,
-        image=ImageTowerConfig(kind="clip"),
-        prompts=PromptConfig(num_base_ranks=2, context_init=None, num_context_tokens=3),
-    )
-    return build_model(cfg).eval(), cfg
+    return tiny_vit_model()
 
 
 @pytest.fixture(scope="module")

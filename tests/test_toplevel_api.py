@@ -123,16 +123,10 @@ def test_device_keyword_everywhere_and_map_location_still_works(tmp_path):
     """``device=`` in every loader; the old ``map_location=`` spelling warns and still loads."""
     import torch
 
-    from ordinalclip.modeling.config import ClipConfig, ImageTowerConfig, ModelConfig, PromptConfig
-    from tests.helpers import run_config, save_checkpoint, tiny_clip_custom
+    from tests.helpers import run_config, save_checkpoint, tiny_vit_config
 
     torch.manual_seed(0)
-    cfg = ModelConfig(
-        clip=ClipConfig(name=None, custom=tiny_clip_custom()),
-        num_ranks=5,
-        image=ImageTowerConfig(kind="clip"),
-        prompts=PromptConfig(num_base_ranks=2, context_init=None, num_context_tokens=3),
-    )
+    cfg = tiny_vit_config()
     ckpt = save_checkpoint(oc.build_model(cfg).eval(), run_config(cfg), tmp_path / "last.ckpt")
     model, _ = oc.load_checkpoint(ckpt, device="cpu")
     with pytest.warns(DeprecationWarning, match="map_location"):
