@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ordinalclip.app.demo.common import slug
-from ordinalclip.app.pagekit import Column, Page, mean_std_value, metric_columns
+from ordinalclip.app.pagekit import Column, Page, markdown_table, mean_std_value, metric_columns
 from ordinalclip.app.plots import plot_few_shot, plot_prototype_similarity
 from ordinalclip.app.runpage import run_sections
 from ordinalclip.app.tables import TABLE_COLUMNS
