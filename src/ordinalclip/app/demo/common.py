@@ -27,7 +27,7 @@ class DemoOptions:
     full_epochs: int = 8
     min_steps: int = 60  # few-shot runs train for at least this many optimizer steps
     batch_size: int = 64
-    methods: Sequence[str] | None = None  # None = DEFAULT_METHODS (any key of method_overrides)
+    methods: Sequence[str] | None = None  # method ids (demo.methods.METHOD_NAMES); None = DEFAULT_METHODS
     jobs: int = 2  # runs trained side by side (local worker processes, each with its share of the cores)
     launch: Launch | None = None  # where the runs go (default: local with `jobs` workers); see app.launchers
     progress: bool = True

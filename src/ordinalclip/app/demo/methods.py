@@ -15,31 +15,42 @@ CONTEXT = "the sharpness of this photo is"
 BASE_NAMES = ["sharp", "blurred", "extremely blurred"]
 
 
-DEFAULT_METHODS = (
-    "OrdinalCLIP (random base ranks)",
-    "OrdinalCLIP (named base ranks)",
-    "CoOp (rank names)",
-    "CNN cosine baseline",
-    "Linear (CE)",
-)
+# Each method's id (what options, configs, run folders and results.csv use) and its display name (what tables
+# and pages show).
+METHOD_NAMES: dict[str, str] = {
+    "ordinalclip_random": "OrdinalCLIP (random base ranks)",
+    "ordinalclip_named": "OrdinalCLIP (named base ranks)",
+    "coop": "CoOp (rank names)",
+    "cnn_cosine": "CNN cosine baseline",
+    "linear_ce": "Linear (CE)",
+    "coral": "CORAL",
+}
+DEFAULT_METHODS = ("ordinalclip_random", "ordinalclip_named", "coop", "cnn_cosine", "linear_ce")
+
+
+def display_name(method: str) -> str:
+    """What a table shows for ``method``: its display name, or the string itself when it is not a method id
+    (the text task's rows are named already)."""
+    return METHOD_NAMES.get(method, method)
 
 
 def method_overrides(levels: int) -> dict[str, dict[str, Any]]:
-    """Model settings of every method, as config overrides (the rest is shared)."""
+    """Model settings of every method (by id, see :data:`METHOD_NAMES`), as config overrides (the rest is
+    shared)."""
     prompt = {"context_init": CONTEXT}
     return {
-        "OrdinalCLIP (random base ranks)": {"arch": "ordinalclip", "prompts": {**prompt, "learner": "rank"}},
-        "OrdinalCLIP (named base ranks)": {
+        "ordinalclip_random": {"arch": "ordinalclip", "prompts": {**prompt, "learner": "rank"}},
+        "ordinalclip_named": {
             "arch": "ordinalclip",
             "prompts": {**prompt, "learner": "rank", "rank_names": BASE_NAMES},
         },
-        "CoOp (rank names)": {
+        "coop": {
             "arch": "ordinalclip",
             "prompts": {**prompt, "learner": "plain", "rank_names": None},
         },
-        "CNN cosine baseline": {"arch": "cosine"},
-        "Linear (CE)": {"arch": "linear", "_loss": {"kl_weight": 0.0}},
-        "CORAL": {"arch": "coral"},
+        "cnn_cosine": {"arch": "cosine"},
+        "linear_ce": {"arch": "linear", "_loss": {"kl_weight": 0.0}},
+        "coral": {"arch": "coral"},
     }
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ordinalclip.app.demo.common import slug
+from ordinalclip.app.demo.methods import display_name
 from ordinalclip.app.pagekit import Column, Page, markdown_table, mean_std_value, metric_columns
 from ordinalclip.app.plots import plot_few_shot, plot_prototype_similarity
 from ordinalclip.app.runpage import run_sections
@@ -55,7 +56,7 @@ def write_report(
             rows.append(
                 [
                     setting,
-                    method,
+                    display_name(method),
                     *(mean_std_value(*_mean_std([r.metrics[k] for r in rs])) for k, _ in TABLE_COLUMNS),
                     mean_std_value(*_mean_std(ords), pct=True) if ords else None,
                 ]
@@ -73,7 +74,7 @@ def write_report(
     for r in results:
         if r.setting != "full":
             shots = int(r.setting.split("-")[0])
-            curves.setdefault(r.method, {}).setdefault(shots, []).append(r.metrics["mae_exp"])
+            curves.setdefault(display_name(r.method), {}).setdefault(shots, []).append(r.metrics["mae_exp"])
     if curves:
         plot_few_shot(curves, report / "few_shot.png", metric="test MAE (expectation)")
         page.heading("Few-shot curves")
@@ -81,7 +82,9 @@ def write_report(
     first = [r for r in results if r.setting == "full" and r.seed == first_seed]
     best = min(first, key=lambda r: r.metrics["mae_exp"], default=None)
     if best is not None:
-        page.heading(f"A closer look: {best.method} (full data, seed {first_seed}, lowest test MAE)")
+        page.heading(
+            f"A closer look: {display_name(best.method)} (full data, seed {first_seed}, lowest test MAE)"
+        )
         run_sections(
             page,
             best.run_dir,
@@ -101,8 +104,8 @@ def write_report(
         items = []
         for r, path in protos:
             img = f"prototypes_{slug(r.method)}.png"
-            plot_prototype_similarity(np.load(path), report / img, r.method, dataset.rank_names)
-            items.append((img, r.method))
+            plot_prototype_similarity(np.load(path), report / img, display_name(r.method), dataset.rank_names)
+            items.append((img, display_name(r.method)))
         page.images(items)
     if extra is not None:
         extra(page)
@@ -148,7 +151,7 @@ def summary_table(results: Sequence[RunResult], settings: Sequence[str], methods
             cells = [_fmt([r.metrics[k] for r in rs]) for k, _ in TABLE_COLUMNS]
             ords = [r.ordinality for r in rs if r.ordinality is not None]
             cells.append(_fmt(ords, pct=True) if ords else "–")
-            rows.append([setting, method, *cells])
+            rows.append([setting, display_name(method), *cells])
     return markdown_table(["setting", "method", *(c for _, c in TABLE_COLUMNS), "ordinality"], rows)
 
 
