@@ -8,7 +8,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from ordinalclip.app.commands.common import formatter
+from ordinalclip.app.commands.common import add_command, add_overrides
 from ordinalclip.app.pagekit import fixed_width_table
 from ordinalclip.app.tables import TABLE_METRICS
 
@@ -49,10 +49,10 @@ examples:
 
 def add_commands(sub: Any) -> None:
     """Add the sub-commands train, eval, predict, export and configs to ``sub`` (the parser's sub-parsers)."""
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "train",
         help="train a model; writes a run folder",
-        formatter_class=formatter,
         description="Train a model. Writes runs/<name>-<timestamp>/ with the resolved config, "
         "environment, splits, logs, checkpoints (best, last) and metrics.json.",
         epilog=TRAIN_EXAMPLE,
@@ -66,13 +66,9 @@ def add_commands(sub: Any) -> None:
         help="a built-in config's name (see 'ordinalclip configs') or a .yaml file; repeat to "
         "merge several in order (later ones win)",
     )
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        dest="overrides",
-        help="override one config key, e.g. --set optim.lr=1e-4 (repeatable; VALUE is YAML)",
+    add_overrides(
+        p,
+        "override one config key, e.g. --set optim.lr=1e-4 (repeatable; VALUE is YAML)",
     )
     p.add_argument(
         "--resume",
@@ -87,30 +83,26 @@ def add_commands(sub: Any) -> None:
     )
     p.set_defaults(func=_train)
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "eval",
         help="evaluate a checkpoint on val or test",
-        formatter_class=formatter,
         description="Evaluate a checkpoint on one split of the data in its stored config "
         "(the splits saved in its run folder when there is one). Prints JSON.",
         epilog=EVAL_EXAMPLE,
     )
     p.add_argument("checkpoint", help="a .ckpt file or a run folder")
     p.add_argument("--split", choices=("val", "test"), default="test")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        dest="overrides",
-        help="override a key of the stored config, e.g. --set data.test=other.txt",
+    add_overrides(
+        p,
+        "override a key of the stored config, e.g. --set data.test=other.txt",
     )
     p.set_defaults(func=_eval)
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "predict",
         help="predict ranks of images with a checkpoint or an export",
-        formatter_class=formatter,
         epilog=PREDICT_EXAMPLE,
         description="Write a CSV with the expected rank, the argmax rank and optionally the "
         "per-rank probabilities of every image.",
@@ -126,10 +118,10 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.set_defaults(func=_predict)
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "export",
         help="export a checkpoint for inference (safetensors or ONNX, + JSON)",
-        formatter_class=formatter,
         epilog=EXPORT_EXAMPLE,
         description="Freeze the prototypes into a cosine head and write the image tower + head "
         "as safetensors (read by this package) or ONNX (any ONNX runtime; dynamic batch "
@@ -147,10 +139,10 @@ def add_commands(sub: Any) -> None:
     )
     p.set_defaults(func=_export)
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "configs",
         help="list the built-in configs, or show one",
-        formatter_class=formatter,
         epilog=CONFIGS_EXAMPLE,
         description="The configs that ship with ordinalclip. 'train -c NAME' and "
         "'sweep -c NAME' take them by name; 'configs show NAME' prints one.",

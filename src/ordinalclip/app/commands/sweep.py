@@ -5,16 +5,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ordinalclip.app.commands.common import formatter
+from ordinalclip.app.commands.common import add_command, add_overrides
 from ordinalclip.app.launchers import LAUNCHERS
 
 
 def add_commands(sub: Any) -> None:
     """Add the sub-commands sweep to ``sub`` (the parser's sub-parsers)."""
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "sweep",
         help="run a grid of configs x settings x seeds x folds; resumable; one summary table",
-        formatter_class=formatter,
         description="Train every combination of the configs, the "
         "--grid values, the seeds and the folds, one run "
         "folder per cell under --out. Rerunning skips finished cells and continues interrupted ones. Writes "
@@ -60,13 +60,9 @@ def add_commands(sub: Any) -> None:
         metavar="KEY=V1,V2,...",
         help="one grid axis (repeatable; every combination runs; values are YAML, quote strings with commas)",
     )
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        dest="overrides",
-        help="override a key in every run, e.g. --set data.root=/data/MORPH",
+    add_overrides(
+        p,
+        "override a key in every run, e.g. --set data.root=/data/MORPH",
     )
     p.add_argument("-o", "--out", default=None, help="the sweep folder (rerun with the same one to continue)")
     p.add_argument("--untrained", action="store_true", help="evaluate the initial models instead of training")

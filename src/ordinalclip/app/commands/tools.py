@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ordinalclip.app.commands.common import formatter
+from ordinalclip.app.commands.common import add_command
 
 DEMO_EXAMPLE = """\
 examples:
@@ -28,10 +28,10 @@ examples:
 
 def add_commands(sub: Any) -> None:
     """Add the sub-commands serve, demo and report to ``sub`` (the parser's sub-parsers)."""
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "serve",
         help="serve a model over HTTP: a JSON API and a web page",
-        formatter_class=formatter,
         epilog=SERVE_EXAMPLE,
         description="Serve MODEL on http://HOST:PORT/: POST /predict takes images "
         "(multipart) and returns the predicted rank and rank probabilities of each as JSON, "
@@ -59,10 +59,10 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_serve)
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "demo",
         help="offline demo: compare methods on real photos with real pretrained towers",
-        formatter_class=formatter,
         epilog=DEMO_EXAMPLE,
         description="Build the blur-level data set from photos that ship with installed packages, "
         "train OrdinalCLIP and the baselines (full data and few-shot, several seeds) on frozen "
@@ -82,10 +82,10 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--no-text", action="store_true", help="skip the text task (AFINN word valence)")
     p.set_defaults(func=_demo)
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "report",
         help="a page to read in a browser for a run or sweep folder",
-        formatter_class=formatter,
         epilog=REPORT_EXAMPLE,
         description="A self-contained folder that opens from disk: the metrics as HTML tables, sample images "
         "per rank, the worst test errors with their predicted distributions, error per rank, the confusion "
