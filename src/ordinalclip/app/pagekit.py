@@ -1,6 +1,7 @@
 """The page kit: HTML and Markdown tables (numbers right-aligned, the best value of each column marked) and a
-self-contained HTML page with its Markdown twin. Every table the app prints is built here: the run and sweep
-pages, the demo's page and table, the sweep's ``summary.md``, the CLI's run summary, the benchmarks' tables.
+self-contained HTML page with its Markdown twin. The app's tables are built here: the run and sweep pages, the
+demo's page and table, the sweep's ``summary.md``, the CLI's run summary (:func:`fixed_width_table`) and the
+benchmarks' tables (:func:`markdown_table`, which also takes the text task's table in one call).
 """
 
 from __future__ import annotations

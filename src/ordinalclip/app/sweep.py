@@ -386,7 +386,7 @@ def _cell_task(cell: Cell, out: Path, callbacks: Sequence[L.Callback], in_worker
 
 def _cell_report(result: CellResult) -> None:
     """The cell's report page, made where the cell ran (in parallel with the other cells), so that the sweep
-    page (:func:`ordinalclip.app.report.write_sweep_page`) finds it up to date and only links it."""
+    page (:func:`ordinalclip.app.sweeppage.write_sweep_page`) finds it up to date and only links it."""
     if not has_matplotlib():
         return
     try:

@@ -10,7 +10,7 @@ from ordinalclip.app.launchers import LAUNCHERS
 
 
 def add_commands(sub: Any) -> None:
-    """Add the sub-commands sweep to ``sub`` (the parser's sub-parsers)."""
+    """Add the sub-command sweep to ``sub`` (the parser's sub-parsers)."""
     p = add_command(
         sub,
         "sweep",
