@@ -498,3 +498,15 @@ def test_few_shot_plot(tmp_path, monkeypatch):
         ends = np.array([seg[:, 1] for seg in bars.get_segments()])  # (shots, [low, high])
         np.testing.assert_allclose(ends, np.stack([np.subtract(mean, std), np.add(mean, std)], 1))
     assert len(ax.containers) == 2
+
+
+def test_markdown_and_fixed_width_tables_by_hand():
+    from ordinalclip.app.pagekit import fixed_width_table, markdown_table
+
+    assert markdown_table(["a", "n"], [["x", 1], ["y", 22]], [False, True]) == (
+        "| a | n |\n| --- | ---: |\n| x | 1 |\n| y | 22 |"
+    )
+    assert markdown_table(["a"], []) == "| a |\n| --- |"
+    assert fixed_width_table(["", "mae"], [["best val", "0.5000"]], first=9, width=7) == (
+        " " * 9 + "    mae\n" + "best val " + " 0.5000"  # 9 wide, then 7 wide right-aligned
+    )
