@@ -69,8 +69,7 @@ FORMAT_NAME = "ordinalclip-export"
 FORMAT_VERSION = 1
 
 
-class ExportError(ValueError):
-    """An export cannot be written or read: wrong format version, modified file, mismatched shapes."""
+from ordinalclip.errors import ExportError  # noqa: E402  (defined with its family)
 
 
 class ExportedModel(CosineClassifier):

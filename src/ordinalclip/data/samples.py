@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from ordinalclip.errors import DataError
+
 IMAGE_EXTENSIONS: tuple[str, ...] = (
     ".jpg",
     ".jpeg",
@@ -31,10 +33,6 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (
 )
 
 StrPath = str | os.PathLike[str]
-
-
-class DataError(ValueError):
-    """A problem with the user's data: a malformed line, a missing or unreadable file, a bad label."""
 
 
 @dataclass(frozen=True)
