@@ -21,6 +21,9 @@ from typing import TypeVar
 
 import torch
 
+# the app's one Markdown table printer; the benchmark scripts import it from here
+from ordinalclip.app.pagekit import markdown_table
+
 T = TypeVar("T")
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -144,12 +147,6 @@ def check_finite(figures: dict[str, float], where: str) -> None:
     bad = {k: v for k, v in figures.items() if isinstance(v, float) and not math.isfinite(v)}
     if bad:
         raise RuntimeError(f"{where}: non-finite figures {bad}")
-
-
-def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join("---" for _ in headers) + " |"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def write_json(path: str | os.PathLike, figures: dict) -> None:

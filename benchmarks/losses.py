@@ -89,7 +89,7 @@ def demo_task(args: argparse.Namespace, out: Path) -> Task:
     settings = demo.run_settings(args.shots, 6, full_epochs, min_steps, 64)
     if not args.full:
         settings = [s for s in settings if s[0] != "full"]
-    model = demo.method_overrides(6)["OrdinalCLIP (random base ranks)"]
+    model = demo.method_overrides(6)["ordinalclip_random"]
     base = demo.base_config(features, out / "runs", 6, ds.rank_names, 64)
     about = (
         f"demo blur levels (6 ranks, {crops} crops per photo), EfficientNet-Lite0 features + all-MiniLM-L6-v2, "

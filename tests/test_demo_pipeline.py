@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from ordinalclip.app.demo import DemoOptions, run_demo
+from ordinalclip.app.demo.methods import display_name
 
 
 @pytest.mark.slow
 def test_demo_pipeline_reports_what_it_computed(tmp_path):
-    methods = ["OrdinalCLIP (named base ranks)", "CNN cosine baseline", "CORAL"]
+    methods = ["ordinalclip_named", "cnn_cosine", "coral"]  # ids; the table shows their display names
     opts = DemoOptions(
         out=tmp_path / "demo",
         data_root=tmp_path / "data",
@@ -38,7 +39,7 @@ def test_demo_pipeline_reports_what_it_computed(tmp_path):
             assert abs(float(row[key]) - mae) < 1e-5, (row["method"], key)
         acc = (np.array([float(p["pred_rank"]) for p in preds]) == y).mean()
         assert abs(float(row["acc_max"]) - acc) < 1e-9
-        if row["method"] == "CORAL":
+        if row["method"] == "coral":
             assert row["ordinality"] == ""  # no prototypes
         else:
             assert 0.0 <= float(row["ordinality"]) <= 1.0
@@ -46,6 +47,6 @@ def test_demo_pipeline_reports_what_it_computed(tmp_path):
     for method in methods:
         values = [float(r["mae_exp"]) for r in rows if r["method"] == method and r["setting"] == "2-shot"]
         cell = f"{np.mean(values):.3f} ± {np.std(values):.3f}"
-        assert f"| 2-shot | {method} | {cell} |" in table
+        assert f"| 2-shot | {display_name(method)} | {cell} |" in table
     assert page.is_file() and (page.parent / "few_shot.png").is_file()
     assert (tmp_path / "demo" / "summary.md").read_text().count("report/") >= 2

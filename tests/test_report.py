@@ -16,9 +16,11 @@ import pytest
 import yaml
 from PIL import Image
 
-from ordinalclip.app import cli, report
+from ordinalclip.app import cli, plots
 from ordinalclip.app.demo import RunResult, write_report
-from ordinalclip.app.report import Column, html_table, make_report, md_table, plot_few_shot
+from ordinalclip.app.pagekit import Column, html_table, md_table
+from ordinalclip.app.plots import plot_few_shot
+from ordinalclip.app.report import make_report
 
 NAMES = ["none", "low", "mid", "high", "max"]
 C = len(NAMES)
@@ -381,7 +383,7 @@ def test_sweep_page_from_a_sweep_folder(tmp_path):
 def test_sweep_page_without_matplotlib_keeps_its_tables(tmp_path, monkeypatch):
     import lightning.pytorch  # noqa: F401  (imports torchmetrics, which imports an installed matplotlib)
 
-    from ordinalclip.app.report import make_sweep_page
+    from ordinalclip.app.sweeppage import make_sweep_page
 
     sweep = _sweep_dir(tmp_path)
     monkeypatch.setitem(sys.modules, "matplotlib", None)
@@ -474,8 +476,8 @@ def test_pages_read_in_a_browser_at_1000px(tmp_path, page, which):
 
 def test_few_shot_plot(tmp_path, monkeypatch):
     figures = []
-    save = report._save
-    monkeypatch.setattr(report, "_save", lambda fig, out: (figures.append(fig), save(fig, out)))
+    save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, out: (figures.append(fig), save(fig, out)))
     # per method and shot count, the seeds' values: mean and population std by hand below
     plot_few_shot(
         {"OrdinalCLIP": {4: [1.5, 1.4], 1: [2.0, 2.2]}, "CoOp": {1: [2.5, 2.4], 4: [1.8, 1.9]}},
@@ -496,3 +498,15 @@ def test_few_shot_plot(tmp_path, monkeypatch):
         ends = np.array([seg[:, 1] for seg in bars.get_segments()])  # (shots, [low, high])
         np.testing.assert_allclose(ends, np.stack([np.subtract(mean, std), np.add(mean, std)], 1))
     assert len(ax.containers) == 2
+
+
+def test_markdown_and_fixed_width_tables_by_hand():
+    from ordinalclip.app.pagekit import fixed_width_table, markdown_table
+
+    assert markdown_table(["a", "n"], [["x", 1], ["y", 22]], [False, True]) == (
+        "| a | n |\n| --- | ---: |\n| x | 1 |\n| y | 22 |"
+    )
+    assert markdown_table(["a"], []) == "| a |\n| --- |"
+    assert fixed_width_table(["", "mae"], [["best val", "0.5000"]], first=9, width=7) == (
+        " " * 9 + "    mae\n" + "best val " + " 0.5000"  # 9 wide, then 7 wide right-aligned
+    )

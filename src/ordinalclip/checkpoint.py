@@ -61,8 +61,7 @@ CHECKPOINT_FORMAT = 1
 TORCHSCRIPT_ENV = "ORDINALCLIP_ALLOW_TORCHSCRIPT"  # the user's consent to open OpenAI TorchScript archives
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, unreadable, not ours, or from an incompatible config or version."""
+from ordinalclip.errors import CheckpointError  # noqa: E402  (defined with its family)
 
 
 def checkpoint_path(path: str | os.PathLike[str]) -> Path:

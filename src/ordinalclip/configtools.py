@@ -22,6 +22,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 import yaml
 
+from ordinalclip.errors import ConfigError
 from ordinalclip.fileio import atomic_write
 
 __all__ = [
@@ -39,10 +40,6 @@ __all__ = [
 T = TypeVar("T")
 
 BASE_KEY = "base"  # top-level YAML key naming the file(s) this one extends
-
-
-class ConfigError(ValueError):
-    """A config file, override or value that does not fit the config schema."""
 
 
 # --------------------------------------------------------------------------------------------- YAML dialect

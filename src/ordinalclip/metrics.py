@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ordinalclip.errors import NonFiniteOutputError
+
 __all__ = [
     "mean_std",
     "predict_from_logits",
@@ -61,17 +63,6 @@ __all__ = [
 ]
 
 ArrayLike = Tensor | np.ndarray | Sequence[float] | Sequence[int]
-
-
-class NonFiniteOutputError(RuntimeError):
-    """The model gave NaN or infinite logits: its predictions and metrics would be meaningless (exit 1)."""
-
-    def __init__(self, what: str, bad: int, total: int, first: str) -> None:
-        self.bad, self.total = bad, total
-        super().__init__(
-            f"non-finite model output: {bad} of {total} {what} have NaN or infinite logits (first: "
-            f"{first}); the model or its inputs are broken, no predictions or metrics are reported"
-        )
 
 
 def _tensor(x: Any, name: str, ndim: int | None = None) -> Tensor:

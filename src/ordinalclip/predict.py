@@ -26,6 +26,7 @@ from ordinalclip.data.samples import (
     column_index,
     read_csv_rows,
 )
+from ordinalclip.errors import NonFiniteOutputError
 from ordinalclip.fileio import atomic_write
 from ordinalclip.runtime.decode import read_image
 from ordinalclip.runtime.predictions import PredictionsWriter
@@ -192,8 +193,6 @@ def predict(
                 out = predictor.predict_arrays(batch)
                 bad = ~np.isfinite(out["logits"]).all(axis=1)
                 if bad.any():  # NaN rows would be written as "nan" predictions in a run that exits 0
-                    from ordinalclip.metrics import NonFiniteOutputError
-
                     first = chunk[int(np.flatnonzero(bad)[0])]
                     raise NonFiniteOutputError(
                         "images of this batch",

@@ -125,7 +125,7 @@ def text_method_overrides(full: bool = False) -> dict[str, dict[str, Any]]:
 
 def text_base_config(ds: LexiconDataset, out: Path, batch_size: int = 32, epochs: int = 10) -> dict[str, Any]:
     """The shared part of every text-task run's config (features from ``ds``, the MiniLM text tower)."""
-    from ordinalclip.app.demo import cpu_schedule
+    from ordinalclip.app.demo.common import cpu_schedule
 
     return {
         "name": "lexicon",
@@ -537,7 +537,7 @@ def demo_section(opts: TextTaskOptions, report_dir: Path) -> TextSection:
     ``report_dir``)."""
     import time
 
-    from ordinalclip.app.report import plot_few_shot
+    from ordinalclip.app.plots import plot_few_shot
 
     t0 = time.time()
     results, ds = run_text_task(opts)

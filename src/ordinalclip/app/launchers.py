@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from ordinalclip.configtools import ConfigError
+from ordinalclip.errors import MissingExtraError
 
 __all__ = ["LAUNCHERS", "Launch", "MissingExtraError", "Outcome", "Task", "cell_log", "run_tasks"]
 
@@ -52,10 +53,6 @@ LAUNCHERS = ("local", "submitit", "ray")
 # Loggers whose records go to a task's log file (the root logger is left to the caller).
 LOGGERS = ("ordinalclip", "lightning.pytorch", "lightning.fabric", "py.warnings")
 GRACE_S = 60.0  # after SIGTERM (time limit), how long a worker may take to write its checkpoint
-
-
-class MissingExtraError(ConfigError):
-    """A launcher's optional dependency is not installed."""
 
 
 @dataclass

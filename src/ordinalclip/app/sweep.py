@@ -38,22 +38,43 @@ import os
 import re
 import shutil
 import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import lightning as L
 
 from ordinalclip import api
 from ordinalclip.app.launchers import Launch, Task, run_tasks
+from ordinalclip.app.pagekit import markdown_table
+from ordinalclip.app.plots import has_matplotlib
+from ordinalclip.app.runpage import make_run_page
+from ordinalclip.app.sweep_results import (
+    CELL_FILE,
+    FEW_SHOT_KEY,
+    PLAN_FILE,
+    Cell,
+    CellResult,
+    Status,
+    SummaryRow,
+    SweepResult,
+    log_path,
+    read_json,
+    read_sweep,
+    setting_text,
+    short_keys,
+    status_counts,
+    summarize,
+    summary_tables,
+)
+from ordinalclip.app.sweeppage import few_shot_plot, write_sweep_page
 from ordinalclip.app.tables import TABLE_METRICS
 from ordinalclip.config_files import config_path
 from ordinalclip.configtools import ConfigError, parse_override
 from ordinalclip.engine.callbacks import EvaluateOnly
 from ordinalclip.engine.errors import TrainingInterrupted
+from ordinalclip.errors import SweepError
 from ordinalclip.fileio import atomic_write, atomic_write_text, write_json
-from ordinalclip.metrics import mean_std
 
 __all__ = [
     "Cell",
@@ -71,85 +92,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-FEW_SHOT_KEY = "data.few_shot.shots"
-CELL_FILE = "cell.json"
-PLAN_FILE = "sweep.json"
-LOG_DIR = "logs"
-Status = Literal["planned", "trained", "skipped", "resumed", "restarted", "failed", "unfinished"]
-
-
-class SweepError(ConfigError):
-    """The sweep folder does not fit the sweep (a cell run with other settings, a folder that is not a
-    cell)."""
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One run of a sweep: a config file plus its grid setting, seed and fold."""
-
-    config: Path
-    label: str  # short name of the config (its file stem, made unique within the sweep)
-    settings: tuple[tuple[str, Any], ...]  # (grid key, value) pairs
-    seed: int
-    fold: int | None
-    name: str  # the run folder's name under out_dir
-    overrides: tuple[str, ...]  # everything passed to api.fit on top of the config file
-    untrained: bool  # evaluate the initial model (zero-shot) instead of training
-
-    def record(self) -> dict[str, Any]:
-        """What cell.json holds: a rerun must find the same."""
-        return {
-            "config": str(self.config),
-            "label": self.label,
-            "settings": dict(self.settings),
-            "seed": self.seed,
-            "fold": self.fold,
-            "overrides": list(self.overrides),
-            "untrained": self.untrained,
-        }
-
-
-@dataclass
-class CellResult:
-    """What happened to a cell in this call, and its metrics (``metrics.json``) when it has finished."""
-
-    cell: Cell
-    status: Status
-    run_dir: Path
-    metrics: dict[str, Any] | None = None
-    error: str | None = None
-    log: Path | None = None  # the cell's log file (logs/<cell>.log)
-
-
-@dataclass
-class SummaryRow:
-    """Mean and population std over the runs (seeds x folds) of one config and grid setting."""
-
-    config: str
-    settings: tuple[tuple[str, Any], ...]
-    checkpoint: str  # best | last
-    split: str  # val | test
-    group: str  # "all", or a group of the data (e.g. an aesthetics category)
-    n: int
-    stats: dict[str, tuple[float, float]]  # metric -> (mean, std)
-
-
-@dataclass
-class SweepResult:
-    """The cells of a sweep, the summary rows and the files written."""
-
-    out_dir: Path
-    cells: list[CellResult]
-    rows: list[SummaryRow] = field(default_factory=list)
-    summary_md: Path | None = None
-    summary_csv: Path | None = None
-    few_shot_plot: Path | None = None
-
-    @property
-    def failed(self) -> list[CellResult]:
-        return [r for r in self.cells if r.status == "failed"]
-
 
 # -------------------------------------------------------------------------------------------------- planning
 
@@ -177,27 +119,6 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
             raise ConfigError(f"--grid: key {key.strip()!r} given twice; list all its values in one --grid")
         grid[key.strip()] = values
     return grid
-
-
-def summary_tables(rows: Sequence[SummaryRow]) -> Iterator[tuple[bool, str, str, list[SummaryRow]]]:
-    """The summary's tables in the order pages show them, as ``(per_group, checkpoint, split, rows)``: overall
-    before per group, best before last, test before val; empty tables left out."""
-    for group_rows in (False, True):
-        for tag in ("best", "last"):
-            for split in ("test", "val"):
-                chosen = [
-                    r
-                    for r in rows
-                    if r.checkpoint == tag and r.split == split and (r.group != "all") == group_rows
-                ]
-                if chosen:
-                    yield group_rows, tag, split, chosen
-
-
-def short_keys(keys: Sequence[str]) -> dict[str, str]:
-    """Grid key -> its last component, or the whole key where two keys share a last component."""
-    last = [k.rsplit(".", 1)[-1] for k in keys]
-    return {k: (s if last.count(s) == 1 else k) for k, s in zip(keys, last)}
 
 
 def _value_slug(value: Any) -> str:
@@ -302,10 +223,6 @@ def plan_sweep(
 # --------------------------------------------------------------------------------------------------- running
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 def _check_record(cell: Cell, run_dir: Path) -> None:
     record = run_dir / CELL_FILE
     if not record.is_file():
@@ -313,7 +230,7 @@ def _check_record(cell: Cell, run_dir: Path) -> None:
             f"{run_dir} exists but is not a sweep cell (no {CELL_FILE}); choose another output "
             "folder or remove it"
         )
-    found = _read_json(record)
+    found = read_json(record)
     if found != json.loads(json.dumps(cell.record())):
         changed = sorted(k for k in cell.record() if found.get(k) != json.loads(json.dumps(cell.record()[k])))
         raise SweepError(
@@ -326,7 +243,7 @@ def _run_cell(cell: Cell, out_dir: Path, callbacks: Sequence[L.Callback]) -> Cel
     run_dir = out_dir / cell.name
     if (run_dir / "metrics.json").is_file():
         _check_record(cell, run_dir)
-        return CellResult(cell, "skipped", run_dir, _read_json(run_dir / "metrics.json"))
+        return CellResult(cell, "skipped", run_dir, read_json(run_dir / "metrics.json"))
     status: Status = "trained"
     if run_dir.exists():
         _check_record(cell, run_dir)
@@ -414,7 +331,7 @@ def run_cells(
             _check_record(cell, out / cell.name)
     write_json({"grid": list(grid_keys), "metric": metric, "cells": [c.name for c in cells]}, out / PLAN_FILE)
     tasks = [
-        Task(_cell_task, (cell, out, tuple(callbacks), not launch.in_process), _log_path(out, cell))
+        Task(_cell_task, (cell, out, tuple(callbacks), not launch.in_process), log_path(out, cell))
         for cell in cells
     ]
     results: dict[int, CellResult] = {}
@@ -436,17 +353,13 @@ def run_cells(
     return write_summary(SweepResult(out, [results[i] for i in sorted(results)]), grid_keys, metric)
 
 
-def _log_path(out: Path, cell: Cell) -> Path:
-    return out / LOG_DIR / f"{cell.name}.log"
-
-
 def _cell_task(cell: Cell, out: Path, callbacks: Sequence[L.Callback], in_worker: bool) -> CellResult:
     """Run one cell wherever the launcher put it. Errors become a failed result with the traceback in the
     cell's log; in this process an interrupt propagates (as from any loop), in a worker it fails the cell
     (resumable)."""
     try:
         result = _run_cell(cell, out, callbacks)
-        result.log = _log_path(out, cell)
+        result.log = log_path(out, cell)
         if result.status != "skipped":
             _cell_report(result)
         return result
@@ -465,7 +378,7 @@ def _cell_task(cell: Cell, out: Path, callbacks: Sequence[L.Callback], in_worker
         )
     except Exception:  # one broken cell must not stop a days-long sweep
         error = traceback.format_exc()
-    with _log_path(out, cell).open("a", encoding="utf-8") as f:
+    with log_path(out, cell).open("a", encoding="utf-8") as f:
         f.write(error)
     last = error.strip().splitlines()[-1]
     return _failed(cell, out, last)
@@ -473,117 +386,28 @@ def _cell_task(cell: Cell, out: Path, callbacks: Sequence[L.Callback], in_worker
 
 def _cell_report(result: CellResult) -> None:
     """The cell's report page, made where the cell ran (in parallel with the other cells), so that the sweep
-    page (:func:`ordinalclip.app.report.write_sweep_page`) finds it up to date and only links it."""
-    from ordinalclip.app.report import has_matplotlib, make_report
-
+    page (:func:`ordinalclip.app.sweeppage.write_sweep_page`) finds it up to date and only links it."""
     if not has_matplotlib():
         return
     try:
-        make_report(result.run_dir)
+        make_run_page(result.run_dir)
     except Exception as err:  # a report is not worth failing a finished cell; the sweep page tries again
         log.warning("report of %s failed: %s: %s", result.cell.name, type(err).__name__, err)
 
 
 def _failed(cell: Cell, out: Path, error: str) -> CellResult:
-    log.error("sweep cell %s failed: %s (log: %s)", cell.name, error, _log_path(out, cell))
-    return CellResult(cell, "failed", out / cell.name, error=error, log=_log_path(out, cell))
-
-
-def _cell_from_record(run_dir: Path) -> Cell:
-    r = _read_json(run_dir / CELL_FILE)
-    return Cell(
-        Path(r["config"]),
-        r["label"],
-        tuple(r["settings"].items()),
-        r["seed"],
-        r["fold"],
-        run_dir.name,
-        tuple(r["overrides"]),
-        r["untrained"],
-    )
+    log.error("sweep cell %s failed: %s (log: %s)", cell.name, error, log_path(out, cell))
+    return CellResult(cell, "failed", out / cell.name, error=error, log=log_path(out, cell))
 
 
 def summarize_only(out_dir: str | os.PathLike[str]) -> SweepResult:
     """Rebuild ``summary.md`` / ``summary.csv`` of a sweep folder from the cells that have finished (those
     with a ``metrics.json``); the others are listed as unfinished. Nothing is run."""
-    out = Path(out_dir)
-    if not out.is_dir():
-        raise FileNotFoundError(f"sweep folder not found: {out}")
-    plan = _read_json(out / PLAN_FILE) if (out / PLAN_FILE).is_file() else {}
-    found = {p.name: p for p in out.iterdir() if (p / CELL_FILE).is_file()}
-    names = [*plan.get("cells", []), *sorted(n for n in found if n not in plan.get("cells", []))]
-    if not names:
-        raise SweepError(f"{out} holds no sweep cells (no */{CELL_FILE}): is it a sweep folder?")
-    results = []
-    grid_keys: list[str] = list(plan.get("grid", []))
-    for name in names:
-        run_dir = out / name
-        if name not in found:  # planned, not started
-            results.append(
-                CellResult(Cell(Path(), name, (), 0, None, name, (), False), "unfinished", run_dir)
-            )
-            continue
-        cell = _cell_from_record(run_dir)
-        grid_keys += [k for k, _ in cell.settings if k not in grid_keys]
-        finished = (run_dir / "metrics.json").is_file()
-        log_file = _log_path(out, cell)
-        results.append(
-            CellResult(
-                cell,
-                "skipped" if finished else "unfinished",
-                run_dir,
-                _read_json(run_dir / "metrics.json") if finished else None,
-                log=log_file if log_file.is_file() else None,
-            )
-        )
-    return write_summary(SweepResult(out, results), grid_keys, plan.get("metric", "mae_max"))
+    sweep = read_sweep(out_dir)
+    return write_summary(sweep.result, sweep.grid_keys, sweep.metric)
 
 
 # --------------------------------------------------------------------------------------------------- summary
-
-
-def _stats(per_run: list[Mapping[str, Any]]) -> dict[str, tuple[float, float]]:
-    keys = [
-        k
-        for k in per_run[0]
-        if all(isinstance(m.get(k), (int, float)) and not isinstance(m.get(k), bool) for m in per_run)
-    ]
-    return {k: mean_std([float(m[k]) for m in per_run]) for k in keys}
-
-
-def summarize(results: Sequence[CellResult]) -> list[SummaryRow]:
-    """Rows of mean ± std over seeds and folds for each (config, grid setting), checkpoint, split and
-    group."""
-    by_setting: dict[str, list[CellResult]] = {}
-    for r in results:
-        if r.metrics is not None:
-            by_setting.setdefault(json.dumps([r.cell.label, r.cell.settings]), []).append(r)
-    rows: list[SummaryRow] = []
-    for members in by_setting.values():
-        cell = members[0].cell
-        for tag in ("best", "last"):
-            for split in ("val", "test"):
-                entries = [m.metrics[tag] for m in members if (m.metrics or {}).get(tag)]  # type: ignore[index]
-                per_run = [e[split] for e in entries if e.get(split)]
-                if per_run:
-                    rows.append(
-                        SummaryRow(
-                            cell.label, cell.settings, tag, split, "all", len(per_run), _stats(per_run)
-                        )
-                    )
-                groups = [e[f"{split}_groups"] for e in entries if e.get(f"{split}_groups")]
-                for g in dict.fromkeys(g for run in groups for g in run):
-                    per_group = [run[g] for run in groups if run.get(g)]
-                    rows.append(
-                        SummaryRow(
-                            cell.label, cell.settings, tag, split, str(g), len(per_group), _stats(per_group)
-                        )
-                    )
-    return rows
-
-
-def _fmt_value(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _pm(stats: dict[str, tuple[float, float]], key: str) -> str:
@@ -616,7 +440,7 @@ def write_summary(result: SweepResult, grid_keys: Sequence[str], metric: str = "
                 w.writerow(
                     [
                         r.config,
-                        *(_fmt_value(settings[k]) for k in grid_keys),
+                        *(setting_text(settings[k]) for k in grid_keys),
                         r.checkpoint,
                         r.split,
                         r.group,
@@ -626,10 +450,7 @@ def write_summary(result: SweepResult, grid_keys: Sequence[str], metric: str = "
                 )
 
     atomic_write(out / "summary.csv", write_csv)
-    counts = {
-        s: sum(r.status == s for r in result.cells)
-        for s in ("trained", "skipped", "resumed", "restarted", "failed", "unfinished")
-    }
+    counts = status_counts(result.cells)
     md = [
         "# Sweep summary",
         "",
@@ -647,18 +468,17 @@ def write_summary(result: SweepResult, grid_keys: Sequence[str], metric: str = "
     for group_rows, tag, split, chosen in summary_tables(rows):
         title = f"## {tag} checkpoint, {split}" + (", per group" if group_rows else "")
         cols = head[:1] + (["group"] if group_rows else []) + head[1:]
-        md += [title, "", "| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
-        for r in chosen:
-            settings = dict(r.settings)
-            cells = [
+        table = [
+            [
                 r.config,
                 *([r.group] if group_rows else []),
-                *(_fmt_value(settings[k]) for k in grid_keys),
+                *(setting_text(dict(r.settings)[k]) for k in grid_keys),
                 str(r.n),
                 *(_pm(r.stats, m) for m in TABLE_METRICS),
             ]
-            md.append("| " + " | ".join(cells) + " |")
-        md.append("")
+            for r in chosen
+        ]
+        md += [title, "", markdown_table(cols, table), ""]
     failed = result.failed
     if failed:
         md += (
@@ -670,7 +490,7 @@ def write_summary(result: SweepResult, grid_keys: Sequence[str], metric: str = "
     if unfinished:
         md += ["## Unfinished cells", "", "No metrics.json yet (still running, killed, or not started):", ""]
         md += [f"- `{r.cell.name}`" + (f" (log: {r.log})" if r.log else "") for r in unfinished] + [""]
-    plot = _few_shot_plot(result, rows, metric) if FEW_SHOT_KEY in grid_keys else None
+    plot = few_shot_plot(result, rows, metric) if FEW_SHOT_KEY in grid_keys else None
     if plot is not None:
         md += ["## Few-shot", "", f"![few-shot {metric}]({plot.name})", ""]
     atomic_write_text(out / "summary.md", "\n".join(md))
@@ -680,36 +500,5 @@ def write_summary(result: SweepResult, grid_keys: Sequence[str], metric: str = "
         out / "summary.csv",
         plot,
     )
-    from ordinalclip.app.report import write_sweep_page
-
     write_sweep_page(result, grid_keys, plot)  # index.html: these tables, the curves, links to cell reports
     return result
-
-
-def _few_shot_plot(result: SweepResult, rows: Sequence[SummaryRow], metric: str) -> Path | None:
-    """``metric`` against shots per rank, one line per config (and other grid setting), from the first of
-    best/last test, then val, that the runs have."""
-    from ordinalclip.app.report import REPORT_EXTRA, has_matplotlib, plot_few_shot
-
-    if not has_matplotlib():
-        log.warning("few-shot plot skipped: it needs matplotlib (%s)", REPORT_EXTRA)
-        return None
-    for tag, split in (("best", "test"), ("last", "test"), ("best", "val"), ("last", "val")):
-        if any(r.checkpoint == tag and r.split == split and metric in r.stats for r in rows):
-            break
-    else:
-        return None
-    curves: dict[str, dict[int, list[float]]] = {}
-    for r in result.cells:
-        entry = ((r.metrics or {}).get(tag) or {}).get(split) or {}
-        settings = dict(r.cell.settings)
-        if entry.get(metric) is None or settings[FEW_SHOT_KEY] is None:
-            continue
-        others = ", ".join(
-            f"{k.rsplit('.', 1)[-1]}={_fmt_value(v)}" for k, v in r.cell.settings if k != FEW_SHOT_KEY
-        )
-        method = r.cell.label + (f" ({others})" if others else "")
-        curves.setdefault(method, {}).setdefault(int(settings[FEW_SHOT_KEY]), []).append(float(entry[metric]))
-    path = result.out_dir / "few_shot.png"
-    plot_few_shot(curves, path, metric=f"{metric} ({tag} checkpoint, {split})")
-    return path

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     import torch
 
 
+from ordinalclip.errors import DataError
+
 IMAGE_EXTENSIONS: tuple[str, ...] = (
     ".jpg",
     ".jpeg",
@@ -34,10 +36,6 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (
 )
 
 StrPath = str | os.PathLike[str]
-
-
-class DataError(ValueError):
-    """A problem with the user's data: a malformed line, a missing or unreadable file, a bad label."""
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from typing import Any
 import filelock
 
 import ordinalclip
+from ordinalclip.errors import RunDirInUse
 
 log = logging.getLogger(__name__)
 
@@ -113,10 +114,6 @@ def environment() -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------- one run per folder
-
-
-class RunDirInUse(RuntimeError):
-    """Another process holds the run folder's lock: two runs must not share checkpoints and metrics."""
 
 
 @contextlib.contextmanager

@@ -29,6 +29,7 @@ from typing import Any
 
 from ordinalclip import __version__
 from ordinalclip.configtools import ConfigError, from_dict
+from ordinalclip.errors import ExportError
 from ordinalclip.modeling.config import ModelConfig
 
 __all__ = [
@@ -48,8 +49,6 @@ FORMAT_NAME = "ordinalclip-export"
 FORMAT_VERSION = 1
 
 
-class ExportError(ValueError):
-    """An export cannot be written or read: wrong format version, modified file, mismatched shapes."""
 
 
 def file_sha256(path: Path) -> str:

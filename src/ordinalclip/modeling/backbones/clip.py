@@ -24,13 +24,10 @@ import open_clip
 import torch
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
+from ordinalclip.errors import ClipLoadError
 from ordinalclip.modeling.config import ClipConfig
 
 log = logging.getLogger(__name__)
-
-
-class ClipLoadError(RuntimeError):
-    """CLIP weights could not be found, downloaded or read."""
 
 
 @dataclass
