@@ -12,6 +12,7 @@ import safetensors.torch
 import torch
 from safetensors import safe_open
 
+import ordinalclip.modeling.backbones.clip as clip_backbone
 import ordinalclip.modeling.build as model_build
 from ordinalclip.exports.load import ExportedModel, load_export
 from ordinalclip.exports.write import export_head
@@ -136,7 +137,7 @@ def test_loading_builds_no_text_tower_and_reads_no_clip_weights(exported, monkey
         raise AssertionError("the text tower / full CLIP must not be built for an export")
 
     monkeypatch.setattr(model_build, "build_text_tower", refuse)
-    monkeypatch.setattr(model_build, "load_clip", refuse)
+    monkeypatch.setattr(clip_backbone, "load_clip", refuse)  # build_model imports it from there on use
     monkeypatch.setattr(open_clip, "CLIP", refuse)
     monkeypatch.setattr(torch, "load", refuse)  # and no pickle anywhere
     assert load_export(exported).num_ranks == 5
