@@ -49,8 +49,6 @@ FORMAT_NAME = "ordinalclip-export"
 FORMAT_VERSION = 1
 
 
-
-
 def file_sha256(path: Path) -> str:
     """The sha256 of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()
