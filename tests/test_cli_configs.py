@@ -34,7 +34,7 @@ def test_morph_is_the_reference_setting():
     cfg = load_run_config([CONFIGS / "morph.yaml"])
     m, d, o, t = cfg.model, cfg.data, cfg.optim, cfg.trainer
     assert (m.arch, m.num_ranks, m.prompts.learner, m.prompts.num_base_ranks) == (
-        "ordinalclip",
+        "prompts",
         101,
         "rank",
         3,
