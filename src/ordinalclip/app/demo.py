@@ -85,13 +85,13 @@ def method_overrides(levels: int) -> dict[str, dict[str, Any]]:
     """Model settings of every method, as config overrides (the rest is shared)."""
     prompt = {"context_init": CONTEXT}
     return {
-        "OrdinalCLIP (random base ranks)": {"arch": "ordinalclip", "prompts": {**prompt, "learner": "rank"}},
+        "OrdinalCLIP (random base ranks)": {"arch": "prompts", "prompts": {**prompt, "learner": "rank"}},
         "OrdinalCLIP (named base ranks)": {
-            "arch": "ordinalclip",
-            "prompts": {**prompt, "learner": "rank", "rank_names": BASE_NAMES},
+            "arch": "prompts",
+            "prompts": {**prompt, "learner": "rank", "base_rank_names": BASE_NAMES},
         },
         "CoOp (rank names)": {
-            "arch": "ordinalclip",
+            "arch": "prompts",
             "prompts": {**prompt, "learner": "plain", "rank_names": None},
         },
         "CNN cosine baseline": {"arch": "cosine"},
