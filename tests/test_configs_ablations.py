@@ -93,10 +93,12 @@ def test_zero_shot_and_coop_have_one_name_per_rank(dataset):
 
 @pytest.mark.parametrize("dataset", list(DATASETS))
 @pytest.mark.parametrize(
-    "head, arch", [("cnn", "cosine"), ("linear", "linear"), ("coral", "coral"), ("corn", "corn")]
+    "head, arch", [("cosine", "cosine"), ("linear", "linear"), ("coral", "coral"), ("corn", "corn")]
 )
 def test_head_baselines_change_only_the_head(dataset, head, arch):
-    rel = "morph_cnn.yaml" if (dataset, head) == ("morph", "cnn") else f"baselines/{dataset}_{head}.yaml"
+    rel = (
+        "morph_cosine.yaml" if (dataset, head) == ("morph", "cosine") else f"baselines/{dataset}_{head}.yaml"
+    )
     cfg, base = load(rel), load(f"{dataset}.yaml")
     assert cfg.model.arch == arch and cfg.model.embed_dim == 1024
     assert cfg.data == base.data and cfg.trainer == base.trainer
@@ -104,7 +106,7 @@ def test_head_baselines_change_only_the_head(dataset, head, arch):
     assert cfg.loss.kl_weight == (0.0 if head == "linear" else 1.0)
     skip = ["model.arch", "model.embed_dim"] + (
         ["model.logit_scale", "optim.lr_prototypes"]
-        if head == "cnn"
+        if head == "cosine"
         else ["loss.kl_weight"]
         if head == "linear"
         else []
@@ -201,7 +203,7 @@ def test_baselines_build_with_tiny_towers():
     coop = build_model(load("baselines/adience_coop.yaml", *TINY_CLIP, *TINY_IMAGE).model)
     assert coop(images).shape == (2, 8) and coop.prototypes().shape == (8, 32)
     features = ["model.image.kind=features", "model.image.input_dim=6"]
-    for head, width in (("linear", 5), ("coral", 4), ("corn", 4), ("cnn", 5)):
+    for head, width in (("linear", 5), ("coral", 4), ("corn", 4), ("cosine", 5)):
         model = build_model(load(f"baselines/hci_{head}.yaml", *features).model)
         assert model(torch.randn(3, 6)).shape == (3, width), head
 
