@@ -21,9 +21,10 @@ STALE = {
 
 
 def _shipped() -> list[Path]:
-    """The package (every text file), the README, the docs, the benchmarks' README and the tests' sources."""
+    """The package (every text file), the README, the changelog, the docs, the benchmarks' README and the
+    tests' sources."""
     files = [p for p in (ROOT / "src").rglob("*") if p.is_file() and "__pycache__" not in p.parts]
-    files += [ROOT / "README.md", ROOT / "benchmarks" / "README.md"]
+    files += [ROOT / "README.md", ROOT / "CHANGELOG.md", ROOT / "benchmarks" / "README.md"]
     files += sorted((ROOT / "docs").rglob("*.md"))
     files += sorted((ROOT / "tests").rglob("*.py"))
     return sorted(set(files))
