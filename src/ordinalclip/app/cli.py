@@ -1,4 +1,4 @@
-"""The ``ordinalclip`` command and its seven sub-commands.
+"""The ``ordinalclip`` command and its sub-commands.
 
 ``train``, ``eval``, ``predict`` and ``export`` are thin layers over :mod:`ordinalclip.api`; ``sweep``,
 ``report`` and ``demo`` run the app modules of the same names.
@@ -80,8 +80,8 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``ordinalclip`` (sub-commands train, eval, predict, export, demo, report,
-    sweep)."""
+    """The argument parser of ``ordinalclip`` (sub-commands train, eval, predict, export, configs, serve,
+    demo, report, sweep)."""
     parser = argparse.ArgumentParser(
         prog="ordinalclip",
         formatter_class=_formatter,
