@@ -300,7 +300,7 @@ def save_tiny_bert(folder: Path) -> Path:
     return folder
 
 
-# ------------------------------------------------- tiny offline Hugging Face CLIP-family assets (issue 17)
+# ------------------------------------------------------- tiny offline Hugging Face CLIP-family assets
 # A word-level tokenizer folder (built with the `tokenizers` library) and tiny random CLIP / SigLIP / RoBERTa folders
 # saved with save_pretrained: nothing is downloaded.
 CLIP_WORDS = [

@@ -131,7 +131,7 @@ def test_losses_afinn_task_trains_named_base_ranks_with_each_loss(tmp_path):
     configs = {p.parent.name: load_yaml(p) for p in (out / "afinn" / "runs").glob("*/config.yaml")}
     assert len(configs) == 2
     for name, cfg in configs.items():
-        assert cfg["model"]["prompts"]["rank_names"] == TEXT_BASE_NAMES
+        assert cfg["model"]["prompts"]["base_rank_names"] == TEXT_BASE_NAMES
         assert cfg["model"]["num_ranks"] == 11
         assert cfg["loss"]["name"] == ("sord" if "sord" in name else "ordinalclip")
     # the tiny lexicon set is built under --out, never in the user cache

@@ -107,3 +107,35 @@ def test_sweep_takes_names(tmp_path):
 
     cells = plan_sweep(["tiny"], seeds=[1, 2])
     assert len(cells) == 2 and cells[0].config == builtin_config_dir() / "tiny.yaml"
+
+
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        ("morph_cnn", "morph_cosine"),
+        ("baselines/adience_cnn", "baselines/adience_cosine"),
+        ("baselines/heads/cnn", "baselines/heads/cosine"),
+    ],
+)
+def test_a_renamed_built_in_is_found_under_its_old_name_and_path_with_a_warning(old, new, monkeypatch):
+    from ordinalclip.configtools import ConfigDeprecationWarning
+
+    want = builtin_config_dir() / f"{new}.yaml"
+    assert want.is_file() and not (builtin_config_dir() / f"{old}.yaml").exists()
+    assert config_files.RENAMED_CONFIGS[old] == new
+    with pytest.warns(ConfigDeprecationWarning, match=f"built-in config '{old}' is now '{new}'"):
+        assert config_path(old) == want
+    # the old path through the repository's configs link, as the README and scripts wrote it
+    monkeypatch.chdir(ROOT)
+    with pytest.warns(ConfigDeprecationWarning, match=f"built-in name '{new}'"):
+        assert config_path(f"configs/{old}.yaml") == want
+    # and the run is the same one
+    with pytest.warns(ConfigDeprecationWarning):
+        assert load_run_config([old]) == load_run_config([new])
+
+
+def test_a_missing_file_outside_the_package_stays_a_missing_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert config_path("morph_cnn.yaml") == Path("morph_cnn.yaml")  # not the package's: no alias
+    with pytest.raises(ConfigError, match="cannot read config file 'morph_cnn.yaml'"):
+        load_run_config(["morph_cnn.yaml"])

@@ -20,7 +20,7 @@ def test_every_config_loads():
     assert {
         "morph.yaml",
         "morph_coop.yaml",
-        "morph_cnn.yaml",
+        "morph_cosine.yaml",
         "adience.yaml",
         "aesthetics.yaml",
         "hci.yaml",
@@ -34,7 +34,7 @@ def test_morph_is_the_reference_setting():
     cfg = load_run_config([CONFIGS / "morph.yaml"])
     m, d, o, t = cfg.model, cfg.data, cfg.optim, cfg.trainer
     assert (m.arch, m.num_ranks, m.prompts.learner, m.prompts.num_base_ranks) == (
-        "ordinalclip",
+        "prompts",
         101,
         "rank",
         3,
@@ -63,7 +63,7 @@ def test_morph_is_the_reference_setting():
 def test_baselines_differ_from_morph_only_where_the_reference_does():
     morph = load_run_config([CONFIGS / "morph.yaml"])
     coop = load_run_config([CONFIGS / "morph_coop.yaml"])
-    cnn = load_run_config([CONFIGS / "morph_cnn.yaml"])
+    cnn = load_run_config([CONFIGS / "morph_cosine.yaml"])
     assert coop.model.prompts.learner == "plain" and coop.optim == morph.optim and coop.data == morph.data
     assert (cnn.model.arch, cnn.model.embed_dim, cnn.model.logit_scale) == ("cosine", 1024, 100.0)
     assert cnn.trainer == morph.trainer

@@ -497,3 +497,107 @@ def test_renamed_key_reads_as_the_new_one_with_a_warning(tmp_path: Path) -> None
         ConfigError, match=r"'image\.pretrained' is the old name of 'image\.imagenet_weights'"
     ):
         from_dict(ImageTowerConfig, {"pretrained": True, "imagenet_weights": False}, path="image")
+
+
+# ----------------------------------------------------------------------------------------------- old spellings
+
+
+def _run(model: dict) -> dict:
+    return {"model": model}
+
+
+def test_old_spellings_of_model_keys_and_values_load_with_a_deprecation_warning(tmp_path: Path) -> None:
+    from ordinalclip.config import RunConfig
+
+    # A YAML written before the renames: arch ordinalclip, text.path, base-rank names in rank_names.
+    old = write(
+        tmp_path / "old.yaml",
+        "model:\n  arch: ordinalclip\n  text:\n    path: naive\n  prompts:\n"
+        "    rank_names: [young, adult, old]\n",
+    )
+    with pytest.warns(configtools.ConfigDeprecationWarning) as seen:
+        cfg = load_config(RunConfig, [old])
+    messages = sorted(str(w.message) for w in seen)
+    assert messages == [
+        "config key 'model.prompts.rank_names' with the rank learner holds the C' base-rank names: it is now "
+        "'model.prompts.base_rank_names' ('model.prompts.rank_names' holds the C rank names of the plain "
+        "learner and zero-shot)",
+        "config key 'model.text.path' is deprecated: it is now 'model.text.route'",
+        "model.arch: 'ordinalclip' is deprecated: it is now 'prompts' (same meaning)",
+    ]
+    assert all(issubclass(w.category, (DeprecationWarning, FutureWarning)) for w in seen)
+    m = cfg.model
+    assert (m.arch, m.text.route, m.prompts.base_rank_names, m.prompts.rank_names) == (
+        "prompts",
+        "naive",
+        ["young", "adult", "old"],
+        None,
+    )
+    new = to_dict(cfg)["model"]  # written back (run folders, checkpoints) under the new names only
+    assert new["arch"] == "prompts" and "path" not in new["text"] and new["prompts"]["rank_names"] is None
+    # the same through --set overrides, and a name file
+    with pytest.warns(configtools.ConfigDeprecationWarning, match="base_rank_names_file"):
+        cfg = load_config(RunConfig, [], ["model.prompts.rank_names_file=names.txt"])
+    assert (cfg.model.prompts.base_rank_names_file, cfg.model.prompts.rank_names_file) == ("names.txt", None)
+
+
+def test_a_checkpoint_config_from_before_the_renames_loads_the_same(tmp_path: Path) -> None:
+    import warnings
+
+    from ordinalclip.checkpoint import CHECKPOINT_KEY, config_of
+    from ordinalclip.config import RunConfig
+
+    new = {"arch": "prompts", "text": {"route": "truncated"}, "prompts": {"base_rank_names_file": "b.txt"}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the new spellings warn about nothing
+        want = from_dict(RunConfig, _run(new))
+    stored = to_dict(want)
+    stored["model"]["arch"] = "ordinalclip"
+    stored["model"]["text"]["path"] = stored["model"]["text"].pop("route")
+    prompts = stored["model"]["prompts"]
+    prompts["rank_names_file"] = prompts.pop("base_rank_names_file")
+    del prompts["base_rank_names"]
+    with pytest.warns(DeprecationWarning):
+        assert config_of({CHECKPOINT_KEY: {"config": stored}}, "old.ckpt") == want
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        {"arch": "zeroshot", "prompts": {"rank_names": ["a", "b"]}},  # zero-shot: C names, default learner
+        {"prompts": {"learner": "plain", "rank_names": ["a", "b"]}},  # CoOp: C names
+        {"prompts": {"base_rank_names": ["x", "y", "z"], "rank_names": ["a", "b"]}},  # both given: both kept
+        {"arch": "linear", "prompts": {"rank_names": ["a", "b"]}},
+    ],
+)
+def test_rank_names_that_mean_rank_names_stay_without_a_warning(model: dict) -> None:
+    import warnings
+
+    from ordinalclip.config import RunConfig
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cfg = from_dict(RunConfig, _run(model))
+    assert cfg.model.prompts.rank_names == ["a", "b"]
+
+
+def test_an_old_and_a_new_spelling_together_is_an_error() -> None:
+    from ordinalclip.modeling.config import ModelConfig
+
+    with pytest.raises(ConfigError, match=r"'model\.text\.path' is the old name of 'model\.text\.route'"):
+        from_dict(ModelConfig, {"text": {"path": "naive", "route": "naive"}}, path="model")
+    with pytest.raises(ConfigError, match=r"model\.arch: expected one of 'prompts', .*got 'ordinal'"):
+        from_dict(ModelConfig, {"arch": "ordinal"}, path="model")
+
+
+def test_the_deprecation_warning_is_shown_by_default() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "from ordinalclip.configtools import from_dict\n"
+        "from ordinalclip.modeling.config import ModelConfig\n"
+        "from_dict(ModelConfig, {'arch': 'ordinalclip'}, path='model')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "ConfigDeprecationWarning: model.arch: 'ordinalclip' is deprecated" in out.stderr

@@ -183,7 +183,9 @@ def test_rank_names_file_errors_name_the_config_key(image_root: Path, tmp_path: 
     with pytest.raises(DataError, match=rf"^data\.rank_names_file: .*{problem}"):
         _self_contained(_run_cfg({**data, "rank_names_file": str(names)}))
     with pytest.raises(ConfigError, match=rf"^model\.prompts\.rank_names_file: .*{problem}"):
-        _self_contained(_run_cfg(data, prompts={"rank_names_file": str(names)}))
+        _self_contained(_run_cfg(data, prompts={"learner": "plain", "rank_names_file": str(names)}))
+    with pytest.raises(ConfigError, match=rf"^model\.prompts\.base_rank_names_file: .*{problem}"):
+        _self_contained(_run_cfg(data, prompts={"base_rank_names_file": str(names)}))
 
 
 # ------------------------------------------------------------------------------------------------ transforms

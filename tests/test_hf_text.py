@@ -208,7 +208,7 @@ def test_build_model_uses_the_huggingface_tower(tiny_st):
         num_ranks=4,
         image=ImageTowerConfig(kind="features", input_dim=6),
         text=TextTowerConfig(kind="huggingface", hf_model=str(folder)),
-        prompts=PromptConfig(context_init="a photo of", rank_names=["sharp", "blurred", "noisy"]),
+        prompts=PromptConfig(context_init="a photo of", base_rank_names=["sharp", "blurred", "noisy"]),
     )
     model = build_model(cfg)
     assert isinstance(model.text_tower, HFTextTower)

@@ -1,4 +1,4 @@
-"""Issue 11: features already in the joint space kept as they are, zero-shot runs without a training step through
+"""Language priors: features already in the joint space kept as they are, zero-shot runs without a training step through
 ``train`` / ``sweep`` / ``eval`` (metrics checked against logits computed by hand with open_clip), and the
 few-shot step budget."""
 

@@ -12,6 +12,8 @@ from ordinalclip.modeling import (
     interpolation_matrix,
     load_clip,
 )
+from ordinalclip.modeling.build import build_prompt_learner
+from ordinalclip.modeling.config import PromptConfig
 from tests.helpers import load_reference, tiny_clip_custom
 
 OFFICIAL = load_reference("official_vectors.json")
@@ -126,6 +128,52 @@ def test_rank_names_counts(tower):
     assert plain.ranks.shape[0] == 3
     with pytest.raises(ValueError, match="C=3 rank names, got 2"):
         PlainPromptLearner(tower, 3, rank_names=["young", "old"])
+
+
+BASE = ["sharp", "blurred", "extremely_blurred"]
+
+
+def test_each_learner_reads_its_own_names_key(tower, tmp_path):
+    # The rank learner takes the C' base-rank names of base_rank_names (or its file), the plain learner the C
+    # names of rank_names: the same learners as built directly from those names.
+    torch.manual_seed(0)
+    direct = RankPromptLearner(tower, 10, 3, base_rank_names=BASE)
+    names = tmp_path / "base.txt"
+    names.write_text("\n".join(BASE) + "\n")
+    for cfg in (PromptConfig(base_rank_names=BASE), PromptConfig(base_rank_names_file=str(names))):
+        torch.manual_seed(0)
+        built = build_prompt_learner(cfg, 10, tower)
+        torch.testing.assert_close(built.base_ranks, direct.base_ranks, rtol=0, atol=0)
+    plain = build_prompt_learner(PromptConfig(learner="plain", rank_names=["young", "old"]), 2, tower)
+    torch.testing.assert_close(
+        plain.ranks, PlainPromptLearner(tower, 2, rank_names=["young", "old"]).ranks, rtol=0, atol=0
+    )
+
+
+def test_prompt_name_errors_name_the_key_the_file_and_the_counts(tower, tmp_path):
+    names = tmp_path / "ages.txt"
+    names.write_text("".join(f"{i}\n" for i in range(5)))  # 5 names: neither C' = 3 nor C = 10
+    with pytest.raises(ValueError) as err:
+        build_prompt_learner(PromptConfig(base_rank_names_file=str(names)), 10, tower)
+    assert str(err.value) == (
+        f"model.prompts.base_rank_names_file ({names}): 5 names, expected C'=3 base-rank names "
+        "(model.prompts.num_base_ranks); C=10 rank names go in model.prompts.rank_names"
+    )
+    with pytest.raises(ValueError) as err:
+        build_prompt_learner(PromptConfig(learner="plain", rank_names=["a", "b", "c"]), 10, tower)
+    assert str(err.value) == (
+        "model.prompts.rank_names: 3 names, expected C=10 rank names (model.num_ranks); "
+        "the rank learner's C'=3 base-rank names go in model.prompts.base_rank_names"
+    )
+    # names the learner would ignore are a mistake, named by their key
+    with pytest.raises(ValueError, match=r"^model\.prompts\.base_rank_names: the plain learner takes "):
+        build_prompt_learner(PromptConfig(learner="plain", base_rank_names=BASE), 10, tower)
+    with pytest.raises(ValueError, match=r"^model\.prompts\.rank_names: the rank learner takes "):
+        build_prompt_learner(PromptConfig(rank_names=[f"r{i}" for i in range(10)]), 10, tower)
+    with pytest.raises(ValueError, match=r"^model\.prompts\.rank_names_file: rank names file not found"):
+        build_prompt_learner(
+            PromptConfig(learner="plain", rank_names_file=str(tmp_path / "no.txt")), 10, tower
+        )
 
 
 def test_plain_learner_fast_path_exact(tower):

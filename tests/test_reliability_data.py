@@ -184,7 +184,8 @@ def test_empty_split_and_too_large_few_shot(root, tmp_path, capsys):
 def test_rank_names_file_with_a_wrong_count_names_the_file_and_both_counts(root, tmp_path, capsys, learner):
     names = tmp_path / "names.txt"
     names.write_text("a\nb\nc\nd\ne\n")  # 5: neither C=4 nor C'=2
-    model = tiny_model_dict(prompts={"learner": learner, "num_base_ranks": 2, "rank_names_file": str(names)})
+    key = "base_rank_names_file" if learner == "rank" else "rank_names_file"
+    model = tiny_model_dict(prompts={"learner": learner, "num_base_ranks": 2, key: str(names)})
     config = list_config(tmp_path, list_files(root, "train"), model)
     code, _, err = run_cli(["train", "-c", config], capsys)
     assert code == 2

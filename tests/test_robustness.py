@@ -1,4 +1,4 @@
-"""Issue 13 (robustness, round two): unusual and hostile input, case by case, on generated files.
+"""Robustness: unusual and hostile input, case by case, on generated files.
 
 Most cases are met through the ``ordinalclip`` command (``cli.main(argv)``), where a user meets them.
 
