@@ -21,6 +21,7 @@ from PIL import Image
 # --------------------------------------------------------------------------------------- reference vectors
 
 
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the repository (tests live in folders below tests/)
 REFERENCE = Path(__file__).parent / "data" / "reference"
 
 

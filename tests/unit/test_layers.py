@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "ordinalclip"
+from tests.helpers import REPO_ROOT
+
+SRC = REPO_ROOT / "src" / "ordinalclip"
 # Modules every layer may import: they import nothing of ordinalclip themselves.
 LEAVES = ("ordinalclip.errors",)
 

@@ -7,7 +7,6 @@ import json
 import re
 import shlex
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,9 +17,9 @@ from ordinalclip.configtools import ConfigDeprecationWarning, to_dict
 from ordinalclip.data import ADIENCE_GROUPS, HCI_DECADES
 from ordinalclip.engine.optim import apply_freezing
 from ordinalclip.modeling import build_model
-from tests.helpers import tiny_clip_custom
+from tests.helpers import REPO_ROOT, tiny_clip_custom
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 CONFIGS = ROOT / "configs"
 DATASETS = {"morph": 101, "adience": len(ADIENCE_GROUPS), "aesthetics": 5, "hci": len(HCI_DECADES)}
 TINY_CLIP = [

@@ -5,13 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
 import ordinalclip as oc
+from tests.helpers import REPO_ROOT
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = REPO_ROOT / "src"
 HEAVY = ("torch", "lightning", "open_clip", "torchvision")
 
 

@@ -11,8 +11,9 @@ import pytest
 from ordinalclip.app import cli
 from ordinalclip.config import load_run_config
 from ordinalclip.data import ADIENCE_GROUPS, HCI_DECADES
+from tests.helpers import REPO_ROOT
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = REPO_ROOT / "configs"
 
 
 def test_every_config_loads():

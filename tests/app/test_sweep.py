@@ -24,33 +24,8 @@ from ordinalclip.app.sweep import SweepError, parse_grid, plan_sweep, run_sweep
 from ordinalclip.configtools import ConfigError
 from ordinalclip.engine.errors import TrainingInterrupted
 from ordinalclip.modeling import build_model
-from tests.helpers import NUM_RANKS, make_features, tiny_clip_custom, tiny_config
-
-FEATURE_MODEL = {"num_ranks": NUM_RANKS, "embed_dim": 8, "image": {"kind": "features", "input_dim": 8}}
-
-
-def _write_config(folder: Path, name: str, arch: str, features: str, **sections) -> Path:
-    cfg = tiny_config(
-        folder,
-        {"format": "features", "train": features, "columns": {"split": "split"}},
-        model={**FEATURE_MODEL, "arch": arch},
-        trainer={"progress_bar": False},
-        **sections,
-    )
-    cfg["name"] = name
-    path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-@pytest.fixture(scope="module")
-def configs(tmp_path_factory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("sweep_cfg")
-    features = make_features(folder / "features.npz")
-    return (
-        _write_config(folder, "linear", "linear", features, loss={"kl_weight": 0}),
-        _write_config(folder, "cosine", "cosine", features),
-    )
+from tests.app.conftest import write_feature_config
+from tests.helpers import NUM_RANKS, make_features, tiny_clip_custom
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +191,7 @@ def test_zero_shot_cells_are_evaluated_without_training(tmp_path: Path):
         "prompts": {"rank_names": ["a", "b", "c", "d"]},
         "zero_shot_templates": ["a photo of {}.", "{} level"],
     }
-    path = _write_config(tmp_path, "zs", "zeroshot", features)
+    path = write_feature_config(tmp_path, "zs", "zeroshot", features)
     cfg = yaml.safe_load(path.read_text())
     path.write_text(yaml.safe_dump({**cfg, "model": model}))
     result = run_sweep([path], seeds=[5], out_dir=tmp_path / "s")  # no untrained=True: the arch says so

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 from sklearn.metrics import mean_absolute_error
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO_ROOT
+
+ROOT = REPO_ROOT
 
 
 def _split_paths(path: Path) -> list[str]:

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO_ROOT
+
+ROOT = REPO_ROOT
 
 STALE = {
     "a tracker number": re.compile(r"\bissues?\s+#?\d", re.IGNORECASE),

@@ -14,8 +14,9 @@ from ordinalclip.app.cli import main
 from ordinalclip.config import load_run_config
 from ordinalclip.config_files import builtin_config_dir, builtin_configs, config_path
 from ordinalclip.configtools import ConfigError
+from tests.helpers import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 
 
 def test_one_copy_the_repository_configs_folder_is_the_package_one():

@@ -21,7 +21,6 @@ from ordinalclip.app import cli
 from ordinalclip.app.launchers import Launch, MissingExtraError, Task, run_tasks
 from ordinalclip.app.sweep import run_sweep, summarize_only
 from ordinalclip.configtools import ConfigError
-from tests.test_sweep import configs  # noqa: F401  (the fixture: tiny linear and cosine feature configs)
 
 SEEDS = [1, 2]
 VICTIM = "cosine__seed1"

@@ -26,7 +26,7 @@ def test_demo_pipeline_reports_what_it_computed(tmp_path):
         methods=methods,
         progress=False,
         text_task=False,
-    )  # the text task: tests/test_lexicon.py
+    )  # the text task: tests/unit/data/test_lexicon.py
     table, page = run_demo(opts)
     rows = list(csv.DictReader((tmp_path / "demo" / "results.csv").open()))
     assert len(rows) == len(methods) * 2 * 2  # methods x (full, 2-shot) x seeds

@@ -17,8 +17,9 @@ from ordinalclip.data.lexicon import (
     read_afinn,
     split_by_word,
 )
+from tests.helpers import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 WORDS = {
     "abandon": -2,
     "awful": -3,

@@ -71,7 +71,7 @@ def _images(n: int = 4, seed: int = 1) -> torch.Tensor:
 
 def _edit_sidecar(path, edit) -> None:
     """Edit the sidecar and reseal it: a consistent pair that still disagrees, for the checks past the
-    integrity check (an unsealed edit is refused by it, see tests/test_robustness.py)."""
+    integrity check (an unsealed edit is refused by it, see tests/reliability/test_robustness.py)."""
     sidecar = path.with_suffix(".json")
     meta = json.loads(sidecar.read_text())
     edit(meta)

@@ -33,7 +33,7 @@ from ordinalclip.modeling import (  # noqa: E402
     PromptConfig,
     build_model,  # noqa: E402
 )
-from tests.helpers import PREP, tiny_clip_custom  # noqa: E402
+from tests.helpers import PREP, REPO_ROOT, tiny_clip_custom  # noqa: E402
 
 
 def tiny_config() -> ModelConfig:
@@ -46,7 +46,7 @@ def tiny_config() -> ModelConfig:
     )
 
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 NAMES = ["sharp", "soft", "blurred", "very blurred", "unreadable"]
 
 
