@@ -21,6 +21,7 @@ from PIL import Image
 # --------------------------------------------------------------------------------------- reference vectors
 
 
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the repository (tests live in folders below tests/)
 REFERENCE = Path(__file__).parent / "data" / "reference"
 
 
@@ -321,7 +322,7 @@ def save_tiny_bert(folder: Path) -> Path:
     return folder
 
 
-# ------------------------------------------------- tiny offline Hugging Face CLIP-family assets (issue 17)
+# ------------------------------------------------------- tiny offline Hugging Face CLIP-family assets
 # A word-level tokenizer folder (built with the `tokenizers` library) and tiny random CLIP / SigLIP / RoBERTa folders
 # saved with save_pretrained: nothing is downloaded.
 CLIP_WORDS = [

@@ -55,7 +55,7 @@ from ordinalclip.engine.trainer import apply_step_budget, build_eval_trainer, bu
 from ordinalclip.engine.transforms import tower_preprocess
 from ordinalclip.fileio import write_json
 from ordinalclip.metrics import mean_std, ordinal_metrics
-from ordinalclip.modeling.build import check_rank_name_count, read_rank_names
+from ordinalclip.modeling.build import prompt_names
 from ordinalclip.runtime.predictions import write_eval_predictions
 
 __all__ = [
@@ -129,17 +129,13 @@ def _self_contained(cfg: RunConfig) -> RunConfig:
         d.rank_names = data_rank_names(d)
         d.rank_names_file = None
     p = cfg.model.prompts
-    if p.rank_names_file:
-        try:
-            p.rank_names = read_rank_names(p.rank_names_file)
-        except (FileNotFoundError, ValueError) as err:
-            raise ConfigError(f"model.prompts.rank_names_file: {err}") from None
-        if cfg.model.arch == "ordinalclip":
+    for key in ("base_rank_names", "rank_names"):
+        if getattr(p, f"{key}_file"):
             try:
-                check_rank_name_count(p, cfg.model.num_ranks, p.rank_names, p.rank_names_file)
+                setattr(p, key, prompt_names(p, cfg.model.num_ranks, key))
             except ValueError as err:
                 raise ConfigError(str(err)) from None
-        p.rank_names_file = None
+            setattr(p, f"{key}_file", None)
     m = cfg.model
     if m.clip.pretrained and os.path.exists(os.path.expanduser(m.clip.pretrained)):
         m.clip.pretrained = _abs(m.clip.pretrained)

@@ -8,6 +8,8 @@ A config argument (``ordinalclip train -c ...``, :func:`ordinalclip.fit`) is eit
   that name, if there is one.
 
 So ``-c tiny`` means the same thing in every folder, and ``-c my_run.yaml`` is never taken for a built-in.
+A renamed built-in (:data:`RENAMED_CONFIGS`) is still found under its old name, or its old path inside the
+package or the repository's ``configs`` link, with a deprecation warning.
 Built-in configs compose others with ``base:`` relative to themselves, which holds inside the installed
 package as in the repository (the repository's ``configs`` is a link to this folder: one copy).
 
@@ -22,11 +24,26 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ordinalclip.configtools import ConfigError
+from ordinalclip.configtools import ConfigError, deprecated
 
-__all__ = ["BuiltinConfig", "builtin_config_dir", "builtin_configs", "config_path", "is_config_name"]
+__all__ = [
+    "RENAMED_CONFIGS",
+    "BuiltinConfig",
+    "builtin_config_dir",
+    "builtin_configs",
+    "config_path",
+    "is_config_name",
+]
 
 SUFFIXES = (".yaml", ".yml")
+
+# Old built-in name -> new one. The CNN baseline of the paper is named after its head, ``model.arch: cosine``
+# (image tower + learnable cosine prototypes), as every other head baseline is (``_linear``, ``_coral``, ...).
+RENAMED_CONFIGS = {
+    "morph_cnn": "morph_cosine",
+    **{f"baselines/{d}_cnn": f"baselines/{d}_cosine" for d in ("adience", "aesthetics", "hci")},
+    "baselines/heads/cnn": "baselines/heads/cosine",
+}
 _DESCRIPTION_CHARS = 100
 
 
@@ -71,6 +88,23 @@ def is_config_name(arg: str | os.PathLike[str]) -> bool:
     return not isinstance(arg, Path) and Path(os.fspath(arg)).suffix.lower() not in SUFFIXES
 
 
+def _renamed_builtin_file(path: Path) -> Path | None:
+    """The new file of a renamed built-in given by its old path (``configs/morph_cnn.yaml``), else None."""
+    if path.exists():
+        return None
+    try:
+        old = path.resolve().relative_to(builtin_config_dir()).with_suffix("").as_posix()
+    except ValueError:  # not inside the package's configs
+        return None
+    if old not in RENAMED_CONFIGS:
+        return None
+    new = builtin_config_dir() / f"{RENAMED_CONFIGS[old]}.yaml"
+    deprecated(
+        f"built-in config file {str(path)!r} is now {str(new)!r} (built-in name {RENAMED_CONFIGS[old]!r})"
+    )
+    return new
+
+
 def config_path(arg: str | os.PathLike[str]) -> Path:
     """The file a config argument means: a path as it is, a built-in name as its file in the package.
 
@@ -78,8 +112,11 @@ def config_path(arg: str | os.PathLike[str]) -> Path:
         ConfigError: an unknown built-in name (the message lists the closest names and says how to see all).
     """
     if not is_config_name(arg):
-        return Path(arg)
+        return _renamed_builtin_file(Path(arg)) or Path(arg)
     name = os.fspath(arg).strip().strip("/")
+    if name in RENAMED_CONFIGS:
+        deprecated(f"built-in config {name!r} is now {RENAMED_CONFIGS[name]!r}")
+        name = RENAMED_CONFIGS[name]
     path = builtin_config_dir() / f"{name}.yaml"
     if name and path.is_file():
         return path

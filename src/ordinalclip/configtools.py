@@ -26,8 +26,10 @@ from ordinalclip.errors import ConfigError
 from ordinalclip.fileio import atomic_write
 
 __all__ = [
+    "ConfigDeprecationWarning",
     "ConfigError",
     "apply_overrides",
+    "deprecated",
     "from_dict",
     "load_config",
     "load_yaml",
@@ -40,6 +42,22 @@ __all__ = [
 T = TypeVar("T")
 
 BASE_KEY = "base"  # top-level YAML key naming the file(s) this one extends
+
+
+class ConfigDeprecationWarning(DeprecationWarning, FutureWarning):
+    """An old spelling of a config key, value or built-in config name: it still loads, under its new name.
+
+    A DeprecationWarning that is also a FutureWarning, so filters on either catch it; shown by default (the
+    filter below), because the people with old configs and checkpoints are users, not only developers.
+    """
+
+
+warnings.filterwarnings("default", category=ConfigDeprecationWarning)
+
+
+def deprecated(message: str) -> None:
+    """Warn (:class:`ConfigDeprecationWarning`) that an old spelling was read under its new name."""
+    warnings.warn(message, ConfigDeprecationWarning, stacklevel=3)
 
 
 # --------------------------------------------------------------------------------------------- YAML dialect
@@ -245,14 +263,16 @@ def _unknown_key(cls: type, hints: dict[str, Any], names: list[str], key: str, p
 
 
 def _renamed(cls: type, data: Mapping[str, Any], path: str) -> Mapping[str, Any]:
-    """``data`` with the keys that ``cls.RENAMED_KEYS`` maps (old -> new) under their new names, with a
-    warning.
+    """``data`` with the old spellings ``cls`` declares read under their new names, each with a warning.
 
-    So YAML files and checkpoints written before a rename still load; giving both names is an error.
+    The one place where renames are undone, for YAML files, ``--set`` overrides, checkpoints and export
+    sidecars alike (all are built by :func:`from_dict`): ``cls.RENAMED_KEYS`` maps old key -> new key (giving
+    both is an error), ``cls.RENAMED_VALUES`` maps a field to ``{old value: new value}``, and a classmethod
+    ``cls.upgrade_old_spellings(data, path, deprecated)`` makes moves that depend on other keys.
     """
     renamed: Mapping[str, str] = getattr(cls, "RENAMED_KEYS", {})
-    if not any(old in data for old in renamed):
-        return data
+    values: Mapping[str, Mapping[Any, Any]] = getattr(cls, "RENAMED_VALUES", {})
+    upgrade = getattr(cls, "upgrade_old_spellings", None)
     out = dict(data)
     for old, new in renamed.items():
         if old not in out:
@@ -261,13 +281,16 @@ def _renamed(cls: type, data: Mapping[str, Any], path: str) -> Mapping[str, Any]
             raise ConfigError(
                 f"{_join(path, old)!r} is the old name of {_join(path, new)!r}; give only the new one"
             )
-        warnings.warn(
-            f"config key {_join(path, old)!r} is deprecated: it is now {_join(path, new)!r}",
-            FutureWarning,
-            stacklevel=3,
-        )
+        deprecated(f"config key {_join(path, old)!r} is deprecated: it is now {_join(path, new)!r}")
         out[new] = out.pop(old)
-    return out
+    for key, table in values.items():
+        value = out.get(key)
+        if isinstance(value, str) and value in table:
+            deprecated(
+                f"{_join(path, key)}: {value!r} is deprecated: it is now {table[value]!r} (same meaning)"
+            )
+            out[key] = table[value]
+    return upgrade(out, path, deprecated) if upgrade is not None else out
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any], path: str = "") -> T:

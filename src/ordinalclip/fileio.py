@@ -1,10 +1,14 @@
 """Writing files so that a crash never leaves a half-written one.
 
-Every output of the library (checkpoints, exports, configs, metrics, splits, feature caches, prediction CSVs)
-is written through :func:`atomic_write`: the bytes go to a temporary file in the target's own folder (same
-file system, so the final ``os.replace`` is atomic), are flushed to disk, and only then replace the target. A
-crash at any point leaves either the previous file or the new one. Temporary files are named
-``.<name>.<random>.tmp``, so a folder's leftovers from a killed process are recognisable.
+The outputs of the library (checkpoints, exports, configs, metrics, splits, feature caches, prediction CSVs,
+the demo data sets' lists) are written through :func:`atomic_write`: the bytes go to a temporary file in the
+target's own folder (same file system, so the final ``os.replace`` is atomic), are flushed to disk, and only
+then replace the target. A crash at any point leaves either the previous file or the new one. Temporary files
+are named ``.<name>.<random>.tmp``, so a folder's leftovers from a killed process are recognisable.
+
+Written in place instead: log files (appended line by line), the run lock's owner note (``engine/run.py``),
+the images of the blur demo data set (its folder only counts as built once its marker, written last, exists),
+a run's ``prototypes*.npy`` (``api.py``) and the demo's ``results.csv`` (``app/demo.py``).
 """
 
 from __future__ import annotations

@@ -95,8 +95,8 @@ def text_method_overrides(full: bool = False) -> dict[str, dict[str, Any]]:
             trained_prompts,
             {
                 "model": {
-                    "arch": "ordinalclip",
-                    "prompts": {**prompt, "learner": "rank", "rank_names": TEXT_BASE_NAMES},
+                    "arch": "prompts",
+                    "prompts": {**prompt, "learner": "rank", "base_rank_names": TEXT_BASE_NAMES},
                 }
             },
         ),
@@ -104,7 +104,7 @@ def text_method_overrides(full: bool = False) -> dict[str, dict[str, Any]]:
             trained_prompts,
             {
                 "model": {
-                    "arch": "ordinalclip",
+                    "arch": "prompts",
                     "prompts": {**prompt, "learner": "rank", "tokens_per_rank": 2},
                 }
             },
@@ -113,7 +113,7 @@ def text_method_overrides(full: bool = False) -> dict[str, dict[str, Any]]:
             trained_prompts,
             {
                 "model": {
-                    "arch": "ordinalclip",
+                    "arch": "prompts",
                     "prompts": {**prompt, "learner": "plain", "rank_names": list(LEXICON_RANK_NAMES)},
                 }
             },

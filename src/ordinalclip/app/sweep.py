@@ -4,7 +4,7 @@ Example::
 
     from ordinalclip.app.sweep import run_sweep
 
-    result = run_sweep(["configs/morph.yaml", "configs/morph_cnn.yaml"], seeds=[1, 27, 42],
+    result = run_sweep(["configs/morph.yaml", "configs/morph_cosine.yaml"], seeds=[1, 27, 42],
                        grid={"data.few_shot.shots": [1, 2, 4]}, overrides=["data.root=/data/MORPH"],
                        out_dir="runs/sweep-few-shot")
     print(result.summary_md.read_text())

@@ -1,6 +1,6 @@
 """Built-in offline demo data: blur level of real photo crops as an ordinal label.
 
-No real image dataset with human ordinal labels can be installed offline (see docs/resources.md), so the demo
+No real image dataset with human ordinal labels installs offline from the package registries, so the demo
 builds one from the real photographs that installed packages ship (scikit-image's ``skimage.data``,
 scikit-learn's sample images, matplotlib's ``grace_hopper.jpg``). Each photo gives several random square
 crops; every crop is saved at ``levels`` degradation levels: level 0 is the crop itself, level k > 0 is the
@@ -36,6 +36,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 from tqdm.auto import tqdm
+
+from ordinalclip.fileio import atomic_write_text
 
 __all__ = [
     "DemoDataset",
@@ -312,14 +314,14 @@ def build_blur_dataset(
     bar.close()
 
     for s in _SPLITS:
-        (root / f"{s}.txt").write_text("".join(line + "\n" for line in lines[s]))
-    (root / "ranks.txt").write_text("".join(n + "\n" for n in settings["rank_names"]))
+        atomic_write_text(root / f"{s}.txt", "".join(line + "\n" for line in lines[s]))
+    atomic_write_text(root / "ranks.txt", "".join(n + "\n" for n in settings["rank_names"]))
     meta = {
         **settings,
         "photos_per_split": {s: len(v) for s, v in settings["photo_split"].items()},
         "counts_per_level": counts,
         "num_images": sum(len(v) for v in lines.values()),
     }
-    (root / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    marker.write_text(json.dumps(settings))
+    atomic_write_text(root / "meta.json", json.dumps(meta, indent=2) + "\n")
+    atomic_write_text(marker, json.dumps(settings))  # last: only a complete folder has it
     return _dataset(root, settings)

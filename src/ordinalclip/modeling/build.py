@@ -47,26 +47,62 @@ def read_rank_names(path: str | Path) -> list[str]:
     return names
 
 
-def check_rank_name_count(cfg: PromptConfig, num_ranks: int, names: list[str], source: str) -> None:
-    """Raise ``ValueError`` naming ``source`` and both valid counts when ``names`` fits neither learner."""
-    want = cfg.num_base_ranks if cfg.learner == "rank" else num_ranks
-    if len(names) != want:
-        raise ValueError(
-            f"{source}: {len(names)} rank names, but the rank learner takes C'={cfg.num_base_ranks} "
-            "(model.prompts.num_base_ranks) and the plain/CoOp "
-            f"learner takes C={num_ranks} (model.num_ranks); "
-            f"this config uses the {cfg.learner} learner"
+def prompt_names(cfg: PromptConfig, num_ranks: int, key: str) -> list[str] | None:
+    """The names of ``model.prompts.<key>`` (``base_rank_names`` or ``rank_names``), read from
+    ``<key>_file`` when that is set, checked against their count: C' = ``num_base_ranks`` base-rank names,
+    C = ``num_ranks`` rank names. None when neither is set (random initialisation).
+
+    Raises ``ValueError`` naming the key, the file and both counts (so a file meant for the other key is
+    recognised).
+    """
+    if key not in ("base_rank_names", "rank_names"):
+        raise ValueError(f"prompt names: unknown key {key!r}")
+    names: list[str] | None = getattr(cfg, key)
+    file: str | None = getattr(cfg, f"{key}_file")
+    source = f"model.prompts.{key}"
+    if file:
+        source = f"model.prompts.{key}_file ({file})"
+        try:
+            names = read_rank_names(file)
+        except (FileNotFoundError, ValueError) as err:
+            raise ValueError(f"model.prompts.{key}_file: {err}") from None
+    if names is None:
+        return None
+    if key == "base_rank_names":
+        want, what = (
+            cfg.num_base_ranks,
+            f"C'={cfg.num_base_ranks} base-rank names (model.prompts.num_base_ranks)",
         )
+        other = f"C={num_ranks} rank names go in model.prompts.rank_names"
+    else:
+        want, what = num_ranks, f"C={num_ranks} rank names (model.num_ranks)"
+        other = (
+            f"the rank learner's C'={cfg.num_base_ranks} base-rank names go in model.prompts.base_rank_names"
+        )
+    if len(names) != want:
+        raise ValueError(f"{source}: {len(names)} names, expected {what}; {other}")
+    return names
 
 
 def build_prompt_learner(cfg: PromptConfig, num_ranks: int, vocab) -> nn.Module:
-    """The prompt learner of ``cfg`` over ``vocab`` (a text tower)."""
-    names = cfg.rank_names
-    source = "model.prompts.rank_names"
-    if cfg.rank_names_file:
-        names, source = read_rank_names(cfg.rank_names_file), str(cfg.rank_names_file)
-    if names is not None:
-        check_rank_name_count(cfg, num_ranks, names, source)
+    """The prompt learner of ``cfg`` over ``vocab`` (a text tower).
+
+    The rank learner (OrdinalCLIP) takes the C' ``base_rank_names``, the plain learner (CoOp) the C
+    ``rank_names``; names in the other key are checked too and never used (an error where they can only be a
+    mistake: base ranks for the plain learner, or rank names standing alone next to the rank learner, the
+    old spelling that :meth:`ModelConfig.upgrade_old_spellings` moves when a config is read).
+    """
+    key, other = (
+        ("base_rank_names", "rank_names") if cfg.learner == "rank" else ("rank_names", "base_rank_names")
+    )
+    names = prompt_names(cfg, num_ranks, key)
+    if prompt_names(cfg, num_ranks, other) is not None and (names is None or cfg.learner == "plain"):
+        raise ValueError(
+            f"model.prompts.{other}: the {cfg.learner} learner takes model.prompts.{key} "
+            + ("(C' base-rank names)" if key == "base_rank_names" else "(C rank names; it has no base ranks)")
+        )
+    file = getattr(cfg, f"{key}_file")
+    source = f"model.prompts.{key}_file ({file})" if file else f"model.prompts.{key}"
     common: dict[str, Any] = dict(
         context_init=cfg.context_init,
         num_context_tokens=cfg.num_context_tokens,
@@ -142,9 +178,9 @@ def build_text_tower(cfg: ModelConfig, bundle: ClipBundle | None) -> nn.Module:
         if bundle.source.startswith("huggingface:"):
             from ordinalclip.modeling.backbones.hf_clip import hf_text_tower
 
-            return hf_text_tower(bundle.model, bundle.tokenizer, path=cfg.text.path, freeze=cfg.text.freeze)
+            return hf_text_tower(bundle.model, bundle.tokenizer, path=cfg.text.route, freeze=cfg.text.freeze)
         return open_clip_text_tower(
-            bundle.model, bundle.tokenizer, path=cfg.text.path, freeze=cfg.text.freeze
+            bundle.model, bundle.tokenizer, path=cfg.text.route, freeze=cfg.text.freeze
         )
     if cfg.text.kind == "huggingface":
         from ordinalclip.modeling.backbones.hf_text import HFTextTower
@@ -194,15 +230,11 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     else:
         log_scale = math.log(1 / 0.07)
     if cfg.arch == "zeroshot":
-        names = (
-            read_rank_names(cfg.prompts.rank_names_file)
-            if cfg.prompts.rank_names_file
-            else cfg.prompts.rank_names
-        )
-        if not names or len(names) != cfg.num_ranks:
+        names = prompt_names(cfg.prompts, cfg.num_ranks, "rank_names")
+        if not names:
             raise ValueError(
                 f"zero-shot CLIP needs C={cfg.num_ranks} rank names (model.prompts.rank_names or "
-                f"rank_names_file); got {0 if not names else len(names)}"
+                "rank_names_file); got 0"
             )
         protos = zero_shot_prototypes(text_tower, names, cfg.zero_shot_templates)
         return CosineClassifier(image_tower, cfg.num_ranks, log_scale, prototypes=protos, learnable=False)

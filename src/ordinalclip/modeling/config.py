@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, cast
 
-MORPH_CONTEXT = "age estimation: the age of the person is"
+# The default context of every task is MORPH's age prompt because the reference code initialises it so for
+# every dataset: reference parity (golden vectors, reproduction configs) beats a task-neutral wording.
+DEFAULT_CONTEXT = "age estimation: the age of the person is"
+MORPH_CONTEXT = DEFAULT_CONTEXT  # the old name, kept for imports written before DEFAULT_CONTEXT
 
 # How a features tower maps its input into the joint space (``model.image.project``):
 #   auto          identity when the features already have the joint width, else a learnable projection;
@@ -72,9 +76,14 @@ class ImageTowerConfig:
 class TextTowerConfig:
     """The (frozen) text tower."""
 
+    # Old key -> new key (see ImageTowerConfig.RENAMED_KEYS).
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {"path": "route"}
+
     kind: Literal["clip", "huggingface"] = "clip"
     hf_model: str | None = None  # huggingface: a local folder or installed model name
-    path: Literal["shared_prefix", "truncated", "naive"] = "shared_prefix"
+    # How the prompts are encoded (clip towers): shared_prefix runs the shared context once, truncated stops
+    # at the longest prompt, naive runs all 77 positions like the reference (see backbones/text.py).
+    route: Literal["shared_prefix", "truncated", "naive"] = "shared_prefix"
     freeze: bool = True
 
 
@@ -85,11 +94,13 @@ class PromptConfig:
     learner: Literal["rank", "plain"] = "rank"  # rank = OrdinalCLIP, plain = CoOp
     num_base_ranks: int = 3
     interpolation: Literal["linear", "inv_prop", "local_linear"] = "linear"
-    context_init: str | None = MORPH_CONTEXT  # null = random context of num_context_tokens
+    context_init: str | None = DEFAULT_CONTEXT  # null = random context of num_context_tokens
     num_context_tokens: int = 10
     rank_specific_context: bool = False
     tokens_per_rank: int = 1
-    rank_names: list[str] | None = None  # C names (plain) or C' base-rank names (rank); null = random
+    base_rank_names: list[str] | None = None  # rank learner: the C' base-rank names; null = random
+    base_rank_names_file: str | None = None  # same, one name per line
+    rank_names: list[str] | None = None  # plain (CoOp) learner and zero-shot: the C rank names; null = random
     rank_names_file: str | None = None  # same, one name per line
     position: Literal["tail", "front", "middle"] = "tail"
     init_std: float = 0.02
@@ -99,13 +110,17 @@ class PromptConfig:
 class ModelConfig:
     """A whole model.
 
-    ``arch``: ``ordinalclip`` (prompt learner + text tower; with ``prompts.learner: plain`` it is CoOp) or
-    ``cosine`` (the CNN baseline: image tower + learnable prototypes, scale 100), ``linear`` (softmax head),
-    ``coral`` / ``corn`` (ordinal binary-task heads), ``zeroshot`` (CLIP with hand-written prompts: the rank
-    names of ``prompts.rank_names`` in each of ``zero_shot_templates``, averaged; nothing is trained).
+    ``arch``: ``prompts`` (a prompt learner + text tower: OrdinalCLIP with ``prompts.learner: rank``, CoOp
+    with ``plain``) or ``cosine`` (the CNN baseline of the paper: image tower + learnable prototypes, scale
+    100), ``linear`` (softmax head), ``coral`` / ``corn`` (ordinal binary-task heads), ``zeroshot`` (CLIP with
+    hand-written prompts: the rank names of ``prompts.rank_names`` in each of ``zero_shot_templates``,
+    averaged; nothing is trained). ``ordinalclip``, the old name of ``prompts``, still loads with a warning.
     """
 
-    arch: Literal["ordinalclip", "cosine", "linear", "coral", "corn", "zeroshot"] = "ordinalclip"
+    # Old value -> new value of a field; configtools.from_dict reads the old one with a warning.
+    RENAMED_VALUES: ClassVar[dict[str, dict[Any, Any]]] = {"arch": {"ordinalclip": "prompts"}}
+
+    arch: Literal["prompts", "cosine", "linear", "coral", "corn", "zeroshot"] = "prompts"
     num_ranks: int = 101
     clip: ClipConfig = field(default_factory=ClipConfig)
     image: ImageTowerConfig = field(default_factory=ImageTowerConfig)
@@ -118,9 +133,42 @@ class ModelConfig:
 
     def uses_text(self) -> bool:
         """True for the architectures that run a text tower (OrdinalCLIP, CoOp, zero-shot)."""
-        return self.arch in ("ordinalclip", "zeroshot")
+        return self.arch in ("prompts", "zeroshot")
 
     def uses_clip(self) -> bool:
         """True when building this model loads CLIP: a CLIP image tower, or CLIP's text tower in a text
         model."""
         return self.image.kind == "clip" or (self.uses_text() and self.text.kind == "clip")
+
+    @classmethod
+    def upgrade_old_spellings(
+        cls, data: Mapping[str, Any], path: str, deprecated: Callable[[str], None]
+    ) -> Mapping[str, Any]:
+        """``data`` (a model mapping, ``arch`` values already renamed) with the rank learner's base-rank names
+        moved from ``prompts.rank_names(_file)``, where configs and checkpoints wrote them before
+        ``base_rank_names`` existed, each move reported to ``deprecated``. Called by
+        :func:`ordinalclip.configtools.from_dict` (which passes its deprecation warning).
+
+        The rank learner never reads C rank names, so a ``rank_names`` next to it can only be the old
+        spelling, unless ``base_rank_names`` or its file is given too (then both keep their meaning).
+        """
+        prompts = data.get("prompts")
+        if data.get("arch", "prompts") != "prompts" or not isinstance(prompts, Mapping):
+            return data
+        if prompts.get("learner", "rank") != "rank":
+            return data
+        if prompts.get("base_rank_names") is not None or prompts.get("base_rank_names_file") is not None:
+            return data
+        moved = dict(prompts)
+        where = f"{path}.prompts" if path else "prompts"
+        for old, new in (("rank_names", "base_rank_names"), ("rank_names_file", "base_rank_names_file")):
+            if moved.get(old) is None:
+                continue
+            deprecated(
+                f"config key '{where}.{old}' with the rank learner holds the C' base-rank names: it is now "
+                f"'{where}.{new}' ('{where}.{old}' holds the C rank names of the plain learner and zero-shot)"
+            )
+            moved[new] = moved.pop(old)
+        if moved.keys() == prompts.keys():
+            return data
+        return {**data, "prompts": moved}

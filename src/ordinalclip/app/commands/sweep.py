@@ -22,7 +22,7 @@ def add_commands(sub: Any) -> None:
         "few_shot.png, and index.html: a page with the tables, the curves and links to each cell's report. "
         "Zero-shot configs (model.arch: zeroshot) are evaluated without training.",
         epilog="examples:\n"
-        "  ordinalclip sweep -c morph -c morph_cnn --seeds 1 27 42 128 114514 \\\n"
+        "  ordinalclip sweep -c morph -c morph_cosine --seeds 1 27 42 128 114514 \\\n"
         "      --set data.root=/data/MORPH --out runs/sweep-morph\n"
         "  ordinalclip sweep -c morph --grid model.prompts.num_base_ranks=2,3,4,5,6,7,8,9 \\\n"
         "      --grid model.prompts.interpolation=linear,inv_prop --out runs/sweep-base-ranks\n"

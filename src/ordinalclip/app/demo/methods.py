@@ -39,13 +39,13 @@ def method_overrides(levels: int) -> dict[str, dict[str, Any]]:
     shared)."""
     prompt = {"context_init": CONTEXT}
     return {
-        "ordinalclip_random": {"arch": "ordinalclip", "prompts": {**prompt, "learner": "rank"}},
+        "ordinalclip_random": {"arch": "prompts", "prompts": {**prompt, "learner": "rank"}},
         "ordinalclip_named": {
-            "arch": "ordinalclip",
-            "prompts": {**prompt, "learner": "rank", "rank_names": BASE_NAMES},
+            "arch": "prompts",
+            "prompts": {**prompt, "learner": "rank", "base_rank_names": BASE_NAMES},
         },
         "coop": {
-            "arch": "ordinalclip",
+            "arch": "prompts",
             "prompts": {**prompt, "learner": "plain", "rank_names": None},
         },
         "cnn_cosine": {"arch": "cosine"},
