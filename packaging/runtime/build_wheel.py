@@ -21,8 +21,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 SRC = REPO / "src"
 
-# every module the runtime runs (tests/unit/test_layers.py checks that, at import time, they import nothing else of
-# the package and nothing of the training stack)
+# every module the runtime runs (tests/unit/test_layers.py checks that, at import time, they import nothing
+# else of the package and nothing of the training stack)
 MODULES = (
     "ordinalclip/__init__.py",
     "ordinalclip/py.typed",

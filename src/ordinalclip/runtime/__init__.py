@@ -7,6 +7,6 @@
 * :mod:`~ordinalclip.runtime.predictor`: :class:`Predictor` (probabilities, expectation, rank, value, name);
 * :mod:`~ordinalclip.runtime.predictions`: the predictions CSV, each column naming its unit.
 
-It imports numpy, Pillow, PyYAML and onnxruntime only (``tests/unit/test_layers.py`` holds it to that), and ships
-alone as the ``ordinalclip-runtime`` wheel (``packaging/runtime``).
+It imports numpy, Pillow, PyYAML and onnxruntime only (``tests/unit/test_layers.py`` holds it to that), and
+ships alone as the ``ordinalclip-runtime`` wheel (``packaging/runtime``).
 """
