@@ -4,7 +4,9 @@
 # served page's file). Torch and the other dependencies are reused from the project's venv (PY), never downloaded:
 # the fresh venv sees that venv's site-packages through a .pth line (plain path entries only, so the project's
 # editable install of ordinalclip does not come along), and pip installs with --no-index, so a dependency the
-# wheel declares but the environment lacks fails here instead of being fetched.
+# wheel declares but the environment lacks fails here instead of being fetched. Then the same for the runtime
+# wheel (packaging/runtime): a second fresh venv that sees only the runtime's declared dependencies (numpy, Pillow,
+# PyYAML, onnxruntime, the serve stack) of the project's venv, so no torch: it predicts and serves the ONNX export.
 #
 #   .ci/wheel_check.sh [PYTHON]      (default .venv/bin/python; make test runs it)
 set -euo pipefail
@@ -79,14 +81,65 @@ import ordinalclip as oc
 
 a, b = (list(csv.DictReader(open(f"pred-{m}.csv"))) for m in ("safetensors", "onnx"))
 assert len(a) == len(b) > 0 and [r["path"] for r in a] == [r["path"] for r in b]
-diff = max(abs(float(x[k]) - float(y[k])) for x, y in zip(a, b) for k in x if k.startswith(("pred_exp", "p_")))
+diff = max(abs(float(x[k]) - float(y[k])) for x, y in zip(a, b) for k in x if k.startswith(("exp_", "p_")))
 assert diff <= 1e-4, diff
 print(f"{len(a)} images: onnx vs safetensors, max |difference| of expectation and probabilities = {diff:.1e}")
 row = oc.load("model.onnx").predict(os.path.join(os.environ["IMAGES"], b[0]["path"]))[0]
-assert row["rank"] == int(b[0]["pred_rank"]) and abs(row["expectation"] - float(b[0]["pred_exp"])) < 1e-5
+assert row["rank"] == int(b[0]["pred_rank"]) and abs(row["expectation"] - float(b[0]["exp_value"])) < 1e-5
 print(f"oc.load('model.onnx').predict: rank {row['rank']}, expectation {row['expectation']:.3f}, as the CSV says")
 page = resources.files("ordinalclip.app").joinpath("serve_page.html").read_text(encoding="utf-8")
 assert 'id="drop"' in page
 PYEOF
+
+step "the runtime wheel (ordinalclip-runtime[serve]) in a second fresh venv: no torch anywhere"
+RTWHEEL=$("$PY" "$REPO/packaging/runtime/build_wheel.py" "$WORK/dist-runtime" "$PY")
+"$BASE/bin/python3" -m venv --without-pip "$WORK/rt"
+RTPY="$WORK/rt/bin/python"
+# its dependencies come from the project's venv as a view holding exactly the distributions the runtime
+# declares (and theirs), so nothing is downloaded and torch cannot come along
+echo "$WORK/rt-view" > "$("$RTPY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/_runtime_deps.pth"
+DEPS=$("$PY" "$REPO/packaging/runtime/installed.py" view "$WORK/rt-view" numpy pillow pyyaml onnxruntime fastapi \
+  uvicorn python-multipart)
+echo "runtime dependencies: $DEPS"
+case " $DEPS " in *" torch "*|*" lightning "*|*" open-clip-torch "*|*" transformers "*|*" timm "*)
+  echo "the runtime's dependencies include the training stack" >&2; exit 1;; esac
+"$PY" -m pip --python "$RTPY" install --quiet --no-index --no-warn-script-location "$RTWHEEL[serve]"
+"$RTPY" - <<'PYEOF'
+import importlib.util
+for name in ("torch", "torchvision", "lightning", "open_clip", "timm", "transformers"):
+    assert importlib.util.find_spec(name) is None, f"{name} is importable in the runtime venv"
+print("the runtime venv has no torch, torchvision, lightning, open_clip, timm or transformers")
+PYEOF
+"$WORK/rt/bin/ordinalclip" predict model.onnx "$IMAGES" -o pred-runtime.csv --probabilities
+cmp pred-runtime.csv pred-onnx.csv && echo "ordinalclip predict on the runtime: the same CSV as the full install"
+PORT=$("$RTPY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$WORK/rt/bin/ordinalclip" serve model.onnx --port "$PORT" > serve.log 2>&1 &
+SERVER=$!
+"$RTPY" - "$PORT" <<'PYEOF'
+import csv, json, os, sys, time, urllib.request
+
+url = f"http://127.0.0.1:{sys.argv[1]}"
+for _ in range(300):
+    try:
+        health = json.load(urllib.request.urlopen(url + "/health", timeout=1))
+        break
+    except OSError:
+        time.sleep(0.1)
+else:
+    raise SystemExit("the runtime server did not come up: " + open("serve.log").read())
+first = next(csv.DictReader(open("pred-runtime.csv")))
+data = open(os.path.join(os.environ["IMAGES"], first["path"]), "rb").read()
+body = (b"--x\r\nContent-Disposition: form-data; name=\"files\"; filename=\"a.png\"\r\n"
+        b"Content-Type: image/png\r\n\r\n" + data + b"\r\n--x--\r\n")
+request = urllib.request.Request(url + "/predict", body, {"Content-Type": "multipart/form-data; boundary=x"})
+row = json.load(urllib.request.urlopen(request, timeout=30))["predictions"][0]
+assert row["rank"] == int(first["pred_rank"]) and abs(row["expectation"] - float(first["exp_value"])) < 1e-5
+print(f"ordinalclip serve on the runtime: {health['num_ranks']} ranks; /predict gives rank {row['rank']} as the CSV")
+PYEOF
+kill "$SERVER"
+wait "$SERVER" 2>/dev/null || true
+"$RTPY" "$REPO/packaging/runtime/installed.py" size "ordinalclip-runtime[serve]" > sizes.json
+"$PY" "$REPO/packaging/runtime/installed.py" size "ordinalclip[onnx,serve]" >> sizes.json
+echo "size on disk (MB, every distribution of the install): $(tr '\n' ' ' < sizes.json)"
 
 step "wheel check passed"

@@ -112,10 +112,13 @@ def afinn_task(args: argparse.Namespace, out: Path) -> Task:
     from ordinalclip.app import demo_text as dt
     from ordinalclip.configtools import merge
     from ordinalclip.data.lexicon import build_lexicon_dataset
+    from ordinalclip.modeling.text_features import embed_sentences
 
     # the tiny set is built apart, so that the user cache keeps the full lexicon set
     root = out / "data" if args.tiny else None
-    ds = build_lexicon_dataset(root, text_model=dt.TEXT_MODEL, limit=120 if args.tiny else None)
+    ds = build_lexicon_dataset(
+        root, text_model=dt.TEXT_MODEL, limit=120 if args.tiny else None, embed=embed_sentences
+    )
     full_epochs = 1 if args.tiny else (args.epochs or 8)
     min_steps = few_shot_steps(args)
     settings: list[tuple[str, int | None, int]] = [(f"{k}-shot", k, 8) for k in args.shots]

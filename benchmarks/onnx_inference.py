@@ -23,9 +23,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import alternate, check_finite, finish, load_note, median, paired_ratio, parse_common  # noqa: E402
-from ordinalclip.export import build_export_tower, export_head, load_onnx_export  # noqa: E402
+from ordinalclip.exports.load import build_export_tower  # noqa: E402
+from ordinalclip.exports.write import export_head  # noqa: E402
 from ordinalclip.modeling import ClipConfig, CosineClassifier, ImageTowerConfig, ModelConfig  # noqa: E402
 from ordinalclip.modeling.build import build_image_tower  # noqa: E402
+from ordinalclip.runtime.onnx import load_onnx_export  # noqa: E402
 
 NUM_RANKS = 101
 EMBED = 512

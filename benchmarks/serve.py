@@ -36,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import check_finite, finish, load_note, parse_common  # noqa: E402
 from onnx_inference import PREP, TINY_CLIP  # noqa: E402
-from ordinalclip.export import build_export_tower, export_head  # noqa: E402
+from ordinalclip.exports.load import build_export_tower  # noqa: E402
+from ordinalclip.exports.write import export_head  # noqa: E402
 from ordinalclip.modeling import ClipConfig, CosineClassifier, ImageTowerConfig, ModelConfig  # noqa: E402
 from ordinalclip.modeling.build import build_image_tower  # noqa: E402
 from ordinalclip.predict import Predictor  # noqa: E402

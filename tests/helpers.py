@@ -74,6 +74,27 @@ NUM_RANKS = 4
 COUNTS = {"train": 4, "val": 2, "test": 2}  # images per rank and split
 
 
+def tiny_vit_config(num_ranks: int = 5):
+    """A tiny random ViT-CLIP OrdinalCLIP at 32 px (rank learner, 2 base ranks, 3 context tokens)."""
+    from ordinalclip.modeling import ClipConfig, ImageTowerConfig, ModelConfig, PromptConfig
+
+    return ModelConfig(
+        clip=ClipConfig(name=None, custom=tiny_clip_custom()),
+        num_ranks=num_ranks,
+        image=ImageTowerConfig(kind="clip"),
+        prompts=PromptConfig(num_base_ranks=2, context_init=None, num_context_tokens=3),
+    )
+
+
+def tiny_vit_model(num_ranks: int = 5):
+    """``(model in eval mode, config)`` of :func:`tiny_vit_config`, random weights from seed 0."""
+    from ordinalclip.modeling import build_model
+
+    torch.manual_seed(0)
+    cfg = tiny_vit_config(num_ranks)
+    return build_model(cfg).eval(), cfg
+
+
 def tiny_resnet_cosine_config(folder: Path):
     """A small random CLIP ResNet (a CNN with an attention pool) saved as an OpenAI-format ``rn.pt`` in
     ``folder``, and the ``ModelConfig`` of a cosine (CNN baseline) head on it, 4 ranks."""

@@ -6,12 +6,17 @@ One import for everything a user calls::
 
     run = oc.fit("tiny")                                   # a built-in config by name, or a .yaml file
     print(oc.evaluate(run.best_checkpoint)["metrics"])
-    oc.export(run.best_checkpoint, "model.onnx")           # or "model.safetensors"
+    oc.export(run.best_checkpoint, "model.onnx")           # or "model.safetensors"; quantize="int8"
     predictor = oc.load("model.onnx")                      # also a .ckpt, a .safetensors or a run folder
     predictor.predict(["face.jpg"])                        # [{"expectation", "rank", "value", "name", ...}]
+    model, transform = oc.create_model("tiny")             # an untrained model and its eval transform
+
+Loading: ``oc.load`` takes anything that holds a model and gives a :class:`Predictor`;
+``oc.load_checkpoint`` gives a training checkpoint's module and config, ``oc.load_export`` a safetensors
+export's torch module; all take ``device=``.
 
 The names are resolved on first use (PEP 562), so ``import ordinalclip`` (and ``ordinalclip --help``) does not
-import torch or Lightning.
+import torch or Lightning, and ``oc.load("model.onnx")`` never does.
 """
 
 from __future__ import annotations
@@ -21,19 +26,19 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-# public name -> (module, attribute); None attribute = the module itself
-_LAZY: dict[str, tuple[str, str | None]] = {
+# public name -> (module, attribute)
+_LAZY: dict[str, tuple[str, str]] = {
     "fit": ("ordinalclip.api", "fit"),
     "fit_folds": ("ordinalclip.api", "fit_folds"),
     "evaluate": ("ordinalclip.api", "evaluate"),
     "resolve_config": ("ordinalclip.api", "resolve_config"),
     "Run": ("ordinalclip.api", "Run"),
     "load_checkpoint": ("ordinalclip.checkpoint", "load_checkpoint"),
-    "load": ("ordinalclip.predict", "load"),
-    "Predictor": ("ordinalclip.predict", "Predictor"),
-    # the module is callable: oc.export(checkpoint, out, format=None) is export.export_model (see export.py)
-    "export": ("ordinalclip.export", None),
-    "load_export": ("ordinalclip.export", "load_export"),
+    "load": ("ordinalclip.runtime.predictor", "load"),
+    "Predictor": ("ordinalclip.runtime.predictor", "Predictor"),
+    "export": ("ordinalclip.exports.write", "export_model"),
+    "load_export": ("ordinalclip.exports.load", "load_export"),
+    "create_model": ("ordinalclip.factory", "create_model"),
     "build_model": ("ordinalclip.modeling.build", "build_model"),
     "builtin_configs": ("ordinalclip.config_files", "builtin_configs"),
     "RunConfig": ("ordinalclip.config", "RunConfig"),
@@ -66,6 +71,7 @@ __all__ = [
     "TrainerConfig",
     "build_model",
     "builtin_configs",
+    "create_model",
     "evaluate",
     "export",
     "fit",
@@ -81,8 +87,7 @@ def __getattr__(name: str) -> Any:
     target = _LAZY.get(name)
     if target is None:
         raise AttributeError(f"module 'ordinalclip' has no attribute {name!r}")
-    module = importlib.import_module(target[0])
-    value = module if target[1] is None else getattr(module, target[1])
+    value = getattr(importlib.import_module(target[0]), target[1])
     globals()[name] = value  # later lookups skip __getattr__
     return value
 
@@ -92,7 +97,6 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs; never run
-    from ordinalclip import export
     from ordinalclip.api import Run, evaluate, fit, fit_folds, resolve_config
     from ordinalclip.checkpoint import load_checkpoint
     from ordinalclip.config import (
@@ -104,7 +108,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs; never run
         TrainerConfig,
     )
     from ordinalclip.config_files import builtin_configs
-    from ordinalclip.export import load_export
+    from ordinalclip.exports.load import load_export
+    from ordinalclip.exports.write import export_model as export
+    from ordinalclip.factory import create_model
     from ordinalclip.modeling.build import build_model
     from ordinalclip.modeling.config import (
         ClipConfig,
@@ -113,4 +119,4 @@ if TYPE_CHECKING:  # for type checkers and IDEs; never run
         PromptConfig,
         TextTowerConfig,
     )
-    from ordinalclip.predict import Predictor, load
+    from ordinalclip.runtime.predictor import Predictor, load

@@ -27,6 +27,7 @@ from torch import nn
 
 from ordinalclip import __version__
 from ordinalclip.checkpoint import (
+    CHECKPOINT_KEY,
     CheckpointError,
     build_model_or_config_error,
     changed_keys,
@@ -37,6 +38,7 @@ from ordinalclip.checkpoint import (
     newest_intact_checkpoint,
     read_checkpoint,
     record_quick_gelu,
+    save_prototypes,
 )
 from ordinalclip.config import RunConfig, load_run_config
 from ordinalclip.configtools import ConfigError, apply_overrides, from_dict, load_yaml, save_yaml, to_dict
@@ -45,15 +47,16 @@ from ordinalclip.engine.cache import FeatureCache
 from ordinalclip.engine.callbacks import EvaluateOnly
 from ordinalclip.engine.datamodule import OrdinalDataModule
 from ordinalclip.engine.errors import NonFiniteLossError, TrainingInterrupted
-from ordinalclip.engine.module import CHECKPOINT_KEY, OrdinalModule, complete_state
+from ordinalclip.engine.module import OrdinalModule
 from ordinalclip.engine.optim import apply_freezing, has_trainable, image_tower_frozen
 from ordinalclip.engine.run import environment, make_run_dir, remove_stale_temps, run_dir_lock
 from ordinalclip.engine.splits import ResolvedData, data_rank_names, resolve_data, save_splits
 from ordinalclip.engine.trainer import apply_step_budget, build_eval_trainer, build_trainer
 from ordinalclip.engine.transforms import tower_preprocess
-from ordinalclip.fileio import atomic_write_text, write_json
+from ordinalclip.fileio import write_json
 from ordinalclip.metrics import mean_std, ordinal_metrics
 from ordinalclip.modeling.build import prompt_names
+from ordinalclip.runtime.predictions import write_eval_predictions
 
 __all__ = [
     "CheckpointError",
@@ -187,32 +190,6 @@ def _feature_cache(cfg: RunConfig, model: nn.Module, data: ResolvedData) -> Feat
     )
 
 
-def _write_predictions(res: dict[str, Any], samples: Sequence[Any], path: Path) -> None:
-    """Per-example predictions of one evaluation as CSV: path, label, pred_exp, pred_max (ranks, not label
-    units), then the (C,) rank probabilities ``p_0 .. p_{C-1}`` (the column names ``ordinalclip predict``
-    uses)."""
-    pred = res["predictions"]
-    probs = pred.get("probs")
-    num_ranks = int(probs.shape[1]) if probs is not None else 0
-    # the first four columns are those of earlier versions: readers that pick columns by name are unaffected
-    rows = [",".join(["path", "label", "pred_exp", "pred_max", *(f"p_{k}" for k in range(num_ranks))])]
-    prob_rows = probs.tolist() if probs is not None else [[] for _ in pred["label"].tolist()]
-    for i, y, e, m, p in zip(
-        pred["index"].tolist(),
-        pred["label"].tolist(),
-        pred["pred_exp"].tolist(),
-        pred["pred_max"].tolist(),
-        prob_rows,
-    ):
-        name = samples[i].path if i < len(samples) else str(i)
-        rows.append(",".join([_csv_field(name), str(y), f"{e:.6f}", str(m), *(f"{q:.6g}" for q in p)]))
-    atomic_write_text(path, "\n".join(rows) + "\n")
-
-
-def _csv_field(text: str) -> str:
-    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text
-
-
 def _evaluate_checkpoints(
     trainer: L.Trainer,
     module: OrdinalModule,
@@ -229,15 +206,7 @@ def _evaluate_checkpoints(
             continue
         entry = checkpoint_progress(path)
         if out_dir is not None and is_rank_zero() and hasattr(module.model, "prototypes"):
-            import numpy as np
-
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-            module.load_state_dict(complete_state(ckpt, module.state_dict()))
-            with torch.no_grad():
-                protos = module.model.prototypes().detach().float().cpu().numpy()
-            np.save(out_dir / f"prototypes_{tag}.npy", protos)
-            if tag == "best" or not (out_dir / "prototypes.npy").exists():
-                np.save(out_dir / "prototypes.npy", protos)
+            save_prototypes(path, module, out_dir, tag)
         for split in ("val", "test"):
             entry[split] = None
             if dm.has(split):
@@ -253,9 +222,8 @@ def _evaluate_checkpoints(
                     }
                 res = res or {}
                 if out_dir is not None and is_rank_zero() and "predictions" in res:
-                    _write_predictions(
-                        res, dm.eval_samples(split), out_dir / "predictions" / f"{split}_{tag}.csv"
-                    )
+                    where = out_dir / "predictions" / f"{split}_{tag}.csv"
+                    write_eval_predictions(where, res["predictions"], dm.eval_samples(split), module.ranks)
                 entry[split] = res.get("metrics")
                 if "groups" in res:
                     entry[f"{split}_groups"] = res["groups"]

@@ -1,10 +1,11 @@
 """Training checkpoints: read them safely, check them against their config, rebuild their model.
 
 A checkpoint is Lightning's file plus an ``ordinalclip`` entry with the run's config, the package version and
-the checkpoint format (:data:`~ordinalclip.engine.module.CHECKPOINT_FORMAT`). Everything here reads with
+the checkpoint format (:data:`CHECKPOINT_FORMAT`). Everything here reads with
 ``torch.load(weights_only=True)``, so a file cannot run code, and every failure is a :class:`CheckpointError`
-that names the file, not a shape-mismatch traceback. :mod:`ordinalclip.api`, :mod:`ordinalclip.export` and
-:mod:`ordinalclip.predict` all load checkpoints through this module.
+that names the file, not a shape-mismatch traceback. :mod:`ordinalclip.api`, :mod:`ordinalclip.exports` and
+:mod:`ordinalclip.predict` all load checkpoints through this module; the engine writes the entry with
+:data:`CHECKPOINT_KEY` and :func:`complete_state` from here.
 
 Example::
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,11 +30,12 @@ from torch import nn
 from ordinalclip import __version__
 from ordinalclip.config import RunConfig
 from ordinalclip.configtools import ConfigError, from_dict
-from ordinalclip.engine.module import CHECKPOINT_FORMAT, CHECKPOINT_KEY, complete_state
 from ordinalclip.modeling import build_model
 from ordinalclip.modeling.config import ModelConfig
 
 __all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_KEY",
     "TORCHSCRIPT_ENV",
     "CheckpointError",
     "architecture_only",
@@ -41,15 +44,20 @@ __all__ = [
     "check_state_matches",
     "checkpoint_path",
     "checkpoint_progress",
+    "complete_state",
     "config_of",
+    "head_from_checkpoint",
     "load_checkpoint",
     "newest_intact_checkpoint",
     "read_checkpoint",
     "record_quick_gelu",
+    "save_prototypes",
 ]
 
 log = logging.getLogger(__name__)
 
+CHECKPOINT_KEY = "ordinalclip"  # the checkpoint entry holding the config, version, format and omitted towers
+CHECKPOINT_FORMAT = 1
 TORCHSCRIPT_ENV = "ORDINALCLIP_ALLOW_TORCHSCRIPT"  # the user's consent to open OpenAI TorchScript archives
 
 
@@ -224,10 +232,21 @@ def build_model_or_config_error(cfg: ModelConfig) -> nn.Module:
         raise ConfigError(f"model: {err}") from err
 
 
+def complete_state(checkpoint: dict[str, Any], current: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The checkpoint's state dict with the towers it left out taken from ``current`` (the rebuilt model)."""
+    omitted = tuple((checkpoint.get(CHECKPOINT_KEY) or {}).get("omitted") or ())
+    state = dict(checkpoint["state_dict"])
+    if omitted:
+        state.update({k: v for k, v in current.items() if k.startswith(omitted) and k not in state})
+    return state
+
+
 def load_checkpoint(
     path: str | os.PathLike[str],
-    map_location: str | torch.device = "cpu",
+    device: str | torch.device = "cpu",
     allow_torchscript: bool | None = None,
+    *,
+    map_location: str | torch.device | None = None,
 ) -> tuple[nn.Module, RunConfig]:
     """Rebuild the model of a training checkpoint from the config stored in it and load its weights.
 
@@ -238,8 +257,15 @@ def load_checkpoint(
 
     ``allow_torchscript`` (default: the environment variable ``ORDINALCLIP_ALLOW_TORCHSCRIPT=1``) permits
     opening an OpenAI TorchScript archive the stored config points at; the checkpoint's own config cannot
-    grant it.
+    grant it. ``map_location`` is the deprecated spelling of ``device``.
     """
+    if map_location is not None:
+        warnings.warn(
+            "load_checkpoint(map_location=...) is deprecated; use device=...",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        device = map_location
     p = checkpoint_path(path)
     ckpt = read_checkpoint(p)
     cfg = config_of(ckpt, p)
@@ -256,7 +282,33 @@ def load_checkpoint(
     state = _model_state(ckpt)
     check_state_matches(model, state, f"{p} (written by ordinalclip {version}, this is {__version__})")
     model.load_state_dict(state)
-    return model.to(map_location).eval(), cfg
+    return model.to(device).eval(), cfg
+
+
+def head_from_checkpoint(
+    checkpoint: str | os.PathLike[str], device: str | torch.device = "cpu"
+) -> tuple[nn.Module, RunConfig, list[float], list[str] | None, dict[str, Any]]:
+    """Load a training checkpoint for inference: ``(head, run_config, rank_values, rank_names, preprocess)``.
+
+    An OrdinalCLIP is frozen into its cosine head (the text tower is dropped); other models come back as they
+    are. ``preprocess`` is the run's eval transform (``{}`` for a features tower).
+    """
+    from ordinalclip.data.samples import DataError
+    from ordinalclip.modeling.ordinalclip import OrdinalCLIP
+    from ordinalclip.run_settings import rank_space, tower_preprocess, transform_settings
+
+    model, cfg = load_checkpoint(checkpoint, device)
+    head = model.to_head() if isinstance(model, OrdinalCLIP) else model
+    head.eval()
+    try:
+        space = rank_space(cfg)
+        values, names = [float(v) for v in space.values()], (list(space.names) if space.names else None)
+    except DataError as err:  # a rank-names file that has moved since training: the names are only labels
+        log.warning("%s; predictions keep the rank values but have no rank names", err)
+        values = [float(i + cfg.data.rank_offset) for i in range(cfg.model.num_ranks)]
+        names = None
+    prep = {} if cfg.model.image.kind == "features" else transform_settings(cfg, tower_preprocess(model))
+    return head, cfg, values, names, prep
 
 
 def changed_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -268,3 +320,18 @@ def changed_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
             for k in changed_keys(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else key)
         ]
     return [] if a == b else [prefix]
+
+
+def save_prototypes(checkpoint: str | os.PathLike[str], module: nn.Module, out_dir: Path, tag: str) -> None:
+    """The (C, E) prototypes of ``checkpoint`` loaded into ``module`` (a training module whose ``model`` has
+    ``prototypes()``), saved as ``prototypes_<tag>.npy`` in ``out_dir`` (and as ``prototypes.npy`` for the
+    best checkpoint, else the first one saved)."""
+    import numpy as np
+
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    module.load_state_dict(complete_state(ckpt, module.state_dict()))
+    with torch.no_grad():
+        protos = module.model.prototypes().detach().float().cpu().numpy()  # type: ignore[union-attr,operator]
+    np.save(out_dir / f"prototypes_{tag}.npy", protos)
+    if tag == "best" or not (out_dir / "prototypes.npy").exists():
+        np.save(out_dir / "prototypes.npy", protos)

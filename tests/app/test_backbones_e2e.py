@@ -13,7 +13,7 @@ import yaml
 
 from ordinalclip import api
 from ordinalclip.app import cli
-from ordinalclip.export import load_export
+from ordinalclip.exports.load import load_export
 from tests.helpers import (
     COUNTS,
     NUM_RANKS,

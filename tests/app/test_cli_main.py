@@ -117,7 +117,7 @@ def test_train_resume_eval_export_predict(root: Path, tmp_path: Path, capsys, fm
     with open(tmp_path / "p.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == COUNTS["test"] * NUM_RANKS
-    assert {"pred_exp", "pred_max", f"p_{NUM_RANKS - 1}"} <= set(rows[0])
+    assert {"exp_value", "pred_value", "exp_rank", "pred_rank", f"p_{NUM_RANKS - 1}"} <= set(rows[0])
 
 
 def test_every_command_has_help_with_an_example(capsys):

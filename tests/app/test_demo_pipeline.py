@@ -33,11 +33,11 @@ def test_demo_pipeline_reports_what_it_computed(tmp_path):
     for row in rows:
         run = Path(row["run_dir"])
         preds = list(csv.DictReader((run / "predictions" / "test_best.csv").open()))
-        y = np.array([float(p["label"]) for p in preds])
-        for key, col in (("mae_exp", "pred_exp"), ("mae_max", "pred_max")):
+        y = np.array([float(p["label_rank"]) for p in preds])
+        for key, col in (("mae_exp", "exp_rank"), ("mae_max", "pred_rank")):
             mae = np.abs(np.array([float(p[col]) for p in preds]) - y).mean()
             assert abs(float(row[key]) - mae) < 1e-5, (row["method"], key)
-        acc = (np.array([float(p["pred_max"]) for p in preds]) == y).mean()
+        acc = (np.array([float(p["pred_rank"]) for p in preds]) == y).mean()
         assert abs(float(row["acc_max"]) - acc) < 1e-9
         if row["method"] == "coral":
             assert row["ordinality"] == ""  # no prototypes

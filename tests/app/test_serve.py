@@ -25,26 +25,13 @@ requests = pytest.importorskip("requests", reason="the test extra (requests) is 
 
 import ordinalclip as oc  # noqa: E402
 from ordinalclip.app.serve import ServeOptions, running_server  # noqa: E402
-from ordinalclip.export import export_head  # noqa: E402
+from ordinalclip.exports.write import export_head  # noqa: E402
 from ordinalclip.modeling import (  # noqa: E402
-    ClipConfig,
     ImageTowerConfig,
     ModelConfig,
-    PromptConfig,
     build_model,  # noqa: E402
 )
-from tests.helpers import PREP, REPO_ROOT, tiny_clip_custom  # noqa: E402
-
-
-def tiny_config() -> ModelConfig:
-    """A tiny random ViT-CLIP OrdinalCLIP at 32 px, 5 ranks."""
-    return ModelConfig(
-        clip=ClipConfig(name=None, custom=tiny_clip_custom()),
-        num_ranks=5,
-        image=ImageTowerConfig(kind="clip"),
-        prompts=PromptConfig(num_base_ranks=2, context_init=None, num_context_tokens=3),
-    )
-
+from tests.helpers import PREP, REPO_ROOT, tiny_vit_config  # noqa: E402
 
 ROOT = REPO_ROOT
 NAMES = ["sharp", "soft", "blurred", "very blurred", "unreadable"]
@@ -67,7 +54,7 @@ def png(seed: int, size: tuple[int, int] = (48, 40)) -> bytes:
 @pytest.fixture(scope="module")
 def export_path(tmp_path_factory) -> Path:
     torch.manual_seed(0)
-    cfg = tiny_config()
+    cfg = tiny_vit_config()
     model = build_model(cfg).eval()
     out = tmp_path_factory.mktemp("serve") / "blur.safetensors"
     return export_head(model, cfg, out, rank_values=[0, 1, 2, 3, 4], rank_names=NAMES, preprocess=PREP)

@@ -19,7 +19,7 @@ from ordinalclip.config import RunConfig
 from ordinalclip.configtools import from_dict, to_dict
 from ordinalclip.engine.checkpoint_io import AtomicCheckpointIO
 from ordinalclip.engine.trainer import build_trainer
-from ordinalclip.export import export_head
+from ordinalclip.exports.write import export_head
 from ordinalclip.fileio import write_json
 from tests.helpers import (
     list_config,

@@ -41,9 +41,11 @@ from ordinalclip.data.features import load_features
 from ordinalclip.data.images import ImageDataset, load_image
 from ordinalclip.data.samples import Sample
 from ordinalclip.engine.run import LOCK_NAME, run_dir_lock
-from ordinalclip.export import ExportedModel, ExportError, export_head, load_export, read_export_metadata
+from ordinalclip.exports.load import ExportedModel, load_export
+from ordinalclip.exports.write import export_head
 from ordinalclip.modeling import ClipConfig, ImageTowerConfig, ModelConfig, PromptConfig, build_model
 from ordinalclip.predict import read_inputs
+from ordinalclip.runtime.sidecar import ExportError, read_export_metadata
 from tests.helpers import (
     PREP,
     reseal,

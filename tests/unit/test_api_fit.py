@@ -96,7 +96,8 @@ def test_fit_writes_a_complete_run_folder(straight):
 
 
 def test_predictions_csv_holds_the_rank_probabilities(straight):
-    """predictions/*.csv: the earlier four columns first, then p_0 .. p_{C-1} = softmax of the model's logits."""
+    """predictions/*.csv: each column names its unit (ranks, label values), then p_0 .. p_{C-1} = softmax of
+    the model's logits."""
     import csv
 
     from ordinalclip.data import Sample
@@ -104,15 +105,26 @@ def test_predictions_csv_holds_the_rank_probabilities(straight):
     model, cfg = load_checkpoint(straight.best_checkpoint)
     with open(straight.run_dir / "predictions" / "test_best.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["path", "label", "pred_exp", "pred_max", *(f"p_{k}" for k in range(NUM_RANKS))]
+    assert list(rows[0]) == [
+        "path",
+        "label_rank",
+        "exp_value",
+        "pred_value",
+        "exp_rank",
+        "pred_rank",
+        *(f"p_{k}" for k in range(NUM_RANKS)),
+    ]
     tf = eval_transform(cfg, tower_preprocess(model))
-    images = torch.stack([tf(load_image(Sample(r["path"], int(r["label"]), "t"))) for r in rows])
+    images = torch.stack([tf(load_image(Sample(r["path"], int(r["label_rank"]), "t"))) for r in rows])
     with torch.no_grad():
         expected = torch.softmax(model(images), dim=1).numpy()
     probs = np.array([[float(r[f"p_{k}"]) for k in range(NUM_RANKS)] for r in rows])
     np.testing.assert_allclose(probs, expected, atol=1e-5)
-    assert [int(r["pred_max"]) for r in rows] == probs.argmax(1).tolist()
-    np.testing.assert_allclose([float(r["pred_exp"]) for r in rows], probs @ np.arange(NUM_RANKS), atol=1e-4)
+    assert [int(r["pred_rank"]) for r in rows] == probs.argmax(1).tolist()
+    np.testing.assert_allclose([float(r["exp_rank"]) for r in rows], probs @ np.arange(NUM_RANKS), atol=1e-4)
+    values = np.arange(NUM_RANKS) + cfg.data.rank_offset  # label units
+    np.testing.assert_allclose([float(r["exp_value"]) for r in rows], probs @ values, atol=1e-4)
+    assert [float(r["pred_value"]) for r in rows] == values[probs.argmax(1)].tolist()
 
 
 def test_load_checkpoint_and_evaluate_reproduce_the_reported_metrics(straight):

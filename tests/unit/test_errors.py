@@ -15,7 +15,7 @@ FAMILY = [
     ("ordinalclip.app.launchers", "MissingExtraError", ValueError, 2),
     ("ordinalclip.data", "DataError", ValueError, 2),
     ("ordinalclip.checkpoint", "CheckpointError", ValueError, 2),
-    ("ordinalclip.export", "ExportError", ValueError, 2),
+    ("ordinalclip.runtime.sidecar", "ExportError", ValueError, 2),
     ("ordinalclip.modeling", "ClipLoadError", RuntimeError, 2),
     ("ordinalclip.engine.run", "RunDirInUse", RuntimeError, 2),
     ("ordinalclip.app.plots", "ReportDependencyError", ImportError, 2),

@@ -12,8 +12,10 @@ import safetensors.torch
 import torch
 from safetensors import safe_open
 
+import ordinalclip.modeling.backbones.clip as clip_backbone
 import ordinalclip.modeling.build as model_build
-from ordinalclip.export import ExportedModel, ExportError, _clip_vision_spec, export_head, load_export
+from ordinalclip.exports.load import ExportedModel, load_export
+from ordinalclip.exports.write import export_head
 from ordinalclip.modeling import (
     ClipConfig,
     ImageTowerConfig,
@@ -22,6 +24,8 @@ from ordinalclip.modeling import (
     PromptConfig,
     build_model,
 )
+from ordinalclip.modeling.backbones.clip import clip_vision_spec
+from ordinalclip.runtime.sidecar import ExportError
 from tests.helpers import (
     PREP,
     reseal,
@@ -133,7 +137,7 @@ def test_loading_builds_no_text_tower_and_reads_no_clip_weights(exported, monkey
         raise AssertionError("the text tower / full CLIP must not be built for an export")
 
     monkeypatch.setattr(model_build, "build_text_tower", refuse)
-    monkeypatch.setattr(model_build, "load_clip", refuse)
+    monkeypatch.setattr(clip_backbone, "load_clip", refuse)  # build_model imports it from there on use
     monkeypatch.setattr(open_clip, "CLIP", refuse)
     monkeypatch.setattr(torch, "load", refuse)  # and no pickle anywhere
     assert load_export(exported).num_ranks == 5
@@ -256,7 +260,7 @@ def test_named_architectures_rebuild_as_open_clip_builds_them(name, quick):
 
     with torch.device("meta"):  # shapes and modules only: no memory, no init cost
         full = open_clip.create_model(name, pretrained=None, device="meta", force_quick_gelu=bool(quick))
-        width, vision_cfg, quick_gelu = _clip_vision_spec(ClipConfig(name=name, quick_gelu=quick), {})
+        width, vision_cfg, quick_gelu = clip_vision_spec(ClipConfig(name=name, quick_gelu=quick), {})
         visual = _build_vision_tower(width, vision_cfg, quick_gelu, None)
     assert repr(visual) == repr(full.visual)  # same modules, activations included
     assert {k: v.shape for k, v in visual.state_dict().items()} == {
@@ -297,7 +301,7 @@ def test_export_head_checks_its_arguments(tiny_model, tmp_path):
 
 
 def test_export_model_from_a_checkpoint(tiny_model, tmp_path):
-    from ordinalclip.export import export_model
+    from ordinalclip.exports.write import export_model
 
     model, cfg = tiny_model
     ckpt = save_checkpoint(model, run_config(cfg), tmp_path / "last.ckpt")

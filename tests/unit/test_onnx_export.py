@@ -16,32 +16,22 @@ pytest.importorskip("onnxscript", reason="the onnx extra (pip install 'ordinalcl
 import onnxruntime as ort  # noqa: E402
 
 import ordinalclip as oc  # noqa: E402
-from ordinalclip.export import ExportError, export_head, load_onnx_export  # noqa: E402
+from ordinalclip.exports.write import export_head  # noqa: E402
 from ordinalclip.modeling import (  # noqa: E402
-    ClipConfig,
     ImageTowerConfig,
     ModelConfig,
-    PromptConfig,  # noqa: E402
     build_model,
 )
+from ordinalclip.runtime.onnx import load_onnx_export  # noqa: E402
+from ordinalclip.runtime.sidecar import ExportError  # noqa: E402
 from tests.helpers import (  # noqa: E402
     PREP,
     run_config,
     save_checkpoint,
-    tiny_clip_custom,
     tiny_features_cosine_config,
     tiny_resnet_cosine_config,
+    tiny_vit_config,
 )  # noqa: E402
-
-
-def tiny_config(num_ranks: int = 5) -> ModelConfig:
-    """A tiny random ViT-CLIP OrdinalCLIP at 32 px."""
-    return ModelConfig(
-        clip=ClipConfig(name=None, custom=tiny_clip_custom()),
-        num_ranks=num_ranks,
-        image=ImageTowerConfig(kind="clip"),
-        prompts=PromptConfig(num_base_ranks=2, context_init=None, num_context_tokens=3),
-    )
 
 
 def _images(n: int = 4, seed: int = 1) -> torch.Tensor:
@@ -71,7 +61,7 @@ def _check(model: torch.nn.Module, path, inputs: list[torch.Tensor]) -> None:
 
 def test_clip_vit_tower(tmp_path):
     torch.manual_seed(0)
-    cfg = tiny_config()
+    cfg = tiny_vit_config()
     model = build_model(cfg).eval()
     settings = {
         "rank_values": [16, 17, 18, 19, 20],
@@ -156,7 +146,7 @@ def test_cli_export_onnx_then_predict_matches_torch(tmp_path, capsys):
     from ordinalclip.app.cli import main
 
     torch.manual_seed(0)
-    cfg = tiny_config()
+    cfg = tiny_vit_config()
     model = build_model(cfg).eval()
     ckpt = save_checkpoint(model, run_config(cfg), tmp_path / "last.ckpt")
     out = tmp_path / "exp" / "model.onnx"
@@ -175,7 +165,7 @@ def test_cli_export_onnx_then_predict_matches_torch(tmp_path, capsys):
             results[name] = list(csv.DictReader(fh))
     for a, b in zip(results["onnx"], results["ckpt"], strict=True):
         assert a["path"] == b["path"] and a["pred_rank"] == b["pred_rank"]
-        assert abs(float(a["pred_exp"]) - float(b["pred_exp"])) <= 1e-4
+        assert abs(float(a["exp_value"]) - float(b["exp_value"])) <= 1e-4
     # and in Python, one line
     rows = oc.load(out).predict([photos / "0.png", photos / "1.png"])
     assert [r["rank"] for r in rows] == [int(results["ckpt"][i]["pred_rank"]) for i in range(2)]

@@ -11,10 +11,12 @@ from PIL import Image
 from torchvision import transforms as T
 
 from ordinalclip.data.samples import DataError
-from ordinalclip.export import ExportError, export_head, load_export
-from ordinalclip.modeling import ClipConfig, ImageTowerConfig, ModelConfig, PromptConfig, build_model
+from ordinalclip.exports.load import load_export
+from ordinalclip.exports.write import export_head
+from ordinalclip.modeling import ImageTowerConfig, ModelConfig, build_model
 from ordinalclip.predict import Predictor, predict, read_inputs
-from tests.helpers import PREP, run_config, save_checkpoint, tiny_clip_custom
+from ordinalclip.runtime.sidecar import ExportError
+from tests.helpers import PREP, run_config, save_checkpoint, tiny_vit_model
 
 AGES = [16.0, 17.0, 18.0, 19.0, 20.0]
 NAMES = ["a.png", "b.png", "sub/c.png", "sub/deeper/d.png"]
@@ -22,14 +24,7 @@ NAMES = ["a.png", "b.png", "sub/c.png", "sub/deeper/d.png"]
 
 @pytest.fixture(scope="module")
 def model_and_cfg():
-    torch.manual_seed(0)
-    cfg = ModelConfig(
-        clip=ClipConfig(name=None, custom=tiny_clip_custom()),
-        num_ranks=5,
-        image=ImageTowerConfig(kind="clip"),
-        prompts=PromptConfig(num_base_ranks=2, context_init=None, num_context_tokens=3),
-    )
-    return build_model(cfg).eval(), cfg
+    return tiny_vit_model()
 
 
 @pytest.fixture(scope="module")
@@ -75,13 +70,13 @@ def test_folder_predictions_match_the_model_by_hand(model_and_cfg, export_path, 
     model, _ = model_and_cfg
     out = predict(export_path, images, tmp_path / "out" / "pred.csv", batch_size=3)
     rows = _read(out)
-    assert list(rows[0]) == ["path", "pred_exp", "pred_max", "pred_rank"]
+    assert list(rows[0]) == ["path", "exp_value", "pred_value", "exp_rank", "pred_rank"]
     assert [r["path"] for r in rows] == NAMES  # recursive, sorted, other files and hidden folders ignored
     exp, top, rank, _ = _by_hand(model, images, NAMES, AGES)
     for row, e, m, r in zip(rows, exp, top, rank):
-        assert float(row["pred_exp"]) == pytest.approx(float(e), abs=1e-5)
-        assert float(row["pred_max"]) == float(m) and int(row["pred_rank"]) == int(r)
-        assert 16.0 <= float(row["pred_exp"]) <= 20.0
+        assert float(row["exp_value"]) == pytest.approx(float(e), abs=1e-5)
+        assert float(row["pred_value"]) == float(m) and int(row["pred_rank"]) == int(r)
+        assert 16.0 <= float(row["exp_value"]) <= 20.0
 
 
 def test_rank_offset_shifts_predictions(model_and_cfg, export_path, images, tmp_path):
@@ -90,15 +85,26 @@ def test_rank_offset_shifts_predictions(model_and_cfg, export_path, images, tmp_
     aged = _read(predict(export_path, images, tmp_path / "aged.csv"))
     zero = _read(predict(plain, images, tmp_path / "zero.csv"))
     for a, z in zip(aged, zero):
-        assert float(a["pred_exp"]) - float(z["pred_exp"]) == pytest.approx(16.0, abs=1e-5)
-        assert float(a["pred_max"]) == float(z["pred_max"]) + 16 == float(z["pred_rank"]) + 16
+        assert float(a["exp_value"]) - float(z["exp_value"]) == pytest.approx(16.0, abs=1e-5)
+        assert float(a["pred_value"]) == float(z["pred_value"]) + 16 == float(z["pred_rank"]) + 16
         assert a["pred_rank"] == z["pred_rank"]
 
 
 def test_probability_columns(model_and_cfg, export_path, images, tmp_path):
     model, _ = model_and_cfg
     rows = _read(predict(export_path, images, tmp_path / "p.csv", probabilities=True))
-    assert list(rows[0]) == ["path", "pred_exp", "pred_max", "pred_rank", "p_0", "p_1", "p_2", "p_3", "p_4"]
+    assert list(rows[0]) == [
+        "path",
+        "exp_value",
+        "pred_value",
+        "exp_rank",
+        "pred_rank",
+        "p_0",
+        "p_1",
+        "p_2",
+        "p_3",
+        "p_4",
+    ]
     _, _, _, probs = _by_hand(model, images, NAMES, AGES)
     got = torch.tensor([[float(r[f"p_{i}"]) for i in range(5)] for r in rows])
     torch.testing.assert_close(got, probs, atol=1e-6, rtol=0)
@@ -109,21 +115,21 @@ def test_list_file_with_labels(model_and_cfg, export_path, images, tmp_path):
     listing = images / "list.txt"
     listing.write_text("# path age\nsub/c.png 18\n\na.png 20 21\n")  # paths relative to the list's folder
     rows = _read(predict(export_path, listing, tmp_path / "l.csv"))
-    assert list(rows[0]) == ["path", "label", "pred_exp", "pred_max", "pred_rank"]
+    assert list(rows[0]) == ["path", "label", "exp_value", "pred_value", "exp_rank", "pred_rank"]
     assert [(r["path"], r["label"]) for r in rows] == [("sub/c.png", "18"), ("a.png", "20")]
     exp, _, _, _ = _by_hand(model, images, ["sub/c.png", "a.png"], AGES)
-    assert [float(r["pred_exp"]) for r in rows] == pytest.approx(exp.tolist(), abs=1e-5)
+    assert [float(r["exp_value"]) for r in rows] == pytest.approx(exp.tolist(), abs=1e-5)
 
 
 def test_list_file_of_paths_with_an_images_root(export_path, images, tmp_path):
     listing = tmp_path / "paths.lst"
     listing.write_text("b.png\nsub/deeper/d.png\n")
     rows = _read(predict(export_path, listing, tmp_path / "l.csv", root=images))
-    assert list(rows[0]) == ["path", "pred_exp", "pred_max", "pred_rank"]
+    assert list(rows[0]) == ["path", "exp_value", "pred_value", "exp_rank", "pred_rank"]
     assert [r["path"] for r in rows] == ["b.png", "sub/deeper/d.png"]
     folder = {r["path"]: r for r in _read(predict(export_path, images, tmp_path / "all.csv"))}
     for r in rows:  # the same numbers as from the folder (up to batch composition)
-        assert float(r["pred_exp"]) == pytest.approx(float(folder[r["path"]]["pred_exp"]), abs=1e-5)
+        assert float(r["exp_value"]) == pytest.approx(float(folder[r["path"]]["exp_value"]), abs=1e-5)
 
 
 def test_csv_inputs(export_path, images, tmp_path):
@@ -134,7 +140,10 @@ def test_csv_inputs(export_path, images, tmp_path):
     other = tmp_path / "files.csv"
     other.write_text("file\nb.png\n")
     rows = _read(predict(export_path, other, tmp_path / "d.csv", root=images, path_column="file"))
-    assert list(rows[0]) == ["path", "pred_exp", "pred_max", "pred_rank"] and rows[0]["path"] == "b.png"
+    assert (
+        list(rows[0]) == ["path", "exp_value", "pred_value", "exp_rank", "pred_rank"]
+        and rows[0]["path"] == "b.png"
+    )
     with pytest.raises(DataError, match=r"files\.csv:1: no column 'path'"):
         read_inputs(other)
 
@@ -167,21 +176,22 @@ def test_predictor_on_images_and_tensors(model_and_cfg, export_path, images, tmp
     predictor = Predictor(export_path)
     pil = [Image.open(images / n).convert("RGB") for n in NAMES]
     out = predictor.predict_images(pil, batch_size=3)
-    assert set(out) == {"logits", "probs", "pred_exp", "pred_max", "pred_rank"}
-    assert out["logits"].shape == (4, 5) and out["pred_rank"].dtype == torch.int64
+    assert set(out) == {"logits", "probs", "pred_exp", "pred_max", "exp_rank", "pred_rank"}  # numpy arrays
+    assert out["logits"].shape == (4, 5) and out["pred_rank"].dtype == np.int64
     exp, top, rank, probs = _by_hand(model, images, NAMES, AGES)
-    torch.testing.assert_close(out["pred_exp"], exp, atol=1e-5, rtol=0)
-    assert torch.equal(out["pred_max"], top) and torch.equal(out["pred_rank"], rank)
-    # preprocessed tensors go straight in
+    torch.testing.assert_close(torch.from_numpy(out["pred_exp"]), exp, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(out["exp_rank"], exp.numpy() - 16.0, atol=1e-5, rtol=0)
+    assert np.array_equal(out["pred_max"], top.numpy()) and np.array_equal(out["pred_rank"], rank.numpy())
+    # preprocessed tensors go straight in; the numpy preprocessing of PIL images gave the very same pixels
     prepared = torch.stack([predictor.transform()(p) for p in pil])
     again = predictor.predict_images(list(prepared), preprocessed=True, batch_size=3)
-    assert torch.equal(again["logits"], out["logits"])
+    assert np.array_equal(again["logits"], out["logits"])
     # raw [0, 1] tensors get resize/crop/normalise (tensor resizing differs from PIL's only by interpolation)
     raw = predictor.predict_images([T.ToTensor()(p) for p in pil])
-    torch.testing.assert_close(raw["probs"], out["probs"], atol=0.05, rtol=0)
+    np.testing.assert_allclose(raw["probs"], out["probs"], atol=0.05, rtol=0)
     # the CSV holds the same numbers
     rows = _read(predict(export_path, images, tmp_path / "x.csv"))
-    assert [float(r["pred_exp"]) for r in rows] == pytest.approx(
+    assert [float(r["exp_value"]) for r in rows] == pytest.approx(
         out["pred_exp"].tolist(), rel=1e-6, abs=1e-6
     )  # float32, other batch
 
@@ -191,7 +201,9 @@ def test_predictor_from_a_module(model_and_cfg, images):
     predictor = Predictor(model, rank_values=AGES, preprocess=PREP)  # an OrdinalCLIP is frozen into its head
     pil = [Image.open(images / n).convert("RGB") for n in NAMES]
     exp, _, _, _ = _by_hand(model, images, NAMES, AGES)
-    torch.testing.assert_close(predictor.predict_images(pil)["pred_exp"], exp, atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        torch.from_numpy(predictor.predict_images(pil)["pred_exp"]), exp, atol=1e-5, rtol=0
+    )
     with pytest.raises(ValueError, match="3 rank values for a model with 5 ranks"):
         Predictor(model, rank_values=[1, 2, 3], preprocess=PREP)
 
@@ -206,7 +218,8 @@ def test_feature_models_and_unknown_files_are_refused(tmp_path, images):
     feats = torch.randn(2, 6)
     with torch.no_grad():
         expected = load_export(path)(feats)
-    assert torch.equal(Predictor(path).predict_images(list(feats), preprocessed=True)["logits"], expected)
+    got = Predictor(path).predict_images(list(feats), preprocessed=True)["logits"]
+    assert torch.equal(torch.from_numpy(got), expected)
     with pytest.raises(
         ExportError, match=r"expected an export .*, a Lightning checkpoint .* or a run folder"
     ):

@@ -67,8 +67,16 @@ def _error_line(err: OrdinalClipError) -> str:
     return f"error: {_message(err)}"
 
 
-def _setup_logging(verbose: bool) -> None:
-    import lightning.pytorch  # noqa: F401  (its import sets its logger to INFO: import first, then set ours)
+def _onnx_only(args: argparse.Namespace) -> bool:
+    """predict / serve of an .onnx export: runs on the deploy runtime, without torch or Lightning."""
+    from ordinalclip.runtime.predictor import is_onnx_path
+
+    return args.command in ("predict", "serve") and is_onnx_path(args.model)
+
+
+def _setup_logging(verbose: bool, light: bool = False) -> None:
+    if not light:
+        import lightning.pytorch  # noqa: F401  (its import sets its logger to INFO: import first, then ours)
 
     ours = logging.getLogger("ordinalclip")
     if not ours.handlers:
@@ -105,6 +113,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BrokenPipeError:  # `ordinalclip configs | head`: the reader has all it wanted
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
             return 0
+    if _onnx_only(args):  # the deploy runtime: no torch, no Lightning
+        _setup_logging(args.verbose, light=True)
+        try:
+            return int(args.func(args))
+        except OrdinalClipError as err:
+            print(_error_line(err), file=sys.stderr)
+            return err.exit_code
+        except FileNotFoundError as err:
+            print(f"error: {_message(err)}", file=sys.stderr)
+            return USAGE_ERROR
     _setup_logging(args.verbose)
     try:
         return int(args.func(args))

@@ -266,8 +266,11 @@ def run_text_task(opts: TextTaskOptions) -> tuple[list[TextResult], LexiconDatas
     from tqdm.auto import tqdm
 
     from ordinalclip.data.lexicon import build_lexicon_dataset
+    from ordinalclip.modeling.text_features import embed_sentences
 
-    ds = build_lexicon_dataset(opts.data_root, text_model=TEXT_MODEL, limit=opts.limit, lexicon=opts.lexicon)
+    ds = build_lexicon_dataset(
+        opts.data_root, text_model=TEXT_MODEL, limit=opts.limit, lexicon=opts.lexicon, embed=embed_sentences
+    )
     out = Path(opts.out)
     unknown = [m for m in opts.methods if m not in TEXT_METHODS]
     if unknown:

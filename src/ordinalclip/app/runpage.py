@@ -9,7 +9,6 @@ moved or zipped.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import html
 import json
@@ -32,6 +31,7 @@ from ordinalclip.app.plots import (
 )
 from ordinalclip.app.tables import TABLE_COLUMNS
 from ordinalclip.fileio import atomic_write
+from ordinalclip.runtime.predictions import read_predictions_csv
 
 log = logging.getLogger(__name__)
 
@@ -72,23 +72,12 @@ def thumbnail(src: Path, out_dir: Path, size: int = THUMB_PX) -> str | None:
 
 
 def read_predictions(path: Path) -> dict[str, np.ndarray]:
-    """Columns of a predictions CSV as arrays: ``path`` (strings), ``label``, ``pred_exp``, ``pred_max`` and,
-    when recorded, ``probs`` (N, C) from the ``p_0 .. p_{C-1}`` columns."""
-    with Path(path).open(newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        raise ValueError(f"{path}: no predictions")
-    out: dict[str, np.ndarray] = {
-        k: np.array([float(r[k]) for r in rows]) for k in rows[0] if k != "path" and not k.startswith("p_")
-    }
-    if "path" in rows[0]:
-        out["path"] = np.array([r["path"] for r in rows], dtype=object)
-    prob_cols = sorted(
-        (k for k in rows[0] if k.startswith("p_") and k[2:].isdigit()), key=lambda k: int(k[2:])
-    )
-    if prob_cols:
-        out["probs"] = np.array([[float(r[k]) for k in prob_cols] for r in rows])
-    return out
+    """A run's predictions CSV (:func:`ordinalclip.runtime.predictions.read_predictions_csv`, any layout) as
+    rank-unit arrays: ``path`` (strings), ``label``, ``pred_exp``, ``pred_max`` and, when recorded, ``probs``
+    (N, C)."""
+    cols = read_predictions_csv(path)
+    out = {"label": cols["label_rank"], "pred_exp": cols["exp_rank"], "pred_max": cols["pred_rank"]}
+    return out | {k: cols[k] for k in ("path", "probs") if k in cols}
 
 
 def _rank_label(rank: int, names: Sequence[str] | None) -> str:

@@ -13,9 +13,10 @@ beyond an ``async`` function; the batching a model server needs is a few lines o
 saves.
 
 Requests are batched: images that arrive within ``max_wait_ms`` of the first waiting one (up to ``max_batch``)
-go through one forward pass, run in a worker thread so the event loop keeps accepting requests. Decoding and
-the eval transform also run in worker threads. Every bad request gets a JSON ``{"error": ...}`` with a 4xx
-status; a failure inside one request never stops the server.
+go through one forward pass, run in a worker thread so the event loop keeps accepting requests. Decoding (the
+one decoder of :mod:`ordinalclip.runtime.decode`: orientation, ICC, bit depth, transparency) and the eval
+transform (numpy) also run in worker threads. With an ``.onnx`` model the server imports no torch. Every bad
+request gets a JSON ``{"error": ...}`` with a 4xx status; a failure inside one request never stops the server.
 """
 
 from __future__ import annotations
@@ -34,12 +35,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from PIL import Image
 
-from ordinalclip.predict import Predictor
+from ordinalclip.runtime.decode import to_display_rgb
+from ordinalclip.runtime.predictor import Predictor
 
 __all__ = ["Batcher", "ServeOptions", "create_app", "running_server", "serve"]
 
@@ -88,7 +90,7 @@ class Batcher:
         self.batches = 0
         self.images = 0
         self.largest_batch = 0
-        self._queue: asyncio.Queue[tuple[torch.Tensor, asyncio.Future[dict[str, Any]]]] | None = None
+        self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future[dict[str, Any]]]] | None = None
         self._task: asyncio.Task[None] | None = None
         # Every forward runs on this one thread, apart from the decoding threads: its batch-sized tensors
         # stay in one glibc malloc arena instead of one per pool thread. The server's RSS levels off either
@@ -109,7 +111,7 @@ class Batcher:
         if self._forward is not None:
             self._forward.shutdown(wait=False)
 
-    async def submit(self, inputs: list[torch.Tensor]) -> list[dict[str, Any]]:
+    async def submit(self, inputs: list[np.ndarray]) -> list[dict[str, Any]]:
         """Predictions for preprocessed inputs ((3, H, W) images or (F,) features), in order."""
         if self._queue is None:
             raise RuntimeError("the batcher is not running (call start() first)")
@@ -137,8 +139,8 @@ class Batcher:
             if not live:
                 continue
             try:
-                batch = torch.stack([x for x, _ in live])
-                out = await loop.run_in_executor(self._forward, self.predictor.predict_batch, batch)
+                batch = np.stack([x for x, _ in live])
+                out = await loop.run_in_executor(self._forward, self.predictor.predict_arrays, batch)
                 rows = self.predictor.rows(out)
             except Exception as err:  # noqa: BLE001 - the requests in this batch fail; the server goes on
                 log.exception("forward pass failed")
@@ -158,8 +160,8 @@ def _page() -> str:
     return resources.files("ordinalclip.app").joinpath("serve_page.html").read_text(encoding="utf-8")
 
 
-def _decode(data: bytes, name: str, predictor: Predictor) -> torch.Tensor:
-    """One uploaded file -> the model's input tensor, or a 4xx :class:`RequestError` that names the file."""
+def _decode(data: bytes, name: str, predictor: Predictor) -> np.ndarray:
+    """One uploaded file -> the model's input array, or a 4xx :class:`RequestError` that names the file."""
     try:
         with Image.open(io.BytesIO(data)) as img:
             if img.width * img.height > MAX_PIXELS:
@@ -168,14 +170,14 @@ def _decode(data: bytes, name: str, predictor: Predictor) -> torch.Tensor:
                     f"{name}: {img.width}x{img.height} pixels is more than the "
                     f"{MAX_PIXELS:,} this server decodes",
                 )
-            rgb = img.convert("RGB")
+            rgb = to_display_rgb(img)
     except RequestError:
         raise
     except (Image.UnidentifiedImageError, Image.DecompressionBombError) as err:
         raise RequestError(400, f"{name}: not an image this server can read ({type(err).__name__})") from None
     except (OSError, ValueError, SyntaxError) as err:  # truncated or corrupt data
         raise RequestError(400, f"{name}: the image data is broken ({err})") from None
-    return predictor.transform()(rgb)
+    return predictor.preprocess_image(rgb)
 
 
 def create_app(predictor: Predictor, options: ServeOptions | None = None, model_name: str = "model") -> Any:

@@ -3,7 +3,8 @@
 AFINN (Finn Årup Nielsen, 2011; the ``afinn`` package, which ships the word list) rates 3,382 English words
 and phrases by hand with an integer valence from -5 (very negative) to +5 (very positive): 11 ordered ranks.
 Each word becomes a sentence embedding from a Hugging Face encoder run through the project's own text tower
-(:class:`~ordinalclip.modeling.backbones.hf_text.HFTextTower`, all-MiniLM-L6-v2 by default), so the features
+(:class:`~ordinalclip.modeling.backbones.hf_text.HFTextTower`, all-MiniLM-L6-v2 by default, passed in as
+``embed``: see :mod:`ordinalclip.modeling.text_features`), so the features
 live in the same space as that tower's prompt features: the text analogue of CLIP image features next to
 CLIP's text tower, where language priors (named ranks, zero-shot prompts) should help most.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,36 +134,22 @@ def split_by_word(
     return out.astype(str)
 
 
-def embed_words(
-    words: list[str], text_model: str, template: str = FEATURE_TEMPLATE, batch_size: int = 256
-) -> np.ndarray:
-    """(N, E) float32 L2-normalised embeddings of ``template.format(word)`` through the project's HF text
-    tower."""
-    import torch
-
-    from ordinalclip.modeling.backbones.hf_text import HFTextTower
-    from ordinalclip.modeling.heads import encode_texts
-
-    tower = HFTextTower(text_model).eval()
-    parts = []
-    with torch.no_grad():
-        for i in range(0, len(words), batch_size):
-            chunk = [template.format(w) for w in words[i : i + batch_size]]
-            parts.append(torch.nn.functional.normalize(encode_texts(tower, chunk), dim=-1).numpy())
-    return np.concatenate(parts).astype(np.float32)
-
-
 def build_lexicon_dataset(
     root: str | os.PathLike | None = None,
     text_model: str = "all-MiniLM-L6-v2",
     seed: int = 0,
     limit: int | None = None,
     lexicon: str | os.PathLike | None = None,
+    *,
+    embed: Callable[[list[str], str], np.ndarray] | None = None,
 ) -> LexiconDataset:
     """Build (or reuse) the lexicon data set under ``root`` (default: :func:`default_lexicon_root`).
 
     Args:
         text_model: the encoder of the features (a name :class:`HFTextTower` resolves, or a local folder).
+        embed: ``(sentences, text_model) -> (N, E)`` L2-normalised float32 embeddings, needed when the
+            features are not cached yet: :func:`ordinalclip.modeling.text_features.embed_sentences` (the
+            project's text tower; the data layer does not import the model layer itself).
         seed: the split's seed.
         limit: keep only this many words (a seeded, rank-stratified subset, for tests); None = all.
         lexicon: another ``word<TAB>valence`` file instead of AFINN-en-165.
@@ -198,7 +186,12 @@ def build_lexicon_dataset(
         keep = sorted(keep)
         words, labels = [words[i] for i in keep], labels[keep]
     split = split_by_word(labels, seed)
-    features = embed_words(words, text_model)
+    if embed is None:
+        raise ValueError(
+            f"the lexicon features under {root} are not built yet: pass embed= (e.g. "
+            "ordinalclip.modeling.text_features.embed_sentences) to compute them"
+        )
+    features = embed([FEATURE_TEMPLATE.format(w) for w in words], text_model).astype(np.float32)
     root.mkdir(parents=True, exist_ok=True)
 
     def write(tmp: Path) -> None:

@@ -15,8 +15,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
+
 
 from ordinalclip.errors import DataError
 
@@ -85,6 +88,8 @@ class RankSpace:
 
     def values(self) -> torch.Tensor:
         """Label value of every rank, float32 ``(C,)``: ``rank + offset`` (predicted rank -> label units)."""
+        import torch  # here, not at the top: the deploy runtime reads samples without torch
+
         return torch.arange(self.num_ranks, dtype=torch.float32) + self.offset
 
     def name(self, rank: int) -> str:

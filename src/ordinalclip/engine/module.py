@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ordinalclip import __version__
+from ordinalclip.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_KEY, complete_state
 from ordinalclip.config import RunConfig
 from ordinalclip.configtools import to_dict
 from ordinalclip.data import RankSpace
@@ -23,9 +24,6 @@ from ordinalclip.metrics import (
     ordinal_metrics,
     point_predictions,
 )
-
-CHECKPOINT_KEY = "ordinalclip"
-CHECKPOINT_FORMAT = 1
 
 
 def rank_info(ranks: RankSpace | None) -> dict[str, Any] | None:
@@ -274,15 +272,6 @@ def _rebuildable(cfg: RunConfig, tower: str) -> bool:
         return m.text.kind == "huggingface" or (m.text.kind == "clip" and pretrained_clip)
     # torchvision / EfficientNet / timm towers end in a randomly initialised projection: always saved
     return m.image.kind == "clip" and pretrained_clip
-
-
-def complete_state(checkpoint: dict[str, Any], current: dict[str, Tensor]) -> dict[str, Tensor]:
-    """The checkpoint's state dict with the towers it left out taken from ``current`` (the rebuilt model)."""
-    omitted = tuple((checkpoint.get(CHECKPOINT_KEY) or {}).get("omitted") or ())
-    state = dict(checkpoint["state_dict"])
-    if omitted:
-        state.update({k: v for k, v in current.items() if k.startswith(omitted) and k not in state})
-    return state
 
 
 def _finite(metrics: dict[str, float]) -> dict[str, float | None]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ordinalclip.config import DataConfig, RunConfig
+from ordinalclip.config import RunConfig
 from ordinalclip.configtools import ConfigError
 from ordinalclip.data import (
     DataError,
@@ -31,9 +31,20 @@ from ordinalclip.data import (
     read_list_file,
     save_split,
 )
-from ordinalclip.modeling.build import read_rank_names
+from ordinalclip.run_settings import data_rank_names, rank_space
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "ResolvedData",
+    "SPLITS",
+    "build_feature_rows",
+    "data_rank_names",
+    "parse_feature_ref",
+    "rank_space",
+    "resolve_data",
+    "save_splits",
+]
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
@@ -53,27 +64,6 @@ class ResolvedData:
 
     def sizes(self) -> dict[str, int | None]:
         return {k: (len(v) if v is not None else None) for k, v in self.splits.items()}
-
-
-def data_rank_names(d: DataConfig) -> list[str] | None:
-    """``data.rank_names``, or the names read from ``data.rank_names_file`` (a :class:`DataError` naming the
-    key)."""
-    if not d.rank_names_file:
-        return d.rank_names
-    try:
-        return read_rank_names(d.rank_names_file)
-    except (FileNotFoundError, ValueError) as err:
-        raise DataError(f"data.rank_names_file: {err}") from None
-
-
-def rank_space(cfg: RunConfig) -> RankSpace:
-    """The label -> rank mapping of the data config, with ``model.num_ranks`` ranks."""
-    d = cfg.data
-    names = data_rank_names(d)
-    try:
-        return RankSpace(cfg.model.num_ranks, names=names, offset=d.rank_offset)
-    except ValueError as err:
-        raise ConfigError(f"data rank names vs model.num_ranks={cfg.model.num_ranks}: {err}") from None
 
 
 def _feature_ref(path: str, split: str | None, row: int) -> str:

