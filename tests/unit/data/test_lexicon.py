@@ -195,7 +195,7 @@ def test_demo_report_shows_the_image_and_the_text_task(tmp_path: Path):
         seeds=(0,),
         shots=(),
         full_epochs=1,
-        methods=["CORAL"],
+        methods=["coral"],
         progress=False,
         jobs=1,
         text_options=text,
