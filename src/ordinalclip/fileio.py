@@ -6,8 +6,9 @@ file system, so the final ``os.replace`` is atomic), are flushed to disk, and on
 crash at any point leaves either the previous file or the new one. Temporary files are named
 ``.<name>.<random>.tmp`` (``<name>`` shortened where the whole would pass the file system's name limit), so a
 folder's leftovers from a killed process are recognisable. The published file gets the permissions a plain
-``open(path, "w")`` would give it: those of the file it replaces, else ``0o666`` less the umask, whatever the
-writer (``safetensors`` writes 0600) left on the temporary file. A failed write's ``OSError`` names the target.
+``open(path, "w")`` would give it: those of the file it replaces, else ``0o666`` less the umask, whatever
+the writer (``safetensors`` writes 0600) left on the temporary file. A failed write's ``OSError`` names the
+target.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ _TEMP_EXTRA = len(".") + len(".12345678.tmp")  # what temp_beside adds around th
 
 
 def _temp_stem(name: str) -> str:
-    """``name``, cut (at a character boundary) so that ``.<stem>.<random>.tmp`` fits in :data:`NAME_MAX` bytes:
-    a legal 242-255 byte name must not fail only because of its temporary file's longer name."""
+    """``name``, cut (at a character boundary) so that ``.<stem>.<random>.tmp`` fits in :data:`NAME_MAX`
+    bytes: a legal 242-255 byte name must not fail only because of its temporary file's longer name."""
     room = NAME_MAX - _TEMP_EXTRA
     if len(os.fsencode(name)) <= room:
         return name

@@ -8,7 +8,8 @@ The sub-commands live in :mod:`ordinalclip.app.commands`: ``train``, ``eval``, `
 Exit codes: 0 success; 1 training failed (non-finite loss), the model gave NaN/inf outputs, or the environment
 failed (a full disk, a read-only folder: any ``OSError`` but a missing input file); 2 bad config, data,
 checkpoint or command line; 130 / 143 interrupted by SIGINT / SIGTERM (training writes a checkpoint first:
-continue with ``--resume``). Every failure is one ``error: ...`` line on stderr; ``--debug`` adds the traceback.
+continue with ``--resume``). Every failure is one ``error: ...`` line on stderr; ``--debug`` adds the
+traceback.
 """
 
 from __future__ import annotations

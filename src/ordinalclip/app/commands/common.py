@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 
@@ -19,3 +20,43 @@ def add_command(sub: Any, name: str, **kwargs: Any) -> argparse.ArgumentParser:
 def add_overrides(p: argparse.ArgumentParser, help: str) -> None:
     """``--set KEY=VALUE`` (repeatable) into ``args.overrides``."""
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides", help=help)
+
+
+def int_at_least(low: int, high: int | None = None) -> Any:
+    """An argparse ``type`` for an integer in ``[low, high]``: a value out of range is a usage error (exit 2)
+    at parse time, before the command loads or binds anything."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            span = f"in [{low}, {high}]" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"expected an integer {span}, got {value}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in its own messages
+    return parse
+
+
+def positive_float(text: str) -> float:
+    """An argparse ``type`` for a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """An argparse ``type`` for a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
