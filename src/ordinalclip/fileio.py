@@ -13,6 +13,7 @@ target.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -113,6 +114,8 @@ def atomic_write(path: StrPath, write: Callable[[Path], object]) -> Path:
         ['a.txt']
     """
     target = Path(path)
+    if target.is_dir():  # found now, not after the work of write() (os.replace would refuse at the end)
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(target))
     tmp = temp_beside(target)
     try:
         write(tmp)

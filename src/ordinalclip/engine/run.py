@@ -189,7 +189,7 @@ def trained_epochs(run_dir: str | os.PathLike[str]) -> int | None:
             continue
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            progress = ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"]
+            progress = ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"]
             done.append(int(progress))
         except Exception:  # noqa: BLE001 - a damaged checkpoint is reported by the resume itself
             continue
