@@ -34,7 +34,6 @@ import torch
 import yaml
 from PIL import Image
 
-from ordinalclip import api
 from ordinalclip.app import cli
 from ordinalclip.engine import checkpoint_io
 from ordinalclip.engine.run import run_dir_lock
@@ -407,3 +406,246 @@ def test_rank_names_the_demo_data_would_replace_are_refused(tmp_path, capsys, mo
         "data.rank_names (the run's config.yaml records them)"
     )
     assert not (tmp_path / "runs").exists()
+
+
+# ---------------------------------------------------------------------------------------------- 5. serve limits
+
+try:
+    import requests
+except ImportError:  # the test extra; the serve tests skip below, naming it
+    requests = None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def png(seed: int, size: tuple[int, int] = (48, 40)) -> bytes:
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def limited(image_export):
+    """A server with short timeouts and a 4000-pixel request budget (two 48x40 images: 3840 pixels)."""
+    pytest.importorskip(
+        "uvicorn", reason="the serve extra (pip install 'ordinalclip[serve]') is not installed"
+    )
+    pytest.importorskip("requests", reason="the test extra (requests) is not installed")
+    import ordinalclip as oc
+    from ordinalclip.app.serve import ServeOptions, running_server
+
+    opts = ServeOptions(
+        port=free_port(),
+        max_request_pixels=4000,
+        header_timeout=1.0,
+        body_timeout=1.0,
+        keep_alive=1.0,
+        max_images=8,
+    )
+    with running_server(oc.load(image_export), opts, "m.safetensors") as url:
+        yield url, opts.port
+
+
+def _post(url: str, names: list[str], **kw):
+    files = [("files", (n, png(i), "image/png")) for i, n in enumerate(names)]
+    return requests.post(f"{url}/predict", files=files, timeout=30, **kw)
+
+
+def test_decoded_pixels_are_bounded_per_request(limited):
+    url, _ = limited
+    assert _post(url, ["a.png", "b.png"]).status_code == 200  # 3840 pixels
+    r = _post(url, ["a.png", "b.png", "c.png"])  # 5760 pixels, each image far under the per-image cap
+    assert r.status_code == 413
+    assert r.json()["error"] == (
+        "c.png: the images up to this one decode to 5,760 pixels, more than the 4,000 one request may "
+        "(ordinalclip serve --max-request-mpixels)"
+    )
+
+
+def test_head_empty_post_and_host_header(limited):
+    url, port = limited
+    for path in ("/", "/health"):
+        r = requests.head(f"{url}{path}", timeout=10)
+        assert r.status_code == 200 and r.content == b"", path
+    r = requests.post(f"{url}/predict", timeout=10)  # Content-Length: 0, no content type
+    assert r.status_code == 400 and r.json()["error"] == "empty request body: send one or more image files"
+    for host in ("localhost", f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"):
+        assert requests.get(f"{url}/health", headers={"Host": host}, timeout=10).status_code == 200, host
+    r = requests.get(f"{url}/health", headers={"Host": f"rebound.example:{port}"}, timeout=10)
+    assert r.status_code == 421
+    assert r.json()["error"].startswith(f"Host 'rebound.example:{port}' is not a name of this server")
+
+
+@pytest.mark.parametrize(
+    ("header", "bound", "allowed", "ok"),
+    [
+        ("localhost:8000", "127.0.0.1", None, True),
+        ("app.localhost", "127.0.0.1", None, True),
+        ("10.1.2.3:80", "0.0.0.0", None, True),  # an address never comes from DNS rebinding
+        ("[fe80::1]:8000", "::", None, True),
+        ("attacker.example", "127.0.0.1", None, False),
+        ("attacker.example.", "127.0.0.1", None, False),
+        ("models.lab", "models.lab", None, True),  # the bound name
+        ("Models.Lab:8000", "0.0.0.0", ("models.lab",), True),
+        ("other.lab", "0.0.0.0", ("models.lab",), False),
+        ("anything", "0.0.0.0", ("*",), True),
+        ("", "127.0.0.1", None, False),
+    ],
+)
+def test_host_allow_list(header, bound, allowed, ok):
+    from ordinalclip.app.serve import host_allowed
+
+    assert host_allowed(header, bound, allowed) is ok
+
+
+def _closed_after(sock: socket.socket, limit: float) -> float | None:
+    """Seconds until the server closes ``sock`` (None: still open after ``limit``)."""
+    start = time.monotonic()
+    sock.settimeout(limit)
+    try:
+        while sock.recv(4096):
+            pass
+    except TimeoutError:
+        return None
+    except OSError:
+        pass
+    return time.monotonic() - start
+
+
+def test_slow_headers_are_dropped(limited):
+    # 20 loopback connections send half a request line and stall (slowloris): the 1 s header deadline closes
+    # each; before, they stayed open (uvicorn has no header timeout)
+    _, port = limited
+    socks = []
+    for _ in range(20):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: local")
+        socks.append(s)
+    try:
+        waits = [_closed_after(s, 6.0) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+    assert all(w is not None and w < 4.0 for w in waits), waits
+
+
+def test_a_slow_body_gets_408_and_an_idle_connection_closes(limited):
+    _, port = limited
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=xyz\r\n"
+            b"Content-Length: 1000\r\n\r\n--xyz\r\n"
+        )
+        s.settimeout(6.0)
+        start = time.monotonic()
+        answer = s.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert time.monotonic() - start < 4.0
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:  # keep-alive: 1 s
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        waited = _closed_after(s, 6.0)
+        assert waited is not None and waited < 4.0
+
+
+@pytest.mark.parametrize(("host", "warned"), [("0.0.0.0", True), ("127.0.0.1", False), ("localhost", False)])
+def test_a_non_loopback_address_prints_a_warning(image_export, monkeypatch, capsys, host, warned):
+    uvicorn = pytest.importorskip("uvicorn", reason="the serve extra is not installed")
+
+    from ordinalclip.app.serve import ServeOptions, serve
+
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self: None)
+    serve(image_export, ServeOptions(host=host))
+    err = capsys.readouterr().err
+    assert ("warning: serving on " + host in err) is warned, err
+    if warned:
+        assert "no authentication, TLS or rate limit" in err
+
+
+# ------------------------------------------------------------------------------------------------- 6. sweeps
+
+
+def _nap(seconds: float) -> str:
+    time.sleep(seconds)
+    return "rested"
+
+
+class _DiesWhenUnpickled:
+    """A task argument whose unpickling ends the worker process: it dies before its task starts."""
+
+    def __reduce__(self):
+        return (os._exit, (3,))
+
+
+def test_the_time_limit_starts_with_the_task_and_a_dead_workers_log_exists(tmp_path):
+    from ordinalclip.app.launchers import Launch, Task, run_tasks
+
+    # a fresh worker takes seconds to start (spawn, torch); before, that counted against the 1.2 s limit
+    tasks = [Task(_nap, (0.2,), tmp_path / "logs" / f"{i}.log") for i in range(2)]
+    got = dict(run_tasks(tasks, Launch(jobs=2, time_min=0.02)))
+    assert [got[i].error for i in range(2)] == [None, None]
+    assert [got[i].value for i in range(2)] == ["rested", "rested"]
+
+    dead = Task(_nap, (_DiesWhenUnpickled(),), tmp_path / "logs" / "dead.log")
+    ((_, outcome),) = list(run_tasks([dead], Launch(jobs=2)))
+    assert outcome.error == "worker process died (exit code 3)"
+    assert "worker process died (exit code 3)" in dead.log.read_text()
+
+
+def _sweep_config(folder: Path, epochs: int) -> Path:
+    features = make_features(folder / "features.npz")
+    cfg = tiny_config(
+        folder, {"format": "features", "train": features, "columns": {"split": "split"}}, COSINE
+    )
+    cfg["trainer"]["max_epochs"] = epochs
+    path = folder / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_sweep_time_limit_applies_with_one_job(tmp_path, capsys):
+    # before: --time was ignored with the default --jobs 1 (the cell trained all its epochs)
+    config = _sweep_config(tmp_path, epochs=100000)
+    out = tmp_path / "s"
+    start = time.monotonic()
+    code, stdout, err = run_cli(["sweep", "-c", str(config), "--out", str(out), "--time", "0.05"], capsys)
+    assert time.monotonic() - start < 120
+    assert code == 1
+    (cell,) = [p for p in out.iterdir() if (p / "cell.json").is_file()]
+    assert (cell / "checkpoints" / "last.ckpt").is_file()  # SIGTERM wrote the checkpoint
+    assert not (cell / "metrics.json").exists()
+    log = out / "logs" / f"{cell.name}.log"
+    assert log.is_file() and "interrupted by SIGTERM" in (out / "summary.md").read_text()
+
+
+def test_two_sweeps_into_one_folder_leave_each_others_cells_alone(tmp_path):
+    from ordinalclip.app.sweep import CELL_FILE, plan_sweep, run_cells
+    from ordinalclip.fileio import write_json
+
+    config = _sweep_config(tmp_path, epochs=2)
+    out = tmp_path / "s"
+    cells = plan_sweep([config], seeds=[1, 2])
+    theirs = out / cells[0].name  # the other sweep is training this cell now
+    theirs.mkdir(parents=True)
+    write_json(cells[0].record(), theirs / CELL_FILE)
+    (theirs / "theirs.txt").write_text("the other sweep's file")
+
+    with contextlib.ExitStack() as other:
+        other.enter_context(run_dir_lock(theirs))
+
+        def progress(result):
+            if result.cell.name == cells[1].name:  # meanwhile the other sweep finishes its cell
+                metrics = json.loads((out / cells[1].name / "metrics.json").read_text())
+                write_json(metrics, theirs / "metrics.json")
+                other.close()
+
+        result = run_cells(cells, out, progress=progress)
+    assert (theirs / "theirs.txt").read_text() == "the other sweep's file"  # never removed under it
+    assert [r.status for r in result.cells] == ["skipped", "trained"]
+    assert result.failed == []
+    assert "Failed cells" not in (out / "summary.md").read_text()

@@ -241,7 +241,7 @@ class _Worker:
     process: Any
     conn: Any
     task: int | None = None
-    started: float = 0.0
+    started: float | None = None  # when the worker began its task (None: still starting up, or idle)
     terminated: float | None = None  # when it was sent SIGTERM for running over its time
 
 
@@ -297,7 +297,7 @@ def _run_pool(tasks: Sequence[Task], launch: Launch) -> Iterator[tuple[int, Outc
                         w.process.join()
                         workers[slot] = w = start(slot)
                         w.conn.send((task.fn, task.args, task.log))
-                    w.task, w.started, w.terminated = pending.popleft(), time.monotonic(), None
+                    w.task, w.started, w.terminated = pending.popleft(), None, None
             busy = [w for w in workers if w.task is not None]
             ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=5.0))
             for slot, w in enumerate(workers):
@@ -332,7 +332,7 @@ def _run_pool(tasks: Sequence[Task], launch: Launch) -> Iterator[tuple[int, Outc
                     _note_in_log(tasks[index].log, f"worker process died ({why})")
                     yield index, Outcome(error=f"worker process died ({why})")
                     continue
-                if limit is not None and time.monotonic() - w.started > limit:
+                if limit is not None and w.started is not None and time.monotonic() - w.started > limit:
                     if w.terminated is None:
                         w.terminated = time.monotonic()
                         w.process.terminate()  # SIGTERM: a training task writes last.ckpt and stops
