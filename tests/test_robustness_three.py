@@ -38,10 +38,11 @@ from ordinalclip.app import cli
 from ordinalclip.engine import checkpoint_io
 from ordinalclip.engine.run import run_dir_lock
 from ordinalclip.export import export_head
-from ordinalclip.fileio import NAME_MAX, atomic_write_text, temp_beside
+from ordinalclip.fileio import atomic_write_text, temp_beside
 from ordinalclip.modeling import ClipConfig, ImageTowerConfig, ModelConfig, PromptConfig, build_model
 from tests.helpers import PREP, make_features, run_cli, tiny_clip_custom, tiny_config, user_error
 
+NAME_MAX = 255  # bytes in one file name (ext4, tmpfs, xfs, btrfs)
 COSINE = {"arch": "cosine", "num_ranks": 4, "embed_dim": 8, "image": {"kind": "features", "input_dim": 8}}
 
 
@@ -250,13 +251,22 @@ def test_predict_stopped_by_a_signal_exits_with_one_line_and_no_temporary(
         return real(self, images)
 
     monkeypatch.setattr(Predictor, "predict_batch", stopped)
-    before = signal.getsignal(signal.SIGTERM)
+
+    def outside(signum, frame):  # stands in for the default action (the end of the process, pytest's too)
+        raise AssertionError("SIGTERM reached the handler found before the command")
+
+    before = signal.signal(signal.SIGTERM, outside)
     out = tmp_path / "p.csv"
-    got, _, err = run_cli(["predict", str(image_export), str(photos), "-o", str(out)], capsys)
+    try:
+        got, _, err = run_cli(["predict", str(image_export), str(photos), "-o", str(out)], capsys)
+        assert signal.getsignal(signal.SIGTERM) is outside  # put back for the caller
+    except KeyboardInterrupt:  # escaped the command: pytest would take it for the user's own Ctrl-C
+        pytest.fail("KeyboardInterrupt escaped the command (a traceback, not one line)")
+    finally:
+        signal.signal(signal.SIGTERM, before)
     assert calls and got == code
     assert user_error(err) == line
     assert not out.exists() and _temps(tmp_path) == []
-    assert signal.getsignal(signal.SIGTERM) is before  # put back for the caller
 
 
 # ------------------------------------------------------------------------------------------- 3. range checks
@@ -324,7 +334,7 @@ def test_predict_batch_size_zero_is_a_usage_error(tmp_path, capsys):
             "model.prompts.num_base_ranks=5",
             "model.prompts.num_base_ranks: expected at most model.num_ranks = 4, got 5",
         ),
-        (
+        (  # by hand: 100000 prompts x 77 tokens x 512 wide x 4 bytes x 12 layers x 4 tensors = 757 GB
             "model.num_ranks=100000",
             "model.num_ranks: 100000 ranks means 100,000 prompts through the text tower at every step, about "
             "757 GB of activations",
@@ -340,11 +350,6 @@ def test_seeds_and_rank_counts_are_checked_before_anything_is_built(tmp_path, ca
     assert code == 2
     assert user_error(err).startswith(f"error: {message}"), err
     assert not (tmp_path / "runs").exists()
-
-
-def test_757_gb_is_the_estimate_by_hand():
-    # 100000 prompts x 77 tokens x 512 wide x 4 bytes x 12 layers x 4 tensors kept per layer
-    assert round(100000 * 77 * 512 * 4 * 12 * 4 / 1e9) == 757
 
 
 def test_sweep_dry_run_checks_base_ranks(tmp_path, capsys):
