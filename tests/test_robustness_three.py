@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import io
 import json
 import os
 import signal
@@ -39,8 +38,18 @@ from ordinalclip.engine import checkpoint_io
 from ordinalclip.engine.run import run_dir_lock
 from ordinalclip.export import export_head
 from ordinalclip.fileio import atomic_write_text, temp_beside
-from ordinalclip.modeling import ClipConfig, ImageTowerConfig, ModelConfig, PromptConfig, build_model
-from tests.helpers import PREP, make_features, run_cli, tiny_clip_custom, tiny_config, user_error
+from ordinalclip.modeling import ImageTowerConfig, ModelConfig, build_model
+from tests.helpers import (
+    PREP,
+    free_port,
+    make_features,
+    png_bytes,
+    run_cli,
+    tiny_clip_custom,
+    tiny_clip_model_config,
+    tiny_config,
+    user_error,
+)
 
 NAME_MAX = 255  # bytes in one file name (ext4, tmpfs, xfs, btrfs)
 COSINE = {"arch": "cosine", "num_ranks": 4, "embed_dim": 8, "image": {"kind": "features", "input_dim": 8}}
@@ -67,12 +76,7 @@ def features_config(tmp_path_factory) -> Path:
 def image_export(tmp_path_factory) -> Path:
     """A tiny random ViT-CLIP OrdinalCLIP export (32 px, 5 ranks)."""
     torch.manual_seed(0)
-    cfg = ModelConfig(
-        clip=ClipConfig(name=None, custom=tiny_clip_custom()),
-        num_ranks=5,
-        image=ImageTowerConfig(kind="clip"),
-        prompts=PromptConfig(num_base_ranks=2, context_init=None, num_context_tokens=3),
-    )
+    cfg = tiny_clip_model_config()
     folder = tmp_path_factory.mktemp("export")
     return export_head(build_model(cfg).eval(), cfg, folder / "m.safetensors", preprocess=PREP)
 
@@ -421,19 +425,6 @@ except ImportError:  # the test extra; the serve tests skip below, naming it
     requests = None
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def png(seed: int, size: tuple[int, int] = (48, 40)) -> bytes:
-    rng = np.random.default_rng(seed)
-    buf = io.BytesIO()
-    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 @pytest.fixture(scope="module")
 def limited(image_export):
     """A server with short timeouts and a 4000-pixel request budget (two 48x40 images: 3840 pixels)."""
@@ -457,7 +448,7 @@ def limited(image_export):
 
 
 def _post(url: str, names: list[str], **kw):
-    files = [("files", (n, png(i), "image/png")) for i, n in enumerate(names)]
+    files = [("files", (n, png_bytes(i), "image/png")) for i, n in enumerate(names)]
     return requests.post(f"{url}/predict", files=files, timeout=30, **kw)
 
 

@@ -40,23 +40,23 @@ def int_at_least(low: int, high: int | None = None) -> Any:
     return parse
 
 
-def positive_float(text: str) -> float:
-    """An argparse ``type`` for a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
-    return value
+def float_at_least(low: float, inclusive: bool) -> Any:
+    """An argparse ``type`` for a finite number ``>= low`` (``inclusive``) or ``> low``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value) or (value < low if inclusive else value <= low):
+            raise argparse.ArgumentTypeError(
+                f"expected a finite number {'>=' if inclusive else '>'} {low:g}, got {text}"
+            )
+        return value
+
+    parse.__name__ = "number"  # argparse names the type in its own messages
+    return parse
 
 
-def non_negative_float(text: str) -> float:
-    """An argparse ``type`` for a finite number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
-    return value
+positive_float = float_at_least(0.0, inclusive=False)
+non_negative_float = float_at_least(0.0, inclusive=True)
