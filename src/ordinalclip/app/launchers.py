@@ -263,7 +263,7 @@ def _note_in_log(path: Path, line: str) -> None:
     otherwise leave the failure pointing at a file that does not exist."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as f:
-        f.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+        f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} launcher: {line}\n")  # not an attempt's "===" header
 
 
 def _run_pool(tasks: Sequence[Task], launch: Launch) -> Iterator[tuple[int, Outcome]]:
