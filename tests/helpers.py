@@ -506,3 +506,37 @@ def write_raw_checkpoint(model: torch.nn.Module, config: dict, path: Path, **met
         path,
     )
     return path
+
+
+# ------------------------------------------------------------------------------------------ serve, loopback
+
+
+def tiny_clip_model_config():
+    """A 5-rank OrdinalCLIP on the tiny CLIP (32x32 images, 32-d embeddings, 2 base ranks, 3 context tokens)."""
+    from ordinalclip.modeling import ClipConfig, ImageTowerConfig, ModelConfig, PromptConfig
+
+    return ModelConfig(
+        clip=ClipConfig(name=None, custom=tiny_clip_custom()),
+        num_ranks=5,
+        image=ImageTowerConfig(kind="clip"),
+        prompts=PromptConfig(num_base_ranks=2, context_init=None, num_context_tokens=3),
+    )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def png_bytes(seed: int, size: tuple[int, int] = (48, 40)) -> bytes:
+    """A random RGB PNG of ``size`` (width, height), as bytes."""
+    import io
+
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
