@@ -511,18 +511,6 @@ def write_raw_checkpoint(model: torch.nn.Module, config: dict, path: Path, **met
 # ------------------------------------------------------------------------------------------ serve, loopback
 
 
-def tiny_clip_model_config():
-    """A 5-rank OrdinalCLIP on the tiny CLIP (32x32 images, 32-d embeddings, 2 base ranks, 3 context tokens)."""
-    from ordinalclip.modeling import ClipConfig, ImageTowerConfig, ModelConfig, PromptConfig
-
-    return ModelConfig(
-        clip=ClipConfig(name=None, custom=tiny_clip_custom()),
-        num_ranks=5,
-        image=ImageTowerConfig(kind="clip"),
-        prompts=PromptConfig(num_base_ranks=2, context_init=None, num_context_tokens=3),
-    )
-
-
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now."""
     import socket

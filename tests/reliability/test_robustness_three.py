@@ -46,8 +46,8 @@ from tests.helpers import (
     png_bytes,
     run_cli,
     tiny_clip_custom,
-    tiny_clip_model_config,
     tiny_config,
+    tiny_vit_config,
     user_error,
 )
 
@@ -76,7 +76,7 @@ def features_config(tmp_path_factory) -> Path:
 def image_export(tmp_path_factory) -> Path:
     """A tiny random ViT-CLIP OrdinalCLIP export (32 px, 5 ranks)."""
     torch.manual_seed(0)
-    cfg = tiny_clip_model_config()
+    cfg = tiny_vit_config()
     folder = tmp_path_factory.mktemp("export")
     return export_head(build_model(cfg).eval(), cfg, folder / "m.safetensors", preprocess=PREP)
 

@@ -405,12 +405,6 @@ def _cell_task(cell: Cell, out: Path, callbacks: Sequence[L.Callback], in_worker
             f"interrupted by {err.signame} at step {err.step}; last.ckpt kept: run the "
             "sweep again to continue",
         )
-    except SystemExit as err:
-        # Lightning's own SIGTERM stop (SIGTERMException, a SystemExit) in a worker the time limit ended: the
-        # cell is resumable like one that TrainingInterrupted stopped, and the worker goes on to the next
-        if not in_worker or type(err).__name__ != "SIGTERMException":
-            raise
-        return _failed(cell, out, "interrupted by SIGTERM; last.ckpt kept: run the sweep again to continue")
     except Exception:  # one broken cell must not stop a days-long sweep
         error = traceback.format_exc()
     with log_path(out, cell).open("a", encoding="utf-8") as f:
