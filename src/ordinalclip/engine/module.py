@@ -84,7 +84,10 @@ class OrdinalModule(L.LightningModule):
         extra = {} if prototypes is None else {"prototypes": prototypes}
         if not self.features_input:
             return self.model(x, **extra)
-        return self.model.forward_features(x, **extra)  # the model's own head after the image tower
+        # cached trunk features (engine.cache) still go through the tower's projection, which may train
+        project = getattr(getattr(self.model, "image_tower", None), "project", None)
+        feats = project(x) if callable(project) else x
+        return self.model.forward_features(feats, **extra)  # the model's own head after the image tower
 
     def train(self, mode: bool = True) -> OrdinalModule:
         super().train(mode)
