@@ -49,6 +49,7 @@ from ordinalclip.engine.module import CHECKPOINT_KEY, OrdinalModule, complete_st
 from ordinalclip.engine.optim import apply_freezing, has_trainable
 from ordinalclip.engine.run import environment, make_run_dir, remove_stale_temps, run_dir_lock
 from ordinalclip.engine.splits import ResolvedData, data_rank_names, resolve_data, save_splits
+from ordinalclip.engine.towers import checkpoint_note
 from ordinalclip.engine.trainer import apply_step_budget, build_eval_trainer, build_trainer
 from ordinalclip.engine.transforms import tower_preprocess
 from ordinalclip.fileio import atomic_write_text, write_json
@@ -314,6 +315,8 @@ def fit(
             training["epochs"],
             " (evaluated as built)" if training["evaluate_only"] else "",
         )
+        if last_path.is_file():
+            log.info("checkpoint %s", checkpoint_note(last_path))
         results = _evaluate_checkpoints(trainer, module, dm, {"best": best_path, "last": last_path}, prep.out)
         metrics = _write_metrics(prep, dm, results, training)
         return Run(prep.out, prep.cfg, metrics, best_path, last_path)

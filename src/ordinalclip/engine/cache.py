@@ -5,9 +5,9 @@ it once and training the rest (the projection, the prompt learner) on the stored
 a fraction of the cost. Towers with a trunk/projection split (``encode_trunk`` + ``project``: EfficientNet,
 timm) store the trunk's features, so the projection may train; other towers (CLIP) store their whole output.
 
-The cache is a folder per encoder (tower config, a checksum of the trunk's weights, the eval transform and the
-torch version: :meth:`FeatureCache.encoder_key`) holding shards of ``(content digest, feature)`` rows: the same
-image file is encoded once whatever list, CSV, folder or run it comes from.
+The cache is a folder per encoder (tower config, a checksum of the trunk's weights, the eval transform and
+the torch version: :meth:`FeatureCache.encoder_key`) holding shards of ``(content digest, feature)`` rows: the
+same image file is encoded once whatever list, CSV, folder or run it comes from.
 """
 
 from __future__ import annotations
@@ -147,8 +147,12 @@ class FeatureCache:
                 log.warning("feature cache %s unreadable (%s): ignored", shard, err)
                 continue
             if digests.shape[0] != feats.shape[0]:
-                log.warning("feature cache %s: %d digests for %d rows: ignored", shard, *digests.shape[:1],
-                            feats.shape[0])
+                log.warning(
+                    "feature cache %s: %d digests for %d rows: ignored",
+                    shard,
+                    *digests.shape[:1],
+                    feats.shape[0],
+                )
                 continue
             for d, f in zip(digests.numpy(), feats):
                 rows[d.tobytes()] = f
@@ -178,7 +182,7 @@ class FeatureCache:
             tensors = {"digests": new_digests, "features": new.contiguous()}
             atomic_write(shard, lambda tmp: save_file(tensors, str(tmp)))
             self.paths.append(shard)
-            log.info("feature cache: encoded %d new image(s) (%d-d) into %s", len(missing), new.shape[1], shard)
+            log.info("feature cache: encoded %d new image(s) into %s", len(missing), shard)
             for i, f in zip(missing, new):
                 store[digests[i]] = f
         self.encoded += len(missing)

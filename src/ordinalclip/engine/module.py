@@ -248,6 +248,10 @@ class OrdinalModule(L.LightningModule):
             params = list(tower.parameters()) if isinstance(tower, nn.Module) else []
             if params and not any(p.requires_grad for p in params) and _rebuildable(self.cfg, name):
                 out.append(f"model.{name}.")
+        if "model.image_tower." not in out:  # a frozen pretrained trunk under a projection that trains
+            from ordinalclip.engine.towers import rebuildable_trunk_prefixes
+
+            out += rebuildable_trunk_prefixes(self.model, self.cfg)
         return out
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
