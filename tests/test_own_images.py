@@ -198,3 +198,41 @@ def test_export_serves_images(runs, blur_folder, tmp_path):
         want = predictor.predict(f)[0]
         assert p["name"] == want["name"] and p["name"] in NAMES
         np.testing.assert_allclose(p["probabilities"], want["probabilities"], atol=1e-6)
+
+
+def test_features_match_the_towers_forward_and_their_run_exports_onto_it(blur_folder, tmp_path):
+    from ordinalclip.modeling.backbones.efficientnet import EfficientNetLite0Tower
+
+    feats = tmp_path / "feats.npz"
+    assert main(["features", str(blur_folder), "-o", str(feats), "--rank-names", ",".join(NAMES)]) == 0
+    npz = np.load(feats)
+    files = [blur_folder / p for p in npz["path"]]
+    assert npz["features"].shape == (48, 1280)
+    assert npz["labels"].tolist() == [NAMES.index(Path(p).parts[0]) for p in npz["path"]]
+    # the tower's own preprocessing, written out: 256 px resize, 224 crop, (x - 0.5) / 0.5
+    tf = build_transforms(False, size=224, resize=256, mean=[0.5] * 3, std=[0.5] * 3)
+    images = [Image.open(f).convert("RGB") for f in files[:6]]
+    with torch.no_grad():
+        want = EfficientNetLite0Tower(output_dim=None).eval()(torch.stack([tf(im) for im in images]))
+    np.testing.assert_allclose(npz["features"][:6], want.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(oc.features(files[:6]), want.numpy(), rtol=1e-4, atol=1e-4)
+
+    out = tmp_path / "runs"
+    args = ["--set", f"output_dir={out}", "--set", "trainer.max_epochs=3"]
+    assert main(["train", "--data", str(feats), "--rank-names", ",".join(NAMES), *args]) == 0
+    run = sorted(out.glob("images-*"))[-1]
+    export = tmp_path / "onto_tower.safetensors"
+    assert main(["export", str(run), "-o", str(export)]) == 0  # the tower recorded in data.npz
+    model, cfg = oc.load_checkpoint(run / "checkpoints" / "best.ckpt")
+    assert cfg.model.image.kind == "features"
+    with torch.no_grad():
+        features_logits = model(torch.from_numpy(npz["features"][:6]))
+    predictor = oc.load(export)
+    assert predictor.takes_images
+    torch.testing.assert_close(
+        predictor.predict_images(images)["logits"], features_logits, rtol=1e-4, atol=1e-4
+    )
+    # --image-tower none keeps the export on feature vectors
+    on_features = tmp_path / "on_features.safetensors"
+    assert main(["export", str(run), "-o", str(on_features), "--image-tower", "none"]) == 0
+    assert not oc.load(on_features).takes_images

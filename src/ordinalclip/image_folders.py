@@ -51,43 +51,49 @@ def folder_rank_names(root: str | os.PathLike[str], rank_names: Sequence[str] | 
     )
 
 
+def stratified_split(
+    ranks: Sequence[int], fractions: Sequence[float] = SPLIT_FRACTIONS, seed: int = 0
+) -> list[str]:
+    """The split (``"train"``/``"val"``/``"test"``) of each of N items given their ranks: every rank's items
+    are shuffled with ``seed`` and cut by ``fractions``; val and test get at least one item of every rank
+    that has 3 or more, so each split holds each rank in proportion."""
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or not math.isclose(sum(fractions), 1.0):
+        raise ValueError(f"fractions: three shares (train, val, test) summing to 1, got {list(fractions)}")
+    by_rank: dict[int, list[int]] = {}
+    for i, r in enumerate(ranks):
+        by_rank.setdefault(int(r), []).append(i)
+    out = ["train"] * len(ranks)
+    rng = random.Random(seed)
+    for rank in sorted(by_rank):
+        items = list(by_rank[rank])
+        rng.shuffle(items)
+        n = len(items)
+        n_val = max(1, round(n * fractions[1])) if n >= 3 and fractions[1] > 0 else 0
+        n_test = max(1, round(n * fractions[2])) if n >= 3 and fractions[2] > 0 else 0
+        for i in items[:n_test]:
+            out[i] = "test"
+        for i in items[n_test : n_test + n_val]:
+            out[i] = "val"
+    return out
+
+
 def split_rows(
     root: str | os.PathLike[str],
     rank_names: Sequence[str],
     fractions: Sequence[float] = SPLIT_FRACTIONS,
     seed: int = 0,
 ) -> list[tuple[str, str, str]]:
-    """``(path relative to root, rank name, split)`` of every image under ``root/<rank name>/``.
-
-    Every rank's images are shuffled with ``seed`` and cut into train/val/test by ``fractions`` (val and test
-    get at least one image of every rank that has 3 or more), so each split holds each rank in proportion.
-    """
-    if len(fractions) != 3 or any(f < 0 for f in fractions) or not math.isclose(sum(fractions), 1.0):
-        raise ValueError(f"fractions: three shares (train, val, test) summing to 1, got {list(fractions)}")
+    """``(path relative to root, rank name, split)`` of every image under ``root/<rank name>/``, split by
+    :func:`stratified_split` (in file-name order within a rank, so the split does not depend on listing
+    order)."""
     ranks = RankSpace(len(rank_names), list(rank_names))
-    samples = read_folder_samples(root, ranks)
-    by_rank: dict[int, list[str]] = {}
-    for s in samples:
-        by_rank.setdefault(s.label, []).append(os.path.relpath(s.path, root))
-    rows: list[tuple[str, str, str]] = []
-    rng = random.Random(seed)
-    for rank in sorted(by_rank):
-        paths = sorted(by_rank[rank])
-        rng.shuffle(paths)
-        n = len(paths)
-        n_val = max(1, round(n * fractions[1])) if n >= 3 and fractions[1] > 0 else 0
-        n_test = max(1, round(n * fractions[2])) if n >= 3 and fractions[2] > 0 else 0
-        cut = {
-            "test": paths[:n_test],
-            "val": paths[n_test : n_test + n_val],
-            "train": paths[n_test + n_val :],
-        }
-        for split, part in cut.items():
-            rows.extend((p, rank_names[rank], split) for p in sorted(part))
-    missing = [rank_names[r] for r in range(len(rank_names)) if r not in by_rank]
+    samples = sorted(read_folder_samples(root, ranks), key=lambda s: (s.label, s.path))
+    present = {s.label for s in samples}
+    missing = [rank_names[r] for r in range(len(rank_names)) if r not in present]
     if missing:
         raise DataError(f"--data {root}: no images for rank(s) {missing} (expected a sub-folder per rank)")
-    return rows
+    splits = stratified_split([s.label for s in samples], fractions, seed)
+    return [(os.path.relpath(s.path, root), rank_names[s.label], sp) for s, sp in zip(samples, splits)]
 
 
 def write_rows(rows: Iterable[tuple[str, str, str]], path: Path) -> Path:
@@ -129,6 +135,51 @@ def image_folder_config(
     }
 
 
+def features_config(
+    path: str | os.PathLike[str],
+    rank_names: Sequence[str],
+    few_shot: int | None = None,
+    context: str | None = None,
+) -> dict[str, Any]:
+    """The overrides for a features file (``ordinalclip features`` output): :func:`image_folder_config`
+    with a features tower of the file's width and a trained projection to the joint width."""
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as npz:
+        width = int(npz["features"].shape[1])
+    cfg = image_folder_config(Path(path).parent, rank_names, "data.npz", few_shot, context)
+    cfg["model"]["image"] = {"kind": "features", "input_dim": width, "project": "linear"}
+    cfg["data"].update({"format": "features", "root": None})
+    cfg["optim"] = {"freeze_image": False}  # the features tower is the projection alone: it trains
+    return cfg
+
+
+def write_features_split(path: str | os.PathLike[str], num_ranks: int, out: Path, seed: int = 0) -> Path:
+    """A copy of a features file with a ``split`` array (:func:`stratified_split` of its labels) unless it
+    has one."""
+    import numpy as np
+
+    from ordinalclip.fileio import atomic_write
+
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    if "labels" not in arrays:
+        raise DataError(f"--data {path}: no 'labels' array (ordinalclip features --rank-names writes them)")
+    labels = arrays["labels"].astype(int)
+    if labels.min() < 0 or labels.max() >= num_ranks:
+        raise DataError(
+            f"--data {path}: labels must be rank indices 0..{num_ranks - 1} for the rank names given"
+        )
+    if "split" not in arrays:
+        arrays["split"] = np.array(stratified_split(labels.tolist(), seed=seed))
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as fh:
+            np.savez(fh, **arrays)
+
+    return atomic_write(out, write)
+
+
 def fit_image_folder(
     root: str | os.PathLike[str],
     rank_names: Sequence[str] | None = None,
@@ -140,7 +191,8 @@ def fit_image_folder(
     seed: int = 0,
 ) -> Any:
     """Train ``config`` (a built-in name, a .yaml file or a list of them; default: the built-in ``images``)
-    on the images under ``root/<rank name>/``.
+    on the images under ``root/<rank name>/`` (or a features ``.npz`` of ``ordinalclip features``: a
+    features run whose export goes back onto the tower the file records).
 
     The split (:func:`split_rows`, seeded by ``seed``) is written to ``<run folder>/data.csv`` first; the run
     then saves its own ``splits/`` as every run does. ``overrides`` (``key=value``) apply last.
@@ -152,15 +204,24 @@ def fit_image_folder(
     from ordinalclip.configtools import merge, to_dict
     from ordinalclip.engine.run import make_run_dir
 
-    names = folder_rank_names(root, rank_names)
-    rows = split_rows(root, names, seed=seed)
+    features_file = Path(root).is_file() and Path(root).suffix.lower() == ".npz"
+    if features_file:
+        names = list(rank_names or [])
+        if not names:
+            raise ConfigError(f"--rank-names: {root} holds rank indices; name the ranks, lowest first")
+        folder_cfg = features_config(root, names, few_shot, context)
+    else:
+        names = folder_rank_names(root, rank_names)
+        rows = split_rows(root, names, seed=seed)
+        # the split file's name is known before the run folder is: filled in once the folder exists
+        folder_cfg = image_folder_config(root, names, "data.csv", few_shot, context)
     overrides = list(overrides)
-    # the split file's name is known before the run folder is: fill it in once the folder exists
-    base = merge(
-        to_dict(api.resolve_config(config)), image_folder_config(root, names, "data.csv", few_shot, context)
-    )
+    base = merge(to_dict(api.resolve_config(config)), folder_cfg)
     cfg = api.resolve_config(base, overrides)
     out = Path(run_dir) if run_dir is not None else make_run_dir(cfg.output_dir, cfg.name)
     out.mkdir(parents=True, exist_ok=True)
-    base["data"]["train"] = str(write_rows(rows, out / "data.csv").resolve())
+    if features_file:
+        base["data"]["train"] = str(write_features_split(root, len(names), out / "data.npz", seed).resolve())
+    else:
+        base["data"]["train"] = str(write_rows(rows, out / "data.csv").resolve())
     return api.fit(base, overrides=overrides, run_dir=out)

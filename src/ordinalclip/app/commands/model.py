@@ -41,6 +41,12 @@ examples:
   ordinalclip export runs/morph-20240101-120000/checkpoints/best.ckpt --format onnx -o morph_model.onnx
   (each writes the model + a JSON sidecar beside it; predict and serve load either without the text tower)
 """
+FEATURES_EXAMPLE = """\
+examples:
+  ordinalclip features photos/ -o feats.npz --rank-names "sharp,soft,blurred"   # rank sub-folders
+  ordinalclip features runs/images-20240101-120000/data.csv -o feats.npz --rank-names "sharp,soft,blurred"
+  ordinalclip train -c images --set data.format=features --set data.train=feats.npz ...
+"""
 CONFIGS_EXAMPLE = """\
 examples:
   ordinalclip configs                      # every built-in config with its one-line description
@@ -157,7 +163,33 @@ def add_commands(sub: Any) -> None:
     p.add_argument(
         "--format", choices=("safetensors", "onnx"), default=None, help="default: from the suffix of --out"
     )
+    p.add_argument(
+        "--image-tower",
+        metavar="KIND",
+        help="a run trained on precomputed features: the tower that made them (efficientnet_lite0), so the "
+        "export takes images; default: the tower recorded in its features file ('ordinalclip features' "
+        "writes it); 'none' keeps the export on feature vectors",
+    )
     p.set_defaults(func=_export)
+
+    p = add_command(
+        sub,
+        "features",
+        help="extract pretrained image features (.npz) for a features run",
+        epilog=FEATURES_EXAMPLE,
+        description="Run a pretrained image tower's trunk over images with its own preprocessing and write "
+        "an .npz (features, path, labels where known, split from a CSV's split column, and the tower) that "
+        "'train' reads with data.format: features; its export goes back onto the tower.",
+    )
+    p.add_argument("inputs", help="an image folder (rank sub-folders give labels), a list file or a CSV")
+    p.add_argument("-o", "--out", required=True, help="output .npz")
+    p.add_argument("--tower", default="efficientnet_lite0", help="the pretrained tower (default %(default)s)")
+    p.add_argument("--rank-names", metavar="NAMES", help="label names, lowest rank first (comma-separated)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--cache-dir", metavar="DIR", help="share the content-keyed feature cache of training runs"
+    )
+    p.set_defaults(func=_features)
 
     p = add_command(
         sub,
@@ -271,9 +303,28 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from ordinalclip.export import export_model
+    from ordinalclip.tower_features import export_onto_tower
 
-    out = export_model(args.checkpoint, args.out, format=args.format)
+    out = export_onto_tower(args.checkpoint, args.out, args.image_tower, format=args.format)
+    if out is None:
+        out = export_model(args.checkpoint, args.out, format=args.format)
     print(f"exported to {out}")  # its JSON sidecar is beside it (model.json, model.onnx.json)
+    return 0
+
+
+def _features(args: argparse.Namespace) -> int:
+    from ordinalclip.tower_features import features
+
+    names = [n.strip() for n in args.rank_names.split(",")] if args.rank_names else None
+    feats = features(
+        args.inputs,
+        args.out,
+        tower=args.tower,
+        rank_names=names,
+        batch_size=args.batch_size,
+        cache_dir=args.cache_dir,
+    )
+    print(f"{feats.shape[0]} x {feats.shape[1]} features written to {args.out}")
     return 0
 
 
