@@ -195,7 +195,9 @@ def fit_image_folder(
     features run whose export goes back onto the tower the file records).
 
     The split (:func:`split_rows`, seeded by ``seed``) is written to ``<run folder>/data.csv`` first; the run
-    then saves its own ``splits/`` as every run does. ``overrides`` (``key=value``) apply last.
+    then saves its own ``splits/`` as every run does. ``overrides`` (``key=value``) apply last. After
+    training, ``probe.json`` holds the logistic-regression probe on the same frozen features
+    (:func:`ordinalclip.probe.write_probe`).
 
     Returns:
         the :class:`ordinalclip.api.Run`.
@@ -224,4 +226,9 @@ def fit_image_folder(
         base["data"]["train"] = str(write_features_split(root, len(names), out / "data.npz", seed).resolve())
     else:
         base["data"]["train"] = str(write_rows(rows, out / "data.csv").resolve())
-    return api.fit(base, overrides=overrides, run_dir=out)
+    run = api.fit(base, overrides=overrides, run_dir=out)
+    if api.is_rank_zero():
+        from ordinalclip.probe import write_probe
+
+        write_probe(run.run_dir)  # the baseline beside the model: logistic regression on the same features
+    return run

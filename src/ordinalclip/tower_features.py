@@ -78,10 +78,9 @@ def image_features(
     uses it). With ``cache_dir`` the features go through the same content-keyed cache as training runs
     (:class:`ordinalclip.engine.cache.FeatureCache`): an image encoded once is never encoded again.
     """
-    from ordinalclip.configtools import to_dict
     from ordinalclip.data import ImageDataset, Sample, build_transforms
-    from ordinalclip.engine.cache import FeatureCache, encode_for_cache
-    from ordinalclip.modeling.config import ImageTowerConfig
+    from ordinalclip.engine.cache import FeatureCache, encode_for_cache, tower_cache_config
+    from ordinalclip.modeling.config import ImageTowerConfig, ModelConfig
 
     if not images:
         raise ValueError("image_features got no images")
@@ -92,10 +91,9 @@ def image_features(
     dataset = ImageDataset(samples, tf)
     record = {"kind": tower, "preprocess": prep, "dim": int(getattr(net, "output_dim", 0))}
     if cache_dir is not None:
-        image = to_dict(ImageTowerConfig(kind=tower))  # type: ignore[arg-type]
-        # the same key a training run with this tower computes (engine.cache.build_feature_cache)
-        cfg = {"image": {k: v for k, v in image.items() if k not in ("project", "input_dim")}, "clip": None}
-        cache = FeatureCache(net, cfg, cache_dir, batch_size=batch_size)
+        # the key a training run with this tower computes (engine.cache.build_feature_cache)
+        model_cfg = ModelConfig(image=ImageTowerConfig(kind=tower))  # type: ignore[arg-type]
+        cache = FeatureCache(net, tower_cache_config(model_cfg), cache_dir, batch_size=batch_size)
         return cache.features(dataset), record
     out = []
     for i in range(0, len(dataset), batch_size):

@@ -224,28 +224,36 @@ def cache_decision(cfg: Any, model: nn.Module, features_data: bool) -> tuple[boo
     return False, "the image tower trains (set optim.freeze_image: true to train from cached features)"
 
 
+def cache_folder(cfg: Any) -> str:
+    """The feature cache folder of a run config: ``data.cache_dir``, else ``<output_dir>/.cache/features``."""
+    return str(cfg.data.cache_dir or os.path.join(cfg.output_dir, ".cache", "features"))
+
+
+def tower_cache_config(model_cfg: Any) -> dict[str, Any]:
+    """The part of a model config (a ModelConfig) that the cached features depend on: the image tower's
+    settings without its projection's (which the trunk's features do not depend on), and CLIP's source."""
+    from ordinalclip.configtools import to_dict
+
+    image = to_dict(model_cfg.image)
+    return {
+        "image": {k: v for k, v in image.items() if k not in ("project", "input_dim")},
+        "clip": to_dict(model_cfg.clip) if model_cfg.image.kind == "clip" else None,
+    }
+
+
 def build_feature_cache(cfg: Any, model: nn.Module, features_data: bool) -> FeatureCache | None:
     """The feature cache of a run (``cfg`` a RunConfig), or None when the run reads images; logs which and
     why."""
-    from ordinalclip.configtools import to_dict
-
     use, why = cache_decision(cfg, model, features_data)
     if not features_data:
         log.info("feature cache: %s (%s)", "in use" if use else "not used", why)
     if not use:
         return None
-    folder = cfg.data.cache_dir or os.path.join(cfg.output_dir, ".cache", "features")
-    image = to_dict(cfg.model.image)
-    # the projection's settings do not change the trunk's features: keep them out of the key
-    tower_cfg = {
-        "image": {k: v for k, v in image.items() if k not in ("project", "input_dim")},
-        "clip": to_dict(cfg.model.clip) if cfg.model.image.kind == "clip" else None,
-    }
     tower: Any = model.image_tower
     return FeatureCache(
         tower,
-        tower_cfg,
-        folder,
+        tower_cache_config(cfg.model),
+        cache_folder(cfg),
         batch_size=cfg.data.eval_batch_size or cfg.data.batch_size,
         num_workers=cfg.data.num_workers,
     )

@@ -193,6 +193,17 @@ def add_commands(sub: Any) -> None:
 
     p = add_command(
         sub,
+        "probe",
+        help="fit the logistic-regression probe on a run's frozen features (probe.json)",
+        description="Logistic regression (scikit-learn, C tuned on val) on the frozen features a run "
+        "trained on, on its saved splits; writes probe.json in the run folder, which the run and sweep "
+        "pages show beside the model.",
+    )
+    p.add_argument("run", help="a run folder")
+    p.set_defaults(func=_probe)
+
+    p = add_command(
+        sub,
         "configs",
         help="list the built-in configs, or show one",
         epilog=CONFIGS_EXAMPLE,
@@ -216,13 +227,19 @@ def _num(v: Any) -> str:
     return "-" if v is None else f"{v:.4f}"
 
 
-def _print_run(metrics: dict[str, Any]) -> None:
+def _print_run(metrics: dict[str, Any], run_dir: Any = None) -> None:
+    from ordinalclip.probe import read_probe
+
     rows = []
     for tag in ("best", "last"):
         entry = metrics.get(tag)
         if entry:
             for split in ("val", "test"):
                 rows.append((f"{tag} {split}", entry.get(split)))
+    probe = read_probe(run_dir) if run_dir is not None else None
+    for split in ("val", "test"):
+        if probe and probe.get(split):
+            rows.append((f"probe {split}", probe[split]))  # logistic regression on the same frozen features
     print(_table(rows, _num))
 
 
@@ -279,7 +296,7 @@ def _train(args: argparse.Namespace) -> int:
     if not api.is_rank_zero():
         return 0
     print(f"run folder: {run.run_dir}")
-    _print_run(run.metrics)
+    _print_run(run.metrics, run.run_dir)
     return 0
 
 
@@ -325,6 +342,19 @@ def _features(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
     )
     print(f"{feats.shape[0]} x {feats.shape[1]} features written to {args.out}")
+    return 0
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from ordinalclip.configtools import ConfigError
+    from ordinalclip.probe import write_probe
+
+    result = write_probe(args.run)
+    if result is None:
+        raise ConfigError(f"{args.run}: no probe (the log says why: no fixed features, or no scikit-learn)")
+    rows = [(f"probe {s}", result[s]) for s in ("val", "test") if result.get(s)]
+    print(f"probe.json written in {args.run} (C={result['C']:g}, {result['features']})")
+    print(_table(rows, _num))
     return 0
 
 
