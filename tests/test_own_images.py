@@ -236,3 +236,34 @@ def test_features_match_the_towers_forward_and_their_run_exports_onto_it(blur_fo
     on_features = tmp_path / "on_features.safetensors"
     assert main(["export", str(run), "-o", str(on_features), "--image-tower", "none"]) == 0
     assert not oc.load(on_features).takes_images
+
+
+def test_probe_row_is_logistic_regression_on_the_runs_frozen_trunk_features(runs):
+    from sklearn.linear_model import LogisticRegression
+
+    from ordinalclip.app.runpage import PROBE_ROW, make_run_page
+    from ordinalclip.data.protocols import load_split
+    from ordinalclip.modeling.backbones.efficientnet import EfficientNetLite0Tower
+    from ordinalclip.probe import C_GRID, read_probe, run_features
+
+    run = runs["full"]
+    probe = read_probe(run)
+    assert probe is not None and probe["C"] in C_GRID and probe["train"] == 30
+    splits, what = run_features(run)
+    assert "efficientnet_lite0" in what
+    # the features are the frozen trunk's, on the run's own transform (64 px, no resize), in split order
+    test = load_split(run / "splits" / "test.txt")
+    tf = build_transforms(False, size=CROP, resize=CROP, mean=[0.5] * 3, std=[0.5] * 3)
+    with torch.no_grad():
+        trunk = EfficientNetLite0Tower(output_dim=None).eval()
+        want = trunk(torch.stack([tf(Image.open(s.path).convert("RGB")) for s in test]))
+    np.testing.assert_allclose(splits["test"][0], want.numpy(), rtol=1e-4, atol=1e-4)
+    assert splits["test"][1].tolist() == [s.label for s in test]
+    # its test MAE (expectation) by hand from scikit-learn's probabilities at the chosen C
+    clf = LogisticRegression(C=probe["C"], max_iter=2000).fit(*splits["train"])
+    expectation = clf.predict_proba(splits["test"][0]) @ clf.classes_.astype(float)
+    mae = float(np.abs(expectation - splits["test"][1]).mean())
+    assert probe["test"]["mae_exp"] == pytest.approx(mae, abs=1e-4)
+    page = make_run_page(run)
+    html = Path(page).read_text() if Path(page).is_file() else (Path(page) / "index.html").read_text()
+    assert f"{PROBE_ROW} (C={probe['C']:g})" in html
