@@ -230,7 +230,8 @@ def image_model_from_features_run(
     with torch.no_grad():
         proj = feature_tower.proj
         weight = proj.weight if isinstance(proj, nn.Linear) else torch.eye(feature_tower.input_dim)
-        net.proj.weight.copy_(weight)  # type: ignore[union-attr]
+        target: Any = net.proj
+        target.weight.copy_(weight)
     head.image_tower = net.eval()
     prep = (
         dict(record["preprocess"])
