@@ -117,3 +117,15 @@ def test_cache_decision_says_why():
     assert use and "trunk is frozen" in why
     cfg.data.feature_cache = False
     assert cache_decision(cfg, model, features_data=False) == (False, "data.feature_cache is false")
+
+
+def test_lightning_tips_are_not_printed(caplog):
+    from lightning.pytorch.utilities.rank_zero import rank_zero_info
+
+    from ordinalclip.engine.trainer import quiet_lightning
+
+    quiet_lightning()
+    caplog.set_level(logging.INFO, logger="lightning.pytorch.utilities.rank_zero")
+    rank_zero_info("💡 Tip: For seamless cloud logging and experiment tracking, try installing litlogger")
+    rank_zero_info("GPU available: False")
+    assert "Tip" not in caplog.text and "GPU available: False" in caplog.text
