@@ -242,8 +242,11 @@ def tower_cache_config(model_cfg: Any) -> dict[str, Any]:
 
 
 def build_feature_cache(cfg: Any, model: nn.Module, features_data: bool) -> FeatureCache | None:
-    """The feature cache of a run (``cfg`` a RunConfig), or None when the run reads images; logs which and
-    why."""
+    """The feature cache of a run (``cfg`` a RunConfig), or None when the run reads images; logs what trains
+    (parameter counts by group), whether the cache is used and why."""
+    from ordinalclip.engine.optim import parameter_counts
+
+    log.info("parameters: %s", parameter_counts(model))  # once the data are read: what this run trains
     use, why = cache_decision(cfg, model, features_data)
     if not features_data:
         log.info("feature cache: %s (%s)", "in use" if use else "not used", why)

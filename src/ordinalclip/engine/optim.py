@@ -76,8 +76,8 @@ def apply_freezing(model: nn.Module, cfg: OptimConfig) -> dict[str, int]:
     as built).
 
     ``freeze_image`` freezes the image tower's pretrained trunk; a projection after it (group ``projection``,
-    randomly initialised) keeps training. Logs the trainable and frozen parameter counts by group, and warns
-    when a randomly initialised projection ends frozen (its random map would then be all the model sees).
+    randomly initialised) keeps training. Warns when a randomly initialised projection ends frozen (its random
+    map would then be all the model sees); :func:`parameter_counts` says what trains.
     """
     frozen = {
         g
@@ -99,7 +99,6 @@ def apply_freezing(model: nn.Module, cfg: OptimConfig) -> dict[str, int]:
             counts[group] = counts.get(group, 0) + p.numel()
         else:
             frozen_counts[group] = frozen_counts.get(group, 0) + p.numel()
-    log.info("parameters: %s", describe_counts(counts, frozen_counts))
     random_frozen = frozen_counts.get("projection", 0) or (
         frozen_counts.get("image", 0)
         and getattr(getattr(model, "image_tower", None), "projection", None) == "linear"
@@ -110,6 +109,17 @@ def apply_freezing(model: nn.Module, cfg: OptimConfig) -> dict[str, int]:
             "of 0): it stays a random map; give it a learning rate, or use model.image.project: identity"
         )
     return counts
+
+
+def parameter_counts(model: nn.Module) -> str:
+    """What trains and what is frozen, by group (:func:`describe_counts`), as ``apply_freezing`` left it."""
+    groups = parameter_groups(model)
+    trainable: dict[str, int] = {}
+    frozen: dict[str, int] = {}
+    for name, p in model.named_parameters():
+        side = trainable if p.requires_grad else frozen
+        side[groups[name]] = side.get(groups[name], 0) + p.numel()
+    return describe_counts(trainable, frozen)
 
 
 def describe_counts(trainable: dict[str, int], frozen: dict[str, int]) -> str:
