@@ -43,14 +43,15 @@ from ordinalclip.checkpoint import (
 from ordinalclip.config import RunConfig, load_run_config
 from ordinalclip.configtools import ConfigError, apply_overrides, from_dict, load_yaml, save_yaml, to_dict
 from ordinalclip.data import DataError, check_files
-from ordinalclip.engine.cache import FeatureCache
+from ordinalclip.engine.cache import FeatureCache, build_feature_cache
 from ordinalclip.engine.callbacks import EvaluateOnly
 from ordinalclip.engine.datamodule import OrdinalDataModule
 from ordinalclip.engine.errors import NonFiniteLossError, TrainingInterrupted
 from ordinalclip.engine.module import OrdinalModule
-from ordinalclip.engine.optim import apply_freezing, has_trainable, image_tower_frozen
+from ordinalclip.engine.optim import apply_freezing, has_trainable
 from ordinalclip.engine.run import environment, make_run_dir, remove_stale_temps, run_dir_lock
 from ordinalclip.engine.splits import ResolvedData, data_rank_names, resolve_data, save_splits
+from ordinalclip.engine.towers import checkpoint_note
 from ordinalclip.engine.trainer import apply_step_budget, build_eval_trainer, build_trainer
 from ordinalclip.engine.transforms import tower_preprocess
 from ordinalclip.fileio import write_json
@@ -173,21 +174,7 @@ def is_rank_zero() -> bool:
 
 
 def _feature_cache(cfg: RunConfig, model: nn.Module, data: ResolvedData) -> FeatureCache | None:
-    if not cfg.data.feature_cache or data.features or not image_tower_frozen(model):
-        return None
-    folder = cfg.data.cache_dir or os.path.join(cfg.output_dir, ".cache", "features")
-    tower_cfg = {
-        "image": to_dict(cfg.model.image),
-        "clip": to_dict(cfg.model.clip) if cfg.model.image.kind == "clip" else None,
-    }
-    tower: Any = model.image_tower  # every model with a frozen image tower has one
-    return FeatureCache(
-        tower,
-        tower_cfg,
-        folder,
-        batch_size=cfg.data.eval_batch_size or cfg.data.batch_size,
-        num_workers=cfg.data.num_workers,
-    )
+    return build_feature_cache(cfg, model, bool(data.features))
 
 
 def _evaluate_checkpoints(
@@ -292,6 +279,8 @@ def fit(
             training["epochs"],
             " (evaluated as built)" if training["evaluate_only"] else "",
         )
+        if last_path.is_file():
+            log.info("checkpoint %s", checkpoint_note(last_path))
         results = _evaluate_checkpoints(trainer, module, dm, {"best": best_path, "last": last_path}, prep.out)
         metrics = _write_metrics(prep, dm, results, training)
         return Run(prep.out, prep.cfg, metrics, best_path, last_path)

@@ -226,10 +226,10 @@ class TrainerConfig:
     progress_bar: bool = True
     log_every_n_steps: int = 50
     check_val_every_n_epoch: int = 1
-    # false: checkpoints leave out towers that are entirely frozen (e.g. a 90 MB text tower), which are
-    # rebuilt from their pretrained source (model.clip / model.text / model.image) when the checkpoint is
-    # loaded
-    save_frozen_towers: bool = True
+    # false (default): checkpoints leave out frozen towers and trunks that their pretrained source rebuilds
+    # (e.g. a 90 MB text tower, an installed EfficientNet-Lite0 trunk); they are rebuilt from it
+    # (model.clip / model.text / model.image) when the checkpoint is loaded. true: store them too.
+    save_frozen_towers: bool = False
 
 
 @dataclass

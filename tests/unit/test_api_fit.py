@@ -202,7 +202,9 @@ def test_feature_cache_gives_the_same_run_as_no_cache(list_cfg, tmp_path, monkey
     cached = fit(list_cfg, overrides=frozen)
     plain = fit(list_cfg, overrides=[*frozen, "data.feature_cache=false"])
     assert cached.metrics["feature_cache"] and plain.metrics["feature_cache"] is None
-    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 3  # train, val, test
+    assert (
+        len(list((tmp_path / "cache").glob("*/*.safetensors"))) == 3
+    )  # one shard per split: train, val, test
     wa, wb = _weights(cached.last_checkpoint), _weights(plain.last_checkpoint)
     assert wa.keys() == wb.keys()  # the checkpoint is the full model, image tower included
     for k in wa:

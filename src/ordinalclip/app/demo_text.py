@@ -174,12 +174,10 @@ def logistic_regression(
 
     ``c_grid``: fit each C and keep the one with the lowest validation MAE (expectation), as the engine's runs
     keep their best-on-val checkpoint; the chosen C is returned under ``"C"``."""
-    from sklearn.linear_model import LogisticRegression
-
     from ordinalclip.api import resolve_config
     from ordinalclip.engine.datamodule import OrdinalDataModule
     from ordinalclip.engine.splits import resolve_data
-    from ordinalclip.metrics import ordinal_metrics
+    from ordinalclip.probe import logistic_probe
 
     run_cfg = resolve_config(cfg)
     data = resolve_data(run_cfg)
@@ -191,18 +189,8 @@ def logistic_regression(
         return (torch.stack([it[0] for it in items]).numpy(), torch.stack([it[1] for it in items]).numpy())
 
     splits = {split: arrays(split) for split in ("train", "val", "test")}  # read once, used by every C
-
-    def metrics(clf: Any, split: str) -> dict[str, float]:
-        x, y = splits[split]
-        proba = np.full((len(x), run_cfg.model.num_ranks), 1e-12)
-        proba[:, clf.classes_] += clf.predict_proba(x)  # ranks absent from a few-shot subset get ~0
-        scores = ordinal_metrics(torch.from_numpy(np.log(proba)), torch.from_numpy(y))
-        return {k: float(v) for k, v in scores.items()}
-
-    x_train, y_train = splits["train"]
-    fits = {c: LogisticRegression(C=c, max_iter=max_iter).fit(x_train, y_train) for c in (c_grid or [1.0])}
-    best = min(fits, key=lambda c: metrics(fits[c], "val")["mae_exp"]) if len(fits) > 1 else next(iter(fits))
-    return {**metrics(fits[best], "test"), "C": float(best)}
+    probe = logistic_probe(splits, run_cfg.model.num_ranks, c_grid, max_iter)
+    return {**probe["test"], "C": probe["C"]}
 
 
 def text_cells(

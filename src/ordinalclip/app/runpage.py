@@ -31,6 +31,7 @@ from ordinalclip.app.plots import (
 )
 from ordinalclip.app.tables import TABLE_COLUMNS
 from ordinalclip.fileio import atomic_write
+from ordinalclip.probe import read_probe
 from ordinalclip.runtime.predictions import read_predictions_csv
 
 log = logging.getLogger(__name__)
@@ -248,9 +249,15 @@ def _rank_names(cfg: Mapping[str, Any], num_ranks: int) -> list[str] | None:
     return [str(n) for n in names] if names and len(names) == num_ranks else None
 
 
-def _metrics_rows(metrics: Mapping[str, Any]) -> tuple[list[list[Any]], list[str]]:
-    """Rows (split, checkpoint, TABLE_COLUMNS) of a run's metrics.json, and each row's split (the
-    groups)."""
+PROBE_ROW = "logistic-regression probe"
+
+
+def _metrics_rows(
+    metrics: Mapping[str, Any], probe: Mapping[str, Any] | None = None
+) -> tuple[list[list[Any]], list[str]]:
+    """Rows (split, checkpoint, TABLE_COLUMNS) of a run's metrics.json, and each row's split (the groups);
+    with ``probe`` (the run's probe.json) a row of the logistic-regression probe on the same frozen features
+    follows each split's rows."""
     rows, groups = [], []
     for split in ("test", "val"):
         for tag in ("best", "last"):
@@ -258,6 +265,10 @@ def _metrics_rows(metrics: Mapping[str, Any]) -> tuple[list[list[Any]], list[str
             if not entry:
                 continue
             rows.append([split, tag, *(entry.get(k) for k, _ in TABLE_COLUMNS)])
+            groups.append(split)
+        entry = (probe or {}).get(split)
+        if entry:
+            rows.append([split, f"{PROBE_ROW} (C={probe['C']:g})", *(entry.get(k) for k, _ in TABLE_COLUMNS)])  # type: ignore[index]
             groups.append(split)
     return rows, groups
 
@@ -305,16 +316,24 @@ def run_sections(
     page.text(f"Run folder {run_dir.name}: " + ", ".join(facts) + ".")
 
     if metrics_table:
-        rows, groups = _metrics_rows(metrics)
+        probe = read_probe(run_dir)
+        rows, groups = _metrics_rows(metrics, probe)
         if rows:
             page.heading("Metrics", level)
             cols = [Column("split"), Column("checkpoint"), *metric_columns()]
+            probe_note = (
+                f" The {PROBE_ROW}: {probe.get('method', 'logistic regression')} on {probe.get('features')}, "
+                "the same frozen features the model starts from: where the model does not beat it, the "
+                "language prior did not pay."
+                if probe
+                else ""
+            )
             page.table(
                 cols,
                 rows,
                 groups,
                 caption="Best (bold, green) per column within each split. exp: "
-                "expectation prediction, max: argmax prediction.",
+                "expectation prediction, max: argmax prediction." + probe_note,
             )
 
     split = pred_file.stem.split("_")[0] if pred_file is not None else "test"

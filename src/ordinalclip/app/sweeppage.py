@@ -27,6 +27,7 @@ from ordinalclip.app.sweep_results import (
     summary_tables,
 )
 from ordinalclip.app.tables import TABLE_COLUMNS
+from ordinalclip.probe import read_probe
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,7 @@ def write_sweep_page(
                 link = report
         href = url(os.path.relpath(link, out)) + ("/" if link.is_dir() else "")
         best = ((c.metrics or {}).get("best") or (c.metrics or {}).get("last") or {}).get("test") or {}
+        probe = (read_probe(c.run_dir) or {}).get("test") or {}
         cell_rows.append(
             [
                 Value(f'<a href="{html.escape(href)}">{html.escape(c.cell.name)}</a>', raw=True),
@@ -134,6 +136,7 @@ def write_sweep_page(
                 else f"failed: {c.error or ''}"[:120],
                 best.get("mae_exp"),
                 best.get("mae_max"),
+                probe.get("mae_exp"),
             ]
         )
     page.table(
@@ -142,8 +145,11 @@ def write_sweep_page(
             Column("status"),
             Column("test MAE exp", True, "min"),
             Column("test MAE max", True, "min"),
+            Column("probe MAE exp", True, "min"),
         ],
         cell_rows,
+        caption="probe: logistic regression (scikit-learn, C tuned on val) on the cell's frozen features "
+        "(its probe.json; ordinalclip probe RUN writes one): the baseline the language prior has to beat.",
     )
     if not plots and cell_reports:
         page.text(

@@ -82,7 +82,10 @@ class OrdinalModule(L.LightningModule):
         extra = {} if prototypes is None else {"prototypes": prototypes}
         if not self.features_input:
             return self.model(x, **extra)
-        return self.model.forward_features(x, **extra)  # the model's own head after the image tower
+        # cached trunk features (engine.cache) still go through the tower's projection, which may train
+        project = getattr(getattr(self.model, "image_tower", None), "project", None)
+        feats = project(x) if callable(project) else x
+        return self.model.forward_features(feats, **extra)  # the model's own head after the image tower
 
     def train(self, mode: bool = True) -> OrdinalModule:
         super().train(mode)
@@ -243,6 +246,10 @@ class OrdinalModule(L.LightningModule):
             params = list(tower.parameters()) if isinstance(tower, nn.Module) else []
             if params and not any(p.requires_grad for p in params) and _rebuildable(self.cfg, name):
                 out.append(f"model.{name}.")
+        if "model.image_tower." not in out:  # a frozen pretrained trunk under a projection that trains
+            from ordinalclip.engine.towers import rebuildable_trunk_prefixes
+
+            out += rebuildable_trunk_prefixes(self.model, self.cfg)
         return out
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

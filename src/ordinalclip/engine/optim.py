@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 
@@ -10,6 +11,8 @@ from torch import nn
 
 from ordinalclip.config import OptimConfig
 from ordinalclip.configtools import ConfigError
+
+log = logging.getLogger(__name__)
 
 # Parameter-name prefixes (of OrdinalCLIP / CosineClassifier) -> group name, first match wins.
 GROUP_PREFIXES: tuple[tuple[str, str], ...] = (
@@ -21,15 +24,44 @@ GROUP_PREFIXES: tuple[tuple[str, str], ...] = (
     ("logit_scale.", "logit_scale"),
     ("weight", "prototypes"),
 )
-GROUPS: tuple[str, ...] = ("context", "ranks", "image", "text", "logit_scale", "prototypes", "other")
+# "projection": the randomly initialised layer a pretrained image trunk ends in (EfficientNet, timm,
+# torchvision towers); it is not part of "image", so optim.freeze_image freezes the pretrained trunk only.
+GROUPS: tuple[str, ...] = (
+    "context",
+    "ranks",
+    "image",
+    "projection",
+    "text",
+    "logit_scale",
+    "prototypes",
+    "other",
+)
 
 
 def group_of(name: str) -> str:
-    """The group a parameter belongs to, from its name in the model."""
+    """The group a parameter belongs to, from its name in the model (the projection is told apart by
+    :func:`parameter_groups`, which sees the model)."""
     for prefix, group in GROUP_PREFIXES:
         if name == prefix or name.startswith(prefix):
             return group
     return "other"
+
+
+def projection_names(model: nn.Module) -> set[str]:
+    """Names (in ``model``) of the image tower's projection parameters: those its ``head_parameters()``
+    yields; empty for towers without a trunk/projection split (CLIP, features)."""
+    tower = getattr(model, "image_tower", None)
+    head = getattr(tower, "head_parameters", None)
+    if not isinstance(tower, nn.Module) or not callable(head):
+        return set()
+    ids = {id(p) for p in head()}
+    return {f"image_tower.{n}" for n, p in tower.named_parameters() if id(p) in ids}
+
+
+def parameter_groups(model: nn.Module) -> dict[str, str]:
+    """Every parameter name of ``model`` -> its group (:data:`GROUPS`)."""
+    proj = projection_names(model)
+    return {n: ("projection" if n in proj else group_of(n)) for n, _ in model.named_parameters()}
 
 
 def group_lr(cfg: OptimConfig, group: str) -> float:
@@ -41,7 +73,12 @@ def group_lr(cfg: OptimConfig, group: str) -> float:
 def apply_freezing(model: nn.Module, cfg: OptimConfig) -> dict[str, int]:
     """Switch off gradients of frozen groups (freeze flags, or an lr of 0); returns trainable counts per
     group (empty when nothing trains: such a model, e.g. zero-shot on an identity features tower, is evaluated
-    as built)."""
+    as built).
+
+    ``freeze_image`` freezes the image tower's pretrained trunk; a projection after it (group ``projection``,
+    randomly initialised) keeps training. Warns when a randomly initialised projection ends frozen (its random
+    map would then be all the model sees); :func:`parameter_counts` says what trains.
+    """
     frozen = {
         g
         for g, flag in (
@@ -52,13 +89,51 @@ def apply_freezing(model: nn.Module, cfg: OptimConfig) -> dict[str, int]:
         if flag
     }
     counts: dict[str, int] = {}
+    frozen_counts: dict[str, int] = {}
+    groups = parameter_groups(model)
     for name, p in model.named_parameters():
-        group = group_of(name)
+        group = groups[name]
         if group in frozen or group_lr(cfg, group) == 0:
             p.requires_grad_(False)
         if p.requires_grad:
             counts[group] = counts.get(group, 0) + p.numel()
+        else:
+            frozen_counts[group] = frozen_counts.get(group, 0) + p.numel()
+    random_frozen = frozen_counts.get("projection", 0) or (
+        frozen_counts.get("image", 0)
+        and getattr(getattr(model, "image_tower", None), "projection", None) == "linear"
+    )
+    if random_frozen:
+        log.warning(
+            "the image tower's projection is randomly initialised and frozen (optim.freeze_image or an lr "
+            "of 0): it stays a random map; give it a learning rate, or use model.image.project: identity"
+        )
     return counts
+
+
+def parameter_counts(model: nn.Module) -> str:
+    """What trains and what is frozen, by group (:func:`describe_counts`), as ``apply_freezing`` left it."""
+    groups = parameter_groups(model)
+    trainable: dict[str, int] = {}
+    frozen: dict[str, int] = {}
+    for name, p in model.named_parameters():
+        side = trainable if p.requires_grad else frozen
+        side[groups[name]] = side.get(groups[name], 0) + p.numel()
+    return describe_counts(trainable, frozen)
+
+
+def describe_counts(trainable: dict[str, int], frozen: dict[str, int]) -> str:
+    """``"trainable context 4,096 + projection 491,520 (495,616); frozen image 3,371,264"``: what trains."""
+
+    def part(counts: dict[str, int]) -> str:
+        items = [f"{g} {counts[g]:,}" for g in GROUPS if counts.get(g)]
+        return (
+            " + ".join(items) + (f" ({sum(counts.values()):,})" if len(items) > 1 else "")
+            if items
+            else "none"
+        )
+
+    return f"trainable {part(trainable)}; frozen {part(frozen)}"
 
 
 def has_trainable(model: nn.Module) -> bool:
@@ -72,12 +147,22 @@ def image_tower_frozen(model: nn.Module) -> bool:
     return tower is not None and not any(p.requires_grad for p in tower.parameters())
 
 
+def image_trunk_frozen(model: nn.Module) -> bool:
+    """True when no parameter of the image tower's trunk trains (its projection may)."""
+    tower = getattr(model, "image_tower", None)
+    if not isinstance(tower, nn.Module):
+        return False
+    proj = projection_names(model)
+    return not any(p.requires_grad for n, p in tower.named_parameters() if f"image_tower.{n}" not in proj)
+
+
 def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
     """One optimizer group per non-empty trainable group: ``{"name", "params", "lr"}``."""
     by_group: dict[str, list[nn.Parameter]] = {}
+    groups = parameter_groups(model)
     for name, p in model.named_parameters():
         if p.requires_grad:
-            by_group.setdefault(group_of(name), []).append(p)
+            by_group.setdefault(groups[name], []).append(p)
     return [{"name": g, "params": by_group[g], "lr": group_lr(cfg, g)} for g in GROUPS if g in by_group]
 
 

@@ -34,9 +34,17 @@ _QUIET = (
 )
 
 
+def _not_a_tip(record: logging.LogRecord) -> bool:
+    """Lightning advertises its cloud products ("💡 Tip: ... try installing litlogger") on every fit."""
+    return not str(record.msg).startswith("💡 Tip")
+
+
 def quiet_lightning() -> None:
     for pattern in _QUIET:
         warnings.filterwarnings("ignore", message=pattern)
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if _not_a_tip not in rank_zero.filters:
+        rank_zero.addFilter(_not_a_tip)
 
 
 def precision_arg(precision: int | str) -> str:

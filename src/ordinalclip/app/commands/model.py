@@ -14,6 +14,8 @@ from ordinalclip.app.tables import TABLE_METRICS
 
 TRAIN_EXAMPLE = """\
 examples:
+  ordinalclip train --data photos/ --rank-names "sharp,soft,blurred"  # a sub-folder per rank
+  ordinalclip train --data photos/ --rank-names "sharp,soft,blurred" --few-shot 4
   ordinalclip train -c tiny                                         # a built-in config (ordinalclip configs)
   ordinalclip train -c morph --set data.root=/data/MORPH --set trainer.max_epochs=50
   ordinalclip train -c adience --set data.root=/data/adience --folds
@@ -38,6 +40,12 @@ examples:
   ordinalclip export runs/morph-20240101-120000/checkpoints/best.ckpt --out morph_model.safetensors
   ordinalclip export runs/morph-20240101-120000/checkpoints/best.ckpt --format onnx -o morph_model.onnx
   (each writes the model + a JSON sidecar beside it; predict and serve load either without the text tower)
+"""
+FEATURES_EXAMPLE = """\
+examples:
+  ordinalclip features photos/ -o feats.npz --rank-names "sharp,soft,blurred"   # rank sub-folders
+  ordinalclip features runs/images-20240101-120000/data.csv -o feats.npz --rank-names "sharp,soft,blurred"
+  ordinalclip train -c images --set data.format=features --set data.train=feats.npz ...
 """
 CONFIGS_EXAMPLE = """\
 examples:
@@ -76,6 +84,24 @@ def add_commands(sub: Any) -> None:
         help="continue a run folder from its newest intact checkpoint (last.ckpt, else best.ckpt)",
     )
     p.add_argument("--run-dir", metavar="DIR", help="write the run here instead of a new timestamped folder")
+    p.add_argument(
+        "--data",
+        metavar="DIR",
+        help="a folder of images with one sub-folder per rank: trains the built-in 'images' config (or -c) "
+        "on a 60/20/20 split per rank, saved as data.csv in the run folder",
+    )
+    p.add_argument(
+        "--rank-names",
+        metavar="NAMES",
+        help='with --data: the ranks, lowest first, comma-separated ("sharp,soft,blurred"); the '
+        "sub-folders' names (default: the sub-folders, when they are integers)",
+    )
+    p.add_argument("--few-shot", type=int, metavar="K", help="with --data: keep K training images per rank")
+    p.add_argument(
+        "--context",
+        metavar="TEXT",
+        help='with --data: the prompt context before a rank name (default "a photo of")',
+    )
     p.add_argument(
         "--folds",
         action="store_true",
@@ -143,7 +169,44 @@ def add_commands(sub: Any) -> None:
         default=None,
         help="store the ONNX graph's weights as int8 (onnxruntime's dynamic quantisation)",
     )
+    p.add_argument(
+        "--image-tower",
+        metavar="KIND",
+        help="a run trained on precomputed features: the tower that made them (efficientnet_lite0), so the "
+        "export takes images; default: the tower recorded in its features file ('ordinalclip features' "
+        "writes it); 'none' keeps the export on feature vectors",
+    )
     p.set_defaults(func=_export)
+
+    p = add_command(
+        sub,
+        "features",
+        help="extract pretrained image features (.npz) for a features run",
+        epilog=FEATURES_EXAMPLE,
+        description="Run a pretrained image tower's trunk over images with its own preprocessing and write "
+        "an .npz (features, path, labels where known, split from a CSV's split column, and the tower) that "
+        "'train' reads with data.format: features; its export goes back onto the tower.",
+    )
+    p.add_argument("inputs", help="an image folder (rank sub-folders give labels), a list file or a CSV")
+    p.add_argument("-o", "--out", required=True, help="output .npz")
+    p.add_argument("--tower", default="efficientnet_lite0", help="the pretrained tower (default %(default)s)")
+    p.add_argument("--rank-names", metavar="NAMES", help="label names, lowest rank first (comma-separated)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--cache-dir", metavar="DIR", help="share the content-keyed feature cache of training runs"
+    )
+    p.set_defaults(func=_features)
+
+    p = add_command(
+        sub,
+        "probe",
+        help="fit the logistic-regression probe on a run's frozen features (probe.json)",
+        description="Logistic regression (scikit-learn, C tuned on val) on the frozen features a run "
+        "trained on, on its saved splits; writes probe.json in the run folder, which the run and sweep "
+        "pages show beside the model.",
+    )
+    p.add_argument("run", help="a run folder")
+    p.set_defaults(func=_probe)
 
     p = add_command(
         sub,
@@ -170,13 +233,19 @@ def _num(v: Any) -> str:
     return "-" if v is None else f"{v:.4f}"
 
 
-def _print_run(metrics: dict[str, Any]) -> None:
+def _print_run(metrics: dict[str, Any], run_dir: Any = None) -> None:
+    from ordinalclip.probe import read_probe
+
     rows = []
     for tag in ("best", "last"):
         entry = metrics.get(tag)
         if entry:
             for split in ("val", "test"):
                 rows.append((f"{tag} {split}", entry.get(split)))
+    probe = read_probe(run_dir) if run_dir is not None else None
+    for split in ("val", "test"):
+        if probe and probe.get(split):
+            rows.append((f"probe {split}", probe[split]))  # logistic regression on the same frozen features
     print(_table(rows, _num))
 
 
@@ -184,7 +253,24 @@ def _train(args: argparse.Namespace) -> int:
     from ordinalclip import api
     from ordinalclip.configtools import ConfigError
 
-    if args.resume:
+    if args.data is None and (args.rank_names or args.few_shot is not None or args.context):
+        raise ConfigError("--rank-names, --few-shot and --context go with --data DIR")
+    if args.data is not None:
+        if args.resume or args.folds:
+            raise ConfigError("--data trains a new run: no --resume or --folds with it")
+        from ordinalclip.image_folders import fit_image_folder
+
+        names = [n.strip() for n in args.rank_names.split(",")] if args.rank_names else None
+        run = fit_image_folder(
+            args.data,
+            names,
+            few_shot=args.few_shot,
+            overrides=args.overrides,
+            run_dir=args.run_dir,
+            config=args.config or "images",
+            context=args.context,
+        )
+    elif args.resume:
         if args.config or args.folds or args.run_dir:
             raise ConfigError(
                 "--resume takes the run folder's own config: no -c, --run-dir or --folds with it"
@@ -193,7 +279,8 @@ def _train(args: argparse.Namespace) -> int:
         run = api.fit(resume=args.resume, overrides=args.overrides)
     elif not args.config:
         raise ConfigError(
-            "train needs -c CONFIG (a built-in name such as tiny, or a .yaml file) or --resume RUN_DIR"
+            "train needs --data DIR (images in one sub-folder per rank), -c CONFIG (a built-in name such as "
+            "tiny, or a .yaml file) or --resume RUN_DIR"
         )
     elif args.folds:
         if args.run_dir:
@@ -216,7 +303,7 @@ def _train(args: argparse.Namespace) -> int:
     if not api.is_rank_zero():
         return 0
     print(f"run folder: {run.run_dir}")
-    _print_run(run.metrics)
+    _print_run(run.metrics, run.run_dir)
     return 0
 
 
@@ -256,9 +343,43 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from ordinalclip.exports.write import export_model
+    from ordinalclip.tower_features import export_onto_tower
 
-    out = export_model(args.checkpoint, args.out, format=args.format, quantize=args.quantize)
+    out = export_onto_tower(
+        args.checkpoint, args.out, args.image_tower, format=args.format, quantize=args.quantize
+    )
+    if out is None:
+        out = export_model(args.checkpoint, args.out, format=args.format, quantize=args.quantize)
     print(f"exported to {out}")  # its JSON sidecar is beside it (model.json, model.onnx.json)
+    return 0
+
+
+def _features(args: argparse.Namespace) -> int:
+    from ordinalclip.tower_features import features
+
+    names = [n.strip() for n in args.rank_names.split(",")] if args.rank_names else None
+    feats = features(
+        args.inputs,
+        args.out,
+        tower=args.tower,
+        rank_names=names,
+        batch_size=args.batch_size,
+        cache_dir=args.cache_dir,
+    )
+    print(f"{feats.shape[0]} x {feats.shape[1]} features written to {args.out}")
+    return 0
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from ordinalclip.configtools import ConfigError
+    from ordinalclip.probe import write_probe
+
+    result = write_probe(args.run)
+    if result is None:
+        raise ConfigError(f"{args.run}: no probe (the log says why: no fixed features, or no scikit-learn)")
+    rows = [(f"probe {s}", result[s]) for s in ("val", "test") if result.get(s)]
+    print(f"probe.json written in {args.run} (C={result['C']:g}, {result['features']})")
+    print(_table(rows, _num))
     return 0
 
 

@@ -11,7 +11,7 @@ from ordinalclip.errors import ConfigError
 DEMO_EXAMPLE = """\
 examples:
   ordinalclip demo                          # the full comparison (a few minutes on 2 CPU cores)
-  ordinalclip demo --quick                  # one seed, fewer shots: about a minute
+  ordinalclip demo --quick                  # one seed, fewer shots (the first run also builds its caches)
   ordinalclip demo --seeds 0 1 2 3 4 --shots 1 2 4 8 16 --out runs/demo-big
 """
 SERVE_EXAMPLE = """\

@@ -103,10 +103,18 @@ class EfficientNetLite0Tower(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, 3, H, W), normalised -> features (B, output_dim)."""
+        return self.project(self.encode_trunk(images))
+
+    def encode_trunk(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, 3, H, W), normalised -> the pretrained trunk's pooled features (B, 1280), before the
+        projection (what a feature cache stores while the projection trains)."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
-        feats = self.trunk.extract_features(images).mean(dim=(2, 3))  # (B, 1280)
-        return feats if self.proj is None else self.proj(feats)
+        return self.trunk.extract_features(images).mean(dim=(2, 3))
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        """Trunk features (B, 1280) -> (B, output_dim): the projection, or the features as they are."""
+        return features if self.proj is None else self.proj(features)
 
     def trunk_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters of the pretrained trunk (for a smaller learning rate or freezing)."""

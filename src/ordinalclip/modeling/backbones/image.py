@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -126,6 +127,11 @@ class TorchvisionTower(nn.Module):
         """(B, 3, H, W) -> (B, E)."""
         return self.net(images)
 
+    def head_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters of the projection that replaced the last layer (trains while the trunk is frozen)."""
+        last = self.net.fc if self.arch == "resnet50" else self.net.classifier[6]
+        return last.parameters()
+
 
 class TimmTower(nn.Module):
     """A timm image model (any of ``timm.list_models()``), its classifier removed, then a bias-free
@@ -188,7 +194,19 @@ class TimmTower(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B, E)."""
-        return self.proj(self.net(images))
+        return self.project(self.encode_trunk(images))
+
+    def encode_trunk(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> the timm model's pooled features (B, F), before the projection."""
+        return self.net(images)
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        """Trunk features (B, F) -> (B, E)."""
+        return self.proj(features)
+
+    def head_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters of the projection (trains while the trunk is frozen)."""
+        return self.proj.parameters()
 
 
 def _import_timm():
