@@ -196,6 +196,13 @@ class LossConfig:
     cdw_alpha: float = 1.0  # cdw_ce: distance exponent
     wk_penalty: Literal["linear", "quadratic"] = "quadratic"  # wk
     wk_log: bool = False  # wk: log of the ratio (de la Torre et al.'s original form)
+    # Priors to stay near (any loss above; see losses.prototype_prior_penalty / projection_prior_penalty):
+    # prototype models (OrdinalCLIP, CoOp, prior_head, cosine): weight of the mean squared distance of the
+    # normalised prototypes from those of the model as built (KgCoOp's penalty; CLAP's for a prior_head)
+    prior_weight: float = 0.0
+    # features tower with a learnable identity-initialised projection: weight of the mean squared entry of
+    # P - I (ProLIP's penalty toward the pretrained projection)
+    projection_weight: float = 0.0
 
 
 FEW_SHOT_MIN_STEPS = 100  # default step budget of few-shot runs (see TrainerConfig.min_steps and the README)
@@ -226,6 +233,9 @@ class TrainerConfig:
     progress_bar: bool = True
     log_every_n_steps: int = 50
     check_val_every_n_epoch: int = 1
+    # validate the model as built before the first step, as a candidate for best.ckpt: a run never ends worse
+    # on validation than it started (the zero-shot start of a language prior)
+    validate_at_start: bool = True
     # false: checkpoints leave out towers that are entirely frozen (e.g. a 90 MB text tower), which are
     # rebuilt from their pretrained source (model.clip / model.text / model.image) when the checkpoint is
     # loaded
@@ -308,6 +318,8 @@ def check_run_config(cfg: RunConfig) -> None:
         ("loss.ce_weight", cfg.loss.ce_weight, 0.0, True),
         ("loss.kl_weight", cfg.loss.kl_weight, 0.0, True),
         ("loss.temperature", cfg.loss.temperature, 0.0, False),
+        ("loss.prior_weight", cfg.loss.prior_weight, 0.0, True),
+        ("loss.projection_weight", cfg.loss.projection_weight, 0.0, True),
         ("trainer.gradient_clip_val", t.gradient_clip_val, 0.0, True),
         ("model.prompts.init_std", cfg.model.prompts.init_std, 0.0, True),
         ("model.logit_scale", cfg.model.logit_scale, 0.0, False),

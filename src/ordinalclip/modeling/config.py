@@ -102,10 +102,12 @@ class ModelConfig:
     ``arch``: ``ordinalclip`` (prompt learner + text tower; with ``prompts.learner: plain`` it is CoOp) or
     ``cosine`` (the CNN baseline: image tower + learnable prototypes, scale 100), ``linear`` (softmax head),
     ``coral`` / ``corn`` (ordinal binary-task heads), ``zeroshot`` (CLIP with hand-written prompts: the rank
-    names of ``prompts.rank_names`` in each of ``zero_shot_templates``, averaged; nothing is trained).
+    names of ``prompts.rank_names`` in each of ``zero_shot_templates``, averaged; nothing is trained),
+    ``prior_head`` (a learnable cosine head initialised from the prototypes of the OrdinalCLIP / CoOp model
+    that ``prompts`` describes, as built: the language prior as a linear probe; no text tower after building).
     """
 
-    arch: Literal["ordinalclip", "cosine", "linear", "coral", "corn", "zeroshot"] = "ordinalclip"
+    arch: Literal["ordinalclip", "cosine", "linear", "coral", "corn", "zeroshot", "prior_head"] = "ordinalclip"
     num_ranks: int = 101
     clip: ClipConfig = field(default_factory=ClipConfig)
     image: ImageTowerConfig = field(default_factory=ImageTowerConfig)
@@ -118,7 +120,7 @@ class ModelConfig:
 
     def uses_text(self) -> bool:
         """True for the architectures that run a text tower (OrdinalCLIP, CoOp, zero-shot)."""
-        return self.arch in ("ordinalclip", "zeroshot")
+        return self.arch in ("ordinalclip", "zeroshot", "prior_head")
 
     def uses_clip(self) -> bool:
         """True when building this model loads CLIP: a CLIP image tower, or CLIP's text tower in a text

@@ -159,3 +159,33 @@ class CosineClassifier(_PrototypeModel):
     def prototypes(self) -> torch.Tensor:
         """(C, E) L2-normalised prototypes."""
         return F.normalize(self.weight, dim=-1)
+
+    @torch.no_grad()
+    def to_head(self) -> CosineClassifier:
+        """The deployable model: this image tower + the current prototypes, fixed (same logits)."""
+        return CosineClassifier(
+            self.image_tower,
+            self.num_ranks,
+            log_logit_scale=float(self.logit_scale.value),
+            prototypes=self.weight.detach().clone(),
+            learnable=False,
+        )
+
+
+@torch.no_grad()
+def prior_head(model: OrdinalCLIP) -> CosineClassifier:
+    """A learnable cosine head initialised from ``model``'s prototypes as they are now (``model.arch:
+    prior_head``): the language prior as a linear probe (CLAP's ZS-LP, with OrdinalCLIP's interpolated base
+    ranks it starts ordered). It keeps ``model``'s image tower and logit scale; the text tower is dropped.
+
+    The weights are the raw text features (normalised on use), so at step 0 its logits equal ``model``'s.
+    """
+    head = CosineClassifier(
+        model.image_tower,
+        model.num_ranks,
+        log_logit_scale=float(model.logit_scale.value),
+        prototypes=model.text_features().detach().clone(),
+        learnable=True,
+    )
+    head.logit_scale.value.requires_grad_(model.logit_scale.value.requires_grad)
+    return head
