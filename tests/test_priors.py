@@ -3,7 +3,6 @@ a candidate of checkpoint selection, and exports of the new heads."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from ordinalclip.config import RunConfig
 from ordinalclip.configtools import ConfigError, from_dict
 from ordinalclip.engine.module import OrdinalModule
 from ordinalclip.export import export_model, load_export
-from ordinalclip.losses import ordinalclip_loss, projection_prior_penalty, prototype_prior_penalty
+from ordinalclip.losses import projection_prior_penalty, prototype_prior_penalty
 from ordinalclip.modeling import build_model
 from ordinalclip.modeling.ordinalclip import CosineClassifier, OrdinalCLIP
 from tests.helpers import COUNTS, NUM_RANKS, make_features, tiny_clip_custom, tiny_config
@@ -101,8 +100,10 @@ def test_training_loss_adds_the_prototype_penalty_toward_the_model_as_built(arch
 
 
 def test_training_loss_adds_the_projection_penalty():
-    cfg = _run_cfg({"projection_weight": 4.0, "kl_weight": 0.0}, image={"kind": "features", "input_dim": 8,
-                                                                        "project": "identity_init"})
+    cfg = _run_cfg(
+        {"projection_weight": 4.0, "kl_weight": 0.0},
+        image={"kind": "features", "input_dim": 8, "project": "identity_init"},
+    )
     torch.manual_seed(0)
     model = build_model(cfg.model)
     module = OrdinalModule(model, cfg)  # inputs go through the (trainable) projection
@@ -122,8 +123,10 @@ def test_penalties_on_models_without_what_they_hold_are_config_errors():
         OrdinalModule(build_model(cfg.model), cfg)
     cfg = from_dict(
         RunConfig,
-        {"model": {"arch": "linear", "num_ranks": 4, "image": {"kind": "features", "input_dim": 8}},
-         "loss": {"prior_weight": 1.0}},
+        {
+            "model": {"arch": "linear", "num_ranks": 4, "image": {"kind": "features", "input_dim": 8}},
+            "loss": {"prior_weight": 1.0},
+        },
     )
     with pytest.raises(ConfigError, match="loss.prior_weight.*linear"):
         OrdinalModule(build_model(cfg.model), cfg)
@@ -222,3 +225,135 @@ def test_exported_prior_head_gives_the_trained_models_logits(tmp_path: Path):
         torch.testing.assert_close(exported(x), trained(x))
         torch.testing.assert_close(trained.to_head()(x), trained(x), rtol=0, atol=0)
     assert math.isfinite(run.metrics["last"]["test"]["mae_exp"])
+
+
+# ------------------------------------------------------------------------------- defaults that decide
+
+
+def _user_config(**over) -> dict:
+    """What a user sets for a few-shot run: the towers, the C rank names and the shots."""
+    cfg = {
+        "model": {
+            "num_ranks": NUM_RANKS,
+            "clip": {"name": None, "custom": tiny_clip_custom(embed_dim=8)},
+            "image": {"kind": "features", "input_dim": 8},
+            "prompts": {"rank_names": ["tiny", "small", "large", "huge"]},
+        },
+        "data": {"few_shot": {"shots": 2}},
+    }
+    for key, value in over.items():
+        cfg[key] = {**cfg.get(key, {}), **value}
+    return cfg
+
+
+def test_few_shot_run_with_towers_names_and_shots_takes_the_prior_recipe():
+    from ordinalclip.config import PRIOR_LR, PRIOR_WEIGHT
+
+    cfg = api.resolve_config(_user_config())
+    assert cfg.recipe == "prior" and cfg.model.arch == "prior_head"
+    assert cfg.model.prompts.num_base_ranks == NUM_RANKS  # the C names are the rank learner's base ranks
+    assert cfg.loss.prior_weight == PRIOR_WEIGHT and cfg.optim.lr_prototypes == PRIOR_LR
+    assert (cfg.trainer.prediction, cfg.trainer.monitor) == ("expectation", "val_mae_exp")
+    # resolving the resolved config changes nothing (a run folder's config.yaml rebuilds the same run)
+    assert api.resolve_config(to_dict_(cfg)) == cfg
+    model = build_model(cfg.model)
+    assert isinstance(model, CosineClassifier) and model.weight.requires_grad
+
+
+def to_dict_(cfg: RunConfig) -> dict:
+    from ordinalclip.configtools import to_dict
+
+    return to_dict(cfg)
+
+
+@pytest.mark.parametrize(
+    ("over", "why"),
+    [
+        ({"data": {"few_shot": {"shots": None}}}, "full data"),
+        ({"recipe": "reference"}, "asked for by name"),
+        (
+            {"model": {"image": {"kind": "features", "input_dim": 8, "project": "linear"}}},
+            "a learned projection",
+        ),
+        ({"model": {"image": {"kind": "clip"}}}, "a CLIP image tower (the paper's settings)"),
+        ({"model": {"arch": "linear"}}, "another model"),
+        ({"model": {"prompts": {"rank_names": None}}}, "no rank names"),
+    ],
+)
+def test_other_runs_keep_the_reference_recipe(over, why):
+    raw = _user_config()
+    for key, value in over.items():
+        raw[key] = value if not isinstance(value, dict) else {**raw.get(key, {}), **value}
+    if "model" in over:
+        raw["model"] = {**_user_config()["model"], **over["model"]}
+    cfg = api.resolve_config(raw)
+    assert cfg.recipe == "reference", why
+    assert cfg.model.arch == raw["model"].get("arch", "ordinalclip") and cfg.loss.prior_weight == 0
+
+
+def test_prior_recipe_on_a_model_without_prompts_is_a_config_error():
+    raw = _user_config(model={"arch": "linear"})
+    raw["recipe"] = "prior"
+    with pytest.raises(ConfigError, match="recipe: prior.*linear"):
+        api.resolve_config(raw)
+
+
+@pytest.mark.parametrize(
+    ("trainer", "expected"),
+    [
+        ({}, ("expectation", "val_mae_exp")),
+        ({"monitor": "val_mae_max"}, ("argmax", "val_mae_max")),  # the paper configs
+        ({"prediction": "argmax"}, ("argmax", "val_mae_max")),
+        (
+            {"prediction": "expectation", "monitor": "val_qwk_max", "monitor_mode": "max"},
+            ("expectation", "val_qwk_max"),
+        ),
+    ],
+)
+def test_headline_prediction_and_monitor_agree(trainer, expected):
+    cfg = from_dict(RunConfig, {"trainer": trainer})
+    assert (cfg.trainer.prediction, cfg.trainer.monitor) == expected
+
+
+def test_paper_configs_keep_their_recipe_and_argmax_selection():
+    for name in ("morph", "adience"):
+        cfg = api.resolve_config(name)
+        assert cfg.recipe == "reference" and cfg.model.arch == "ordinalclip"
+        assert (cfg.trainer.prediction, cfg.trainer.monitor) == ("argmax", "val_mae_max")
+
+
+# ------------------------------------------------------------------------------------- benchmark anchors
+
+
+def test_cv_choice_of_c_matches_sklearns_grid_search():
+    """Protocol B's anchor: C chosen by cross-validation on the training samples only, against scikit-learn's
+    GridSearchCV with the same folds and the MAE of the expectation as score (equal folds: the mean over
+    folds is the mean over samples)."""
+    import sys
+
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from prior_methods import cv_choice
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 10)
+    x = rng.normal(0, 1.0, (30, 4)) + 0.8 * y[:, None]
+    grid = (0.001, 0.1, 10.0)
+
+    def neg_mae(est, xs, ys):
+        return -float(np.abs(est.predict_proba(xs) @ est.classes_ - ys).mean())
+
+    search = GridSearchCV(
+        LogisticRegression(max_iter=2000),
+        {"C": list(grid)},
+        scoring=neg_mae,
+        cv=StratifiedKFold(n_splits=5, shuffle=True, random_state=7),
+    ).fit(x, y)
+    assert len(set(search.cv_results_["mean_test_score"].round(6))) == 3  # the grid matters here
+    assert cv_choice(grid, seed=7)(x, y) == search.best_params_["C"]
+    # one sample per rank: leave-one-out, the held-out rank absent from training gets probability ~0
+    one = np.array([0, 5, 10])
+    chosen = cv_choice(grid, seed=7)(x[one], y[one])
+    assert chosen in grid

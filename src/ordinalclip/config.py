@@ -33,7 +33,10 @@ __all__ = [
     "OptimConfig",
     "RunConfig",
     "TrainerConfig",
+    "apply_recipe",
+    "headline",
     "load_run_config",
+    "prior_applies",
 ]
 
 
@@ -227,7 +230,12 @@ class TrainerConfig:
     gradient_clip_val: float | None = None
     seed: int = 42
     deterministic: bool = False
-    monitor: str = "val_mae_max"
+    # The headline prediction of the run's models: the rank expectation sum_k k p_k ("expectation") or the
+    # point prediction ("argmax"; CORAL/CORN: thresholds passed). The CLI table, predict, serve and the report
+    # show it first, and checkpoints are chosen on its validation MAE. auto: argmax when trainer.monitor is
+    # set to an argmax metric (*_max: the paper configs select on val_mae_max), else the expectation.
+    prediction: Literal["auto", "expectation", "argmax"] = "auto"
+    monitor: str = "auto"  # auto = the validation MAE of the headline prediction (val_mae_exp / val_mae_max)
     monitor_mode: Literal["min", "max"] = "min"
     loggers: list[Literal["csv", "tensorboard"]] = field(default_factory=lambda: ["csv", "tensorboard"])
     progress_bar: bool = True
@@ -253,9 +261,79 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    # How a new run trains (see apply_recipe): "reference" = as configured (the paper's OrdinalCLIP),
+    # "prior" = a head initialised from the prompt model's prototypes and held near them, "auto" = prior
+    # where a language prior is there to keep (few-shot, rank names, features already in the text tower's
+    # space), else reference
+    recipe: Literal["auto", "reference", "prior"] = "auto"
 
     def __post_init__(self) -> None:
         check_run_config(self)
+
+
+# The prior recipe (README "Language priors"; chosen on the validation split of the AFINN benchmark,
+# benchmarks/language_prior.py): a prior_head whose prototypes train at PRIOR_LR, held near the prompt model's
+# prototypes with loss.prior_weight = PRIOR_WEIGHT.
+PRIOR_LR = 2e-3
+PRIOR_WEIGHT = 1.0
+
+
+def _rank_name_count(cfg: RunConfig) -> int | None:
+    p = cfg.model.prompts
+    if p.rank_names is not None:
+        return len(p.rank_names)
+    if p.rank_names_file and os.path.isfile(p.rank_names_file):
+        with open(p.rank_names_file, encoding="utf-8") as f:
+            return sum(1 for line in f if line.strip())
+    return None
+
+
+def prior_applies(cfg: RunConfig) -> bool:
+    """Whether ``recipe: auto`` chooses the prior recipe for ``cfg``: a few-shot run (``data.few_shot.shots``)
+    of the prompt model (``model.arch: ordinalclip``) with rank names, on features already in the text tower's
+    space (``model.image.kind: features`` kept as they are: ``project`` auto or identity). CLIP image towers
+    (the paper's settings) and towers with a learned projection keep the reference recipe."""
+    m = cfg.model
+    aligned = m.image.kind == "features" and m.image.project in ("auto", "identity", False)
+    if aligned and m.embed_dim is not None and m.image.input_dim is not None:
+        aligned = m.embed_dim == m.image.input_dim
+    return (
+        cfg.data.few_shot.shots is not None
+        and m.arch == "ordinalclip"
+        and aligned
+        and bool(_rank_name_count(cfg))
+    )
+
+
+def apply_recipe(cfg: RunConfig) -> RunConfig:
+    """Resolve ``cfg.recipe`` of a new run, in place (idempotent: a resolved config stays as it is); returns
+    ``cfg``.
+
+    ``prior``: ``model.arch: prior_head`` (the prompt model of ``model.prompts`` built, its prototypes turned
+    into a learnable cosine head; C rank names given to the rank learner become its C base ranks, one prompt
+    per name), ``loss.prior_weight`` = PRIOR_WEIGHT and ``optim.lr_prototypes`` = PRIOR_LR unless set.
+    ``reference``: nothing changes. ``auto``: prior where :func:`prior_applies`, else reference.
+    """
+    recipe = cfg.recipe
+    if recipe == "auto":
+        recipe = "prior" if prior_applies(cfg) else "reference"
+    cfg.recipe = recipe
+    if recipe != "prior":
+        return cfg
+    m = cfg.model
+    if m.arch not in ("ordinalclip", "prior_head"):
+        raise ConfigError(
+            f"recipe: prior starts from the prompt model's prototypes; model.arch is {m.arch!r} "
+            "(use ordinalclip, or recipe: reference)"
+        )
+    m.arch = "prior_head"
+    if m.prompts.learner == "rank" and _rank_name_count(cfg) == m.num_ranks:
+        m.prompts.num_base_ranks = m.num_ranks
+    if cfg.loss.prior_weight == 0:
+        cfg.loss.prior_weight = PRIOR_WEIGHT
+    if cfg.optim.lr_prototypes is None:
+        cfg.optim.lr_prototypes = PRIOR_LR
+    return cfg
 
 
 def _positive(value: int | None, key: str, minimum: int = 1) -> None:
@@ -263,9 +341,33 @@ def _positive(value: int | None, key: str, minimum: int = 1) -> None:
         raise ConfigError(f"{key}: expected an integer >= {minimum}, got {value}")
 
 
+def headline(trainer: TrainerConfig) -> tuple[str, str]:
+    """``(prediction, monitor)`` of ``trainer`` with ``auto`` / null resolved so that they agree:
+    ``("expectation", "val_mae_exp")`` by default, ``("argmax", "val_mae_max")`` for a config that monitors an
+    argmax metric. ``prediction`` is the one place that says which prediction a run's models lead with.
+
+    >>> headline(TrainerConfig())
+    ('expectation', 'val_mae_exp')
+    >>> headline(TrainerConfig(monitor="val_mae_max"))
+    ('argmax', 'val_mae_max')
+    >>> headline(TrainerConfig(prediction="argmax"))
+    ('argmax', 'val_mae_max')
+    """
+    prediction = trainer.prediction
+    if prediction == "auto":
+        prediction = "argmax" if trainer.monitor.endswith("_max") else "expectation"
+    monitor = trainer.monitor
+    if monitor == "auto":
+        monitor = "val_mae_exp" if prediction == "expectation" else "val_mae_max"
+    return prediction, monitor
+
+
 def check_run_config(cfg: RunConfig) -> None:
-    """Value checks the type system cannot express (ranges, pairs that go together)."""
+    """Value checks the type system cannot express (ranges, pairs that go together); resolves the headline
+    prediction and the monitor (:func:`headline`)."""
     d, o, t = cfg.data, cfg.optim, cfg.trainer
+    prediction, t.monitor = headline(t)
+    t.prediction = prediction  # type: ignore[assignment]  # a resolved value of the Literal
     for key, value in (
         ("data.batch_size", d.batch_size),
         ("data.eval_batch_size", d.eval_batch_size),

@@ -565,7 +565,9 @@ def prototype_prior_penalty(prototypes: Tensor, prior: Tensor, weights: Tensor |
     dist = (F.normalize(prototypes, dim=-1) - F.normalize(prior.to(prototypes), dim=-1)).pow(2).sum(-1)
     if weights is not None:
         if weights.shape != dist.shape:
-            raise ValueError(f"prototype prior penalty: weights {tuple(weights.shape)}, expected ({len(dist)},)")
+            raise ValueError(
+                f"prototype prior penalty: weights {tuple(weights.shape)}, expected ({len(dist)},)"
+            )
         dist = dist * weights.to(dist)
     return dist.mean()
 
@@ -581,6 +583,8 @@ def projection_prior_penalty(weight: Tensor) -> Tensor:
         1.0
     """
     if weight.dim() != 2 or weight.shape[0] != weight.shape[1]:
-        raise ValueError(f"projection prior penalty: expected a square (F, F) weight, got {tuple(weight.shape)}")
+        raise ValueError(
+            f"projection prior penalty: expected a square (F, F) weight, got {tuple(weight.shape)}"
+        )
     eye = torch.eye(weight.shape[0], dtype=weight.dtype, device=weight.device)
     return (weight - eye).pow(2).mean()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import torch
@@ -85,7 +85,7 @@ class OrdinalModule(L.LightningModule):
             self._loss = make_softmax_loss(
                 params.pop("name"), int(getattr(model, "num_ranks", cfg.model.num_ranks)), **params
             )
-        self._prior: Tensor | None = None
+        self._has_prior = False
         self._projection: nn.Parameter | None = None
         self._init_priors(model, cfg)
 
@@ -100,9 +100,10 @@ class OrdinalModule(L.LightningModule):
                     "their prior (use ordinalclip, prior_head or cosine, or set it to 0)"
                 )
             with torch.no_grad():
-                # a buffer so it follows the module to its device; not persistent: rebuilt, never loaded
-                self.register_buffer("prior_prototypes", model.prototypes().detach().clone(), persistent=False)
-            self._prior = self.prior_prototypes
+                prior = self.model.prototypes().detach().clone()
+            # a buffer so it follows the module to its device; not persistent: rebuilt, never loaded
+            self.register_buffer("prior_prototypes", prior, persistent=False)
+            self._has_prior = True
         if cfg.loss.projection_weight > 0:
             proj = getattr(getattr(getattr(model, "image_tower", None), "proj", None), "weight", None)
             square = isinstance(proj, nn.Parameter) and proj.dim() == 2 and proj.shape[0] == proj.shape[1]
@@ -118,9 +119,10 @@ class OrdinalModule(L.LightningModule):
         ``loss.projection_weight``): ``{"prior": ..., "projection": ...}``, the ones that are on."""
         out: dict[str, Tensor] = {}
         lc = self.cfg.loss
-        if self._prior is not None:
+        if self._has_prior:
             protos = self.model.prototypes() if prototypes is None else prototypes
-            out["prior"] = lc.prior_weight * prototype_prior_penalty(protos, self._prior)
+            prior = cast(Tensor, self.prior_prototypes)
+            out["prior"] = lc.prior_weight * prototype_prior_penalty(protos, prior)
         if self._projection is not None:
             out["projection"] = lc.projection_weight * projection_prior_penalty(self._projection)
         return out
@@ -148,7 +150,7 @@ class OrdinalModule(L.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch[0], batch[1]
         # the prototypes once per step, shared by the logits and the prior penalty
-        protos = self.model.prototypes() if self._prior is not None else None
+        protos = self.model.prototypes() if self._has_prior else None
         logits = self(x, protos)
         if self._loss is not None:
             out = self._loss(logits, y)

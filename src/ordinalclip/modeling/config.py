@@ -107,7 +107,9 @@ class ModelConfig:
     that ``prompts`` describes, as built: the language prior as a linear probe; no text tower after building).
     """
 
-    arch: Literal["ordinalclip", "cosine", "linear", "coral", "corn", "zeroshot", "prior_head"] = "ordinalclip"
+    arch: Literal["ordinalclip", "cosine", "linear", "coral", "corn", "zeroshot", "prior_head"] = (
+        "ordinalclip"
+    )
     num_ranks: int = 101
     clip: ClipConfig = field(default_factory=ClipConfig)
     image: ImageTowerConfig = field(default_factory=ImageTowerConfig)
