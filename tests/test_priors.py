@@ -260,6 +260,15 @@ def test_few_shot_run_with_towers_names_and_shots_takes_the_prior_recipe():
     assert isinstance(model, CosineClassifier) and model.weight.requires_grad
 
 
+def test_full_data_run_takes_the_prior_recipe_with_an_identity_initialised_projection():
+    from ordinalclip.config import PRIOR_LR
+
+    cfg = api.resolve_config(_user_config(data={"few_shot": {"shots": None}}))
+    assert cfg.recipe == "prior" and cfg.model.arch == "prior_head"
+    assert cfg.model.image.project == "identity_init" and cfg.optim.lr_image == PRIOR_LR
+    assert api.resolve_config(to_dict_(cfg)) == cfg
+
+
 def to_dict_(cfg: RunConfig) -> dict:
     from ordinalclip.configtools import to_dict
 
@@ -269,13 +278,14 @@ def to_dict_(cfg: RunConfig) -> dict:
 @pytest.mark.parametrize(
     ("over", "why"),
     [
-        ({"data": {"few_shot": {"shots": None}}}, "full data"),
         ({"recipe": "reference"}, "asked for by name"),
         (
             {"model": {"image": {"kind": "features", "input_dim": 8, "project": "linear"}}},
             "a learned projection",
         ),
         ({"model": {"image": {"kind": "clip"}}}, "a CLIP image tower (the paper's settings)"),
+        # another tower's features, wider than the text tower (the demo's image task): a learned projection
+        ({"model": {"image": {"kind": "features", "input_dim": 6}}}, "features of another width"),
         ({"model": {"arch": "linear"}}, "another model"),
         ({"model": {"prompts": {"rank_names": None}}}, "no rank names"),
     ],

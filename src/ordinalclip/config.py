@@ -37,6 +37,7 @@ __all__ = [
     "headline",
     "load_run_config",
     "prior_applies",
+    "text_width",
 ]
 
 
@@ -288,21 +289,51 @@ def _rank_name_count(cfg: RunConfig) -> int | None:
     return None
 
 
+def text_width(model: ModelConfig) -> int | None:
+    """The joint width the text tower of ``model`` gives, read from configs without building anything:
+    ``model.embed_dim``, a Hugging Face text model's ``hidden_size`` (None when a sentence-transformers Dense
+    layer changes it), an open_clip architecture's ``embed_dim``; None when unknown."""
+    import json
+
+    if model.embed_dim is not None:
+        return model.embed_dim
+    try:
+        if model.text.kind == "huggingface" and model.text.hf_model:
+            from ordinalclip.modeling.backbones.hf_text import resolve_model_path
+
+            folder = resolve_model_path(model.text.hf_model)
+            modules = folder / "modules.json"
+            if modules.is_file() and "Dense" in modules.read_text(encoding="utf-8"):
+                return None
+            return int(json.loads((folder / "config.json").read_text(encoding="utf-8"))["hidden_size"])
+        if model.text.kind == "clip" and not model.clip.hf_model:
+            if model.clip.custom is not None:
+                return int(model.clip.custom["embed_dim"])
+            if model.clip.name:
+                import open_clip
+
+                arch = open_clip.get_model_config(model.clip.name)
+                return int(arch["embed_dim"]) if arch else None
+    except (OSError, KeyError, ValueError, TypeError):  # not installed, not readable: unknown
+        return None
+    return None
+
+
 def prior_applies(cfg: RunConfig) -> bool:
-    """Whether ``recipe: auto`` chooses the prior recipe for ``cfg``: a few-shot run (``data.few_shot.shots``)
-    of the prompt model (``model.arch: ordinalclip``) with rank names, on features already in the text tower's
-    space (``model.image.kind: features`` kept as they are: ``project`` auto or identity). CLIP image towers
-    (the paper's settings) and towers with a learned projection keep the reference recipe."""
+    """Whether ``recipe: auto`` chooses the prior recipe for ``cfg``: a run (few-shot or on the whole
+    training split) of the prompt model (``model.arch: ordinalclip``) with rank names, on features already in
+    the text tower's space (``model.image.kind: features`` kept as they are: ``project: identity``, or
+    ``auto`` with features as wide as the text tower, :func:`text_width`). CLIP image towers (the paper's
+    settings) and features that need a learned projection (another tower's: the demo's image task) keep the
+    reference recipe."""
     m = cfg.model
-    aligned = m.image.kind == "features" and m.image.project in ("auto", "identity", False)
-    if aligned and m.embed_dim is not None and m.image.input_dim is not None:
-        aligned = m.embed_dim == m.image.input_dim
-    return (
-        cfg.data.few_shot.shots is not None
-        and m.arch == "ordinalclip"
-        and aligned
-        and bool(_rank_name_count(cfg))
-    )
+    if m.arch != "ordinalclip" or m.image.kind != "features":
+        return False
+    if not _rank_name_count(cfg):
+        return False
+    if m.image.project in ("identity", False):
+        return True
+    return m.image.project == "auto" and m.image.input_dim is not None and m.image.input_dim == text_width(m)
 
 
 def apply_recipe(cfg: RunConfig) -> RunConfig:
@@ -311,7 +342,10 @@ def apply_recipe(cfg: RunConfig) -> RunConfig:
 
     ``prior``: ``model.arch: prior_head`` (the prompt model of ``model.prompts`` built, its prototypes turned
     into a learnable cosine head; C rank names given to the rank learner become its C base ranks, one prompt
-    per name), ``loss.prior_weight`` = PRIOR_WEIGHT and ``optim.lr_prototypes`` = PRIOR_LR unless set.
+    per name), ``loss.prior_weight`` = PRIOR_WEIGHT and ``optim.lr_prototypes`` = PRIOR_LR unless set. On the
+    whole training split (no ``data.few_shot.shots``) features kept as they are also get a learnable
+    projection that starts as the identity (``model.image.project: identity_init``, ``optim.lr_image`` =
+    PRIOR_LR unless set): the prior at step 0, the capacity that plenty of labels can use.
     ``reference``: nothing changes. ``auto``: prior where :func:`prior_applies`, else reference.
     """
     recipe = cfg.recipe
@@ -333,6 +367,11 @@ def apply_recipe(cfg: RunConfig) -> RunConfig:
         cfg.loss.prior_weight = PRIOR_WEIGHT
     if cfg.optim.lr_prototypes is None:
         cfg.optim.lr_prototypes = PRIOR_LR
+    full = cfg.data.few_shot.shots is None
+    if full and m.image.kind == "features" and m.image.project in ("auto", "identity", False):
+        m.image.project = "identity_init"
+        if cfg.optim.lr_image is None:
+            cfg.optim.lr_image = PRIOR_LR
     return cfg
 
 
