@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -43,11 +44,19 @@ from ordinalclip.app.demo_text import (  # noqa: E402
 from prior_methods import (  # noqa: E402
     ALIASES,
     DEFAULT_METHODS,
+    PROMPT_MODELS,
     anchors,
     prior_method_overrides,
     protocol_results,
     targets,
 )
+
+
+def full_seeds_only(seeds: list[int] | None) -> Callable[[str, int | None, int], bool] | None:
+    """The cells to run when the prompt models train on the whole training split with ``seeds`` only."""
+    if seeds is None:
+        return None
+    return lambda method, shots, seed: shots is not None or method not in PROMPT_MODELS or seed in seeds
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -73,6 +82,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--full-epochs", type=int, default=16, help="epochs on the whole training split")
     ap.add_argument("--full-batch-size", type=int, default=64, help="batch size on the whole training split")
     ap.add_argument(
+        "--prompt-full-seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="seeds of the prompt models (CoOp, OrdinalCLIP) on the whole training split, the slowest runs "
+        "(592 steps through the text tower); default: --seeds",
+    )
+    ap.add_argument(
         "--min-steps", type=int, default=None, help="few-shot step budget (default: the engine's)"
     )
     ap.add_argument("--lexicon", default=None, help="a word<TAB>valence file instead of AFINN-en-165")
@@ -95,6 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
             m: (lambda full, m=m: prior_method_overrides(full)[m]) for m in prior_method_overrides(False)
         },
         extra_anchors=anchors(),
+        keep=full_seeds_only(args.prompt_full_seeds),
     )
     if args.tiny:
         opts.seeds, opts.shots, opts.limit, opts.min_steps, opts.epochs = [0], [1], 120, 4, 1

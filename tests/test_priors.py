@@ -367,3 +367,27 @@ def test_cv_choice_of_c_matches_sklearns_grid_search():
     one = np.array([0, 5, 10])
     chosen = cv_choice(grid, seed=7)(x[one], y[one])
     assert chosen in grid
+
+
+@pytest.mark.slow
+def test_the_step_0_validation_leaves_training_unchanged(tmp_path: Path):
+    """Validating at step 0 replaces Lightning's sanity check (the same draw of the global RNG for the validation
+    loader), so training is bit-identical with and without it: runs whose step 0 is no candidate (the demo's
+    image task: a random projection) keep their numbers."""
+    features = make_features(tmp_path / "f.npz", dim=6)
+    model = _model_dict(image={"kind": "features", "input_dim": 6, "project": "linear"}, arch="ordinalclip")
+    runs = {}
+    for flag in (True, False):
+        cfg = tiny_config(
+            tmp_path,
+            {"format": "features", "train": features, "columns": {"split": "split"}},
+            model=model,
+            trainer={"max_epochs": 2, "validate_at_start": flag},
+        )
+        runs[flag] = api.fit(cfg, run_dir=tmp_path / f"run{int(flag)}")
+    states = {f: torch.load(r.last_checkpoint, weights_only=False)["state_dict"] for f, r in runs.items()}
+    assert states[True].keys() == states[False].keys()
+    for key in states[True]:
+        assert torch.equal(states[True][key], states[False][key]), key
+    assert runs[True].metrics["last"]["test"] == runs[False].metrics["last"]["test"]
+    assert runs[True].config.recipe == "reference"  # a learned projection: no prior to keep

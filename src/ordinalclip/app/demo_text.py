@@ -257,6 +257,8 @@ class TextTaskOptions:
     # anchors outside the engine as name -> (run config) -> test metrics
     extra_methods: Mapping[str, Callable[[bool], dict[str, Any]]] = field(default_factory=dict)
     extra_anchors: Mapping[str, Callable[[dict[str, Any]], dict[str, float]]] = field(default_factory=dict)
+    # (method, shots or None, seed) -> run this cell? (None: every cell)
+    keep: Callable[[str, int | None, int], bool] | None = None
 
 
 @dataclass
@@ -294,6 +296,8 @@ def run_text_task(opts: TextTaskOptions) -> tuple[list[TextResult], LexiconDatas
     settings: list[int | None] = [*opts.shots, *([None] if opts.full else [])]
     jobs: list[tuple[str, int | None, int, dict[str, Any], Path]] = []
     for method, shots, seed in text_cells(list(opts.methods), settings, list(opts.seeds)):
+        if opts.keep is not None and not opts.keep(method, shots, seed):
+            continue
         full = shots is None
         base = text_base_config(
             ds,
