@@ -57,7 +57,7 @@ def prior_method_overrides(full: bool) -> dict[str, dict[str, Any]]:
       penalty of the prior recipe;
     * the default recipe: only towers, the C rank names and the shots are set; ``recipe: auto`` decides.
     """
-    from ordinalclip.config import PRIOR_LR, PRIOR_WEIGHT
+    from ordinalclip.config import PRIOR_LR, PRIOR_WEIGHT_FULL
 
     names = list(LEXICON_RANK_NAMES)
     context = {"context_init": dt.TEXT_CONTEXT}
@@ -68,7 +68,7 @@ def prior_method_overrides(full: bool) -> dict[str, dict[str, Any]]:
             "model": {"arch": "prior_head", "prompts": {**context, "learner": "plain", "rank_names": names}},
             "optim": {"lr_prototypes": PRIOR_LR},
         },
-        KGCOOP: {**named, "loss": {"prior_weight": PRIOR_WEIGHT}},
+        KGCOOP: {**named, "loss": {"prior_weight": PRIOR_WEIGHT_FULL}},
         PRIOR: {"model": {"prompts": {**context, "rank_names": names}}},
     }
 

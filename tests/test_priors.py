@@ -252,7 +252,7 @@ def test_few_shot_run_with_towers_names_and_shots_takes_the_prior_recipe():
     cfg = api.resolve_config(_user_config())
     assert cfg.recipe == "prior" and cfg.model.arch == "prior_head"
     assert cfg.model.prompts.num_base_ranks == NUM_RANKS  # the C names are the rank learner's base ranks
-    assert cfg.loss.prior_weight == PRIOR_WEIGHT and cfg.optim.lr_prototypes == PRIOR_LR
+    assert cfg.loss.prior_weight == PRIOR_WEIGHT / 2 and cfg.optim.lr_prototypes == PRIOR_LR  # 2 shots
     assert (cfg.trainer.prediction, cfg.trainer.monitor) == ("expectation", "val_mae_exp")
     # resolving the resolved config changes nothing (a run folder's config.yaml rebuilds the same run)
     assert api.resolve_config(to_dict_(cfg)) == cfg
@@ -261,10 +261,11 @@ def test_few_shot_run_with_towers_names_and_shots_takes_the_prior_recipe():
 
 
 def test_full_data_run_takes_the_prior_recipe_with_an_identity_initialised_projection():
-    from ordinalclip.config import PRIOR_LR
+    from ordinalclip.config import PRIOR_LR, PRIOR_WEIGHT_FULL
 
     cfg = api.resolve_config(_user_config(data={"few_shot": {"shots": None}}))
     assert cfg.recipe == "prior" and cfg.model.arch == "prior_head"
+    assert cfg.loss.prior_weight == PRIOR_WEIGHT_FULL
     assert cfg.model.image.project == "identity_init" and cfg.optim.lr_image == PRIOR_LR
     assert api.resolve_config(to_dict_(cfg)) == cfg
 
