@@ -273,10 +273,10 @@ class RunConfig:
 
 
 # The prior recipe (README "Language priors"; chosen on the validation split of the AFINN benchmark,
-# benchmarks/language_prior.py): a prior_head whose prototypes train at PRIOR_LR, held near the prompt model's
-# prototypes with loss.prior_weight = PRIOR_WEIGHT / shots in few-shot runs (the fewer the labels, the more the
-# prior counts: without it, 100 steps on 2 words per rank drifted from val MAE 1.34 to 1.71) and
-# PRIOR_WEIGHT_FULL on the whole training split.
+# benchmarks/language_prior.py): a prior_head whose prototypes train at PRIOR_LR, held near the prompt
+# model's prototypes with loss.prior_weight = PRIOR_WEIGHT / shots in few-shot runs (the fewer the labels, the
+# more the prior counts: with a weight of 1, 100 steps on 2 words per rank drifted from val MAE 1.32 to 1.71)
+# and PRIOR_WEIGHT_FULL on the whole training split.
 PRIOR_LR = 2e-3
 PRIOR_WEIGHT = 1000.0
 PRIOR_WEIGHT_FULL = 1.0
