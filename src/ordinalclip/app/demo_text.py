@@ -321,8 +321,8 @@ def run_text_task(opts: TextTaskOptions) -> tuple[list[TextResult], LexiconDatas
     bar = tqdm(total=len(jobs), desc="text task", unit="run", disable=not opts.progress)
     # the quick scikit-learn anchors first, then the engine runs (worker processes, started on first use)
     outcomes = fit_runs([(cfg, run_dir) for *_, cfg, run_dir in engine], opts.jobs)
-    for method, shots, seed, cfg, _ in (j for j in jobs if j[0] in anchors):
-        results.append(TextResult(method, shots, seed, anchors[method](cfg)))
+    for method, shots, seed, cfg, run_dir in (j for j in jobs if j[0] in anchors):
+        results.append(TextResult(method, shots, seed, _anchor(anchors[method], cfg, run_dir)))
         bar.update()
     for (method, shots, seed, _, run_dir), (metrics, steps, last) in zip(engine, outcomes):
         res = TextResult(method, shots, seed, metrics, steps=steps, run_dir=run_dir, last=last)
@@ -406,6 +406,30 @@ def _fit_one(
 
     test = metrics["best"]["test"] if metrics.get("best") else metrics["last"]["test"]
     return numbers(test), int(metrics["training"]["steps"]), numbers(metrics["last"]["test"])
+
+
+def _anchor(
+    fit: Callable[[dict[str, Any]], dict[str, float]], cfg: dict[str, Any], run_dir: Path
+) -> dict[str, float]:
+    """Test metrics of an anchor outside the engine, kept in ``run_dir/anchor.json`` with its config: a
+    later call with the same config reads them (the anchors are deterministic; a cross-validated one takes
+    minutes on the whole training split)."""
+    import json
+
+    from ordinalclip.api import resolve_config
+    from ordinalclip.configtools import to_dict
+
+    wanted = to_dict(resolve_config(cfg))
+    wanted.pop("output_dir", None)
+    saved = run_dir / "anchor.json"
+    if saved.is_file():
+        stored = json.loads(saved.read_text(encoding="utf-8"))
+        if stored.get("config") == json.loads(json.dumps(wanted)):
+            return {k: float(v) for k, v in stored["metrics"].items()}
+    metrics = fit(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    saved.write_text(json.dumps({"config": wanted, "metrics": metrics}), encoding="utf-8")
+    return metrics
 
 
 def _same_config(run_dir: Path, cfg: dict[str, Any]) -> bool:
