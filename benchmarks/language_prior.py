@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import load_note, parse_common, write_json  # noqa: E402
 from ordinalclip.app.demo_text import (  # noqa: E402
+    ZERO_SHOT,
     TextTaskOptions,
     few_shot_curves,
     run_text_task,
@@ -44,7 +45,6 @@ from ordinalclip.app.demo_text import (  # noqa: E402
 from prior_methods import (  # noqa: E402
     ALIASES,
     DEFAULT_METHODS,
-    PROMPT_MODELS,
     anchors,
     prior_method_overrides,
     protocol_results,
@@ -52,11 +52,21 @@ from prior_methods import (  # noqa: E402
 )
 
 
-def full_seeds_only(seeds: list[int] | None) -> Callable[[str, int | None, int], bool] | None:
-    """The cells to run when the prompt models train on the whole training split with ``seeds`` only."""
-    if seeds is None:
+def full_cells(
+    seeds: list[int] | None, methods: list[str] | None
+) -> Callable[[str, int | None, int], bool] | None:
+    """The cells to run when the whole training split takes only ``seeds`` and ``methods`` (aliases); zero-shot
+    runs once whatever the setting."""
+    if seeds is None and methods is None:
         return None
-    return lambda method, shots, seed: shots is not None or method not in PROMPT_MODELS or seed in seeds
+    chosen = None if methods is None else {ALIASES[m] for m in methods}
+
+    def keep(method: str, shots: int | None, seed: int) -> bool:
+        if shots is not None or method == ZERO_SHOT:
+            return True
+        return (seeds is None or seed in seeds) and (chosen is None or method in chosen)
+
+    return keep
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -82,12 +92,18 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--full-epochs", type=int, default=16, help="epochs on the whole training split")
     ap.add_argument("--full-batch-size", type=int, default=64, help="batch size on the whole training split")
     ap.add_argument(
-        "--prompt-full-seeds",
+        "--full-seeds",
         type=int,
         nargs="+",
         default=None,
-        help="seeds of the prompt models (CoOp, OrdinalCLIP) on the whole training split, the slowest runs "
-        "(592 steps through the text tower); default: --seeds",
+        help="seeds of the runs on the whole training split (default: --seeds)",
+    )
+    ap.add_argument(
+        "--full-methods",
+        nargs="+",
+        choices=list(ALIASES),
+        default=None,
+        help="methods run on the whole training split (default: all of --methods)",
     )
     ap.add_argument(
         "--min-steps", type=int, default=None, help="few-shot step budget (default: the engine's)"
@@ -112,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
             m: (lambda full, m=m: prior_method_overrides(full)[m]) for m in prior_method_overrides(False)
         },
         extra_anchors=anchors(),
-        keep=full_seeds_only(args.prompt_full_seeds),
+        keep=full_cells(args.full_seeds, args.full_methods),
     )
     if args.tiny:
         opts.seeds, opts.shots, opts.limit, opts.min_steps, opts.epochs = [0], [1], 120, 4, 1

@@ -41,8 +41,6 @@ ALIASES = {
 }
 # what the benchmark runs by default: the anchors, the references and the default recipe
 DEFAULT_METHODS = (dt.ZERO_SHOT, LR_TUNED, LR_CV, ZSLP, dt.COOP, dt.NAMED, PRIOR)
-# the engine methods that run the text tower at every step (the slow ones)
-PROMPT_MODELS = (dt.NAMED, dt.COOP, dt.RANDOM, KGCOOP)
 # rows of each protocol's table: (method, which checkpoint's metrics: "best" on val or "last")
 PROTOCOL_A = (dt.ZERO_SHOT, LR_TUNED, ZSLP, dt.COOP, dt.NAMED, KGCOOP, PRIOR)
 PROTOCOL_B = (dt.ZERO_SHOT, LR_CV, ZSLP, dt.COOP, dt.NAMED, KGCOOP, PRIOR)

