@@ -137,6 +137,11 @@ def protocol_results(results: Sequence[dt.TextResult], protocol: str) -> list[dt
     return out
 
 
+def _setting_order(setting: str) -> float:
+    """ "4-shot" -> 4, "full" -> inf: settings in the order of their labels."""
+    return float("inf") if setting == "full" else float(setting.split("-")[0])
+
+
 def targets(
     summary_a: dict[str, dict[str, dict[str, Any]]], summary_b: dict[str, dict[str, dict[str, Any]]]
 ) -> dict[str, Any]:
@@ -153,7 +158,7 @@ def targets(
         return None if cell is None else float(cell["mae_exp"][0])
 
     below, b_ok, bars, ordinality = [], [], {}, {}
-    for setting, cell in prior_a.items():
+    for setting, cell in sorted(prior_a.items(), key=lambda kv: _setting_order(kv[0])):
         zs = mae(summary_a, dt.ZERO_SHOT, setting)
         below.append(zs is not None and cell["mae_exp"][0] < zs)
         ordinality[setting] = cell["ordinality"][0] if cell.get("ordinality") else None
