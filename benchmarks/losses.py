@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     fitted = fit_runs([(cfg, run_dir) for _, cfg, run_dir in jobs], args.jobs)
     runs = [
         {**key, "metrics": {k: v for k, v in m.items() if isinstance(v, float) and math.isfinite(v)}}
-        for (key, _, _), (m, _steps) in zip(jobs, fitted)
+        for (key, _, _), (m, _steps, _last) in zip(jobs, fitted)
     ]
     summary = summarize(runs)
     headers, rows = tables(summary)

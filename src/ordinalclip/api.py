@@ -40,7 +40,7 @@ from ordinalclip.checkpoint import (
     record_quick_gelu,
     save_prototypes,
 )
-from ordinalclip.config import RunConfig, load_run_config
+from ordinalclip.config import RunConfig, apply_recipe, load_run_config
 from ordinalclip.configtools import ConfigError, apply_overrides, from_dict, load_yaml, save_yaml, to_dict
 from ordinalclip.data import DataError, check_files
 from ordinalclip.engine.cache import FeatureCache, build_feature_cache
@@ -108,11 +108,13 @@ def resolve_config(config: ConfigLike, overrides: Iterable[str] = ()) -> RunConf
     """A :class:`RunConfig` from a RunConfig, a plain dict, or one or more YAML files, plus overrides."""
     overrides = list(overrides)
     if isinstance(config, RunConfig):
-        return from_dict(RunConfig, apply_overrides(to_dict(config), overrides)) if overrides else config
-    if isinstance(config, Mapping):
-        return from_dict(RunConfig, apply_overrides(config, overrides))
-    paths = [config] if isinstance(config, (str, os.PathLike)) else list(config)
-    return load_run_config(paths, overrides)
+        cfg = from_dict(RunConfig, apply_overrides(to_dict(config), overrides))  # a copy: resolved below
+    elif isinstance(config, Mapping):
+        cfg = from_dict(RunConfig, apply_overrides(config, overrides))
+    else:
+        paths = [config] if isinstance(config, (str, os.PathLike)) else list(config)
+        cfg = load_run_config(paths, overrides)
+    return apply_recipe(cfg)  # the recipe of a new run (config.recipe)
 
 
 def _abs(path: str | None) -> str | None:

@@ -57,6 +57,8 @@ __all__ = [
     "SOFTMAX_LOSSES",
     "SOFT_LABEL_FAMILIES",
     "sord_targets",
+    "prototype_prior_penalty",
+    "projection_prior_penalty",
     "soft_label_matrix",
     "soft_label_loss",
     "cdw_ce_loss",
@@ -533,3 +535,56 @@ def make_softmax_loss(
         return {"loss": loss, name: loss}
 
     return named
+
+
+# ------------------------------------------------------------------------------------- priors to stay near
+
+
+def prototype_prior_penalty(prototypes: Tensor, prior: Tensor, weights: Tensor | None = None) -> Tensor:
+    """Mean over the C ranks of ``w_k * ||p_k - p0_k||^2``: how far the (C, E) prototypes moved from the
+    (C, E) prototypes of the prior (the model as built: hand-written rank names, interpolated base ranks).
+
+    Both are L2-normalised here (the prototypes compare to features by cosine), so each term is
+    ``2 - 2 cos(p_k, p0_k)``, in [0, 4]. ``weights``: (C,) class-wise weights (default 1 each). The
+    KgCoOp-like penalty of prompt learning and the CLAP-like constraint of a language-initialised head.
+
+    Example (rank 0 turned by 90 degrees, rank 1 unmoved: (2 + 0) / 2):
+        >>> import torch
+        >>> prior = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+        >>> moved = torch.tensor([[0.0, 3.0], [0.0, 2.0]])
+        >>> prototype_prior_penalty(moved, prior).item()
+        1.0
+        >>> prototype_prior_penalty(moved, prior, torch.tensor([0.5, 4.0])).item()  # (0.5 * 2 + 0) / 2
+        0.5
+    """
+    if prototypes.shape != prior.shape or prototypes.dim() != 2:
+        raise ValueError(
+            f"prototype prior penalty: prototypes {tuple(prototypes.shape)} and prior {tuple(prior.shape)} "
+            "must both be (C, E)"
+        )
+    dist = (F.normalize(prototypes, dim=-1) - F.normalize(prior.to(prototypes), dim=-1)).pow(2).sum(-1)
+    if weights is not None:
+        if weights.shape != dist.shape:
+            raise ValueError(
+                f"prototype prior penalty: weights {tuple(weights.shape)}, expected ({len(dist)},)"
+            )
+        dist = dist * weights.to(dist)
+    return dist.mean()
+
+
+def projection_prior_penalty(weight: Tensor) -> Tensor:
+    """Mean squared entry of ``W - I`` for a square (F, F) projection that starts as the identity: how far a
+    features projection moved from "features as they are" (the ProLIP-like penalty; its gradient does not
+    grow with the width F).
+
+    Example (one entry of a 2 x 2 identity moved by 2: 4 / 4 entries):
+        >>> import torch
+        >>> projection_prior_penalty(torch.tensor([[1.0, 2.0], [0.0, 1.0]])).item()
+        1.0
+    """
+    if weight.dim() != 2 or weight.shape[0] != weight.shape[1]:
+        raise ValueError(
+            f"projection prior penalty: expected a square (F, F) weight, got {tuple(weight.shape)}"
+        )
+    eye = torch.eye(weight.shape[0], dtype=weight.dtype, device=weight.device)
+    return (weight - eye).pow(2).mean()

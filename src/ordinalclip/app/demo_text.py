@@ -15,8 +15,8 @@ anchor trained on exactly the samples (splits, few-shot subsets) the engine's ru
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +33,6 @@ TEXT_CONTEXT = "the sentiment of this word is"
 TEXT_BASE_NAMES = ["extremely negative", "neutral", "extremely positive"]
 ZERO_SHOT_TEMPLATES = [TEXT_CONTEXT + " {}."]
 LOGISTIC_REGRESSION = "Logistic regression (sklearn)"
-LOGISTIC_REGRESSION_TUNED = "Logistic regression (C tuned on val)"
-# the inverse L2 strengths the tuned anchor chooses from, on the validation MAE (expectation)
-LR_C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
 ZERO_SHOT = "Zero-shot (rank names)"
 NAMED = "OrdinalCLIP (named base ranks)"
 RANDOM = "OrdinalCLIP (random base ranks)"
@@ -48,9 +45,7 @@ TEXT_METHODS = (
     "Linear (CE)",
     "CORAL",
     LOGISTIC_REGRESSION,
-    LOGISTIC_REGRESSION_TUNED,
 )
-SKLEARN_METHODS = (LOGISTIC_REGRESSION, LOGISTIC_REGRESSION_TUNED)
 # short names for command lines
 METHOD_ALIASES = {
     "zero-shot": ZERO_SHOT,
@@ -60,7 +55,6 @@ METHOD_ALIASES = {
     "linear": "Linear (CE)",
     "coral": "CORAL",
     "lr": LOGISTIC_REGRESSION,
-    "lr-tuned": LOGISTIC_REGRESSION_TUNED,
 }
 
 
@@ -79,6 +73,8 @@ def text_method_overrides(full: bool = False) -> dict[str, dict[str, Any]]:
     recipe)."""
     prompt = {"context_init": TEXT_CONTEXT}
     trained_prompts = {
+        # the paper's OrdinalCLIP / CoOp as configured (recipe: auto would take the prior recipe)
+        "recipe": "reference",
         "model": {"image": {"project": "identity_init" if full else "auto"}},
         "optim": {"lr": PROMPT_LR_FULL if full else PROMPT_LR_FEW_SHOT},
     }
@@ -151,11 +147,17 @@ def text_base_config(ds: LexiconDataset, out: Path, batch_size: int = 32, epochs
 
 
 def text_run_config(
-    base: dict[str, Any], method: str, shots: int | None, seed: int, min_steps: int | None = None
+    base: dict[str, Any],
+    method: str,
+    shots: int | None,
+    seed: int,
+    min_steps: int | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The config of one text-task run: ``method`` at ``shots`` per rank (None = all) and ``seed`` (the
-    logistic regression anchor reads the data of this config too)."""
-    over = text_method_overrides(full=shots is None).get(method, {})
+    logistic regression anchor reads the data of this config too); ``overrides``: the method's config when it
+    is not one of :func:`text_method_overrides`."""
+    over = overrides if overrides is not None else text_method_overrides(full=shots is None).get(method, {})
     return merge(
         merge(base, over),
         {
@@ -166,14 +168,19 @@ def text_run_config(
 
 
 def logistic_regression(
-    cfg: dict[str, Any], max_iter: int = 2000, c_grid: Sequence[float] | None = None
+    cfg: dict[str, Any],
+    max_iter: int = 2000,
+    c_grid: Sequence[float] | None = None,
+    choose_c: Callable[[np.ndarray, np.ndarray], float] | None = None,
 ) -> dict[str, float]:
     """Test metrics of scikit-learn's LogisticRegression (L2, default C = 1) trained on the training samples
     of ``cfg`` (its split and few-shot subset, as the engine resolves them); its class probabilities go
     through :func:`~ordinalclip.metrics.ordinal_metrics` like every model's (expectation and argmax).
 
     ``c_grid``: fit each C and keep the one with the lowest validation MAE (expectation), as the engine's runs
-    keep their best-on-val checkpoint; the chosen C is returned under ``"C"``."""
+    keep their best-on-val checkpoint; the chosen C is returned under ``"C"``. ``choose_c``: a function of the
+    training samples (x (N, F), ranks (N,)) that returns C instead, for a choice that sees no validation split
+    (cross-validation on the training samples)."""
     from ordinalclip.api import resolve_config
     from ordinalclip.engine.datamodule import OrdinalDataModule
     from ordinalclip.engine.splits import resolve_data
@@ -189,6 +196,8 @@ def logistic_regression(
         return (torch.stack([it[0] for it in items]).numpy(), torch.stack([it[1] for it in items]).numpy())
 
     splits = {split: arrays(split) for split in ("train", "val", "test")}  # read once, used by every C
+    if choose_c is not None:
+        c_grid = [float(choose_c(*splits["train"]))]
     probe = logistic_probe(splits, run_cfg.model.num_ranks, c_grid, max_iter)
     return {**probe["test"], "C": probe["C"]}
 
@@ -232,6 +241,12 @@ class TextTaskOptions:
     lexicon: Path | None = None  # another word<TAB>valence file instead of AFINN-en-165
     jobs: int = 2  # runs trained side by side, one single-threaded process each
     progress: bool = True
+    # methods defined by the caller (benchmarks/): engine methods as name -> (full data?) -> config overrides,
+    # anchors outside the engine as name -> (run config) -> test metrics
+    extra_methods: Mapping[str, Callable[[bool], dict[str, Any]]] = field(default_factory=dict)
+    extra_anchors: Mapping[str, Callable[[dict[str, Any]], dict[str, float]]] = field(default_factory=dict)
+    # (method, shots or None, seed) -> run this cell? (None: every cell)
+    keep: Callable[[str, int | None, int], bool] | None = None
 
 
 @dataclass
@@ -243,6 +258,7 @@ class TextResult:
     ordinality: float | None = None
     steps: int | None = None
     run_dir: Path | None = None
+    last: dict[str, float] | None = None  # test metrics of the last checkpoint (engine runs)
 
     @property
     def setting(self) -> str:
@@ -260,12 +276,19 @@ def run_text_task(opts: TextTaskOptions) -> tuple[list[TextResult], LexiconDatas
         opts.data_root, text_model=TEXT_MODEL, limit=opts.limit, lexicon=opts.lexicon, embed=embed_sentences
     )
     out = Path(opts.out)
-    unknown = [m for m in opts.methods if m not in TEXT_METHODS]
+    known = [*TEXT_METHODS, *opts.extra_methods, *opts.extra_anchors]
+    unknown = [m for m in opts.methods if m not in known]
     if unknown:
-        raise ValueError(f"unknown text-task methods {unknown}; choose from {list(TEXT_METHODS)}")
+        raise ValueError(f"unknown text-task methods {unknown}; choose from {known}")
+    anchors: dict[str, Callable[[dict[str, Any]], dict[str, float]]] = {
+        LOGISTIC_REGRESSION: logistic_regression,
+        **opts.extra_anchors,
+    }
     settings: list[int | None] = [*opts.shots, *([None] if opts.full else [])]
     jobs: list[tuple[str, int | None, int, dict[str, Any], Path]] = []
     for method, shots, seed in text_cells(list(opts.methods), settings, list(opts.seeds)):
+        if opts.keep is not None and not opts.keep(method, shots, seed):
+            continue
         full = shots is None
         base = text_base_config(
             ds,
@@ -273,7 +296,8 @@ def run_text_task(opts: TextTaskOptions) -> tuple[list[TextResult], LexiconDatas
             opts.full_batch_size if full else opts.batch_size,
             opts.full_epochs if full else opts.epochs,
         )
-        cfg = text_run_config(base, method, shots, seed, opts.min_steps)
+        extra = opts.extra_methods[method](full) if method in opts.extra_methods else None
+        cfg = text_run_config(base, method, shots, seed, opts.min_steps, extra)
         jobs.append(
             (
                 method,
@@ -283,17 +307,16 @@ def run_text_task(opts: TextTaskOptions) -> tuple[list[TextResult], LexiconDatas
                 out / "runs" / f"{'full' if full else f'{shots}shot'}-{_slug(method)}-s{seed}",
             )
         )
-    engine = [j for j in jobs if j[0] not in SKLEARN_METHODS]
+    engine = [j for j in jobs if j[0] not in anchors]
     results: list[TextResult] = []
     bar = tqdm(total=len(jobs), desc="text task", unit="run", disable=not opts.progress)
     # the quick scikit-learn anchors first, then the engine runs (worker processes, started on first use)
     outcomes = fit_runs([(cfg, run_dir) for *_, cfg, run_dir in engine], opts.jobs)
-    for method, shots, seed, cfg, _ in (j for j in jobs if j[0] in SKLEARN_METHODS):
-        grid = LR_C_GRID if method == LOGISTIC_REGRESSION_TUNED else None
-        results.append(TextResult(method, shots, seed, logistic_regression(cfg, c_grid=grid)))
+    for method, shots, seed, cfg, run_dir in (j for j in jobs if j[0] in anchors):
+        results.append(TextResult(method, shots, seed, _anchor(anchors[method], cfg, run_dir)))
         bar.update()
-    for (method, shots, seed, _, run_dir), (metrics, steps) in zip(engine, outcomes):
-        res = TextResult(method, shots, seed, metrics, steps=steps, run_dir=run_dir)
+    for (method, shots, seed, _, run_dir), (metrics, steps, last) in zip(engine, outcomes):
+        res = TextResult(method, shots, seed, metrics, steps=steps, run_dir=run_dir, last=last)
         protos = run_dir / "prototypes.npy"
         if protos.is_file():
             from ordinalclip.metrics import ordinality_score
@@ -311,9 +334,10 @@ def run_text_task(opts: TextTaskOptions) -> tuple[list[TextResult], LexiconDatas
 
 def fit_runs(
     jobs: Sequence[tuple[dict[str, Any], Path]], workers: int
-) -> Iterator[tuple[dict[str, float], int]]:
-    """Train each ``(config, run folder)`` of ``jobs``; yields (test metrics, optimizer steps) of every job,
-    in order. The runs go through the sweep launchers (:func:`ordinalclip.app.launchers.run_tasks`):
+) -> Iterator[tuple[dict[str, float], int, dict[str, float]]]:
+    """Train each ``(config, run folder)`` of ``jobs``; yields (test metrics of the best-on-val checkpoint,
+    optimizer steps, test metrics of the last checkpoint) of every job, in order. The runs go through the
+    sweep launchers (:func:`ordinalclip.app.launchers.run_tasks`):
     ``workers`` > 1 local worker processes, each with its share of the cores, else one by one in this
     process. Each run's output goes to ``<runs>/logs/<run>.log``; a run folder that holds the finished run of
     the same config is read, not trained again (a benchmark continues where an interrupted call stopped)."""
@@ -325,8 +349,8 @@ def fit_runs(
     ]
     launch = Launch(jobs=max(1, min(workers, len(jobs))))
 
-    def results() -> Iterator[tuple[dict[str, float], int]]:
-        finished: dict[int, tuple[dict[str, float], int]] = {}
+    def results() -> Iterator[tuple[dict[str, float], int, dict[str, float]]]:
+        finished: dict[int, tuple[dict[str, float], int, dict[str, float]]] = {}
         following = 0
         for i, outcome in run_tasks(tasks, launch):
             if outcome.error is not None:
@@ -341,8 +365,11 @@ def fit_runs(
     return results()
 
 
-def _fit_one(cfg: dict[str, Any], run_dir: Path, threads: int) -> tuple[dict[str, float], int]:
-    """Train (or evaluate) one run; its test metrics (best checkpoint on val, else last) and steps. A run
+def _fit_one(
+    cfg: dict[str, Any], run_dir: Path, threads: int
+) -> tuple[dict[str, float], int, dict[str, float]]:
+    """Train (or evaluate) one run; its test metrics (best checkpoint on val, else last), steps, and the test
+    metrics of the last checkpoint (no selection: what a run without a validation split would give). A run
     folder that already holds the finished run of the same config is read instead (an interrupted benchmark
     continues)."""
     from ordinalclip import api
@@ -364,8 +391,36 @@ def _fit_one(cfg: dict[str, Any], run_dir: Path, threads: int) -> tuple[dict[str
 
             shutil.rmtree(run_dir)
         metrics = api.fit(cfg, run_dir=run_dir).metrics
+
+    def numbers(test: dict[str, Any]) -> dict[str, float]:
+        return {k: v for k, v in test.items() if isinstance(v, (int, float))}
+
     test = metrics["best"]["test"] if metrics.get("best") else metrics["last"]["test"]
-    return {k: v for k, v in test.items() if isinstance(v, (int, float))}, int(metrics["training"]["steps"])
+    return numbers(test), int(metrics["training"]["steps"]), numbers(metrics["last"]["test"])
+
+
+def _anchor(
+    fit: Callable[[dict[str, Any]], dict[str, float]], cfg: dict[str, Any], run_dir: Path
+) -> dict[str, float]:
+    """Test metrics of an anchor outside the engine, kept in ``run_dir/anchor.json`` with its config: a
+    later call with the same config reads them (the anchors are deterministic; a cross-validated one takes
+    minutes on the whole training split)."""
+    import json
+
+    from ordinalclip.api import resolve_config
+    from ordinalclip.configtools import to_dict
+
+    wanted = to_dict(resolve_config(cfg))
+    wanted.pop("output_dir", None)
+    saved = run_dir / "anchor.json"
+    if saved.is_file():
+        stored = json.loads(saved.read_text(encoding="utf-8"))
+        if stored.get("config") == json.loads(json.dumps(wanted)):
+            return {k: float(v) for k, v in stored["metrics"].items()}
+    metrics = fit(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    saved.write_text(json.dumps({"config": wanted, "metrics": metrics}), encoding="utf-8")
+    return metrics
 
 
 def _same_config(run_dir: Path, cfg: dict[str, Any]) -> bool:
@@ -419,25 +474,22 @@ def summarize_text(results: Sequence[TextResult]) -> dict[str, dict[str, dict[st
     return out
 
 
-def gains_vs_lr(summary: dict[str, dict[str, dict[str, Any]]]) -> dict[str, float | None]:
-    """Relative test-MAE (expectation) reduction of OrdinalCLIP with named base ranks against logistic
-    regression, per setting: ``gain_vs_lr_1shot`` = 1 - MAE(named) / MAE(LR) (0.15 = 15% lower); against the
-    C-tuned logistic regression, where it ran, under ``gain_vs_lr_tuned_1shot`` etc."""
+def gains_vs(
+    summary: dict[str, dict[str, dict[str, Any]]],
+    method: str = NAMED,
+    anchor: str = LOGISTIC_REGRESSION,
+    prefix: str = "gain_vs_lr_",
+) -> dict[str, float | None]:
+    """Relative test-MAE (expectation) reduction of ``method`` against ``anchor``, per setting:
+    ``<prefix>1shot`` = 1 - MAE(method) / MAE(anchor) (0.15 = 15% lower); None where either did not run."""
     out: dict[str, float | None] = {}
-    named = summary.get(NAMED, {})
-    for prefix, anchor in (
-        ("gain_vs_lr_", LOGISTIC_REGRESSION),
-        ("gain_vs_lr_tuned_", LOGISTIC_REGRESSION_TUNED),
-    ):
-        lr = summary.get(anchor, {})
-        if anchor == LOGISTIC_REGRESSION_TUNED and not lr:
-            continue
-        for setting in dict.fromkeys([*named, *lr]):
-            key = prefix + setting.replace("-", "")
-            if setting in named and setting in lr:
-                out[key] = 1.0 - named[setting]["mae_exp"][0] / lr[setting]["mae_exp"][0]
-            else:
-                out[key] = None
+    mine, theirs = summary.get(method, {}), summary.get(anchor, {})
+    for setting in dict.fromkeys([*mine, *theirs]):
+        key = prefix + setting.replace("-", "")
+        if setting in mine and setting in theirs:
+            out[key] = 1.0 - mine[setting]["mae_exp"][0] / theirs[setting]["mae_exp"][0]
+        else:
+            out[key] = None
     return out
 
 
@@ -530,7 +582,7 @@ def demo_section(opts: TextTaskOptions, report_dir: Path) -> TextSection:
     t0 = time.time()
     results, ds = run_text_task(opts)
     summary = summarize_text(results)
-    gains = gains_vs_lr(summary)
+    gains = gains_vs(summary)
     table = text_table(summary)
     curves = few_shot_curves(results)
     plot = None

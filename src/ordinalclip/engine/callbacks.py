@@ -78,3 +78,36 @@ class EvaluateOnly(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         trainer.save_checkpoint(self.path)
+
+
+class ValidateAtStart(L.Callback):
+    """Validates the model as built before the first optimizer step, as a candidate of ``best`` (a
+    ``ModelCheckpoint`` monitoring a validation metric): a run whose training only hurts keeps its step-0
+    weights as ``best.ckpt``, so it never ends worse on validation than it started (``trainer.
+    validate_at_start``).
+
+    A resumed run (global step > 0) has had its start validated already: the checkpoint callback's state,
+    best score included, comes back with the checkpoint. A run that evaluates the model as built
+    (:class:`EvaluateOnly` has asked the trainer to stop) is not validated twice.
+    """
+
+    def __init__(self, best: Any) -> None:
+        self.best = best
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.global_step != 0 or trainer.should_stop:
+            return
+        # ModelCheckpoint skips saving at the global step it saved last, 0 when nothing was saved ("no steps
+        # taken"): step 0 is exactly the candidate wanted here
+        self.best._last_global_step_saved = -1
+        loop = trainer.fit_loop.epoch_loop.val_loop
+        trainer.validating = True  # the active loop is the validation loop, as in the epoch loop
+        try:
+            loop.run()
+        finally:
+            trainer.training = True
+        if self.best._last_global_step_saved != 0:
+            # a ModelCheckpoint that saves at the end of training epochs (validating every epoch) did not save
+            # at this validation: offer it step 0 as it offers every epoch end (top-k by the monitor)
+            self.best._save_topk_checkpoint(trainer, self.best._monitor_candidates(trainer))
+        log.info("validated the model as built (step 0) as a candidate for the best checkpoint")

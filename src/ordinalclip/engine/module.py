@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import torch
@@ -14,16 +14,23 @@ from torch import Tensor, nn
 from ordinalclip import __version__
 from ordinalclip.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_KEY, complete_state
 from ordinalclip.config import RunConfig
-from ordinalclip.configtools import to_dict
+from ordinalclip.configtools import ConfigError, to_dict
 from ordinalclip.data import RankSpace
 from ordinalclip.engine.errors import NonFiniteLossError
 from ordinalclip.engine.optim import build_optimizer, build_scheduler, has_trainable
-from ordinalclip.losses import make_softmax_loss, model_loss
+from ordinalclip.losses import (
+    make_softmax_loss,
+    model_loss,
+    projection_prior_penalty,
+    prototype_prior_penalty,
+)
 from ordinalclip.metrics import (
     NonFiniteOutputError,
     ordinal_metrics,
     point_predictions,
 )
+
+PRIOR_KEYS = ("prior_weight", "projection_weight")  # LossConfig's penalties toward the model as built
 
 
 def rank_info(ranks: RankSpace | None) -> dict[str, Any] | None:
@@ -71,10 +78,53 @@ class OrdinalModule(L.LightningModule):
         self._loss: Callable[[Tensor, Tensor], dict[str, Tensor]] | None = None
         if getattr(model, "output_kind", "softmax") == "softmax":
             params = dataclasses.asdict(cfg.loss)  # LossConfig's fields are make_softmax_loss's parameters
+            for key in PRIOR_KEYS:  # ... but for the prior penalties, added here
+                params.pop(key)
             # Soft-label matrices are built once here, not per step.
             self._loss = make_softmax_loss(
                 params.pop("name"), int(getattr(model, "num_ranks", cfg.model.num_ranks)), **params
             )
+        self._has_prior = False
+        self._projection: nn.Parameter | None = None
+        self._init_priors(model, cfg)
+
+    def _init_priors(self, model: nn.Module, cfg: RunConfig) -> None:
+        """The step-0 values the prior penalties pull toward: the prototypes of the model as built (computed
+        again, identically, when a run resumes: the model is rebuilt from its config and seed before the
+        checkpoint is loaded, so the prior never travels in checkpoints)."""
+        if cfg.loss.prior_weight > 0:
+            if not hasattr(model, "prototypes"):
+                raise ConfigError(
+                    f"loss.prior_weight: model.arch {cfg.model.arch!r} has no prototypes to keep near "
+                    "their prior (use ordinalclip, prior_head or cosine, or set it to 0)"
+                )
+            with torch.no_grad():
+                prior = self.model.prototypes().detach().clone()
+            # a buffer so it follows the module to its device; not persistent: rebuilt, never loaded
+            self.register_buffer("prior_prototypes", prior, persistent=False)
+            self._has_prior = True
+        if cfg.loss.projection_weight > 0:
+            proj = getattr(getattr(getattr(model, "image_tower", None), "proj", None), "weight", None)
+            square = isinstance(proj, nn.Parameter) and proj.dim() == 2 and proj.shape[0] == proj.shape[1]
+            if not square or getattr(model.image_tower, "projection", None) != "identity_init":
+                raise ConfigError(
+                    "loss.projection_weight: needs a features tower with a learnable projection that starts "
+                    "as the identity (model.image.kind: features, model.image.project: identity_init)"
+                )
+            self._projection = proj
+
+    def prior_penalties(self, prototypes: Tensor | None = None) -> dict[str, Tensor]:
+        """The weighted prior penalties of the current model (``loss.prior_weight``,
+        ``loss.projection_weight``): ``{"prior": ..., "projection": ...}``, the ones that are on."""
+        out: dict[str, Tensor] = {}
+        lc = self.cfg.loss
+        if self._has_prior:
+            protos = self.model.prototypes() if prototypes is None else prototypes
+            prior = cast(Tensor, self.prior_prototypes)
+            out["prior"] = lc.prior_weight * prototype_prior_penalty(protos, prior)
+        if self._projection is not None:
+            out["projection"] = lc.projection_weight * projection_prior_penalty(self._projection)
+        return out
 
     # -- forward ---------------------------------------------------------------------------------------------
     def forward(self, x: Tensor, prototypes: Tensor | None = None) -> Tensor:
@@ -101,10 +151,16 @@ class OrdinalModule(L.LightningModule):
     # -- training --------------------------------------------------------------------------------------------
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch[0], batch[1]
+        # the prototypes once per step, shared by the logits and the prior penalty
+        protos = self.model.prototypes() if self._has_prior else None
+        logits = self(x, protos)
         if self._loss is not None:
-            out = self._loss(self(x), y)
+            out = self._loss(logits, y)
         else:
-            out = model_loss(self(x), y, self.model.output_kind)
+            out = model_loss(logits, y, self.model.output_kind)
+        penalties = self.prior_penalties(protos)
+        if penalties:
+            out = {**out, **penalties, "loss": out["loss"] + sum(penalties.values())}
         loss = out["loss"]
         if not torch.isfinite(loss):
             raise NonFiniteLossError(float(loss.detach()), self.global_step, self.current_epoch, batch_idx)

@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from ordinalclip.config import FEW_SHOT_MIN_STEPS, RunConfig
-from ordinalclip.engine.callbacks import InterruptCheckpoint
+from ordinalclip.engine.callbacks import InterruptCheckpoint, ValidateAtStart
 from ordinalclip.engine.checkpoint_io import AtomicCheckpointIO
 
 log = logging.getLogger(__name__)
@@ -166,6 +166,7 @@ def build_trainer(
         enable_version_counter=False,
     )
     interrupt = InterruptCheckpoint(ckpt_dir / "last.ckpt")
+    start = [ValidateAtStart(best)] if has_val and t.validate_at_start else []
     loggers = build_loggers(cfg, run_dir)
     trainer = L.Trainer(
         **_common(cfg),
@@ -173,11 +174,12 @@ def build_trainer(
         accumulate_grad_batches=t.accumulate_grad_batches,
         gradient_clip_val=t.gradient_clip_val,
         logger=loggers or False,
-        callbacks=[*callbacks, interrupt, *([best] if has_val else []), last],
+        callbacks=[*callbacks, *start, interrupt, *([best] if has_val else []), last],
         log_every_n_steps=t.log_every_n_steps,
         check_val_every_n_epoch=t.check_val_every_n_epoch,
         limit_val_batches=None if has_val else 0,
-        num_sanity_val_steps=None if has_val else 0,
+        # validating the whole split at step 0 checks what the sanity check would
+        num_sanity_val_steps=None if has_val and not start else 0,
         default_root_dir=run_dir,
     )
     return TrainerBundle(trainer, best if has_val else None, interrupt)

@@ -19,7 +19,7 @@ from ordinalclip.modeling.backbones.image import (
 from ordinalclip.modeling.backbones.text import open_clip_text_tower
 from ordinalclip.modeling.config import ImageTowerConfig, ModelConfig, PromptConfig
 from ordinalclip.modeling.heads import LinearClassifier, OrdinalBinaryHead, zero_shot_prototypes
-from ordinalclip.modeling.ordinalclip import CosineClassifier, OrdinalCLIP
+from ordinalclip.modeling.ordinalclip import CosineClassifier, OrdinalCLIP, prior_head
 from ordinalclip.modeling.prompts import PlainPromptLearner, RankPromptLearner
 
 if TYPE_CHECKING:
@@ -239,4 +239,7 @@ def build_model(cfg: ModelConfig) -> nn.Module:
         protos = zero_shot_prototypes(text_tower, names, cfg.zero_shot_templates)
         return CosineClassifier(image_tower, cfg.num_ranks, log_scale, prototypes=protos, learnable=False)
     learner = build_prompt_learner(cfg.prompts, cfg.num_ranks, text_tower)
-    return OrdinalCLIP(image_tower, learner, text_tower, log_scale, cfg.learn_logit_scale)
+    model = OrdinalCLIP(image_tower, learner, text_tower, log_scale, cfg.learn_logit_scale)
+    if cfg.arch == "prior_head":
+        return prior_head(model)
+    return model

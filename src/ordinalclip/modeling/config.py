@@ -114,13 +114,15 @@ class ModelConfig:
     with ``plain``) or ``cosine`` (the CNN baseline of the paper: image tower + learnable prototypes, scale
     100), ``linear`` (softmax head), ``coral`` / ``corn`` (ordinal binary-task heads), ``zeroshot`` (CLIP with
     hand-written prompts: the rank names of ``prompts.rank_names`` in each of ``zero_shot_templates``,
-    averaged; nothing is trained). ``ordinalclip``, the old name of ``prompts``, still loads with a warning.
+    averaged; nothing is trained), ``prior_head`` (a learnable cosine head initialised from the prototypes of
+    the OrdinalCLIP / CoOp model that ``prompts`` describes, as built: the language prior as a linear probe;
+    no text tower after building). ``ordinalclip``, the old name of ``prompts``, still loads with a warning.
     """
 
     # Old value -> new value of a field; configtools.from_dict reads the old one with a warning.
     RENAMED_VALUES: ClassVar[dict[str, dict[Any, Any]]] = {"arch": {"ordinalclip": "prompts"}}
 
-    arch: Literal["prompts", "cosine", "linear", "coral", "corn", "zeroshot"] = "prompts"
+    arch: Literal["prompts", "cosine", "linear", "coral", "corn", "zeroshot", "prior_head"] = "prompts"
     num_ranks: int = 101
     clip: ClipConfig = field(default_factory=ClipConfig)
     image: ImageTowerConfig = field(default_factory=ImageTowerConfig)
@@ -133,7 +135,7 @@ class ModelConfig:
 
     def uses_text(self) -> bool:
         """True for the architectures that run a text tower (OrdinalCLIP, CoOp, zero-shot)."""
-        return self.arch in ("prompts", "zeroshot")
+        return self.arch in ("prompts", "zeroshot", "prior_head")
 
     def uses_clip(self) -> bool:
         """True when building this model loads CLIP: a CLIP image tower, or CLIP's text tower in a text

@@ -109,14 +109,7 @@ class OrdinalCLIP(_PrototypeModel):
         The raw text features are stored and normalised on use, the same operations as :meth:`forward`, so the
         logits are bit-identical.
         """
-        head = CosineClassifier(
-            self.image_tower,
-            self.num_ranks,
-            log_logit_scale=float(self.logit_scale.value),
-            prototypes=self.text_features().detach().clone(),
-            learnable=False,
-        )
-        return head
+        return _cosine_head(self, self.text_features(), learnable=False)
 
 
 class CosineClassifier(_PrototypeModel):
@@ -159,3 +152,33 @@ class CosineClassifier(_PrototypeModel):
     def prototypes(self) -> torch.Tensor:
         """(C, E) L2-normalised prototypes."""
         return F.normalize(self.weight, dim=-1)
+
+    @torch.no_grad()
+    def to_head(self) -> CosineClassifier:
+        """The deployable model: this image tower + the current prototypes, fixed (same logits)."""
+        return _cosine_head(self, self.weight, learnable=False)
+
+
+@torch.no_grad()
+def prior_head(model: OrdinalCLIP) -> CosineClassifier:
+    """A learnable cosine head initialised from ``model``'s prototypes as they are now (``model.arch:
+    prior_head``): the language prior as a linear probe (CLAP's ZS-LP, with OrdinalCLIP's interpolated base
+    ranks it starts ordered). It keeps ``model``'s image tower and logit scale; the text tower is dropped.
+
+    The weights are the raw text features (normalised on use), so at step 0 its logits equal ``model``'s.
+    """
+    head = _cosine_head(model, model.text_features(), learnable=True)
+    head.logit_scale.value.requires_grad_(model.logit_scale.value.requires_grad)
+    return head
+
+
+def _cosine_head(model: _PrototypeModel, raw: torch.Tensor, learnable: bool) -> CosineClassifier:
+    """A cosine head on ``model``'s image tower and logit scale with a copy of the (C, E) ``raw`` prototypes
+    (normalised on use, as ``model`` does: the same logits)."""
+    return CosineClassifier(
+        model.image_tower,
+        int(raw.shape[0]),
+        log_logit_scale=float(model.logit_scale.value),
+        prototypes=raw.detach().clone(),
+        learnable=learnable,
+    )

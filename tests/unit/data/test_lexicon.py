@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from ordinalclip.data.lexicon import (
     LEXICON_RANK_NAMES,
@@ -155,16 +156,41 @@ def test_language_prior_benchmark_on_a_tiny_lexicon(tmp_path: Path):
             "--methods",
             "zero-shot",
             "named",
-            "lr",
+            "lr-tuned",
+            "lr-cv",
+            "zslp",
+            "prior",
         ]
     )
     saved = json.loads(out.read_text())
-    assert saved["gain_vs_lr_1shot"] == pytest.approx(figures["gain_vs_lr_1shot"])
+    assert saved["gain_vs_lr_tuned_1shot"] == pytest.approx(figures["gain_vs_lr_tuned_1shot"])
     cells = {c["method"]: c for c in saved["cells"]}
-    named, lr = cells["OrdinalCLIP (named base ranks)"], cells["Logistic regression (sklearn)"]
-    assert saved["gain_vs_lr_1shot"] == pytest.approx(1 - named["mae_exp"] / lr["mae_exp"])
-    assert named["steps"] == 2 and cells["Zero-shot (rank names)"]["steps"] == 0
-    assert 0 <= named["ordinality"] <= 1 and Path(saved["plot"]).stat().st_size > 0
+    named, prior = cells["OrdinalCLIP (named base ranks)"], cells["Prior head (default recipe)"]
+    tuned, cv = (
+        cells["Logistic regression (C tuned on val)"],
+        cells["Logistic regression (C by CV on the shots)"],
+    )
+    zero_shot = cells["Zero-shot (rank names)"]
+    assert saved["gain_vs_lr_tuned_1shot"] == pytest.approx(1 - prior["mae_exp"] / tuned["mae_exp"])
+    assert saved["below_zeroshot_all"] == (prior["mae_exp"] < zero_shot["mae_exp"])
+    # protocol B: the last checkpoints, the regression with C chosen on the shots
+    assert saved["protocol_b_ok"] == (prior["last_mae_exp"] <= min(zero_shot["mae_exp"], cv["mae_exp"]))
+    assert (
+        f"| 1-shot | Logistic regression (C by CV on the shots) | {cv['mae_exp']:.3f} |"
+        in saved["table_protocol_b"]
+    )
+    assert "C by CV" not in saved["table_protocol_a"] and "C tuned on val" not in saved["table_protocol_b"]
+    assert named["steps"] == 2 and zero_shot["steps"] == 0 and prior["steps"] == 2
+    # the default recipe's run: only the rank names were set, recipe auto chose the prior head
+    config = yaml.safe_load(
+        next((tmp_path / "runs" / "runs").glob("1shot-prior-head*/config.yaml")).read_text()
+    )
+    assert config["recipe"] == "prior" and config["model"]["arch"] == "prior_head"
+    assert (
+        0 <= named["ordinality"] <= 1
+        and 0 <= prior["ordinality"] <= 1
+        and Path(saved["plot"]).stat().st_size > 0
+    )
 
 
 @pytest.mark.slow
@@ -221,14 +247,14 @@ def test_tuned_logistic_regression_keeps_the_c_of_the_lowest_val_mae(tmp_path: P
     from sklearn.linear_model import LogisticRegression
 
     from ordinalclip.app.demo_text import (
-        LOGISTIC_REGRESSION_TUNED,
+        LOGISTIC_REGRESSION,
         logistic_regression,
         text_base_config,
         text_run_config,
     )
 
     ds = build_lexicon_dataset(tmp_path / "lex", lexicon=_lexicon(tmp_path / "l.txt"), embed=embed_sentences)
-    cfg = text_run_config(text_base_config(ds, tmp_path / "runs"), LOGISTIC_REGRESSION_TUNED, None, 0)
+    cfg = text_run_config(text_base_config(ds, tmp_path / "runs"), LOGISTIC_REGRESSION, None, 0)
     grid = (0.01, 1.0, 100.0)
     got = logistic_regression(cfg, c_grid=grid)
 
