@@ -41,7 +41,7 @@ wheel-check: $(STAMP)
 
 ## the documentation site, built offline into site/ (--strict: a broken link or a missing API object fails it)
 docs: $(STAMP)
-	$(VENV)/bin/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 ## the fast tests only
 test-fast: $(STAMP)
