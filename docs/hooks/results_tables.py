@@ -1,4 +1,5 @@
-"""MkDocs hook: render the committed result files (docs/data/*.json) into Markdown tables at build time.
+"""MkDocs hooks: render the committed result files (docs/data/*.json) into Markdown tables at build time, and
+let the pages open from disk.
 
 A page asks for a table with an HTML comment on a line of its own::
 
@@ -44,3 +45,12 @@ def _render(docs_dir: Path, page_path: str, match: re.Match[str]) -> str:
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     docs_dir = Path(config["docs_dir"])
     return MARKER.sub(lambda m: _render(docs_dir, page.file.src_path, m), markdown)
+
+
+def on_post_build(config: Any) -> None:
+    """Write ``search/search_index.js`` next to the search index: Material's pages load it when opened from disk
+    (file://), and a missing file is a console error there. (Search itself needs a server: a web worker cannot
+    start from file://.)"""
+    index = Path(config["site_dir"]) / "search" / "search_index.json"
+    if index.is_file():
+        (index.parent / "search_index.js").write_text("var __index = " + index.read_text(encoding="utf-8"))
