@@ -5,9 +5,9 @@ A page asks for a table with an HTML comment on a line of its own::
 
     <!-- results-table: data/language_prior.json -->
 
-optionally followed by ``where COLUMN=VALUE`` to keep only the rows whose cell in COLUMN equals VALUE. Each file
-holds ``command`` (what measured it), ``measured`` (when and where), ``columns`` and ``rows``; the table is
-followed by a line that names the file and the command, so a figure on the site is never typed twice.
+optionally followed by ``where COLUMN=VALUE`` to keep only the rows whose cell in COLUMN equals VALUE. Each
+file holds ``command`` (what measured it), ``measured`` (when and where), ``columns`` and ``rows``; the table
+is followed by a line that names the file and the command, so a figure on the site is never typed twice.
 """
 
 from __future__ import annotations
@@ -48,9 +48,11 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
 
 
 def on_post_build(config: Any) -> None:
-    """Write ``search/search_index.js`` next to the search index: Material's pages load it when opened from disk
-    (file://), and a missing file is a console error there. (Search itself needs a server: a web worker cannot
-    start from file://.)"""
+    """Write ``search/search_index.js`` next to the search index.
+
+    Material's pages load it when opened from disk (file://), and a missing file is a console error there.
+    Search itself needs a server: a web worker cannot start from file://.
+    """
     index = Path(config["site_dir"]) / "search" / "search_index.json"
     if index.is_file():
         (index.parent / "search_index.js").write_text("var __index = " + index.read_text(encoding="utf-8"))

@@ -20,7 +20,9 @@ from tests.docs.site import build_site, nav_pages
 
 pytestmark = pytest.mark.slow
 
-BROKEN_IMAGES = "imgs => imgs.filter(i => !i.complete || i.naturalWidth === 0).map(i => i.getAttribute('src'))"
+BROKEN_IMAGES = (
+    "imgs => imgs.filter(i => !i.complete || i.naturalWidth === 0).map(i => i.getAttribute('src'))"
+)
 NAV_LINKS = "els => els.map(e => e.href)"
 
 
@@ -99,6 +101,8 @@ def test_the_search_box_finds_few_shot(page: Any, server: str) -> None:
     titles = " ".join(results.all_inner_texts()).lower()
     assert "few-shot" in titles
     assert page.locator(".md-search-result__meta").inner_text().strip().split()[0].isdigit()
-    hrefs = page.eval_on_selector_all(".md-search-result__link", "els => els.map(e => e.getAttribute('href'))")
+    hrefs = page.eval_on_selector_all(
+        ".md-search-result__link", "els => els.map(e => e.getAttribute('href'))"
+    )
     assert any("language-priors" in h for h in hrefs), hrefs
     assert page.problems == []

@@ -22,7 +22,9 @@ def build_site(out: Path) -> Path:
         text=True,
         timeout=600,
     )
-    assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    assert proc.returncode == 0, (
+        f"mkdocs build --strict failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    )
     return out
 
 

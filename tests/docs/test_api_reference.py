@@ -4,7 +4,6 @@ the built API reference (mkdocstrings gives each documented object an anchor nam
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 

@@ -120,7 +120,9 @@ def _pages_with_runnable_blocks() -> list[pytest.param]:
 
 @pytest.mark.parametrize("page", _pages_with_runnable_blocks())
 def test_the_examples_of_a_page_run(page: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    blocks = [b for b in parse_blocks((DOCS / page).read_text(encoding="utf-8"), page) if b.skip_reason is None]
+    blocks = [
+        b for b in parse_blocks((DOCS / page).read_text(encoding="utf-8"), page) if b.skip_reason is None
+    ]
     work = tmp_path / "work"
     work.mkdir()
     cache = tmp_path / "cache"
