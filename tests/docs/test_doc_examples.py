@@ -118,16 +118,23 @@ def _pages_with_runnable_blocks() -> list[pytest.param]:
     return params
 
 
+@pytest.fixture(scope="session")
+def doc_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One data cache for the pages a test process runs: the built-in blur set is built once, not per page."""
+    return tmp_path_factory.mktemp("ordinalclip-cache")
+
+
 @pytest.mark.parametrize("page", _pages_with_runnable_blocks())
-def test_the_examples_of_a_page_run(page: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_examples_of_a_page_run(
+    page: str, tmp_path: Path, doc_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     blocks = [
         b for b in parse_blocks((DOCS / page).read_text(encoding="utf-8"), page) if b.skip_reason is None
     ]
     work = tmp_path / "work"
     work.mkdir()
-    cache = tmp_path / "cache"
     monkeypatch.chdir(work)
-    monkeypatch.setenv("ORDINALCLIP_CACHE", str(cache))
+    monkeypatch.setenv("ORDINALCLIP_CACHE", str(doc_cache))
     # the examples say `-c configs/...` as in a clone: the repository's configs/ link, seen from the work folder
     (work / "configs").symlink_to(REPO_ROOT / "configs")
     env = dict(os.environ)
