@@ -5,9 +5,10 @@ A page asks for a table with an HTML comment on a line of its own::
 
     <!-- results-table: data/language_prior.json -->
 
-optionally followed by ``where COLUMN=VALUE`` to keep only the rows whose cell in COLUMN equals VALUE. Each
-file holds ``command`` (what measured it), ``measured`` (when and where), ``columns`` and ``rows``; the table
-is followed by a line that names the file and the command, so a figure on the site is never typed twice.
+optionally followed by ``where COLUMN=VALUE`` to keep only the rows whose cell in COLUMN equals VALUE (and
+leave that column out). Each file holds ``command`` (what measured it), ``measured`` (when and where),
+``columns`` and ``rows``; the table is followed by a line that names the file and the command, so a figure on
+the site is never typed twice.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ def _render(docs_dir: Path, page_path: str, match: re.Match[str]) -> str:
         rows = [row for row in rows if row[k] == match["val"].strip()]
         if not rows:
             raise ValueError(f"{page_path}: results-table: no row of docs/{rel} has {col} = {match['val']!r}")
+        # the column is the same in every row shown: the page's heading says it
+        columns = columns[:k] + columns[k + 1 :]
+        rows = [row[:k] + row[k + 1 :] for row in rows]
     lines = ["| " + " | ".join(columns) + " |", "| " + " | ".join("---" for _ in columns) + " |"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     source = f"*Generated from `docs/{rel}` ({data['measured']}; measured with `{data['command']}`).*"
