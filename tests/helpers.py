@@ -506,3 +506,25 @@ def write_raw_checkpoint(model: torch.nn.Module, config: dict, path: Path, **met
         path,
     )
     return path
+
+
+# ------------------------------------------------------------------------------------------ serve, loopback
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def png_bytes(seed: int, size: tuple[int, int] = (48, 40)) -> bytes:
+    """A random RGB PNG of ``size`` (width, height), as bytes."""
+    import io
+
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()

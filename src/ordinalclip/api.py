@@ -436,8 +436,9 @@ def _train(
     except TrainingInterrupted as err:
         err.run_dir = out  # type: ignore[attr-defined]
         raise
-    except Exception as err:
-        if type(err).__name__ == "SIGTERMException":  # Lightning's own stop at an epoch end
+    except (Exception, SystemExit) as err:
+        # Lightning's own stop at an epoch end: SIGTERMException is a SystemExit, not an Exception
+        if type(err).__name__ == "SIGTERMException":
             interrupted = TrainingInterrupted(
                 "SIGTERM", str(last_path) if last_path.is_file() else None, trainer.global_step
             )

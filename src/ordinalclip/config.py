@@ -253,6 +253,46 @@ def _positive(value: int | None, key: str, minimum: int = 1) -> None:
         raise ConfigError(f"{key}: expected an integer >= {minimum}, got {value}")
 
 
+MAX_SEED = 2**32 - 1  # numpy's seed range (Lightning's seed_everything seeds numpy, torch and random)
+# Text models encode one prompt per rank (77 tokens) at every step: the activations grow with the rank count.
+MAX_TEXT_RANKS = 4096
+# tokens x width x float32 bytes x layers x about 4 tensors kept per layer for the backward pass
+TEXT_GB_PER_RANK = 77 * 512 * 4 * 12 * 4 / 1e9
+
+
+def _check_ranks_and_seeds(cfg: RunConfig) -> None:
+    """Seeds in numpy's range, a rank count a text tower can encode, base ranks in [2, num_ranks]."""
+    for key, seed in (
+        ("trainer.seed", cfg.trainer.seed),
+        ("data.few_shot.seed", cfg.data.few_shot.seed),
+        ("data.label_shift.seed", cfg.data.label_shift.seed),
+        ("data.demo.seed", cfg.data.demo.seed),
+    ):
+        if seed is not None and not 0 <= seed <= MAX_SEED:
+            raise ConfigError(f"{key}: expected an integer in [0, 2**32 - 1 = {MAX_SEED}], got {seed}")
+    m = cfg.model
+    if m.uses_text() and m.num_ranks > MAX_TEXT_RANKS:
+        raise ConfigError(
+            f"model.num_ranks: {m.num_ranks} ranks means {m.num_ranks:,} prompts through the text tower at "
+            f"every step, about {m.num_ranks * TEXT_GB_PER_RANK:,.0f} GB of activations for a ViT-B text "
+            f"tower; model.arch {m.arch!r} takes at most {MAX_TEXT_RANKS} ranks (group the labels into "
+            "fewer ranks, or use model.arch: cosine or linear)"
+        )
+    if m.arch == "prompts" and m.prompts.learner == "rank" and m.num_ranks >= 2:
+        base = m.prompts.num_base_ranks
+        # one base rank gives every rank the same prompt, unless each rank has its own context
+        low = 1 if m.prompts.rank_specific_context else 2
+        if base > m.num_ranks:
+            raise ConfigError(
+                f"model.prompts.num_base_ranks: expected at most model.num_ranks = {m.num_ranks}, got {base}"
+            )
+        if base < low:
+            raise ConfigError(
+                f"model.prompts.num_base_ranks: expected an integer in [{low}, {m.num_ranks}], got {base}"
+                + (": one base rank gives every rank the same prompt" if base == 1 else "")
+            )
+
+
 def check_run_config(cfg: RunConfig) -> None:
     """Value checks the type system cannot express (ranges, pairs that go together)."""
     d, o, t = cfg.data, cfg.optim, cfg.trainer
@@ -317,6 +357,7 @@ def check_run_config(cfg: RunConfig) -> None:
     for i, beta in enumerate(o.betas):
         if not 0.0 <= beta < 1.0:
             raise ConfigError(f"optim.betas[{i}]: expected a value in [0, 1), got {beta}")
+    _check_ranks_and_seeds(cfg)
     _check_loss(cfg)
 
 

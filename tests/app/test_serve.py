@@ -3,11 +3,9 @@ gets a JSON 4xx and never stops the server, and the page works in a real browser
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -31,24 +29,10 @@ from ordinalclip.modeling import (  # noqa: E402
     ModelConfig,
     build_model,  # noqa: E402
 )
-from tests.helpers import PREP, REPO_ROOT, tiny_vit_config  # noqa: E402
+from tests.helpers import PREP, REPO_ROOT, free_port, png_bytes, tiny_vit_config  # noqa: E402
 
 ROOT = REPO_ROOT
 NAMES = ["sharp", "soft", "blurred", "very blurred", "unreadable"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def png(seed: int, size: tuple[int, int] = (48, 40)) -> bytes:
-    rng = np.random.default_rng(seed)
-    img = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +76,7 @@ def _post(url: str, files: list[tuple[str, bytes]], **kw) -> requests.Response:
 def test_health_and_predictions_match_the_predictor(server, predictor, tmp_path):
     health = requests.get(f"{server}/health", timeout=10).json()
     assert health["status"] == "ok" and health["num_ranks"] == 5 and health["ranks"]["names"] == NAMES
-    images = [("a.png", png(1)), ("b.png", png(2, (64, 30))), ("c.png", png(3))]
+    images = [("a.png", png_bytes(1)), ("b.png", png_bytes(2, (64, 30))), ("c.png", png_bytes(3))]
     r = _post(server, images)
     assert r.status_code == 200, r.text
     got = r.json()["predictions"]
@@ -114,7 +98,7 @@ def test_concurrent_requests_share_a_forward(server):
 
     def one(i: int) -> None:
         barrier.wait()
-        codes.append(_post(server, [(f"{i}.png", png(10 + i))]).status_code)
+        codes.append(_post(server, [(f"{i}.png", png_bytes(10 + i))]).status_code)
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
     for t in threads:
@@ -128,17 +112,17 @@ def test_concurrent_requests_share_a_forward(server):
 
 
 def test_bad_input_is_a_json_4xx_and_the_server_goes_on(server):
-    big = png(5, (180, 180))  # ~97 kB of noise: over the 50 kB per-image limit of this server
-    huge = png(7, (400, 400))  # ~480 kB: over the whole-request limit (4 images of 50 kB)
+    big = png_bytes(5, (180, 180))  # ~97 kB of noise: over the 50 kB per-image limit of this server
+    huge = png_bytes(7, (400, 400))  # ~480 kB: over the whole-request limit (4 images of 50 kB)
     assert 50_000 < len(big) < 200_000 < len(huge)
-    truncated = png(6)[:60]
+    truncated = png_bytes(6)[:60]
     cases = [
         (_post(server, [("notes.txt", b"hello, not an image")]), 400, "notes.txt: not an image"),
         (_post(server, [("broken.png", truncated)]), 400, "broken.png"),
         (_post(server, [("big.png", big)]), 413, "big.png: larger than the limit"),
         (_post(server, [("huge.png", huge)]), 413, "is larger than 4 images of 50,000 bytes"),
         (_post(server, [("empty.png", b"")]), 400, "empty.png: empty file"),
-        (_post(server, [(f"{i}.png", png(i)) for i in range(5)]), 400, "Too many files"),
+        (_post(server, [(f"{i}.png", png_bytes(i)) for i in range(5)]), 400, "Too many files"),
         (
             requests.post(f"{server}/predict", json={"image": "x"}, timeout=10),
             415,
@@ -158,7 +142,7 @@ def test_bad_input_is_a_json_4xx_and_the_server_goes_on(server):
         assert response.status_code == status, (status, response.text)
         assert response.headers["content-type"].startswith("application/json")
         assert text in response.json()["error"]
-    ok = _post(server, [("a.png", png(1))])  # still serving
+    ok = _post(server, [("a.png", png_bytes(1))])  # still serving
     assert ok.status_code == 200 and len(ok.json()["predictions"]) == 1
 
 

@@ -60,7 +60,7 @@ from tests.helpers import (
 COSINE = {"arch": "cosine", "num_ranks": 4, "embed_dim": 6, "image": {"kind": "features", "input_dim": 8}}
 
 
-def tiny_clip_model_config() -> ModelConfig:
+def tiny_vit_config() -> ModelConfig:
     """A 5-rank OrdinalCLIP on the tiny CLIP (32x32 images, 32-d embeddings)."""
     return ModelConfig(
         clip=ClipConfig(name=None, custom=tiny_clip_custom()),
@@ -174,7 +174,7 @@ def test_decompression_bomb_warning_names_the_file(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def image_export(tmp_path_factory) -> Path:
     torch.manual_seed(0)
-    cfg = tiny_clip_model_config()
+    cfg = tiny_vit_config()
     folder = tmp_path_factory.mktemp("export")
     return export_head(build_model(cfg).eval(), cfg, folder / "m.safetensors", preprocess=PREP)
 
@@ -312,7 +312,7 @@ def test_nan_predictions_never_exit_0(features_root, tmp_path, capsys):
 
 def test_a_checkpoint_with_nan_weights_fails_eval_and_predict(image_export, tmp_path, capsys):
     torch.manual_seed(0)
-    model_cfg = tiny_clip_model_config()
+    model_cfg = tiny_vit_config()
     model = build_model(model_cfg).eval()
     with torch.no_grad():
         next(p for n, p in model.named_parameters() if "image_tower" in n).fill_(float("nan"))

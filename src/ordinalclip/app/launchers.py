@@ -53,6 +53,7 @@ LAUNCHERS = ("local", "submitit", "ray")
 # Loggers whose records go to a task's log file (the root logger is left to the caller).
 LOGGERS = ("ordinalclip", "lightning.pytorch", "lightning.fabric", "py.warnings")
 GRACE_S = 60.0  # after SIGTERM (time limit), how long a worker may take to write its checkpoint
+STARTED = "started"  # what a pool worker sends when it begins a task (then the task's Outcome)
 
 
 @dataclass
@@ -95,7 +96,9 @@ class Launch:
 
     @property
     def in_process(self) -> bool:
-        return self.launcher == "local" and self.jobs == 1
+        """Tasks run in this process: local, one at a time, no time limit (a limit needs a worker process to
+        send SIGTERM to)."""
+        return self.launcher == "local" and self.jobs == 1 and self.time_min is None
 
 
 @dataclass(frozen=True)
@@ -227,6 +230,9 @@ def _worker_main(conn: Any, threads: int, env: dict[str, str]) -> None:
         if message is None:
             return
         fn, args, log_path = message
+        # the task's clock starts now, not when it was sent: a fresh worker's start-up (spawn, imports,
+        # unpickling the task) is not the task's time
+        conn.send(STARTED)
         conn.send(_call(fn, args, log_path, threads))
 
 
@@ -235,7 +241,7 @@ class _Worker:
     process: Any
     conn: Any
     task: int | None = None
-    started: float = 0.0
+    started: float | None = None  # when the worker began its task (None: still starting up, or idle)
     terminated: float | None = None  # when it was sent SIGTERM for running over its time
 
 
@@ -250,6 +256,14 @@ def _visible_gpus(launch: Launch, slot: int) -> dict[str, str]:
         raise ConfigError(f"gpus: {launch.gpus} per task asked, this machine has {count} CUDA device(s)")
     first = (slot * launch.gpus) % count
     return {"CUDA_VISIBLE_DEVICES": ",".join(str((first + k) % count) for k in range(launch.gpus))}
+
+
+def _note_in_log(path: Path, line: str) -> None:
+    """Append ``line`` to a task's log, creating it: a worker killed before its task opened the log would
+    otherwise leave the failure pointing at a file that does not exist."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} launcher: {line}\n")  # not an attempt's "===" header
 
 
 def _run_pool(tasks: Sequence[Task], launch: Launch) -> Iterator[tuple[int, Outcome]]:
@@ -283,7 +297,7 @@ def _run_pool(tasks: Sequence[Task], launch: Launch) -> Iterator[tuple[int, Outc
                         w.process.join()
                         workers[slot] = w = start(slot)
                         w.conn.send((task.fn, task.args, task.log))
-                    w.task, w.started, w.terminated = pending.popleft(), time.monotonic(), None
+                    w.task, w.started, w.terminated = pending.popleft(), None, None
             busy = [w for w in workers if w.task is not None]
             ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=5.0))
             for slot, w in enumerate(workers):
@@ -295,6 +309,9 @@ def _run_pool(tasks: Sequence[Task], launch: Launch) -> Iterator[tuple[int, Outc
                         outcome = w.conn.recv()
                     except (EOFError, OSError):
                         outcome = None
+                    if outcome == STARTED:
+                        w.started = time.monotonic()
+                        continue
                     if outcome is not None:
                         w.task = None
                         if w.terminated is not None and outcome.error is not None:
@@ -312,9 +329,10 @@ def _run_pool(tasks: Sequence[Task], launch: Launch) -> Iterator[tuple[int, Outc
                     if w.terminated is not None:
                         why += f" after running over its time limit ({launch.time_min} min)"
                     workers[slot] = start(slot)
+                    _note_in_log(tasks[index].log, f"worker process died ({why})")
                     yield index, Outcome(error=f"worker process died ({why})")
                     continue
-                if limit is not None and time.monotonic() - w.started > limit:
+                if limit is not None and w.started is not None and time.monotonic() - w.started > limit:
                     if w.terminated is None:
                         w.terminated = time.monotonic()
                         w.process.terminate()  # SIGTERM: a training task writes last.ckpt and stops

@@ -14,6 +14,9 @@ from pathlib import Path
 from ordinalclip.app.plots import plot_few_shot, pyplot
 from ordinalclip.app.runpage import ImageResolver, make_run_page
 from ordinalclip.app.sweeppage import is_sweep_dir, make_sweep_page
+from ordinalclip.errors import ConfigError
+
+RUN_MARKS = ("config.yaml", "metrics.json", "env.json")  # a run folder holds at least one of these
 
 __all__ = ["make_report", "plot_few_shot"]  # plot_few_shot: where the benchmarks found it
 
@@ -30,7 +33,16 @@ def make_report(
     ``images`` maps a prediction's ``path`` to an image file (default: the path itself, when it is one).
     """
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run folder not found: {run_dir}")
+    sweep = is_sweep_dir(run_dir)
+    if not sweep and not any((run_dir / name).is_file() for name in RUN_MARKS):
+        # a page of nothing, written into whatever folder was named (/tmp, a home folder), helps no one
+        raise ConfigError(
+            f"{run_dir} is neither a run folder (no {', '.join(RUN_MARKS)}) nor a sweep folder (no "
+            "*/cell.json): give a folder written by 'ordinalclip train' or 'ordinalclip sweep'"
+        )
     pyplot()  # fail before writing anything when matplotlib is missing
-    if is_sweep_dir(run_dir):
+    if sweep:
         return make_sweep_page(run_dir)
     return make_run_page(run_dir, out_dir, images)

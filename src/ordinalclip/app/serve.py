@@ -17,6 +17,16 @@ go through one forward pass, run in a worker thread so the event loop keeps acce
 one decoder of :mod:`ordinalclip.runtime.decode`: orientation, ICC, bit depth, transparency) and the eval
 transform (numpy) also run in worker threads. With an ``.onnx`` model the server imports no torch. Every bad
 request gets a JSON ``{"error": ...}`` with a 4xx status; a failure inside one request never stops the server.
+
+Limits against abuse (each a :class:`ServeOptions` field and a ``serve`` option with a safe default):
+the bytes of one file and the number of files in one request, the decoded pixels of one image
+(:data:`MAX_PIXELS`) and of one request together (``max_request_pixels``: small files can decode to
+gigabytes); a request whose headers take longer than ``header_timeout`` or whose body takes longer than
+``body_timeout`` is dropped (slow clients cannot hold connections open), idle connections close after
+``keep_alive``, connections beyond ``max_connections`` get 503; the ``Host`` header must name this server
+(``allowed_hosts``: a web page on another site that points its own name at 127.0.0.1, DNS rebinding, cannot
+read the answers). There is no authentication or TLS: bind another address than loopback only behind a
+proxy that adds them (``serve`` warns).
 """
 
 from __future__ import annotations
@@ -24,9 +34,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import ctypes
+import ctypes.util
 import io
+import ipaddress
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -62,7 +76,127 @@ class ServeOptions:
     max_wait_ms: float = 5.0  # how long the first image of a batch waits for company
     max_image_bytes: int = 10 * 1024 * 1024  # largest accepted file
     max_images: int = 64  # most images in one request
+    max_request_pixels: int = 200_000_000  # decoded pixels of one request, all its images together
+    header_timeout: float = 10.0  # seconds to send a request's headers
+    body_timeout: float = 60.0  # seconds to send a request's body
+    keep_alive: float = 5.0  # seconds an idle connection stays open
+    max_connections: int = 200  # open connections beyond which requests get 503
+    allowed_hosts: tuple[str, ...] | None = None  # Host header names; None: localhost, IPs and `host`
     device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        positive = {
+            "max_batch": self.max_batch,
+            "max_image_bytes": self.max_image_bytes,
+            "max_images": self.max_images,
+            "max_request_pixels": self.max_request_pixels,
+            "header_timeout": self.header_timeout,
+            "body_timeout": self.body_timeout,
+            "keep_alive": self.keep_alive,
+            "max_connections": self.max_connections,
+        }
+        for name, value in positive.items():
+            if not value > 0:
+                raise ValueError(f"ServeOptions.{name} must be > 0, got {value}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"ServeOptions.port must be in [0, 65535], got {self.port}")
+        if not self.max_wait_ms >= 0:
+            raise ValueError(f"ServeOptions.max_wait_ms must be >= 0, got {self.max_wait_ms}")
+
+
+LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
+
+
+def is_loopback(host: str) -> bool:
+    """True when binding ``host`` serves this machine only (``localhost``, 127.0.0.0/8, ``::1``)."""
+    if host.lower() in LOCAL_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def host_allowed(header: str, bound: str, allowed: tuple[str, ...] | None) -> bool:
+    """Whether a request's ``Host`` header (``name``, ``name:port``, ``[v6]:port``) names this server.
+
+    ``allowed`` None: localhost names, any IP address (a DNS-rebinding page reaches the server under its own
+    domain name, never under an address) and the bound ``host``; ``"*"`` in ``allowed`` accepts anything.
+    """
+    if allowed is not None and "*" in allowed:
+        return True
+    name = header.strip().lower()
+    if name.startswith("["):  # [v6] or [v6]:port
+        name = name[1 : name.find("]")] if "]" in name else ""
+    elif name.count(":") == 1:
+        name = name.split(":", 1)[0]
+    name = name.rstrip(".")
+    if not name:
+        return False
+    names = set(LOCAL_NAMES) | {bound.lower().strip("[]")}
+    if allowed is not None:
+        names |= {a.lower().strip("[]").rstrip(".") for a in allowed}
+    if name in names or name.endswith(".localhost"):
+        return True
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return False
+
+
+def _image_pixels(data: bytes) -> int:
+    """The pixel count an upload's header declares (0 when it is not a readable image: decoding reports)."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:  # lazy: reads the header only
+            return int(img.width) * int(img.height)
+    except Exception:  # noqa: BLE001 - _decode gives the reason for a file it cannot read
+        return 0
+
+
+_libc: Any = None
+
+
+def give_memory_back() -> None:
+    """Return freed heap memory to the system (glibc ``malloc_trim``): decoding large images leaves freed
+    arenas that glibc otherwise keeps, so the server's RSS would stay at its peak."""
+    global _libc
+    if not sys.platform.startswith("linux"):
+        return
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            _libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):
+            _libc = False
+    if _libc:
+        _libc.malloc_trim(0)
+
+
+class _HostCheck:
+    """ASGI middleware answering 421 to a request whose ``Host`` header is not a name of this server
+    (:func:`host_allowed`)."""
+
+    def __init__(self, app: Any, bound: str, allowed: tuple[str, ...] | None) -> None:
+        self.app, self.bound, self.allowed = app, bound, allowed
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            if not host_allowed(host, self.bound, self.allowed):
+                response = JSONResponse(
+                    {
+                        "error": f"Host {host!r} is not a name of this server (ordinalclip serve "
+                        "--allowed-hosts NAME accepts it)"
+                    },
+                    status_code=421,
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+TRIM_PIXELS = 20_000_000  # a request decoding more gives its memory back when it ends
 
 
 class RequestError(Exception):
@@ -222,11 +356,13 @@ def create_app(predictor: Predictor, options: ServeOptions | None = None, model_
         log.exception("request failed")
         return error(500, f"internal error: {type(err).__name__}: {err}")
 
-    @app.get("/", response_class=HTMLResponse)
+    app.add_middleware(_HostCheck, bound=opts.host, allowed=opts.allowed_hosts)
+
+    @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
     async def index() -> HTMLResponse:
         return HTMLResponse(page)
 
-    @app.get("/health")
+    @app.api_route("/health", methods=["GET", "HEAD"])
     async def health() -> dict[str, Any]:
         return {
             "status": "ok",
@@ -239,18 +375,21 @@ def create_app(predictor: Predictor, options: ServeOptions | None = None, model_
             "max_batch": opts.max_batch,
             "max_image_bytes": opts.max_image_bytes,
             "max_images": opts.max_images,
+            "max_request_pixels": opts.max_request_pixels,
         }
 
     @app.post("/predict")
     async def predict(request: Request) -> dict[str, Any]:
         ctype = request.headers.get("content-type", "")
+        length = request.headers.get("content-length")
+        if length == "0" or (length is None and not ctype and "transfer-encoding" not in request.headers):
+            raise RequestError(400, "empty request body: send one or more image files")
         if not ctype.lower().startswith("multipart/form-data"):
             raise RequestError(
                 415,
                 f"expected multipart/form-data with one or more image files, got content type "
                 f"{ctype or 'none'!r} (e.g. curl -F files=@photo.jpg URL/predict)",
             )
-        length = request.headers.get("content-length")
         if length is None:
             raise RequestError(411, "the request needs a Content-Length header")
         limit = opts.max_images * (opts.max_image_bytes + 4096)
@@ -263,9 +402,18 @@ def create_app(predictor: Predictor, options: ServeOptions | None = None, model_
         if int(length) == 0:
             raise RequestError(400, "empty request body: send one or more image files")
         try:
-            form = await request.form(max_files=opts.max_images, max_fields=opts.max_images)
+            form = await asyncio.wait_for(
+                request.form(max_files=opts.max_images, max_fields=opts.max_images), opts.body_timeout
+            )
+        except asyncio.TimeoutError:
+            raise RequestError(
+                408,
+                f"the request body took longer than {opts.body_timeout:g} s "
+                "(ordinalclip serve --body-timeout)",
+            ) from None
         except Exception as err:  # noqa: BLE001 - Starlette raises its own errors for malformed multipart
             raise RequestError(400, f"cannot read the multipart body: {err}") from None
+        pixels = 0
         try:
             uploads = [(key, v) for key, v in form.multi_items() if not isinstance(v, str)]
             if not uploads:
@@ -283,10 +431,21 @@ def create_app(predictor: Predictor, options: ServeOptions | None = None, model_
                     )
                 if not data:
                     raise RequestError(400, f"{name}: empty file")
+                # the budget is checked before decoding: the header says how large the image will be
+                pixels += _image_pixels(data)
+                if pixels > opts.max_request_pixels:
+                    raise RequestError(
+                        413,
+                        f"{name}: the images up to this one decode to {pixels:,} pixels, more than the "
+                        f"{opts.max_request_pixels:,} one request may "
+                        "(ordinalclip serve --max-request-mpixels)",
+                    )
                 tensors.append(await asyncio.to_thread(_decode, data, name, predictor))
                 names.append(name)
         finally:
             await form.close()
+            if pixels > TRIM_PIXELS:
+                await asyncio.to_thread(give_memory_back)
         rows = await batcher.submit(tensors)
         return {"predictions": [{"file": n, **row} for n, row in zip(names, rows)]}
 
@@ -298,6 +457,65 @@ def _model_name(model: str | os.PathLike[str]) -> str:
     return path.name or str(path)
 
 
+def _protocol(header_timeout: float) -> type:
+    """uvicorn's h11 protocol with a deadline on each request's headers (uvicorn has none: a client that
+    sends half a request line and stalls would hold its connection, and a slot, for ever)."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderDeadline(H11Protocol):
+        _deadline: asyncio.TimerHandle | None = None
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._deadline = self.loop.call_later(header_timeout, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _too_slow(self) -> None:
+            self._deadline = None
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                self.transport.close()  # headers still incomplete: drop the connection
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            if self.conn.their_state is not h11.IDLE:
+                self._disarm()  # the headers are in: the app's body timeout takes over
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()  # the next request on this connection gets its own deadline
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return HeaderDeadline
+
+
+def uvicorn_config(app: Any, opts: ServeOptions) -> Any:
+    """The ``uvicorn.Config`` serving ``app`` with the limits of ``opts`` (timeouts, connections)."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        host=opts.host,
+        port=opts.port,
+        log_level="warning",
+        http=_protocol(opts.header_timeout),
+        timeout_keep_alive=max(1, round(opts.keep_alive)),
+        limit_concurrency=opts.max_connections,
+    )
+
+
 def serve(model: str | os.PathLike[str], options: ServeOptions | None = None) -> None:
     """Load ``model`` (an export, a checkpoint or a run folder) and serve it until interrupted."""
     import uvicorn
@@ -305,8 +523,15 @@ def serve(model: str | os.PathLike[str], options: ServeOptions | None = None) ->
     opts = options or ServeOptions()
     predictor = Predictor(model, device=opts.device)
     app = create_app(predictor, opts, _model_name(model))
+    if not is_loopback(opts.host):
+        print(
+            f"warning: serving on {opts.host}, reachable from other machines, with no authentication, TLS or "
+            "rate limit: put it behind a proxy that adds them, or bind 127.0.0.1",
+            file=sys.stderr,
+            flush=True,
+        )
     print(f"serving {model} on http://{opts.host}:{opts.port}/ (Ctrl-C stops)", flush=True)
-    uvicorn.run(app, host=opts.host, port=opts.port, log_level="warning")
+    uvicorn.Server(uvicorn_config(app, opts)).run()
 
 
 @contextlib.contextmanager
@@ -315,7 +540,7 @@ def running_server(predictor: Predictor, options: ServeOptions, model_name: str 
     import uvicorn
 
     app = create_app(predictor, options, model_name)
-    server = uvicorn.Server(uvicorn.Config(app, host=options.host, port=options.port, log_level="warning"))
+    server = uvicorn.Server(uvicorn_config(app, options))
     thread = threading.Thread(target=server.run, name="ordinalclip-serve", daemon=True)
     thread.start()
     try:

@@ -73,7 +73,8 @@ from ordinalclip.config_files import config_path
 from ordinalclip.configtools import ConfigError, parse_override
 from ordinalclip.engine.callbacks import EvaluateOnly
 from ordinalclip.engine.errors import TrainingInterrupted
-from ordinalclip.errors import SweepError
+from ordinalclip.engine.run import run_dir_lock
+from ordinalclip.errors import RunDirInUse, SweepError
 from ordinalclip.fileio import atomic_write, atomic_write_text, write_json
 
 __all__ = [
@@ -247,6 +248,10 @@ def _run_cell(cell: Cell, out_dir: Path, callbacks: Sequence[L.Callback]) -> Cel
     status: Status = "trained"
     if run_dir.exists():
         _check_record(cell, run_dir)
+        # another sweep into the same folder may be running this cell now: its folder must not be resumed
+        # or removed under it (RunDirInUse, the cell is left to that sweep)
+        with run_dir_lock(run_dir):
+            pass
         last = run_dir / "checkpoints" / "last.ckpt"
         if not cell.untrained and last.is_file() and (run_dir / "config.yaml").is_file():
             try:
@@ -348,9 +353,24 @@ def run_cells(
                 progress(r)
     except (TrainingInterrupted, KeyboardInterrupt):
         if results:
-            write_summary(SweepResult(out, [results[i] for i in sorted(results)]), grid_keys, metric)
+            write_summary(
+                SweepResult(out, [_settled(results[i]) for i in sorted(results)]), grid_keys, metric
+            )
         raise
-    return write_summary(SweepResult(out, [results[i] for i in sorted(results)]), grid_keys, metric)
+    return write_summary(SweepResult(out, [_settled(results[i]) for i in sorted(results)]), grid_keys, metric)
+
+
+def _settled(result: CellResult) -> CellResult:
+    """``result``, or, for a cell that did not finish here but whose folder now holds its metrics (another
+    sweep into the same folder finished it meanwhile), the finished cell as found on disk."""
+    metrics = result.run_dir / "metrics.json"
+    if result.status in ("failed", "unfinished") and metrics.is_file():
+        try:
+            _check_record(result.cell, result.run_dir)
+            return CellResult(result.cell, "skipped", result.run_dir, read_json(metrics), log=result.log)
+        except (SweepError, OSError, ValueError):
+            return result
+    return result
 
 
 def _cell_task(cell: Cell, out: Path, callbacks: Sequence[L.Callback], in_worker: bool) -> CellResult:
@@ -363,6 +383,15 @@ def _cell_task(cell: Cell, out: Path, callbacks: Sequence[L.Callback], in_worker
         if result.status != "skipped":
             _cell_report(result)
         return result
+    except RunDirInUse as err:  # another sweep into this folder runs the cell now: not a failure of it
+        log.warning("sweep cell %s: %s", cell.name, err)
+        return CellResult(
+            cell,
+            "unfinished",
+            out / cell.name,
+            error=f"being run by another process: {err}",
+            log=log_path(out, cell),
+        )
     except SweepError:
         if not in_worker:
             raise

@@ -29,7 +29,7 @@ from typing import Any
 import filelock
 
 import ordinalclip
-from ordinalclip.errors import RunDirInUse
+from ordinalclip.errors import ConfigError, RunDirInUse
 
 log = logging.getLogger(__name__)
 
@@ -172,3 +172,37 @@ def remove_stale_temps(run_dir: str | os.PathLike[str]) -> list[Path]:
             removed.append(path)
             log.info("removed a temporary file left by an interrupted run: %s", path)
     return removed
+
+
+# ------------------------------------------------------------------------------------------- continuing a run
+
+
+def trained_epochs(run_dir: str | os.PathLike[str]) -> int | None:
+    """How many epochs the checkpoints of ``run_dir`` have completed (the most of ``last.ckpt`` and
+    ``best.ckpt``; None without a readable one). Tensors are memory-mapped, not read: cheap for any size."""
+    import torch
+
+    done: list[int] = []
+    for name in ("last.ckpt", "best.ckpt"):
+        path = Path(run_dir) / "checkpoints" / name
+        if not path.is_file():
+            continue
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            progress = ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"]
+            done.append(int(progress))
+        except Exception:  # noqa: BLE001 - a damaged checkpoint is reported by the resume itself
+            continue
+    return max(done) if done else None
+
+
+def check_resume_epochs(run_dir: str | os.PathLike[str], max_epochs: int) -> None:
+    """Refuse to continue ``run_dir`` with ``max_epochs`` below what it has already trained: Lightning would
+    train nothing, and the run's config.yaml would be rewritten with the lower count."""
+    done = trained_epochs(run_dir)
+    if done is not None and max_epochs < done:
+        raise ConfigError(
+            f"--resume: {run_dir} has already trained {done} epochs, more than trainer.max_epochs = "
+            f"{max_epochs}: nothing would be trained (config.yaml is left as it is); to train further set "
+            f"trainer.max_epochs above {done}, to evaluate use 'ordinalclip eval {run_dir}'"
+        )

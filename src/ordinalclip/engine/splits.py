@@ -144,6 +144,7 @@ def _read_sources(cfg: RunConfig) -> tuple[RankSpace, dict[str, list[Sample] | N
             raise ConfigError(f"data.root: the {d.benchmark} benchmark needs its dataset root folder")
         bench = load_benchmark(str(d.benchmark), d.root, **kwargs)
         _check_num_ranks(cfg, bench.ranks.num_ranks, f"benchmark {d.benchmark}")
+        _check_rank_names(cfg, bench.ranks.names, f"the {d.benchmark} benchmark")
         return bench.ranks, bench.splits()
     if d.format == "demo":
         from ordinalclip.data.blur import build_blur_dataset
@@ -157,6 +158,7 @@ def _read_sources(cfg: RunConfig) -> tuple[RankSpace, dict[str, list[Sample] | N
             progress=False,
         )
         ranks = RankSpace(demo.num_ranks, names=demo.rank_names)
+        _check_rank_names(cfg, ranks.names, "the built-in demo data")
         return ranks, {s: read_list_file(demo.list_file(s), demo.root, ranks) for s in SPLITS}
     ranks = rank_space(cfg)
     if d.train is None:
@@ -174,6 +176,19 @@ def _read_sources(cfg: RunConfig) -> tuple[RankSpace, dict[str, list[Sample] | N
             log.warning("no %s rows in %s: the run has no %s split", split, source, split)
             splits[split] = None
     return ranks, splits
+
+
+def _check_rank_names(cfg: RunConfig, names: Sequence[str] | None, what: str) -> None:
+    """Refuse data.rank_names (or a file) that a built-in data set would silently replace with its own."""
+    d = cfg.data
+    if d.rank_names_file is not None:
+        raise ConfigError(f"data.rank_names_file: {what} names its own ranks; remove data.rank_names_file")
+    if d.rank_names is not None and list(d.rank_names) != list(names or []):
+        theirs = ", ".join(names) if names else "none: they are numbered"
+        raise ConfigError(
+            f"data.rank_names: {what} names its own ranks ({theirs}); remove data.rank_names (the run's "
+            "config.yaml records them)"
+        )
 
 
 def _check_num_ranks(cfg: RunConfig, num_ranks: int, what: str) -> None:

@@ -8,7 +8,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from ordinalclip.app.commands.common import add_command, add_overrides
+from ordinalclip.app.commands.common import add_command, add_overrides, int_at_least
 from ordinalclip.app.pagekit import fixed_width_table
 from ordinalclip.app.tables import TABLE_METRICS
 
@@ -115,7 +115,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("inputs", help="an image folder, a list file or a CSV")
     p.add_argument("-o", "--out", required=True, help="output CSV")
     p.add_argument("--probabilities", action="store_true", help="add one probability column per rank")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int_at_least(1), default=64)
     p.set_defaults(func=_predict)
 
     p = add_command(
@@ -189,6 +189,7 @@ def _train(args: argparse.Namespace) -> int:
             raise ConfigError(
                 "--resume takes the run folder's own config: no -c, --run-dir or --folds with it"
             )
+        _check_resume(args.resume, args.overrides)
         run = api.fit(resume=args.resume, overrides=args.overrides)
     elif not args.config:
         raise ConfigError(
@@ -217,6 +218,22 @@ def _train(args: argparse.Namespace) -> int:
     print(f"run folder: {run.run_dir}")
     _print_run(run.metrics)
     return 0
+
+
+def _check_resume(run_dir: str, overrides: Sequence[str]) -> None:
+    """Refuse a resume whose trainer.max_epochs is below the epochs already trained, before anything is
+    written."""
+    from pathlib import Path
+
+    from ordinalclip.configtools import apply_overrides, load_yaml
+    from ordinalclip.engine.run import check_resume_epochs
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        return  # fit names the problem
+    trainer = apply_overrides(load_yaml(path), list(overrides)).get("trainer") or {}
+    if isinstance(trainer.get("max_epochs"), int):
+        check_resume_epochs(run_dir, trainer["max_epochs"])
 
 
 def _eval(args: argparse.Namespace) -> int:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ordinalclip.app.commands.common import add_command
+from ordinalclip.app.commands.common import add_command, int_at_least, non_negative_float, positive_float
+from ordinalclip.errors import ConfigError
 
 DEMO_EXAMPLE = """\
 examples:
@@ -42,21 +43,65 @@ def add_commands(sub: Any) -> None:
     )
     p.add_argument("model", help="an export (.safetensors or .onnx), a checkpoint (.ckpt) or a run folder")
     p.add_argument(
-        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1: this machine only; any other prints a warning: there is "
+        "no authentication, TLS or rate limit)",
     )
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--max-batch", type=int, default=32, help="most images in one forward (default 32)")
+    p.add_argument("--port", type=int_at_least(1, 65535), default=8000)
+    p.add_argument(
+        "--max-batch", type=int_at_least(1), default=32, help="most images in one forward (default 32)"
+    )
     p.add_argument(
         "--max-wait-ms",
-        type=float,
+        type=non_negative_float,
         default=5.0,
         help="how long the first request of a batch waits for others (default 5)",
     )
     p.add_argument(
-        "--max-image-mb", type=float, default=10.0, help="largest accepted image file (default 10)"
+        "--max-image-mb", type=positive_float, default=10.0, help="largest accepted image file (default 10)"
     )
-    p.add_argument("--max-images", type=int, default=64, help="most images in one request (default 64)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--max-images", type=int_at_least(1), default=64, help="most images in one request (default 64)"
+    )
+    p.add_argument(
+        "--max-request-mpixels",
+        type=positive_float,
+        default=200.0,
+        help="most decoded pixels in one request, all its images together, in millions (default 200)",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=positive_float,
+        default=10.0,
+        help="seconds a connection may take to send a request's headers (default 10)",
+    )
+    p.add_argument(
+        "--body-timeout",
+        type=positive_float,
+        default=60.0,
+        help="seconds a request may take to send its body (default 60)",
+    )
+    p.add_argument(
+        "--keep-alive",
+        type=positive_float,
+        default=5.0,
+        help="seconds an idle connection stays open between requests (default 5)",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=int_at_least(1),
+        default=200,
+        help="open connections beyond which requests are answered 503 (default 200)",
+    )
+    p.add_argument(
+        "--allowed-hosts",
+        default=None,
+        metavar="NAMES",
+        help="comma-separated host names the Host header may carry, against DNS rebinding (default: "
+        "localhost names, IP addresses and the --host name; '*' turns the check off)",
+    )
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (checked before loading)")
     p.set_defaults(func=_serve)
 
     p = add_command(
@@ -99,16 +144,51 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(func=_report)
 
 
+def check_device(name: str) -> None:
+    """Raise :class:`ConfigError` (exit 2) for a device torch cannot use here (``cuda:7`` on a machine with
+    one GPU or none), before a model is loaded onto it."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ConfigError(
+            f"--device {name}: not a device name ({err}); use cpu, cuda, cuda:N or mps"
+        ) from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"--device {name}: no CUDA GPU is available here; use --device cpu")
+        if device.index is not None and device.index >= count:
+            raise ConfigError(
+                f"--device {name}: only {count} CUDA GPU{'s' if count > 1 else ''} here "
+                f"(cuda:0{f'..cuda:{count - 1}' if count > 1 else ''})"
+            )
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"--device {name}: MPS is not available here; use --device cpu")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"--device {name}: unsupported device type {device.type!r}; use cpu, cuda or mps")
+
+
 def _serve(args: argparse.Namespace) -> int:
     from ordinalclip.app.serve import ServeOptions, serve
 
+    check_device(args.device)
     opts = ServeOptions(
         host=args.host,
         port=args.port,
         max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms,
-        max_image_bytes=int(args.max_image_mb * 1024 * 1024),
+        max_image_bytes=max(1, int(args.max_image_mb * 1024 * 1024)),
         max_images=args.max_images,
+        max_request_pixels=max(1, int(args.max_request_mpixels * 1_000_000)),
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
+        keep_alive=args.keep_alive,
+        max_connections=args.max_connections,
+        allowed_hosts=tuple(h.strip() for h in args.allowed_hosts.split(",") if h.strip())
+        if args.allowed_hosts is not None
+        else None,
         device=args.device,
     )
     serve(args.model, opts)
