@@ -1,4 +1,4 @@
-"""Issue 26 (robustness, round three), the cases outside the deploy path: one ``error:`` line with exit 1 (the
+"""Robustness, round three: the cases outside the deploy path: one ``error:`` line with exit 1 (the
 environment) or 2 (the input) where a traceback or a silent wrong result was.
 
 1. the CLI's error mapping: disk full (an ``OSError(ENOSPC)`` injected at the write, and a full tmpfs), a
