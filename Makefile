@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.ordinalclip-installed
 # torch/torchvision are pinned together so that pip never pairs a torchvision with a torch it was not built for.
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: test test-fast demo lint bench clean venv browser wheel-check
+.PHONY: test test-fast demo lint bench clean venv browser wheel-check docs
 
 venv: $(STAMP)
 
@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
 	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e ".[test,demo,report,onnx,serve,slurm,ray]"
+	$(PY) -m pip install --quiet -e ".[test,demo,report,onnx,serve,slurm,ray,docs]"
 	touch $(STAMP)
 
 ## a real headless browser for the tests of what a person sees: Debian's chromium (Playwright comes with `.[test]`)
@@ -23,7 +23,7 @@ browser:
 	  echo "warning: could not install chromium (not root?): browser tests will be skipped outside CI"
 
 # modules whose docstring examples are executed (doctests)
-DOCTESTS := src/ordinalclip/losses.py src/ordinalclip/metrics.py src/ordinalclip/fileio.py
+DOCTESTS := src/ordinalclip/losses.py src/ordinalclip/metrics.py src/ordinalclip/fileio.py src/ordinalclip/config.py
 
 ## run the whole test suite (slow tests included), as CI does: lint, format, types, doctests, the wheel check, tests
 test: $(STAMP) browser
@@ -32,11 +32,16 @@ test: $(STAMP) browser
 	$(PY) -m mypy
 	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules $(DOCTESTS)
 	$(MAKE) wheel-check
+	$(MAKE) docs
 	$(PY) -m pytest -n 2 -q tests
 
 ## build the wheel, install it into a fresh venv outside the tree (reusing this venv's torch) and run the commands
 wheel-check: $(STAMP)
 	.ci/wheel_check.sh $(PY)
+
+## the documentation site, built offline into site/ (--strict: a broken link or a missing API object fails it)
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 ## the fast tests only
 test-fast: $(STAMP)
@@ -54,4 +59,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/run_all.py --json benchmarks/results/latest.json
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) runs site .pytest_cache .ruff_cache

@@ -141,7 +141,7 @@ path_st = st.text(
 ).filter(lambda p: p.strip() and not p.startswith("#"))
 
 
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=50)
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=50, deadline=None)
 @given(
     rows=st.lists(
         st.tuples(path_st, st.integers(0, 200), st.none() | st.sampled_from(["a", "b c"])), max_size=10

@@ -177,7 +177,7 @@ path_st = st.text(alphabet=string.ascii_letters + string.digits + "/._-()#", min
 )
 
 
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=60)
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=60, deadline=None)
 @given(
     rows=st.lists(
         st.tuples(path_st, st.integers(16, 77), st.sampled_from([" ", "\t", "  \t "])), max_size=15
@@ -197,7 +197,7 @@ def test_list_file_round_trip(tmp_path, rows, noise):
     assert [(s.path, s.label, s.source) for s in samples] == [(p, r, f"{lst}:{n}") for p, r, n in expected]
 
 
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=80)
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=80, deadline=None)
 @given(content=st.one_of(st.binary(max_size=200), st.text(max_size=200).map(lambda t: t.encode("utf-8"))))
 def test_list_file_garbage_gives_only_data_error(tmp_path, content):
     lst = tmp_path / "garbage.txt"
@@ -282,7 +282,7 @@ csv_path_st = st.text(
 ).filter(lambda p: p.strip() != "")
 
 
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=60)
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=60, deadline=None)
 @given(rows=st.lists(st.tuples(csv_path_st, st.integers(16, 77)), max_size=12))
 def test_csv_round_trip(tmp_path, rows):
     table = tmp_path / "rt.csv"
@@ -291,7 +291,7 @@ def test_csv_round_trip(tmp_path, rows):
     assert [(s.path, s.label) for s in samples] == [(p, a - 16) for p, a in rows]
 
 
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=80)
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=80, deadline=None)
 @given(content=st.one_of(st.binary(max_size=200), st.text(max_size=200).map(lambda t: "path,label\n" + t)))
 def test_csv_garbage_gives_only_data_error(tmp_path, content):
     table = tmp_path / "garbage.csv"
