@@ -32,7 +32,13 @@ LR_C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
 
 # short names for command lines (the text task's and the benchmark's)
 ALIASES = {
-    **dt.METHOD_ALIASES,
+    "zero-shot": dt.ZERO_SHOT,
+    "named": dt.NAMED,
+    "random": dt.RANDOM,
+    "coop": dt.COOP,
+    "linear": "Linear (CE)",
+    "coral": "CORAL",
+    "lr": dt.LOGISTIC_REGRESSION,
     "lr-tuned": LR_TUNED,
     "lr-cv": LR_CV,
     "zslp": ZSLP,

@@ -23,12 +23,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from ordinalclip.app.demo.common import TEXT_MODEL, DemoOptions, slug
+from ordinalclip.app.pagekit import markdown_table
 from ordinalclip.configtools import merge
 from ordinalclip.data.lexicon import LEXICON_RANK_NAMES, LexiconDataset
 
 log = logging.getLogger(__name__)
 
-TEXT_MODEL = "all-MiniLM-L6-v2"
 TEXT_CONTEXT = "the sentiment of this word is"
 TEXT_BASE_NAMES = ["extremely negative", "neutral", "extremely positive"]
 ZERO_SHOT_TEMPLATES = [TEXT_CONTEXT + " {}."]
@@ -46,16 +47,6 @@ TEXT_METHODS = (
     "CORAL",
     LOGISTIC_REGRESSION,
 )
-# short names for command lines
-METHOD_ALIASES = {
-    "zero-shot": ZERO_SHOT,
-    "named": NAMED,
-    "random": RANDOM,
-    "coop": COOP,
-    "linear": "Linear (CE)",
-    "coral": "CORAL",
-    "lr": LOGISTIC_REGRESSION,
-}
 
 
 # The recipe (see the README's language-prior section for the evidence): prompt models keep the prior with a
@@ -304,7 +295,7 @@ def run_text_task(opts: TextTaskOptions) -> tuple[list[TextResult], LexiconDatas
                 shots,
                 seed,
                 cfg,
-                out / "runs" / f"{'full' if full else f'{shots}shot'}-{_slug(method)}-s{seed}",
+                out / "runs" / f"{'full' if full else f'{shots}shot'}-{slug(method)}-s{seed}",
             )
         )
     engine = [j for j in jobs if j[0] not in anchors]
@@ -445,10 +436,6 @@ def _same_config(run_dir: Path, cfg: dict[str, Any]) -> bool:
     return saved == wanted
 
 
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-").replace("--", "-")
-
-
 # ------------------------------------------------------------------------------------------------- summary
 
 
@@ -506,21 +493,20 @@ def text_table(summary: dict[str, dict[str, dict[str, Any]]]) -> str:
         return body + unit if n < 2 else body + (f" ± {std:.1f}{unit}" if pct else f" ± {std:.3f}")
 
     settings = list(dict.fromkeys(s for by in summary.values() for s in by))
-    lines = [
-        "| setting | method | MAE (exp) | MAE (argmax) | ordinality | steps |",
-        "| --- | --- | --- | --- | --- | --- |",
+    rows = [
+        [
+            setting,
+            method,
+            fmt(cell["mae_exp"], cell["n"]),
+            fmt(cell["mae_max"], cell["n"]),
+            fmt(cell["ordinality"], cell["n"], pct=True),
+            cell["steps"] or "–",
+        ]
+        for setting in settings
+        for method, by in summary.items()
+        if (cell := by.get(setting)) is not None
     ]
-    for setting in settings:
-        for method in summary:
-            cell = summary[method].get(setting)
-            if cell is None:
-                continue
-            lines.append(
-                f"| {setting} | {method} | {fmt(cell['mae_exp'], cell['n'])} | "
-                f"{fmt(cell['mae_max'], cell['n'])} | {fmt(cell['ordinality'], cell['n'], pct=True)} | "
-                f"{cell['steps'] or '–'} |"
-            )
-    return "\n".join(lines)
+    return markdown_table(["setting", "method", "MAE (exp)", "MAE (argmax)", "ordinality", "steps"], rows)
 
 
 def few_shot_curves(results: Sequence[TextResult]) -> dict[str, dict[int, list[float]]]:
@@ -536,12 +522,12 @@ def few_shot_curves(results: Sequence[TextResult]) -> dict[str, dict[int, list[f
     return curves
 
 
-def demo_text_options(demo: Any) -> TextTaskOptions:
+def demo_text_options(demo: DemoOptions) -> TextTaskOptions:
     """The text task's share of ``ordinalclip demo`` (a :class:`~ordinalclip.app.demo.DemoOptions`): the
     prior's story in about two minutes: zero-shot, named vs random base ranks and the logistic-regression
     anchor at 1 and 4 shots (``--quick``: one seed, 1 shot). The whole-training-split rows (592 steps a run)
     are left to ``benchmarks/language_prior.py``: they would double the demo's time."""
-    quick = bool(getattr(demo, "quick", False))
+    quick = demo.quick
     return TextTaskOptions(
         out=Path(demo.out) / "text",
         seeds=(demo.seeds[0],) if quick else tuple(demo.seeds),
