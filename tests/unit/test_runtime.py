@@ -137,8 +137,10 @@ def test_serve_on_onnx_runs_without_the_training_stack(exports, photos):
     out = _run(f"""
         import socket
         import requests
+        from ordinalclip.app.commands.tools import check_device
         from ordinalclip.app.serve import ServeOptions, running_server
         from ordinalclip.runtime.predictor import Predictor
+        check_device("cpu")  # what `ordinalclip serve x.onnx` checks before it loads the model
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]

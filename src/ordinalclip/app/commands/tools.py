@@ -147,7 +147,12 @@ def add_commands(sub: Any) -> None:
 def check_device(name: str) -> None:
     """Raise :class:`ConfigError` (exit 2) for a device torch cannot use here (``cuda:7`` on a machine with
     one GPU or none), before a model is loaded onto it."""
-    import torch
+    if name == "cpu":
+        return  # always there, and the ONNX runtime's install has no torch to ask
+    try:
+        import torch
+    except ImportError:  # ordinalclip-runtime: onnxruntime on the CPU only
+        raise ConfigError(f"--device {name}: this install has no torch; ONNX models run on the CPU") from None
 
     try:
         device = torch.device(name)
