@@ -9,6 +9,7 @@ unit (``exp_value`` / ``pred_value`` in label units, ``exp_rank`` / ``pred_rank`
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import logging
 import os
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ from ordinalclip.fileio import atomic_write
 from ordinalclip.runtime.decode import read_image
 from ordinalclip.runtime.predictions import PredictionsWriter
 from ordinalclip.runtime.predictor import Predictor, load
+from ordinalclip.runtime.sidecar import sidecar_path
 
 __all__ = ["InputImage", "Predictor", "load", "predict", "read_inputs"]
 
@@ -111,6 +113,39 @@ def read_inputs(
     return items
 
 
+def _input_files(model_path: StrPath, inputs: StrPath) -> list[Path]:
+    """Every file ``predict`` reads: the model (its sidecar, ONNX external data, a run folder's checkpoints
+    and config) and the input list or CSV."""
+    model = Path(model_path)
+    files = [model]
+    name = model.name.lower()
+    if name.endswith(".onnx.json"):
+        files += [model.with_name(model.name[: -len(".json")])]
+    elif name.endswith(".json"):
+        files += [model.with_suffix(".safetensors")]
+    elif model.suffix.lower() in (".onnx", ".safetensors"):
+        files += [sidecar_path(model)]
+    files += [f.with_name(f.name + ".data") for f in files if f.suffix.lower() == ".onnx"]
+    if model.is_dir():  # a run folder: its checkpoints and config
+        files += sorted(model.rglob("*.ckpt")) + [model / "config.yaml"]
+    if not Path(inputs).is_dir():
+        files.append(Path(inputs))
+    return files
+
+
+def _refuse_overwriting_inputs(out_csv: StrPath, model_path: StrPath, inputs: StrPath) -> None:
+    """A ``DataError`` when ``out_csv`` is one of the files the command reads (it would be replaced by
+    CSV text: a model lost, or the input list rewritten under the run)."""
+    out = Path(out_csv)
+    for path in _input_files(model_path, inputs):
+        same = out.resolve() == path.resolve()
+        if not same and out.exists() and path.exists():
+            with contextlib.suppress(OSError):
+                same = os.path.samefile(out, path)  # a hard link, or another spelling of one file
+        if same:
+            raise DataError(f"output {out} is {path}, an input of this command; choose another --out file")
+
+
 def _decode(item: InputImage, predictor: Predictor) -> np.ndarray | str:
     """One input -> the model's input array, or (for a file that cannot be decoded) the reason."""
     try:
@@ -174,6 +209,7 @@ def predict(
     """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    _refuse_overwriting_inputs(out_csv, model_path, inputs)
     predictor = Predictor(model_path, device=device)
     if not predictor.takes_images:
         raise ValueError(

@@ -1,0 +1,99 @@
+"""Robustness, round three (issue 26), the deploy path: ``ordinalclip predict`` and the export loaders.
+
+1. ``predict -o`` naming an input of the command (the model, its sidecar, the input CSV) is refused before
+   anything is written
+2. a file name with a carriage return or newline reads back from the predictions CSV as one row
+3. mixed good and broken images: ``--on-error skip`` predicts the good ones and names the skipped; without it
+   the one ``error:`` line names every bad file
+4. a single image path as INPUTS is one image
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from ordinalclip.exports.write import export_head
+from ordinalclip.modeling import build_model
+from tests.helpers import PREP, run_cli, tiny_vit_config, user_error
+
+
+@pytest.fixture(scope="module")
+def image_export(tmp_path_factory) -> Path:
+    """A tiny random ViT-CLIP OrdinalCLIP export (32 px, 5 ranks)."""
+    torch.manual_seed(0)
+    cfg = tiny_vit_config()
+    folder = tmp_path_factory.mktemp("export")
+    return export_head(build_model(cfg).eval(), cfg, folder / "m.safetensors", preprocess=PREP)
+
+
+def _png(path: Path, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (36, 40, 3), dtype=np.uint8)).save(path, format="PNG")
+    return path
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("photos")
+    for i in range(3):
+        _png(folder / f"p{i}.png", i)
+    return folder
+
+
+# ------------------------------------------------------------------------------ 1. -o naming an input
+
+
+@pytest.mark.parametrize("which", ["model", "sidecar", "csv"])
+def test_out_naming_an_input_is_refused_before_anything_is_written(
+    image_export, photos, tmp_path, capsys, which
+):
+    # before: the model (or sidecar, or the input list) was replaced by CSV text, exit 0
+    listing = tmp_path / "in.csv"
+    listing.write_text("path\n" + "".join(f"{photos}/p{i}.png\n" for i in range(3)))
+    out = {"model": image_export, "sidecar": image_export.with_suffix(".json"), "csv": listing}[which]
+    before = {p: p.read_bytes() for p in (image_export, image_export.with_suffix(".json"), listing)}
+    code, _, err = run_cli(["predict", str(image_export), str(listing), "-o", str(out)], capsys)
+    assert code == 2
+    line = user_error(err)
+    assert str(out) in line and "input of this command" in line, line
+    assert {p: p.read_bytes() for p in before} == before
+    # another spelling of the same file is refused too
+    other = out.parent / "." / out.name
+    code, _, err = run_cli(["predict", str(image_export), str(listing), "-o", str(other)], capsys)
+    assert code == 2 and "input of this command" in user_error(err)
+
+
+def test_out_beside_the_inputs_still_writes(image_export, photos, tmp_path, capsys):
+    code, _, err = run_cli(["predict", str(image_export), str(photos), "-o", str(tmp_path / "p.csv")], capsys)
+    assert code == 0, err
+    assert len(pd.read_csv(tmp_path / "p.csv")) == 3
+
+
+# ------------------------------------------------------------------------------ 2. CR / LF in a file name
+
+
+def test_a_carriage_return_or_newline_in_a_name_reads_back_as_one_row(image_export, tmp_path, capsys):
+    # before: "a\rb.png" went out bare; csv and pandas read two rows for it
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    names = ["a\rb.png", "c\nd.png", "plain.png"]
+    for i, name in enumerate(names):
+        _png(folder / name, i)
+    out = tmp_path / "p.csv"
+    code, _, err = run_cli(["predict", str(image_export), str(folder), "-o", str(out)], capsys)
+    assert code == 0, err
+    with out.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert sorted(r["path"] for r in rows) == sorted(names)
+    frame = pd.read_csv(out)
+    assert sorted(frame["path"]) == sorted(names)
+    assert frame["pred_rank"].between(0, 4).all()
+    # the plain rows keep the minimal quoting of before
+    assert "\nplain.png," in out.read_text(encoding="utf-8")
