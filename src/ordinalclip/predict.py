@@ -158,11 +158,22 @@ def _decode(item: InputImage, predictor: Predictor) -> np.ndarray | str:
         return f"cannot read image {item.file}: {type(err).__name__}: {err}"
 
 
+def _bad_list(bad: list[tuple[InputImage, str]], limit: int | None) -> str:
+    shown = bad if limit is None else bad[:limit]
+    lines = [f"  {it.source}: {why}" for it, why in shown]
+    if len(shown) < len(bad):
+        lines.append(f"  ... and {len(bad) - len(shown)} more")
+    return "\n".join(lines)
+
+
 def _batches(
     items: list[InputImage], predictor: Predictor, batch_size: int, workers: int, on_error: str
 ) -> Iterator[tuple[list[InputImage], np.ndarray]]:
-    """Decoded batches in input order; decoding runs on ``workers`` threads (PIL releases the GIL)."""
-    skipped: list[tuple[InputImage, str]] = []
+    """Decoded batches in input order; decoding runs on ``workers`` threads (PIL releases the GIL).
+
+    An unreadable image is left out (``on_error="skip"``: every one named in the log at the end) or, by
+    default, stops the predictions after decoding the rest, so that the one error names every bad file."""
+    bad: list[tuple[InputImage, str]] = []
     with concurrent.futures.ThreadPoolExecutor(max(1, workers)) as pool:
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
@@ -170,18 +181,16 @@ def _batches(
             arrays: list[np.ndarray] = []
             for item, out in zip(chunk, pool.map(lambda it: _decode(it, predictor), chunk)):
                 if isinstance(out, str):
-                    if on_error != "skip":
-                        raise DataError(f"{item.source}: {out}")
-                    skipped.append((item, out))
+                    bad.append((item, out))
                 else:
                     good.append(item)
                     arrays.append(out)
-            if good:
+            if good and (on_error == "skip" or not bad):
                 yield good, np.stack(arrays)
-    if skipped:
-        shown = "\n".join(f"  {it.file} ({it.source}): {why}" for it, why in skipped[:20])
-        more = f"\n  ... and {len(skipped) - 20} more" if len(skipped) > 20 else ""
-        log.warning("skipped %d of %d unreadable images:\n%s%s", len(skipped), len(items), shown, more)
+    if bad and on_error != "skip":
+        raise DataError(f"{len(bad)} of {len(items)} images cannot be read:\n" + _bad_list(bad, 20))
+    if bad:
+        log.warning("skipped %d of %d unreadable images:\n%s", len(bad), len(items), _bad_list(bad, None))
 
 
 def predict(

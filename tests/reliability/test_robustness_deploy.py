@@ -97,3 +97,68 @@ def test_a_carriage_return_or_newline_in_a_name_reads_back_as_one_row(image_expo
     assert frame["pred_rank"].between(0, 4).all()
     # the plain rows keep the minimal quoting of before
     assert "\nplain.png," in out.read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------ 3. good and broken images
+
+
+@pytest.fixture()
+def mixed(tmp_path) -> tuple[Path, list[str], list[str]]:
+    """A folder of 2 good and 3 broken images, the broken ones spread over batches of 2."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    good = ["a_good.png", "d_good.png"]
+    for i, name in enumerate(good):
+        _png(folder / name, i)
+    (folder / "b_text.png").write_text("not an image")
+    whole = _png(tmp_path / "whole.png").read_bytes()
+    (folder / "c_cut.png").write_bytes(whole[: len(whole) // 3])
+    (folder / "e_empty.jpg").write_bytes(b"")
+    return folder, good, ["b_text.png", "c_cut.png", "e_empty.jpg"]
+
+
+def test_broken_images_are_all_named_in_one_error(image_export, mixed, tmp_path, capsys):
+    # before: the error named only the first bad file
+    folder, _, broken = mixed
+    out = tmp_path / "p.csv"
+    argv = ["predict", str(image_export), str(folder), "-o", str(out), "--batch-size", "2"]
+    code, _, err = run_cli(argv, capsys)
+    assert code == 2
+    text = user_error(err)
+    assert text.startswith("error: 3 of 5 images cannot be read:"), text
+    for name in broken:
+        assert str(folder / name) in text, (name, text)
+    assert not out.exists()
+
+
+def test_on_error_skip_predicts_the_good_and_names_every_skipped(image_export, mixed, tmp_path, capsys):
+    # before: the CLI had no --on-error
+    folder, good, broken = mixed
+    out = tmp_path / "p.csv"
+    argv = [
+        "predict",
+        str(image_export),
+        str(folder),
+        "-o",
+        str(out),
+        "--batch-size",
+        "2",
+        "--on-error",
+        "skip",
+    ]
+    code, _, err = run_cli(argv, capsys)
+    assert code == 0, err
+    assert "Traceback" not in err and "error:" not in err
+    frame = pd.read_csv(out)
+    assert list(frame["path"]) == good
+    assert "skipped 3 of 5 unreadable images" in err
+    for name in broken:
+        assert str(folder / name) in err, (name, err)
+    # the good rows are those of predicting the good images alone
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    for name in good:
+        (alone / name).write_bytes((folder / name).read_bytes())
+    code, _, err = run_cli(["predict", str(image_export), str(alone), "-o", str(tmp_path / "q.csv")], capsys)
+    assert code == 0, err
+    pd.testing.assert_frame_equal(frame, pd.read_csv(tmp_path / "q.csv"))
