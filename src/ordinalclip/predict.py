@@ -67,6 +67,7 @@ def read_inputs(
     """The images named by ``inputs``.
 
     * a folder: every image below it (recursive), sorted; names are relative to the folder;
+    * one image file (an image extension): that image, named as given;
     * a ``.csv`` file with a header: the ``path_column`` column, and ``label_column`` where the header has it;
     * any other file: a list file, ``path [label ...]`` per line (the reference format) or just ``path``;
       blank lines and ``#`` comments are skipped.
@@ -88,7 +89,12 @@ def read_inputs(
             raise DataError(f"no images with extensions {sorted(exts)} under {src}")
         return [InputImage(p.relative_to(src).as_posix(), str(p), None, str(p)) for p in files]
     if not src.is_file():
-        raise DataError(f"inputs not found: {src} (expected a folder of images, a list file or a CSV)")
+        raise DataError(
+            f"inputs not found: {src} (expected a folder of images, an image, a list file or a CSV)"
+        )
+    if src.suffix.lower() in {e.lower() for e in IMAGE_EXTENSIONS}:
+        # an image is never a list file; read as one it failed with "not valid UTF-8"
+        return [InputImage(str(inputs), str(src), None, str(src))]
     base = Path(root) if root is not None else src.parent
     items: list[InputImage] = []
     if src.suffix.lower() == ".csv":

@@ -6,6 +6,7 @@
 3. mixed good and broken images: ``--on-error skip`` predicts the good ones and names the skipped; without it
    the one ``error:`` line names every bad file
 4. a single image path as INPUTS is one image
+5. an export sidecar that disagrees with its graph or weights fails at load, before anything is built
 """
 
 from __future__ import annotations
@@ -162,3 +163,26 @@ def test_on_error_skip_predicts_the_good_and_names_every_skipped(image_export, m
     code, _, err = run_cli(["predict", str(image_export), str(alone), "-o", str(tmp_path / "q.csv")], capsys)
     assert code == 0, err
     pd.testing.assert_frame_equal(frame, pd.read_csv(tmp_path / "q.csv"))
+
+
+# ------------------------------------------------------------------------------ 4. one image as INPUTS
+
+
+@pytest.mark.parametrize("name", ["one.png", "one.JPG"])
+def test_a_single_image_is_predicted_as_one_image(image_export, photos, tmp_path, capsys, name):
+    # before: read as a list file, "not valid UTF-8"
+    image = tmp_path / name
+    Image.open(photos / "p1.png").save(image, format="JPEG" if name.lower().endswith("jpg") else "PNG")
+    out = tmp_path / "one.csv"
+    code, _, err = run_cli(["predict", str(image_export), str(image), "-o", str(out)], capsys)
+    assert code == 0, err
+    frame = pd.read_csv(out)
+    assert list(frame["path"]) == [str(image)]
+    # the same prediction as the image inside a folder
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / name).write_bytes(image.read_bytes())
+    code, _, err = run_cli(["predict", str(image_export), str(folder), "-o", str(tmp_path / "f.csv")], capsys)
+    assert code == 0, err
+    in_folder = pd.read_csv(tmp_path / "f.csv")
+    pd.testing.assert_frame_equal(frame.drop(columns="path"), in_folder.drop(columns="path"))

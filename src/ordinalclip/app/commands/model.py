@@ -138,7 +138,7 @@ def add_commands(sub: Any) -> None:
         help="a training checkpoint (.ckpt), a run folder or an export (.safetensors or "
         ".onnx, with its .json)",
     )
-    p.add_argument("inputs", help="an image folder, a list file or a CSV")
+    p.add_argument("inputs", help="an image folder, one image, a list file or a CSV")
     p.add_argument("-o", "--out", required=True, help="output CSV")
     p.add_argument("--probabilities", action="store_true", help="add one probability column per rank")
     p.add_argument("--batch-size", type=int_at_least(1), default=64)
