@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +24,9 @@ from PIL import Image
 
 from ordinalclip.exports.write import export_head
 from ordinalclip.modeling import build_model
-from tests.helpers import PREP, run_cli, tiny_vit_config, user_error
+from ordinalclip.runtime.onnx import load_onnx_export
+from ordinalclip.runtime.sidecar import ExportError, sidecar_path
+from tests.helpers import PREP, reseal, run_cli, tiny_vit_config, user_error
 
 
 @pytest.fixture(scope="module")
@@ -186,3 +190,58 @@ def test_a_single_image_is_predicted_as_one_image(image_export, photos, tmp_path
     assert code == 0, err
     in_folder = pd.read_csv(tmp_path / "f.csv")
     pd.testing.assert_frame_equal(frame.drop(columns="path"), in_folder.drop(columns="path"))
+
+
+# ------------------------------------------------------------------------------ 5. sidecar against graph / weights
+
+
+@pytest.fixture(scope="module")
+def onnx_export(tmp_path_factory) -> Path:
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    pytest.importorskip("onnxscript", reason="the onnx extra is not installed")
+    torch.manual_seed(0)
+    cfg = tiny_vit_config()
+    folder = tmp_path_factory.mktemp("onnx")
+    return export_head(build_model(cfg).eval(), cfg, folder / "m.onnx", preprocess=PREP)
+
+
+def _edited_copy(export: Path, folder: Path, edit) -> Path:
+    """A copy of ``export`` (weights + sidecar) whose sidecar is changed by ``edit`` and re-sealed."""
+    folder.mkdir()
+    copy = folder / export.name
+    copy.write_bytes(export.read_bytes())
+    meta = json.loads(sidecar_path(export).read_text())
+    edit(meta)
+    sidecar_path(copy).write_text(json.dumps(reseal(meta)))
+    return copy
+
+
+def _prep_size(meta: dict, size: int) -> None:
+    meta["preprocess"] = {**meta["preprocess"], "size": size, "resize": size + 4}
+
+
+def _ranks(meta: dict, n: int) -> None:
+    meta["num_ranks"] = meta["model"]["num_ranks"] = n
+    meta["rank_values"] = [float(i) for i in range(n)]
+    if meta.get("rank_names"):
+        meta["rank_names"] = [str(i) for i in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("entry", "edit"),
+    [("preprocess.size", lambda m: _prep_size(m, 48)), ("num_ranks", lambda m: _ranks(m, 7))],
+)
+def test_an_onnx_sidecar_disagreeing_with_its_graph_fails_at_load(
+    onnx_export, photos, tmp_path, capsys, entry, edit
+):
+    # before: loaded, then a traceback at the first batch
+    copy = _edited_copy(onnx_export, tmp_path / "edited", edit)
+    with pytest.raises(ExportError, match=rf"entry '{re.escape(entry)}' .* graph .*shape"):
+        load_onnx_export(copy)
+    code, _, err = run_cli(["predict", str(copy), str(photos), "-o", str(tmp_path / "p.csv")], capsys)
+    assert code != 0
+    line = user_error(err)
+    assert f"entry '{entry}'" in line and str(copy) in line, line
+    assert not (tmp_path / "p.csv").exists()
+    # the unedited export loads and predicts
+    assert load_onnx_export(onnx_export).num_ranks == 5
