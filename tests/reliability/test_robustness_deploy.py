@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -245,3 +248,39 @@ def test_an_onnx_sidecar_disagreeing_with_its_graph_fails_at_load(
     assert not (tmp_path / "p.csv").exists()
     # the unedited export loads and predicts
     assert load_onnx_export(onnx_export).num_ranks == 5
+
+
+_PEAK = """
+import resource, sys
+from ordinalclip.exports.load import load_export
+from ordinalclip.runtime.sidecar import ExportError
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    load_export(sys.argv[1])
+    print("loaded")
+except ExportError as err:
+    print("ExportError:", err)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)
+"""
+
+
+def test_a_safetensors_sidecar_describing_another_tower_fails_before_building_it(image_export, tmp_path):
+    # before: the described tower was built first (a huge one: 17 GB RSS); here a ~450 MB one (24 layers of
+    # width 768) against the 2-layer, 64-wide weights, measured as the peak RSS growth of a fresh process
+    def grow(meta: dict) -> None:
+        meta["model"]["clip"]["custom"]["vision_cfg"].update(layers=24, width=768, head_width=64)
+
+    copy = _edited_copy(image_export, tmp_path / "huge", grow)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2] / "src"), *sys.path])}
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK, str(copy)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    message, grown_mb = done.stdout.strip().splitlines()
+    assert message.startswith("ExportError:"), message
+    assert "entry 'model'" in message and "header" in message and str(copy) in message, message
+    assert int(grown_mb) < 150, (grown_mb, message)
+    # the unedited export still loads
+    from ordinalclip.exports.load import load_export
+
+    assert load_export(image_export).num_ranks == 5

@@ -102,6 +102,46 @@ def _load_tower_state(tower: nn.Module, state: Mapping[str, torch.Tensor], where
     tower.load_state_dict(dict(state), strict=True)
 
 
+def _header_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape from the safetensors header, without reading the data."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as fh:
+            return {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118 - not a dict
+    except Exception as err:  # safetensors raises its own error types for a damaged or truncated file
+        raise ExportError(
+            f"{weights}: not a readable safetensors file ({type(err).__name__}: {err})"
+        ) from None
+
+
+def _check_described_tower(
+    cfg: ModelConfig, shapes: Mapping[str, tuple[int, ...]], preprocess: Mapping[str, Any], weights: Path
+) -> None:
+    """The tower the sidecar describes, built on the meta device (no memory), against the weights file's
+    header: a re-sealed sidecar describing a huge tower fails here instead of allocating it."""
+    prefix = "image_tower."
+    state = {
+        k[len(prefix) :]: torch.empty(shape, device="meta")
+        for k, shape in shapes.items()
+        if k.startswith(prefix)
+    }
+    protos = shapes.get("prototypes")
+    if protos is None or len(protos) != 2:
+        return  # reported with the loaded tensors below
+    try:
+        with torch.device("meta"):
+            shadow = build_export_tower(cfg, state, int(protos[1]), preprocess)
+    except Exception:  # a tower that cannot be built on meta: the full build below reports what is wrong
+        return
+    parts = state_mismatch(shadow, state)
+    if parts:
+        raise ExportError(
+            f"{weights}: the sidecar's entry 'model' describes an image tower that does not fit the tensor "
+            f"shapes in this file's header: {'; '.join(parts)} (file vs described tower)"
+        )
+
+
 def load_export(
     path: str | os.PathLike[str], device: str | torch.device = "cpu", *, map_location: Any = None
 ) -> ExportedModel:
@@ -127,6 +167,7 @@ def load_export(
             "file was modified, truncated, or belongs to another export"
         )
     cfg = from_dict(ModelConfig, meta["model"], path="model")  # checked by read_export_metadata
+    _check_described_tower(cfg, _header_shapes(weights), meta.get("preprocess") or {}, weights)
     try:
         tensors = load_file(str(weights))
     except Exception as err:  # safetensors raises its own error types for a damaged or truncated file
