@@ -92,14 +92,22 @@ def build_export_tower(
     return build_image_tower(image_cfg, embed_dim, None)
 
 
-def _load_tower_state(tower: nn.Module, state: Mapping[str, torch.Tensor], where: Path) -> None:
+def _check_tower_fits(
+    tower: nn.Module, state: Mapping[str, torch.Tensor], num_ranks: int, embed_dim: int, weights: Path
+) -> None:
+    """The rebuilt ``tower`` against the export's tensors: its output width against the (C, E) prototypes,
+    then every tower tensor's name and shape."""
+    if output_dim(tower) != embed_dim:
+        raise ExportError(
+            f"{weights}: prototypes are ({num_ranks}, {embed_dim}) but the image tower of the "
+            f"sidecar's model config outputs {output_dim(tower)}-d features"
+        )
     parts = state_mismatch(tower, state)
     if parts:
         raise ExportError(
-            f"{where}: the image tower weights do not fit the architecture in the sidecar's model config: "
+            f"{weights}: the image tower weights do not fit the architecture in the sidecar's model config: "
             f"{'; '.join(parts)} (export vs architecture)"
         )
-    tower.load_state_dict(dict(state), strict=True)
 
 
 def _header_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
@@ -132,14 +140,10 @@ def _check_described_tower(
     try:
         with torch.device("meta"):
             shadow = build_export_tower(cfg, state, int(protos[1]), preprocess)
+            output_dim(shadow)  # a probe: some towers learn their width from a forward pass
     except Exception:  # a tower that cannot be built on meta: the full build below reports what is wrong
         return
-    parts = state_mismatch(shadow, state)
-    if parts:
-        raise ExportError(
-            f"{weights}: the sidecar's entry 'model' describes an image tower that does not fit the tensor "
-            f"shapes in this file's header: {'; '.join(parts)} (file vs described tower)"
-        )
+    _check_tower_fits(shadow, state, int(protos[0]), int(protos[1]), weights)
 
 
 def load_export(
@@ -211,12 +215,8 @@ def load_export(
             f"{sidecar}: entry 'model': cannot build the image tower it describes "
             f"({type(err).__name__}: {err})"
         ) from None
-    if output_dim(tower) != embed_dim:
-        raise ExportError(
-            f"{weights}: prototypes are ({num_ranks}, {embed_dim}) but the image tower of the "
-            f"sidecar's model config outputs {output_dim(tower)}-d features"
-        )
-    _load_tower_state(tower, state, weights)
+    _check_tower_fits(tower, state, num_ranks, embed_dim, weights)
+    tower.load_state_dict(dict(state), strict=True)
     model = ExportedModel(
         tower,
         protos,
