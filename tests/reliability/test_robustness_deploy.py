@@ -30,15 +30,9 @@ from ordinalclip.modeling import build_model
 from ordinalclip.runtime.onnx import load_onnx_export
 from ordinalclip.runtime.sidecar import ExportError, sidecar_path
 from tests.helpers import PREP, reseal, run_cli, tiny_vit_config, user_error
+from tests.reliability import test_robustness_three as three
 
-
-@pytest.fixture(scope="module")
-def image_export(tmp_path_factory) -> Path:
-    """A tiny random ViT-CLIP OrdinalCLIP export (32 px, 5 ranks)."""
-    torch.manual_seed(0)
-    cfg = tiny_vit_config()
-    folder = tmp_path_factory.mktemp("export")
-    return export_head(build_model(cfg).eval(), cfg, folder / "m.safetensors", preprocess=PREP)
+image_export = three.image_export  # the tiny ViT-CLIP export (32 px, 5 ranks) of round three
 
 
 def _png(path: Path, seed: int = 0) -> Path:
