@@ -9,6 +9,7 @@ unit (``exp_value`` / ``pred_value`` in label units, ``exp_rank`` / ``pred_rank`
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import logging
 import os
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ from ordinalclip.fileio import atomic_write
 from ordinalclip.runtime.decode import read_image
 from ordinalclip.runtime.predictions import PredictionsWriter
 from ordinalclip.runtime.predictor import Predictor, load
+from ordinalclip.runtime.sidecar import sidecar_path
 
 __all__ = ["InputImage", "Predictor", "load", "predict", "read_inputs"]
 
@@ -65,6 +67,7 @@ def read_inputs(
     """The images named by ``inputs``.
 
     * a folder: every image below it (recursive), sorted; names are relative to the folder;
+    * one image file (an image extension): that image, named as given;
     * a ``.csv`` file with a header: the ``path_column`` column, and ``label_column`` where the header has it;
     * any other file: a list file, ``path [label ...]`` per line (the reference format) or just ``path``;
       blank lines and ``#`` comments are skipped.
@@ -86,7 +89,12 @@ def read_inputs(
             raise DataError(f"no images with extensions {sorted(exts)} under {src}")
         return [InputImage(p.relative_to(src).as_posix(), str(p), None, str(p)) for p in files]
     if not src.is_file():
-        raise DataError(f"inputs not found: {src} (expected a folder of images, a list file or a CSV)")
+        raise DataError(
+            f"inputs not found: {src} (expected a folder of images, an image, a list file or a CSV)"
+        )
+    if src.suffix.lower() in {e.lower() for e in IMAGE_EXTENSIONS}:
+        # an image is never a list file; read as one it failed with "not valid UTF-8"
+        return [InputImage(str(inputs), str(src), None, str(src))]
     base = Path(root) if root is not None else src.parent
     items: list[InputImage] = []
     if src.suffix.lower() == ".csv":
@@ -111,6 +119,39 @@ def read_inputs(
     return items
 
 
+def _input_files(model_path: StrPath, inputs: StrPath) -> list[Path]:
+    """Every file ``predict`` reads: the model (its sidecar, ONNX external data, a run folder's checkpoints
+    and config) and the input list or CSV."""
+    model = Path(model_path)
+    files = [model]
+    name = model.name.lower()
+    if name.endswith(".onnx.json"):
+        files += [model.with_name(model.name[: -len(".json")])]
+    elif name.endswith(".json"):
+        files += [model.with_suffix(".safetensors")]
+    elif model.suffix.lower() in (".onnx", ".safetensors"):
+        files += [sidecar_path(model)]
+    files += [f.with_name(f.name + ".data") for f in files if f.suffix.lower() == ".onnx"]
+    if model.is_dir():  # a run folder: its checkpoints and config
+        files += sorted(model.rglob("*.ckpt")) + [model / "config.yaml"]
+    if not Path(inputs).is_dir():
+        files.append(Path(inputs))
+    return files
+
+
+def _refuse_overwriting_inputs(out_csv: StrPath, model_path: StrPath, inputs: StrPath) -> None:
+    """A ``DataError`` when ``out_csv`` is one of the files the command reads (it would be replaced by
+    CSV text: a model lost, or the input list rewritten under the run)."""
+    out = Path(out_csv)
+    for path in _input_files(model_path, inputs):
+        same = out.resolve() == path.resolve()
+        if not same and out.exists() and path.exists():
+            with contextlib.suppress(OSError):
+                same = os.path.samefile(out, path)  # a hard link, or another spelling of one file
+        if same:
+            raise DataError(f"output {out} is {path}, an input of this command; choose another --out file")
+
+
 def _decode(item: InputImage, predictor: Predictor) -> np.ndarray | str:
     """One input -> the model's input array, or (for a file that cannot be decoded) the reason."""
     try:
@@ -123,11 +164,22 @@ def _decode(item: InputImage, predictor: Predictor) -> np.ndarray | str:
         return f"cannot read image {item.file}: {type(err).__name__}: {err}"
 
 
+def _bad_list(bad: list[tuple[InputImage, str]], limit: int | None) -> str:
+    shown = bad if limit is None else bad[:limit]
+    lines = [f"  {it.source}: {why}" for it, why in shown]
+    if len(shown) < len(bad):
+        lines.append(f"  ... and {len(bad) - len(shown)} more")
+    return "\n".join(lines)
+
+
 def _batches(
     items: list[InputImage], predictor: Predictor, batch_size: int, workers: int, on_error: str
 ) -> Iterator[tuple[list[InputImage], np.ndarray]]:
-    """Decoded batches in input order; decoding runs on ``workers`` threads (PIL releases the GIL)."""
-    skipped: list[tuple[InputImage, str]] = []
+    """Decoded batches in input order; decoding runs on ``workers`` threads (PIL releases the GIL).
+
+    An unreadable image is left out (``on_error="skip"``: every one named in the log at the end) or, by
+    default, stops the predictions after decoding the rest, so that the one error names every bad file."""
+    bad: list[tuple[InputImage, str]] = []
     with concurrent.futures.ThreadPoolExecutor(max(1, workers)) as pool:
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
@@ -135,18 +187,16 @@ def _batches(
             arrays: list[np.ndarray] = []
             for item, out in zip(chunk, pool.map(lambda it: _decode(it, predictor), chunk)):
                 if isinstance(out, str):
-                    if on_error != "skip":
-                        raise DataError(f"{item.source}: {out}")
-                    skipped.append((item, out))
+                    bad.append((item, out))
                 else:
                     good.append(item)
                     arrays.append(out)
-            if good:
+            if good and (on_error == "skip" or not bad):
                 yield good, np.stack(arrays)
-    if skipped:
-        shown = "\n".join(f"  {it.file} ({it.source}): {why}" for it, why in skipped[:20])
-        more = f"\n  ... and {len(skipped) - 20} more" if len(skipped) > 20 else ""
-        log.warning("skipped %d of %d unreadable images:\n%s%s", len(skipped), len(items), shown, more)
+    if bad and on_error != "skip":
+        raise DataError(f"{len(bad)} of {len(items)} images cannot be read:\n" + _bad_list(bad, 20))
+    if bad:
+        log.warning("skipped %d of %d unreadable images:\n%s", len(bad), len(items), _bad_list(bad, None))
 
 
 def predict(
@@ -174,6 +224,7 @@ def predict(
     """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    _refuse_overwriting_inputs(out_csv, model_path, inputs)
     predictor = Predictor(model_path, device=device)
     if not predictor.takes_images:
         raise ValueError(

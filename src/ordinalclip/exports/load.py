@@ -92,14 +92,58 @@ def build_export_tower(
     return build_image_tower(image_cfg, embed_dim, None)
 
 
-def _load_tower_state(tower: nn.Module, state: Mapping[str, torch.Tensor], where: Path) -> None:
+def _check_tower_fits(
+    tower: nn.Module, state: Mapping[str, torch.Tensor], num_ranks: int, embed_dim: int, weights: Path
+) -> None:
+    """The rebuilt ``tower`` against the export's tensors: its output width against the (C, E) prototypes,
+    then every tower tensor's name and shape."""
+    if output_dim(tower) != embed_dim:
+        raise ExportError(
+            f"{weights}: prototypes are ({num_ranks}, {embed_dim}) but the image tower of the "
+            f"sidecar's model config outputs {output_dim(tower)}-d features"
+        )
     parts = state_mismatch(tower, state)
     if parts:
         raise ExportError(
-            f"{where}: the image tower weights do not fit the architecture in the sidecar's model config: "
+            f"{weights}: the image tower weights do not fit the architecture in the sidecar's model config: "
             f"{'; '.join(parts)} (export vs architecture)"
         )
-    tower.load_state_dict(dict(state), strict=True)
+
+
+def _header_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape from the safetensors header, without reading the data."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as fh:
+            return {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118 - not a dict
+    except Exception as err:  # safetensors raises its own error types for a damaged or truncated file
+        raise ExportError(
+            f"{weights}: not a readable safetensors file ({type(err).__name__}: {err})"
+        ) from None
+
+
+def _check_described_tower(
+    cfg: ModelConfig, shapes: Mapping[str, tuple[int, ...]], preprocess: Mapping[str, Any], weights: Path
+) -> None:
+    """The tower the sidecar describes, built on the meta device (no memory), against the weights file's
+    header: a re-sealed sidecar describing a huge tower fails here instead of allocating it."""
+    prefix = "image_tower."
+    state = {
+        k[len(prefix) :]: torch.empty(shape, device="meta")
+        for k, shape in shapes.items()
+        if k.startswith(prefix)
+    }
+    protos = shapes.get("prototypes")
+    if protos is None or len(protos) != 2:
+        return  # reported with the loaded tensors below
+    try:
+        with torch.device("meta"):
+            shadow = build_export_tower(cfg, state, int(protos[1]), preprocess)
+            output_dim(shadow)  # a probe: some towers learn their width from a forward pass
+    except Exception:  # a tower that cannot be built on meta: the full build below reports what is wrong
+        return
+    _check_tower_fits(shadow, state, int(protos[0]), int(protos[1]), weights)
 
 
 def load_export(
@@ -127,6 +171,7 @@ def load_export(
             "file was modified, truncated, or belongs to another export"
         )
     cfg = from_dict(ModelConfig, meta["model"], path="model")  # checked by read_export_metadata
+    _check_described_tower(cfg, _header_shapes(weights), meta.get("preprocess") or {}, weights)
     try:
         tensors = load_file(str(weights))
     except Exception as err:  # safetensors raises its own error types for a damaged or truncated file
@@ -170,12 +215,8 @@ def load_export(
             f"{sidecar}: entry 'model': cannot build the image tower it describes "
             f"({type(err).__name__}: {err})"
         ) from None
-    if output_dim(tower) != embed_dim:
-        raise ExportError(
-            f"{weights}: prototypes are ({num_ranks}, {embed_dim}) but the image tower of the "
-            f"sidecar's model config outputs {output_dim(tower)}-d features"
-        )
-    _load_tower_state(tower, state, weights)
+    _check_tower_fits(tower, state, num_ranks, embed_dim, weights)
+    tower.load_state_dict(dict(state), strict=True)
     model = ExportedModel(
         tower,
         protos,

@@ -73,6 +73,33 @@ class OnnxModel:
         self.model_config = model_config
         self.metadata = metadata
         self.path = path
+        self._check_graph(sidecar_path(path))
+
+    def _check_graph(self, sidecar: Path) -> None:
+        """The sidecar's preprocess size and rank count against the graph's fixed input / output dims, so a
+        disagreeing pair fails here, naming the entry, and not with a traceback at the first batch."""
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        if self.input_name not in inputs:
+            raise ExportError(
+                f"{sidecar}: entry 'onnx.input' {self.input_name!r} is not an input of {self.path} "
+                f"(it has {sorted(inputs)})"
+            )
+        in_shape = list(inputs[self.input_name].shape)
+        size = self.preprocess.get("size")
+        if self.takes_images and size is not None and len(in_shape) == 4:
+            fixed = [d for d in in_shape[2:] if isinstance(d, int)]
+            if any(d != int(size) for d in fixed):
+                raise ExportError(
+                    f"{sidecar}: entry 'preprocess.size' is {size} but the graph {self.path} takes "
+                    f"inputs of shape {in_shape}"
+                )
+        out_shape = list(self.session.get_outputs()[0].shape)
+        classes = out_shape[-1] if out_shape else None
+        if isinstance(classes, int) and classes != self.num_ranks:
+            raise ExportError(
+                f"{sidecar}: entry 'num_ranks' is {self.num_ranks} but the graph {self.path} gives "
+                f"outputs of shape {out_shape}"
+            )
 
     @property
     def takes_images(self) -> bool:

@@ -66,6 +66,9 @@ class PredictionsWriter:
         self.columns = [c for c in ORDER if c in present]
         self.num_probs = num_probs
         self._writer = csv.writer(fh, lineterminator="\n")
+        # QUOTE_MINIMAL quotes only the characters of the line terminator ("\n"): a lone "\r" in a file name
+        # would go out bare and split the row in two for csv and pandas; such rows are written fully quoted
+        self._quoted = csv.writer(fh, lineterminator="\n", quoting=csv.QUOTE_ALL)
         self._writer.writerow(self.columns + [f"p_{k}" for k in range(num_probs)])
 
     def write(self, path: str, probs: Sequence[float] | None = None, **fields: Any) -> None:
@@ -84,7 +87,8 @@ class PredictionsWriter:
             if probs is None or len(probs) != self.num_probs:
                 raise ValueError(f"{path}: expected {self.num_probs} probabilities")
             row += [_number(float(p)) for p in probs]
-        self._writer.writerow(row)
+        bare_cr = any(isinstance(v, str) and "\r" in v for v in row)
+        (self._quoted if bare_cr else self._writer).writerow(row)
 
 
 def read_predictions_csv(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:

@@ -138,10 +138,17 @@ def add_commands(sub: Any) -> None:
         help="a training checkpoint (.ckpt), a run folder or an export (.safetensors or "
         ".onnx, with its .json)",
     )
-    p.add_argument("inputs", help="an image folder, a list file or a CSV")
+    p.add_argument("inputs", help="an image folder, one image, a list file or a CSV")
     p.add_argument("-o", "--out", required=True, help="output CSV")
     p.add_argument("--probabilities", action="store_true", help="add one probability column per rank")
     p.add_argument("--batch-size", type=int_at_least(1), default=64)
+    p.add_argument(
+        "--on-error",
+        choices=("raise", "skip"),
+        default="raise",
+        help="an unreadable image: stop naming every bad file (raise), or predict the rest and name the "
+        "skipped (skip)",
+    )
     p.set_defaults(func=_predict)
 
     p = add_command(
@@ -335,7 +342,12 @@ def _predict(args: argparse.Namespace) -> int:
     from ordinalclip.predict import predict
 
     out = predict(
-        args.model, args.inputs, args.out, probabilities=args.probabilities, batch_size=args.batch_size
+        args.model,
+        args.inputs,
+        args.out,
+        probabilities=args.probabilities,
+        batch_size=args.batch_size,
+        on_error=args.on_error,
     )
     print(f"predictions written to {out}")
     return 0
