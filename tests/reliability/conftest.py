@@ -30,3 +30,16 @@ def trained_like(root, tmp_path_factory):
     cfg = from_dict(RunConfig, tiny_config(folder, {"format": "list", **list_files(root, "train", "test")}))
     torch.manual_seed(0)
     return build_model(cfg.model).eval(), cfg
+
+
+@pytest.fixture(scope="module")
+def image_export(tmp_path_factory) -> Path:
+    """A tiny random ViT-CLIP OrdinalCLIP export (32 px, 5 ranks)."""
+    from ordinalclip.exports.write import export_head
+    from ordinalclip.modeling import build_model
+    from tests.helpers import PREP, tiny_vit_config
+
+    torch.manual_seed(0)
+    cfg = tiny_vit_config()
+    folder = tmp_path_factory.mktemp("export")
+    return export_head(build_model(cfg).eval(), cfg, folder / "m.safetensors", preprocess=PREP)

@@ -1,4 +1,4 @@
-"""Robustness, round three (issue 26), the deploy path: ``ordinalclip predict`` and the export loaders.
+"""Robustness, round three, the deploy path: ``ordinalclip predict`` and the export loaders.
 
 1. ``predict -o`` naming an input of the command (the model, its sidecar, the input CSV) is refused before
    anything is written
@@ -30,9 +30,6 @@ from ordinalclip.modeling import build_model
 from ordinalclip.runtime.onnx import load_onnx_export
 from ordinalclip.runtime.sidecar import ExportError, sidecar_path
 from tests.helpers import PREP, reseal, run_cli, tiny_vit_config, user_error
-from tests.reliability import test_robustness_three as three
-
-image_export = three.image_export  # the tiny ViT-CLIP export (32 px, 5 ranks) of round three
 
 
 def _png(path: Path, seed: int = 0) -> Path:

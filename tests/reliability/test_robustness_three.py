@@ -40,14 +40,12 @@ from ordinalclip.exports.write import export_head
 from ordinalclip.fileio import atomic_write_text, temp_beside
 from ordinalclip.modeling import ImageTowerConfig, ModelConfig, build_model
 from tests.helpers import (
-    PREP,
     free_port,
     make_features,
     png_bytes,
     run_cli,
     tiny_clip_custom,
     tiny_config,
-    tiny_vit_config,
     user_error,
 )
 
@@ -70,15 +68,6 @@ def features_config(tmp_path_factory) -> Path:
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
-
-
-@pytest.fixture(scope="module")
-def image_export(tmp_path_factory) -> Path:
-    """A tiny random ViT-CLIP OrdinalCLIP export (32 px, 5 ranks)."""
-    torch.manual_seed(0)
-    cfg = tiny_vit_config()
-    folder = tmp_path_factory.mktemp("export")
-    return export_head(build_model(cfg).eval(), cfg, folder / "m.safetensors", preprocess=PREP)
 
 
 @pytest.fixture(scope="module")
