@@ -75,7 +75,16 @@ def page(browser: Any) -> Iterator[Any]:
         lambda msg: problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None,
     )
     p.on("pageerror", lambda err: problems.append(f"page error: {err}"))
-    p.on("requestfailed", lambda req: problems.append(f"request failed: {req.url} ({req.failure})"))
+    # ERR_ABORTED: a request the browser cancelled because the test navigated on (a favicon, a search index
+    # still loading); a missing file fails with its own error (ERR_FILE_NOT_FOUND) or an HTTP status instead
+    p.on(
+        "requestfailed",
+        lambda req: (
+            None
+            if req.failure == "net::ERR_ABORTED"
+            else problems.append(f"request failed: {req.url} ({req.failure})")
+        ),
+    )
     p.problems = problems  # type: ignore[attr-defined]
     try:
         yield p
