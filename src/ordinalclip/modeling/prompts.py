@@ -242,9 +242,8 @@ class RankPromptLearner(_PromptLearner):
                     else ""
                 )
             )
-        self.base_ranks = nn.Parameter(
-            self._initial_ranks(vocab, num_base_ranks, base_rank_names)
-        )  # (C', n_r, D)
+        base = self._initial_ranks(vocab, num_base_ranks, base_rank_names)
+        self.base_ranks = nn.Parameter(base)  # (C', n_r, D)
         self.register_buffer("interpolation", interpolation_matrix(num_ranks, num_base_ranks, interpolation))
 
     def rank_embeddings(self) -> torch.Tensor:
