@@ -210,15 +210,13 @@ class RankPromptLearner(_PromptLearner):
         num_ranks: C.
         num_base_ranks: C'.
         interpolation: see :func:`interpolation_matrix`.
-        context_init: a sentence whose tokens initialise the context (m := its token count), or None for
-            random.
-        num_context_tokens: m when the context is random.
-        rank_specific_context: one context per rank (C, m, D) instead of a shared one (m, D).
-        tokens_per_rank: n_r for random base ranks.
         base_rank_names: exactly C' names whose token embeddings initialise the base ranks (n_r := longest
             name).
-        position: where the rank tokens go.
-        init_std: std of the random initialisations (0.02, as the reference).
+        **settings: the :class:`LearnerSettings` both learners share: ``context_init`` (a sentence whose
+            tokens initialise the context, m := its token count; None for random), ``num_context_tokens`` (m
+            when the context is random), ``rank_specific_context`` (one context per rank (C, m, D) instead of
+            a shared one (m, D)), ``tokens_per_rank`` (n_r for random base ranks), ``position`` (where the
+            rank tokens go), ``init_std`` (std of the random initialisations, 0.02 as the reference).
     """
 
     def __init__(
