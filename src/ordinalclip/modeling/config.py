@@ -149,7 +149,7 @@ class ModelConfig:
         """``data`` (a model mapping, ``arch`` values already renamed) with the rank learner's base-rank names
         moved from ``prompts.rank_names(_file)``, where configs and checkpoints wrote them before
         ``base_rank_names`` existed, each move reported to ``deprecated``. Called by
-        :func:`ordinalclip.configtools.from_dict` (which passes its deprecation warning).
+        :func:`ordinalclip.config.typed.from_dict` (which passes its deprecation warning).
 
         The rank learner never reads C rank names, so a ``rank_names`` next to it can only be the old
         spelling, unless ``base_rank_names`` or its file is given too (then both keep their meaning).

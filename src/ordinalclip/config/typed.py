@@ -45,7 +45,8 @@ BASE_KEY = "base"  # top-level YAML key naming the file(s) this one extends
 
 
 class ConfigDeprecationWarning(DeprecationWarning, FutureWarning):
-    """An old spelling of a config key, value or built-in config name: it still loads, under its new name.
+    """An old spelling of a config key, value or built-in config name: it still loads, under its new name;
+    also the old import paths of its modules (``ordinalclip.configtools``, ``ordinalclip.config_files``).
 
     A DeprecationWarning that is also a FutureWarning, so filters on either catch it; shown by default (the
     filter below), because the people with old configs and checkpoints are users, not only developers.

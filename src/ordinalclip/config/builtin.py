@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ordinalclip.configtools import ConfigError, deprecated
+from ordinalclip.config.typed import ConfigError, deprecated
 
 __all__ = [
     "RENAMED_CONFIGS",
@@ -58,7 +58,7 @@ class BuiltinConfig:
 
 def builtin_config_dir() -> Path:
     """The folder of the shipped configs (inside the installed package)."""
-    return Path(__file__).resolve().parent / "configs"
+    return Path(__file__).resolve().parents[1] / "configs"
 
 
 def _description(path: Path) -> str:
