@@ -7,7 +7,7 @@ packages' ``__init__`` would otherwise import every model and dataset module (an
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 
@@ -28,5 +28,38 @@ def lazy_attributes(
 
     def __dir__() -> list[str]:
         return sorted(set(namespace) | set(names))
+
+    return __getattr__, __dir__
+
+
+def lazy_exports(
+    package: str, modules: Sequence[str], namespace: dict[str, Any], names: Mapping[str, str] | None = None
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """``(__getattr__, __dir__)`` for a package that re-exports whole modules: every name in the ``__all__``
+    of ``modules`` (searched in order, each imported when a name is first looked up in it), and the names of
+    ``names`` (attribute -> module, as :func:`lazy_attributes`). The package's ``__all__`` is all of them, so
+    no list of names is written twice."""
+    extra = dict(names or {})
+    known, _ = lazy_attributes(package, extra, namespace)
+
+    def exported() -> list[str]:
+        return sorted({n for m in modules for n in importlib.import_module(m).__all__} | set(extra))
+
+    def __getattr__(name: str) -> Any:
+        if name == "__all__":
+            namespace[name] = exported()
+            return namespace[name]
+        if name in extra:
+            return known(name)
+        if not name.startswith("__"):  # tools probe dunders (__wrapped__, ...): no import for those
+            for module in modules:
+                found = importlib.import_module(module)
+                if name in found.__all__:
+                    namespace[name] = value = getattr(found, name)
+                    return value
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        return sorted(set(namespace) | set(exported()))
 
     return __getattr__, __dir__

@@ -30,170 +30,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ordinalclip.lazy import lazy_attributes
+from ordinalclip.lazy import lazy_exports
 
-_RUN = "ordinalclip.config.run"
-_TYPED = "ordinalclip.config.typed"
-_BUILTIN = "ordinalclip.config.builtin"
-_MODEL = "ordinalclip.modeling.config"
-
-# attribute -> defining module, imported on first use (see ordinalclip.lazy)
-_WHERE = {
-    **dict.fromkeys(
-        (
-            "CsvColumns",
-            "DataConfig",
-            "DemoDataConfig",
-            "FewShotConfig",
-            "LabelShiftConfig",
-            "LossConfig",
-            "OptimConfig",
-            "RunConfig",
-            "TrainerConfig",
-            "FEW_SHOT_MIN_STEPS",
-            "MAX_SEED",
-            "MAX_TEXT_RANKS",
-            "PRIOR_LR",
-            "PRIOR_WEIGHT",
-            "PRIOR_WEIGHT_FULL",
-            "apply_recipe",
-            "check_run_config",
-            "headline",
-            "load_run_config",
-            "prior_applies",
-            "text_width",
-        ),
-        _RUN,
-    ),
-    **dict.fromkeys(
-        (
-            "ConfigDeprecationWarning",
-            "ConfigError",
-            "apply_overrides",
-            "deprecated",
-            "from_dict",
-            "load_config",
-            "load_yaml",
-            "merge",
-            "parse_override",
-            "save_yaml",
-            "to_dict",
-        ),
-        _TYPED,
-    ),
-    **dict.fromkeys(
-        (
-            "RENAMED_CONFIGS",
-            "BuiltinConfig",
-            "builtin_config_dir",
-            "builtin_configs",
-            "config_path",
-            "is_config_name",
-        ),
-        _BUILTIN,
-    ),
-    **dict.fromkeys(
-        ("ClipConfig", "ImageTowerConfig", "ModelConfig", "PromptConfig", "TextTowerConfig"),
-        _MODEL,
-    ),
-}
-__getattr__, __dir__ = lazy_attributes(__name__, _WHERE, globals())
+_MODEL_CLASSES = ("ClipConfig", "ImageTowerConfig", "ModelConfig", "PromptConfig", "TextTowerConfig")
+# every name of the three modules' __all__ and the model's config classes, imported on first use
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    ("ordinalclip.config.run", "ordinalclip.config.typed", "ordinalclip.config.builtin"),
+    globals(),
+    dict.fromkeys(_MODEL_CLASSES, "ordinalclip.modeling.config"),
+)
 
 if TYPE_CHECKING:  # for type checkers; never run
-    from ordinalclip.config.builtin import (
-        RENAMED_CONFIGS,
-        BuiltinConfig,
-        builtin_config_dir,
-        builtin_configs,
-        config_path,
-        is_config_name,
-    )
-    from ordinalclip.config.run import (
-        FEW_SHOT_MIN_STEPS,
-        MAX_SEED,
-        MAX_TEXT_RANKS,
-        PRIOR_LR,
-        PRIOR_WEIGHT,
-        PRIOR_WEIGHT_FULL,
-        CsvColumns,
-        DataConfig,
-        DemoDataConfig,
-        FewShotConfig,
-        LabelShiftConfig,
-        LossConfig,
-        OptimConfig,
-        RunConfig,
-        TrainerConfig,
-        apply_recipe,
-        check_run_config,
-        headline,
-        load_run_config,
-        prior_applies,
-        text_width,
-    )
-    from ordinalclip.config.typed import (
-        ConfigDeprecationWarning,
-        ConfigError,
-        apply_overrides,
-        deprecated,
-        from_dict,
-        load_config,
-        load_yaml,
-        merge,
-        parse_override,
-        save_yaml,
-        to_dict,
-    )
-    from ordinalclip.modeling.config import (
-        ClipConfig,
-        ImageTowerConfig,
-        ModelConfig,
-        PromptConfig,
-        TextTowerConfig,
-    )
-
-__all__ = [
-    "BuiltinConfig",
-    "ClipConfig",
-    "ConfigDeprecationWarning",
-    "ConfigError",
-    "CsvColumns",
-    "DataConfig",
-    "DemoDataConfig",
-    "FEW_SHOT_MIN_STEPS",
-    "FewShotConfig",
-    "ImageTowerConfig",
-    "LabelShiftConfig",
-    "LossConfig",
-    "MAX_SEED",
-    "MAX_TEXT_RANKS",
-    "ModelConfig",
-    "OptimConfig",
-    "PRIOR_LR",
-    "PRIOR_WEIGHT",
-    "PRIOR_WEIGHT_FULL",
-    "PromptConfig",
-    "RENAMED_CONFIGS",
-    "RunConfig",
-    "TextTowerConfig",
-    "TrainerConfig",
-    "apply_overrides",
-    "apply_recipe",
-    "builtin_config_dir",
-    "builtin_configs",
-    "check_run_config",
-    "config_path",
-    "deprecated",
-    "from_dict",
-    "headline",
-    "is_config_name",
-    "load_config",
-    "load_run_config",
-    "load_yaml",
-    "merge",
-    "parse_override",
-    "prior_applies",
-    "save_yaml",
-    "text_width",
-    "to_dict",
-]
+    from ordinalclip.config.builtin import *  # noqa: F403
+    from ordinalclip.config.run import *  # noqa: F403
+    from ordinalclip.config.typed import *  # noqa: F403
+    from ordinalclip.modeling.config import ClipConfig as ClipConfig
+    from ordinalclip.modeling.config import ImageTowerConfig as ImageTowerConfig
+    from ordinalclip.modeling.config import ModelConfig as ModelConfig
+    from ordinalclip.modeling.config import PromptConfig as PromptConfig
+    from ordinalclip.modeling.config import TextTowerConfig as TextTowerConfig

@@ -24,6 +24,12 @@ from ordinalclip.config.typed import ConfigError, load_config
 from ordinalclip.modeling.config import ModelConfig
 
 __all__ = [
+    "FEW_SHOT_MIN_STEPS",
+    "MAX_SEED",
+    "MAX_TEXT_RANKS",
+    "PRIOR_LR",
+    "PRIOR_WEIGHT",
+    "PRIOR_WEIGHT_FULL",
     "CsvColumns",
     "DataConfig",
     "DemoDataConfig",
@@ -34,6 +40,7 @@ __all__ = [
     "RunConfig",
     "TrainerConfig",
     "apply_recipe",
+    "check_run_config",
     "headline",
     "load_run_config",
     "prior_applies",
