@@ -12,14 +12,15 @@ from typing import Any
 
 
 def lazy_attributes(
-    package: str, names: Mapping[str, str], namespace: dict[str, Any]
+    package: str, namespace: dict[str, Any], modules: Mapping[str, str]
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
-    """``(__getattr__, __dir__)`` for ``package``: ``names`` maps an attribute to the module defining it
-    (relative names start with a dot). A resolved attribute is cached in ``namespace`` (the package's
-    ``globals()``)."""
+    """``(__getattr__, __dir__)`` for ``package``: ``modules`` maps a module (relative names start with a dot)
+    to the attributes it defines, separated by spaces, as the package's ``TYPE_CHECKING`` imports list them. A
+    resolved attribute is cached in ``namespace`` (the package's ``globals()``)."""
+    where = {name: module for module, names in modules.items() for name in names.split()}
 
     def __getattr__(name: str) -> Any:
-        module = names.get(name)
+        module = where.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         value = getattr(importlib.import_module(module, package), name)
@@ -27,7 +28,7 @@ def lazy_attributes(
         return value
 
     def __dir__() -> list[str]:
-        return sorted(set(namespace) | set(names))
+        return sorted(set(namespace) | set(where))
 
     return __getattr__, __dir__
 

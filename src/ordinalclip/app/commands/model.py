@@ -8,7 +8,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from ordinalclip.app.commands.common import add_command, add_overrides, int_at_least
+from ordinalclip.app.commands.common import add_command, add_configs, add_overrides, int_at_least
 from ordinalclip.app.pagekit import fixed_width_table
 from ordinalclip.app.tables import TABLE_METRICS
 
@@ -65,13 +65,9 @@ def add_commands(sub: Any) -> None:
         "environment, splits, logs, checkpoints (best, last) and metrics.json.",
         epilog=TRAIN_EXAMPLE,
     )
-    p.add_argument(
-        "-c",
-        "--config",
-        action="append",
-        default=[],
-        metavar="CONFIG",
-        help="a built-in config's name (see 'ordinalclip configs') or a .yaml file; repeat to "
+    add_configs(
+        p,
+        "a built-in config's name (see 'ordinalclip configs') or a .yaml file; repeat to "
         "merge several in order (later ones win)",
     )
     add_overrides(
