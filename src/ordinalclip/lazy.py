@@ -34,31 +34,31 @@ def lazy_attributes(
 
 
 def lazy_exports(
-    package: str, modules: Sequence[str], namespace: dict[str, Any], names: Mapping[str, str] | None = None
+    package: str, namespace: dict[str, Any], modules: Sequence[str], extra: Mapping[str, str] | None = None
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
-    """``(__getattr__, __dir__)`` for a package that re-exports whole modules: every name in the ``__all__``
-    of ``modules`` (searched in order, each imported when a name is first looked up in it), and the names of
-    ``names`` (attribute -> module, as :func:`lazy_attributes`). The package's ``__all__`` is all of them, so
-    no list of names is written twice."""
-    extra = dict(names or {})
-    known, _ = lazy_attributes(package, extra, namespace)
+    """``(__getattr__, __dir__)`` for a package that re-exports whole modules: every name in the
+    ``__all__`` of ``modules`` (searched in order, each imported when a name is first looked up in it), and
+    the attributes of ``extra`` (module -> names, as :func:`lazy_attributes`). The package's ``__all__`` is
+    all of them: no list of names is written twice."""
+    table = dict(extra or {})
+    known, _ = lazy_attributes(package, namespace, table)
+    extra_names = {name for names in table.values() for name in names.split()}
 
     def exported() -> list[str]:
-        return sorted({n for m in modules for n in importlib.import_module(m).__all__} | set(extra))
+        return sorted({n for m in modules for n in importlib.import_module(m).__all__} | extra_names)
 
     def __getattr__(name: str) -> Any:
         if name == "__all__":
             namespace[name] = exported()
             return namespace[name]
-        if name in extra:
-            return known(name)
-        if not name.startswith("__"):  # tools probe dunders (__wrapped__, ...): no import for those
-            for module in modules:
-                found = importlib.import_module(module)
-                if name in found.__all__:
-                    namespace[name] = value = getattr(found, name)
-                    return value
-        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        if name.startswith("__"):  # tools probe dunders (__wrapped__, ...): no import for those
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        for module in modules:
+            found = importlib.import_module(module)
+            if name in found.__all__:
+                namespace[name] = value = getattr(found, name)
+                return value
+        return known(name)  # the extra attributes; AttributeError for an unknown name
 
     def __dir__() -> list[str]:
         return sorted(set(namespace) | set(exported()))

@@ -32,13 +32,12 @@ from typing import TYPE_CHECKING
 
 from ordinalclip.lazy import lazy_exports
 
-_MODEL_CLASSES = ("ClipConfig", "ImageTowerConfig", "ModelConfig", "PromptConfig", "TextTowerConfig")
 # every name of the three modules' __all__ and the model's config classes, imported on first use
 __getattr__, __dir__ = lazy_exports(
     __name__,
-    ("ordinalclip.config.run", "ordinalclip.config.typed", "ordinalclip.config.builtin"),
     globals(),
-    dict.fromkeys(_MODEL_CLASSES, "ordinalclip.modeling.config"),
+    ("ordinalclip.config.run", "ordinalclip.config.typed", "ordinalclip.config.builtin"),
+    {"ordinalclip.modeling.config": "ClipConfig ImageTowerConfig ModelConfig PromptConfig TextTowerConfig"},
 )
 
 if TYPE_CHECKING:  # for type checkers; never run
