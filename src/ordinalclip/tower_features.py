@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ordinalclip.configtools import ConfigError
+from ordinalclip.config.typed import ConfigError
 
 __all__ = [
     "TOWERS",

@@ -20,7 +20,7 @@ from torch import nn
 
 from ordinalclip import __version__
 from ordinalclip.checkpoint import head_from_checkpoint
-from ordinalclip.configtools import to_dict
+from ordinalclip.config.typed import to_dict
 from ordinalclip.fileio import publish, temp_beside
 from ordinalclip.modeling.config import ModelConfig
 from ordinalclip.modeling.ordinalclip import CosineClassifier, OrdinalCLIP

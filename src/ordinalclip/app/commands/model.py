@@ -254,7 +254,7 @@ def _print_run(metrics: dict[str, Any], run_dir: Any = None) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from ordinalclip import api
-    from ordinalclip.configtools import ConfigError
+    from ordinalclip.config.typed import ConfigError
 
     if args.data is None and (args.rank_names or args.few_shot is not None or args.context):
         raise ConfigError("--rank-names, --few-shot and --context go with --data DIR")
@@ -315,7 +315,7 @@ def _check_resume(run_dir: str, overrides: Sequence[str]) -> None:
     written."""
     from pathlib import Path
 
-    from ordinalclip.configtools import apply_overrides, load_yaml
+    from ordinalclip.config.typed import apply_overrides, load_yaml
     from ordinalclip.engine.run import check_resume_epochs
 
     path = Path(run_dir) / "config.yaml"
@@ -379,7 +379,7 @@ def _features(args: argparse.Namespace) -> int:
 
 
 def _probe(args: argparse.Namespace) -> int:
-    from ordinalclip.configtools import ConfigError
+    from ordinalclip.config.typed import ConfigError
     from ordinalclip.probe import write_probe
 
     result = write_probe(args.run)
@@ -392,8 +392,8 @@ def _probe(args: argparse.Namespace) -> int:
 
 
 def _configs(args: argparse.Namespace) -> int:
-    from ordinalclip.config_files import builtin_configs, config_path
-    from ordinalclip.configtools import ConfigError
+    from ordinalclip.config.builtin import builtin_configs, config_path
+    from ordinalclip.config.typed import ConfigError
 
     if args.action == "show":
         if not args.name:

@@ -131,7 +131,7 @@ def add_commands(sub: Any) -> None:
 def _launch(args: argparse.Namespace) -> Any:
     """The launch settings: the --launch-config file, then the flags given on top."""
     from ordinalclip.app.launchers import Launch
-    from ordinalclip.configtools import ConfigError, from_dict, load_yaml, parse_override
+    from ordinalclip.config.typed import ConfigError, from_dict, load_yaml, parse_override
 
     launch = Launch()
     if args.launch_config:
@@ -152,7 +152,7 @@ def _launch(args: argparse.Namespace) -> Any:
 
 def _sweep(args: argparse.Namespace) -> int:
     from ordinalclip.app.sweep import parse_grid, run_sweep, summarize_only
-    from ordinalclip.configtools import ConfigError
+    from ordinalclip.config.typed import ConfigError
 
     if args.summarize_only:
         if args.config or args.out:
