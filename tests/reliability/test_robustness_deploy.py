@@ -504,6 +504,10 @@ def test_a_deeply_nested_or_malformed_graph_is_one_error(tmp_path):
     for _ in range(3000):
         graph = _field(1, _field(5, _field(6, graph)))
     assert _external_tensors(_field(7, graph)) == [("deep", "")]
+    with pytest.raises(
+        ExportError, match=r": tensor 'deep' keeps its data in an external file; external data"
+    ):
+        _refuse_external_data(_field(7, graph), tmp_path)
     for bad in (b"\x0f", _field(7, graph)[:-3], b"\x3a\x05ab"):  # wire type 7, truncated, length past the end
         with pytest.raises(ExportError, match=rf"^{re.escape(str(tmp_path))}: not a readable ONNX graph"):
             _refuse_external_data(bad, tmp_path)

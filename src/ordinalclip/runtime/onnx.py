@@ -125,8 +125,9 @@ def _refuse_external_data(graph: bytes, path: Path) -> None:
     if external:
         name, location = external[0]
         more = f" (and {len(external) - 1} more tensors)" if len(external) > 1 else ""
+        where = f"an external file {location!r}" if location else "an external file"
         raise ExportError(
-            f"{path}: tensor {name!r}{more} keeps its data in an external file {location!r}; external data "
+            f"{path}: tensor {name!r}{more} keeps its data in {where}; external data "
             "is outside the sha256 the sidecar records, so it is refused: export the model again with "
             "`ordinalclip export` (one self-contained graph)"
         )
