@@ -356,6 +356,37 @@ def test_onnxruntime_runs_the_bytes_that_were_hashed(onnx_export, tmp_path, monk
     np.testing.assert_array_equal(loaded.run(x), want)
 
 
+def test_safetensors_load_runs_the_bytes_that_were_hashed(tmp_path, monkeypatch):
+    # before: the weights file was hashed, then read again by safetensors: a file swapped in between loaded
+    from ordinalclip.exports import load as export_load
+
+    exports = {}
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        cfg = tiny_vit_config()
+        exports[seed] = export_head(
+            build_model(cfg).eval(), cfg, tmp_path / f"e{seed}" / "m.safetensors", preprocess=PREP
+        )
+    (tmp_path / "m").mkdir()
+    copy = tmp_path / "m" / "m.safetensors"
+    copy.write_bytes(exports[0].read_bytes())
+    sidecar_path(copy).write_bytes(sidecar_path(exports[0]).read_bytes())
+    real = export_load._check_described_tower
+
+    def check_then_swap(*args, **kwargs):
+        real(*args, **kwargs)
+        copy.write_bytes(exports[1].read_bytes())  # the file changes after its sha256 was checked
+
+    monkeypatch.setattr(export_load, "_check_described_tower", check_then_swap)
+    loaded = export_load.load_export(copy)
+    monkeypatch.setattr(export_load, "_check_described_tower", real)
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        want, wrong = (export_load.load_export(exports[seed])(images) for seed in (0, 1))
+        assert (want - wrong).abs().max() > 1e-3  # the two exports disagree, so the comparison below can fail
+        torch.testing.assert_close(loaded(images), want, rtol=0, atol=0)
+
+
 def test_external_tensors_are_found_wherever_onnx_can_hold_a_tensor():
     """Every place onnx.proto can put a tensor (listed from onnx's own message descriptors) is searched: a
     model with one external tensor in each place has all of them found; a model without, none."""

@@ -8,6 +8,8 @@ never pickle, so an export from anywhere cannot run code.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import os
 import warnings
@@ -24,7 +26,7 @@ from ordinalclip.modeling.backbones.image import ClipImageTower, output_dim
 from ordinalclip.modeling.build import build_image_tower
 from ordinalclip.modeling.config import ModelConfig
 from ordinalclip.modeling.ordinalclip import CosineClassifier
-from ordinalclip.runtime.sidecar import ExportError, export_paths, file_sha256, read_export_metadata
+from ordinalclip.runtime.sidecar import ExportError, export_paths, read_export_metadata
 
 __all__ = ["ExportedModel", "build_export_tower", "load_export"]
 
@@ -110,14 +112,16 @@ def _check_tower_fits(
         )
 
 
-def _header_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
-    """Every tensor's shape from the safetensors header, without reading the data."""
-    from safetensors import safe_open
-
+def _header_shapes(data: bytes, weights: Path) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape from the header of safetensors ``data`` (the bytes of ``weights``): 8 bytes of
+    little-endian header length, then a JSON header mapping each tensor to its dtype, shape and offsets."""
     try:
-        with safe_open(str(weights), framework="pt") as fh:
-            return {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118 - not a dict
-    except Exception as err:  # safetensors raises its own error types for a damaged or truncated file
+        size = int.from_bytes(data[:8], "little")
+        if len(data) < 8 or size > len(data) - 8:
+            raise ValueError(f"a header of {size} bytes in a file of {len(data)}")
+        header = json.loads(data[8 : 8 + size])
+        return {k: tuple(int(d) for d in v["shape"]) for k, v in header.items() if k != "__metadata__"}
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
         raise ExportError(
             f"{weights}: not a readable safetensors file ({type(err).__name__}: {err})"
         ) from None
@@ -158,22 +162,24 @@ def load_export(
     if map_location is not None:
         warnings.warn("load_export(map_location=...) is deprecated; use device=...", DeprecationWarning, 2)
         device = map_location
-    from safetensors.torch import load_file
+    from safetensors.torch import load as load_bytes
 
     weights, sidecar = export_paths(path)
     meta = read_export_metadata(path)
     if not weights.is_file():
         raise ExportError(f"export weights not found: {weights} (sidecar {sidecar} exists)")
-    digest = file_sha256(weights)
+    # read once: the bytes whose hash is checked are the bytes loaded (no file swap between check and load)
+    data = weights.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
     if digest != meta["sha256"]:
         raise ExportError(
             f"{weights}: sha256 {digest} does not match {meta['sha256']} recorded in {sidecar}; the "
             "file was modified, truncated, or belongs to another export"
         )
     cfg = from_dict(ModelConfig, meta["model"], path="model")  # checked by read_export_metadata
-    _check_described_tower(cfg, _header_shapes(weights), meta.get("preprocess") or {}, weights)
+    _check_described_tower(cfg, _header_shapes(data, weights), meta.get("preprocess") or {}, weights)
     try:
-        tensors = load_file(str(weights))
+        tensors = load_bytes(data)
     except Exception as err:  # safetensors raises its own error types for a damaged or truncated file
         raise ExportError(
             f"{weights}: not a readable safetensors file ({type(err).__name__}: {err})"
