@@ -283,4 +283,5 @@ def export_onto_tower(
         extra=info,
         format=format,
         quantize=quantize,
+        prediction=cfg.trainer.prediction,
     )

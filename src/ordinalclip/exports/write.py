@@ -30,6 +30,7 @@ from ordinalclip.runtime.sidecar import (
     ONNX_INPUT,
     ONNX_OPSET,
     ONNX_OUTPUT,
+    PREDICTIONS,
     ExportError,
     check_preprocess,
     export_format,
@@ -156,6 +157,7 @@ def export_head(
     extra: Mapping[str, Any] | None = None,
     format: str | None = None,
     quantize: str | None = None,
+    prediction: str = "expectation",
 ) -> Path:
     """Write ``model`` as an export: ``out`` (safetensors or ONNX) and its sidecar (:func:`sidecar_path`).
 
@@ -172,6 +174,8 @@ def export_head(
         format: ``"safetensors"`` (tensors read by this package) or ``"onnx"`` (a graph ``images (B, 3, H,
             W) -> logits (B, C)`` for any ONNX runtime, dynamic B); default: from the suffix of ``out``.
         quantize: ``"int8"`` to store the ONNX graph's weights as int8 (:func:`quantize_int8`); ONNX only.
+        prediction: the headline prediction that ``predict`` and ``serve`` lead with, ``"expectation"`` or
+            ``"argmax"`` (a run's resolved ``trainer.prediction``; default: that of the default config).
 
     Returns:
         The path of the weights file (``out``).
@@ -186,6 +190,8 @@ def export_head(
     out = Path(out)
     kind = export_format(out, format)
     check_quantize(quantize, kind)
+    if prediction not in PREDICTIONS:
+        raise ExportError(f"unknown headline prediction {prediction!r}; expected one of {list(PREDICTIONS)}")
     num_ranks, embed_dim = (int(n) for n in model.weight.shape)
     if model_config.num_ranks != num_ranks:
         raise ExportError(
@@ -230,6 +236,7 @@ def export_head(
             "embed_dim": embed_dim,
             "rank_values": values,
             "rank_names": list(rank_names) if rank_names is not None else None,
+            "prediction": prediction,
             "preprocess": prep,
             "model": to_dict(model_config),
             "extra": dict(extra or {}),
@@ -272,4 +279,5 @@ def export_model(
         extra=info,
         format=format,
         quantize=quantize,
+        prediction=cfg.trainer.prediction,
     )

@@ -130,8 +130,9 @@ def add_commands(sub: Any) -> None:
         "predict",
         help="predict ranks of images with a checkpoint or an export",
         epilog=PREDICT_EXAMPLE,
-        description="Write a CSV with the expected rank, the argmax rank and optionally the "
-        "per-rank probabilities of every image.",
+        description="Write a CSV with the model's headline prediction of every image first (value, rank, "
+        "rank name; the 'prediction' column says which: expectation or argmax), then the expected and the "
+        "argmax rank, and optionally the per-rank probabilities.",
     )
     p.add_argument(
         "model",
