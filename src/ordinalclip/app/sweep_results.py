@@ -168,7 +168,7 @@ def read_sweep(
                 log=log_file if log_file.is_file() else None,
             )
         )
-    return SweepOnDisk(SweepResult(out, results), grid_keys, plan.get("metric", "mae_max"))
+    return SweepOnDisk(SweepResult(out, results), grid_keys, plan.get("metric", "auto"))
 
 
 def status_counts(cells: Sequence[CellResult]) -> dict[str, int]:

@@ -10,7 +10,7 @@ from typing import Any
 
 from ordinalclip.app.commands.common import add_command, add_overrides, int_at_least
 from ordinalclip.app.pagekit import fixed_width_table
-from ordinalclip.app.tables import TABLE_METRICS
+from ordinalclip.app.tables import table_columns
 
 TRAIN_EXAMPLE = """\
 examples:
@@ -229,11 +229,12 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(func=_configs, light=True)
 
 
-def _table(rows: Sequence[tuple[str, dict[str, Any] | None]], fmt: Any) -> str:
-    """The run summary: one line per (checkpoint, split) that has metrics, the app's table metrics."""
+def _table(rows: Sequence[tuple[str, dict[str, Any] | None]], fmt: Any, prediction: str) -> str:
+    """The run summary: one line per (checkpoint, split) that has metrics, the app's table metrics with those
+    of the run's headline ``prediction`` first."""
+    keys = [key for key, _ in table_columns(prediction)]
     return fixed_width_table(
-        ["", *TABLE_METRICS],
-        [[name, *(fmt(values.get(k)) for k in TABLE_METRICS)] for name, values in rows if values],
+        ["", *keys], [[name, *(fmt(values.get(k)) for k in keys)] for name, values in rows if values]
     )
 
 
@@ -241,7 +242,7 @@ def _num(v: Any) -> str:
     return "-" if v is None else f"{v:.4f}"
 
 
-def _print_run(metrics: dict[str, Any], run_dir: Any = None) -> None:
+def _print_run(metrics: dict[str, Any], run_dir: Any = None, prediction: str = "expectation") -> None:
     from ordinalclip.probe import read_probe
 
     rows = []
@@ -254,7 +255,8 @@ def _print_run(metrics: dict[str, Any], run_dir: Any = None) -> None:
     for split in ("val", "test"):
         if probe and probe.get(split):
             rows.append((f"probe {split}", probe[split]))  # logistic regression on the same frozen features
-    print(_table(rows, _num))
+    print(f"headline prediction: {prediction} (trainer.prediction)")
+    print(_table(rows, _num, prediction))
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -304,14 +306,16 @@ def _train(args: argparse.Namespace) -> int:
             for split in ("val", "test")
             if split in result.summary[tag]
         ]
-        print(_table(rows, lambda v: "-" if v is None else f"{v['mean']:.3f} ± {v['std']:.3f}"))
+        prediction = result.runs[0].config.trainer.prediction if result.runs else "expectation"
+        print(f"headline prediction: {prediction} (trainer.prediction)")
+        print(_table(rows, lambda v: "-" if v is None else f"{v['mean']:.3f} ± {v['std']:.3f}", prediction))
         return 0
     else:
         run = api.fit(args.config, overrides=args.overrides, run_dir=args.run_dir)
     if not api.is_rank_zero():
         return 0
     print(f"run folder: {run.run_dir}")
-    _print_run(run.metrics, run.run_dir)
+    _print_run(run.metrics, run.run_dir, run.config.trainer.prediction)
     return 0
 
 
@@ -384,6 +388,7 @@ def _features(args: argparse.Namespace) -> int:
 
 
 def _probe(args: argparse.Namespace) -> int:
+    from ordinalclip.app.runpage import run_prediction
     from ordinalclip.configtools import ConfigError
     from ordinalclip.probe import write_probe
 
@@ -392,7 +397,7 @@ def _probe(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.run}: no probe (the log says why: no fixed features, or no scikit-learn)")
     rows = [(f"probe {s}", result[s]) for s in ("val", "test") if result.get(s)]
     print(f"probe.json written in {args.run} (C={result['C']:g}, {result['features']})")
-    print(_table(rows, _num))
+    print(_table(rows, _num, run_prediction(args.run)))
     return 0
 
 
