@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal, cast
 
 # The default context of every task is MORPH's age prompt because the reference code initialises it so for
@@ -191,7 +191,7 @@ class ModelConfig:
 
 def _default(cls: type, name: str) -> Any:
     """The default of the dataclass field ``name`` of ``cls``."""
-    return cls.__dataclass_fields__[name].default
+    return next(f.default for f in fields(cls) if f.name == name)
 
 
 def _names_given(prompts: Mapping[str, Any]) -> int | None:
