@@ -37,12 +37,16 @@ Example (two images, two ranks, no preference; both images carry rank 0):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
+from typing import TYPE_CHECKING, TypedDict, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "cross_entropy_loss",
@@ -57,6 +61,8 @@ __all__ = [
     "SOFTMAX_LOSSES",
     "SOFT_LABEL_FAMILIES",
     "sord_targets",
+    "SoftLabelSettings",
+    "SOFT_LABEL_DEFAULTS",
     "prototype_prior_penalty",
     "projection_prior_penalty",
     "soft_label_matrix",
@@ -326,16 +332,32 @@ def sord_targets(num_ranks: int, alpha: float = 1.0) -> Tensor:
     return torch.softmax(-alpha * (ranks[None, :] - ranks[:, None]).abs(), dim=1)
 
 
-def soft_label_matrix(
-    family: str,
-    num_ranks: int,
-    *,
-    sord_alpha: float = 1.0,
-    exp_p: float = 1.0,
-    exp_tau: float = 1.0,
-    triangular_alpha2: float = 0.05,
-    beta_params: str = "standard",
-) -> Tensor:
+class SoftLabelSettings(TypedDict, total=False):
+    """The parameters of the soft-label families, as keyword arguments of :func:`soft_label_matrix` and
+    :func:`make_softmax_loss` (one declaration for both; the defaults are :data:`SOFT_LABEL_DEFAULTS`)."""
+
+    sord_alpha: float  # SORD's alpha
+    exp_p: float  # the exponential family's distance exponent p
+    exp_tau: float  # ... and its temperature tau
+    triangular_alpha2: float  # the mass of each neighbouring rank of the triangular family
+    beta_params: str  # dlordinal's parameter set of the beta family
+
+
+SOFT_LABEL_DEFAULTS = SoftLabelSettings(
+    sord_alpha=1.0, exp_p=1.0, exp_tau=1.0, triangular_alpha2=0.05, beta_params="standard"
+)
+
+
+def _soft_label_settings(settings: Mapping[str, object], where: str) -> SoftLabelSettings:
+    """``settings`` over :data:`SOFT_LABEL_DEFAULTS`; a name outside :class:`SoftLabelSettings` is the
+    ``TypeError`` an unknown keyword argument gives."""
+    unknown = sorted(set(settings) - set(SOFT_LABEL_DEFAULTS))
+    if unknown:
+        raise TypeError(f"{where}: unknown keyword argument(s) {unknown}")
+    return cast(SoftLabelSettings, {**SOFT_LABEL_DEFAULTS, **settings})
+
+
+def soft_label_matrix(family: str, num_ranks: int, **settings: Unpack[SoftLabelSettings]) -> Tensor:
     """The (C, C) soft-label matrix of a family: row y is the target distribution of an example of rank y.
 
     ``sord`` is :func:`sord_targets`; ``beta`` (Vargas et al., 2022; dlordinal's ``beta_params`` set, defined
@@ -343,9 +365,17 @@ def soft_label_matrix(
     / tau)``) and ``triangular`` (Vargas et al., 2023; ``triangular_alpha2`` is the mass of each neighbouring
     rank) come from ``dlordinal.soft_labelling``.
 
+    Args:
+        family: ``sord`` or one of :data:`SOFT_LABEL_FAMILIES`.
+        num_ranks: C.
+        **settings: :class:`SoftLabelSettings` (``sord_alpha``, ``exp_p``, ``exp_tau``, ``triangular_alpha2``,
+            ``beta_params``); the others default as in :data:`SOFT_LABEL_DEFAULTS`.
+
     Returns:
         (C, C) float64 tensor whose rows sum to 1 (within 3e-8).
     """
+    s = _soft_label_settings(settings, "soft_label_matrix")
+    sord_alpha, beta_params = s["sord_alpha"], s["beta_params"]
     if family == "sord":
         return sord_targets(num_ranks, sord_alpha)
     if family not in SOFT_LABEL_FAMILIES:
@@ -373,9 +403,9 @@ def soft_label_matrix(
     elif family == "poisson":
         matrix = sl.get_poisson_soft_labels(num_ranks)
     elif family == "exponential":
-        matrix = sl.get_exponential_soft_labels(num_ranks, p=exp_p, tau=exp_tau)
+        matrix = sl.get_exponential_soft_labels(num_ranks, p=s["exp_p"], tau=s["exp_tau"])
     else:
-        matrix = sl.get_triangular_soft_labels(num_ranks, alpha2=triangular_alpha2)
+        matrix = sl.get_triangular_soft_labels(num_ranks, alpha2=s["triangular_alpha2"])
     # As dlordinal gives them: its beta and triangular rows integrate a CDF over [1e-9, 1 - 1e-9], so they sum
     # to 1 within 3e-8, which changes no loss value that matters.
     return torch.as_tensor(matrix, dtype=torch.float64)
@@ -482,22 +512,22 @@ def make_softmax_loss(
     ce_weight: float = 1.0,
     kl_weight: float = 1.0,
     temperature: float = 10.0,
-    sord_alpha: float = 1.0,
     eta: float = 1.0,
-    exp_p: float = 1.0,
-    exp_tau: float = 1.0,
-    triangular_alpha2: float = 0.05,
-    beta_params: str = "standard",
     cdw_alpha: float = 1.0,
     wk_penalty: str = "quadratic",
     wk_log: bool = False,
+    **soft_labels: Unpack[SoftLabelSettings],
 ) -> Callable[[Tensor, Tensor], dict[str, Tensor]]:
     """The training loss ``name`` (one of :data:`SOFTMAX_LOSSES`) for (B, C) logits of ``num_ranks`` ranks.
+
+    ``soft_labels``: the :class:`SoftLabelSettings` of the soft-label families, passed to
+    :func:`soft_label_matrix` (checked there, whatever the loss).
 
     Soft-label matrices are built here, once. Returns ``fn(logits (B, C), labels (B,)) -> dict`` with key
     ``loss`` (what is minimised) and the loss's own terms (``ce`` / ``kl`` for ``ordinalclip``, else
     ``name``).
     """
+    _soft_label_settings(soft_labels, "make_softmax_loss")
     if name == "ordinalclip":
 
         def fn(logits: Tensor, labels: Tensor) -> dict[str, Tensor]:
@@ -508,15 +538,7 @@ def make_softmax_loss(
 
         return fn
     if name == "sord" or name in SOFT_LABEL_FAMILIES:
-        targets = soft_label_matrix(
-            name,
-            num_ranks,
-            sord_alpha=sord_alpha,
-            exp_p=exp_p,
-            exp_tau=exp_tau,
-            triangular_alpha2=triangular_alpha2,
-            beta_params=beta_params,
-        )
+        targets = soft_label_matrix(name, num_ranks, **soft_labels)
         mix = 1.0 if name == "sord" else eta  # SORD's labels are already a smoothing of the one-hot label
         single: Callable[[Tensor, Tensor], Tensor] = partial(soft_label_loss, targets=targets, eta=mix)
     elif name == "cdw_ce":

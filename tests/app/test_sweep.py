@@ -21,6 +21,7 @@ import yaml
 from ordinalclip import api
 from ordinalclip.app import cli
 from ordinalclip.app.sweep import SweepError, parse_grid, plan_sweep, run_sweep
+from ordinalclip.app.sweep_results import Cell, CellResult, status_text
 from ordinalclip.config.typed import ConfigError
 from ordinalclip.engine.errors import TrainingInterrupted
 from ordinalclip.modeling import build_model
@@ -202,6 +203,20 @@ def test_zero_shot_cells_are_evaluated_without_training(tmp_path: Path):
     L.seed_everything(5)  # the tiny CLIP is random: the same seed rebuilds the same text tower
     expected = build_model(api.resolve_config(path).model).prototypes().detach()
     torch.testing.assert_close(torch.from_numpy(np.load(run.run_dir / "prototypes.npy")), expected)
+
+
+def test_status_text_counts_every_status_and_unfinished_only_when_there_are_any(tmp_path: Path):
+    def cells(*statuses):
+        cell = Cell(Path("a.yaml"), "a", (), 1, None, "a__seed1", (), False)
+        return [CellResult(cell, s, tmp_path) for s in statuses]
+
+    assert (
+        status_text(cells("trained", "trained", "skipped", "failed", "unfinished"))
+        == "2 trained now, 1 finished earlier, 0 resumed, 0 restarted, 1 failed, 1 unfinished"
+    )
+    assert status_text(cells("resumed", "restarted")) == (
+        "0 trained now, 0 finished earlier, 1 resumed, 1 restarted, 0 failed"
+    )
 
 
 def test_parse_grid_reads_yaml_values():

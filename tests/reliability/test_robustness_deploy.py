@@ -7,11 +7,14 @@
    the one ``error:`` line names every bad file
 4. a single image path as INPUTS is one image
 5. an export sidecar that disagrees with its graph or weights fails at load, before anything is built
+6. an ONNX graph that keeps tensors in external data (outside the sha256 its sidecar records) is refused, and
+   onnxruntime runs the bytes that were hashed, not the file read again
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import re
@@ -276,3 +279,235 @@ def test_a_safetensors_sidecar_describing_another_tower_fails_before_building_it
     from ordinalclip.exports.load import load_export
 
     assert load_export(image_export).num_ranks == 5
+
+
+# ------------------------------------------------------------------------------ 6. external data, hashed bytes
+
+
+def _external_copy(export: Path, folder: Path) -> tuple[Path, str]:
+    """A copy of the ONNX ``export`` rewritten by onnx with its tensors of 1 KiB and more in ``<name>.data``
+    beside it, and its sidecar re-sealed to the new graph (the sha256 entries are plain hashes anyone can
+    recompute). Returns the copy and the name of its first initializer that lives in the data file."""
+    import onnx
+    from onnx.external_data_helper import uses_external_data
+
+    folder.mkdir()
+    copy = folder / export.name
+    onnx.save_model(
+        onnx.load(str(export)),
+        str(copy),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=copy.name + ".data",
+    )
+    meta = json.loads(sidecar_path(export).read_text())
+    meta["sha256"] = hashlib.sha256(copy.read_bytes()).hexdigest()
+    sidecar_path(copy).write_text(json.dumps(reseal(meta)))
+    graph = onnx.load(str(copy), load_external_data=False).graph
+    external = [t.name for t in graph.initializer if uses_external_data(t)]
+    assert external and (folder / (copy.name + ".data")).stat().st_size > 1024 * len(external)
+    return copy, external[0]
+
+
+def test_an_onnx_graph_with_external_data_is_refused(onnx_export, photos, tmp_path, capsys):
+    # before: loaded, running whatever tensors the file beside the graph held, unchecked
+    import onnxruntime as ort
+
+    copy, tensor = _external_copy(onnx_export, tmp_path / "ext")
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    # the rewritten pair is a working model: onnxruntime, given its path, runs it to the export's logits
+    run = {p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (onnx_export, copy)}
+    outs = [s.run(None, {"images": x})[0] for s in run.values()]
+    np.testing.assert_allclose(outs[1], outs[0], rtol=0, atol=1e-6)
+    with pytest.raises(ExportError, match=rf"{re.escape(str(copy))}: tensor '{re.escape(tensor)}'.*external"):
+        load_onnx_export(copy)
+    code, _, err = run_cli(["predict", str(copy), str(photos), "-o", str(tmp_path / "p.csv")], capsys)
+    assert code == 2
+    line = user_error(err)
+    assert str(copy) in line and repr(tensor) in line and "m.onnx.data" in line, line
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_onnxruntime_runs_the_bytes_that_were_hashed(onnx_export, tmp_path, monkeypatch):
+    # before: the graph file was hashed, then read again by onnxruntime: a file swapped in between ran unchecked
+    import onnxruntime as ort
+
+    torch.manual_seed(1)
+    cfg = tiny_vit_config()
+    other = export_head(build_model(cfg).eval(), cfg, tmp_path / "other" / "m.onnx", preprocess=PREP)
+    (tmp_path / "m").mkdir()
+    copy = tmp_path / "m" / "m.onnx"
+    copy.write_bytes(onnx_export.read_bytes())
+    sidecar_path(copy).write_bytes(sidecar_path(onnx_export).read_bytes())
+    real = ort.InferenceSession
+
+    def swap_then_load(model, *args, **kwargs):
+        copy.write_bytes(other.read_bytes())  # the file changes after its sha256 was checked
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", swap_then_load)
+    loaded = load_onnx_export(copy)
+    monkeypatch.setattr(ort, "InferenceSession", real)
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    sealed = ort.InferenceSession(str(onnx_export), providers=["CPUExecutionProvider"])
+    swapped = ort.InferenceSession(str(other), providers=["CPUExecutionProvider"])
+    want, wrong = (s.run(None, {"images": x})[0] for s in (sealed, swapped))
+    assert np.abs(want - wrong).max() > 1e-3  # the two graphs disagree, so the comparison below can fail
+    np.testing.assert_array_equal(loaded.run(x), want)
+
+
+def test_external_tensors_are_found_wherever_onnx_can_hold_a_tensor():
+    """Every place onnx.proto can put a tensor (listed from onnx's own message descriptors) is searched: a
+    model with one external tensor in each place has all of them found; a model without, none."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+    from onnx.external_data_helper import set_external_data
+
+    from ordinalclip.runtime.onnx import _external_tensors
+
+    def tensor(name: str, external: bool = True, dtype: int = TensorProto.FLOAT) -> TensorProto:
+        data = np.array([1, 2], dtype=helper.tensor_dtype_to_np_dtype(dtype)).tobytes()
+        t = helper.make_tensor(name, dtype, [2], data, raw=True)
+        if external:
+            set_external_data(t, location=f"{name}.bin")
+            t.ClearField("raw_data")
+        return t
+
+    def sparse(name: str, indices: str | None = None):
+        idx = tensor(indices or "idx", external=indices is not None, dtype=TensorProto.INT64)
+        return helper.make_sparse_tensor(tensor(name), idx, [4])
+
+    def constant(out: str, **attr):
+        return helper.make_node("Constant", [], [out], **attr)
+
+    vi = helper.make_tensor_value_info
+    sub = helper.make_graph(
+        [constant("s", value=tensor("in_subgraph"))],
+        "sub",
+        [],
+        [vi("s", TensorProto.FLOAT, [2])],
+        initializer=[tensor("subgraph_initializer")],
+    )
+    node_attrs = [
+        constant("c1", value=tensor("node_t")),
+        constant("c2", sparse_value=sparse("node_sparse_tensor")),
+        helper.make_node("If", ["cond"], ["y"], then_branch=sub, else_branch=sub),
+        helper.make_node("Custom", [], ["c3"], domain="x", ts=[tensor("node_tensors")]),
+        helper.make_node("Custom", [], ["c4"], domain="x", sg=[sparse("node_sparse_tensors")]),
+        helper.make_node("Custom", [], ["c5"], domain="x", gs=[sub]),
+    ]
+    graph = helper.make_graph(
+        node_attrs,
+        "g",
+        [vi("cond", TensorProto.BOOL, [])],
+        [vi("y", TensorProto.FLOAT, [2])],
+        initializer=[tensor("initializer"), tensor("internal", external=False)],
+        sparse_initializer=[sparse("sparse_initializer", indices="sparse_indices")],
+    )
+    function = helper.make_function(
+        "x", "F", [], ["o"], [constant("o", value=tensor("function_node"))], [helper.make_opsetid("", 18)]
+    )
+    function.attribute_proto.append(helper.make_attribute("d", tensor("function_default")))
+    model = helper.make_model(graph, functions=[function])
+    model.training_info.add().initialization.CopyFrom(
+        helper.make_graph([], "init", [], [], initializer=[tensor("training_initialization")])
+    )
+    model.training_info[0].algorithm.CopyFrom(
+        helper.make_graph([], "algo", [], [], initializer=[tensor("training_algorithm")])
+    )
+    found = _external_tensors(model.SerializeToString())
+    names = sorted(n for n, _ in found)
+    expected = [
+        "function_default",
+        "function_node",
+        "initializer",
+        "node_sparse_tensor",
+        "node_sparse_tensors",
+        "node_t",
+        "node_tensors",
+        "sparse_indices",
+        "sparse_initializer",
+        "training_algorithm",
+        "training_initialization",
+    ] + ["in_subgraph", "subgraph_initializer"] * 3  # the If's two branches and the graphs attribute
+    assert names == sorted(expected)
+    assert all(location == f"{name}.bin" for name, location in found)
+    # the places searched are every place onnx.proto has a message that leads to a TensorProto
+    holders = {
+        "TensorProto",
+        "SparseTensorProto",
+        "GraphProto",
+        "NodeProto",
+        "AttributeProto",
+        "FunctionProto",
+        "TrainingInfoProto",
+    }
+    fields = {
+        (d.name, f.number)
+        for d in [getattr(onnx, n).DESCRIPTOR for n in holders | {"ModelProto"}]
+        for f in d.fields
+        if f.message_type is not None and f.message_type.name in holders
+    }
+    assert fields == {
+        ("ModelProto", 7),
+        ("ModelProto", 20),
+        ("ModelProto", 25),
+        ("TrainingInfoProto", 1),
+        ("TrainingInfoProto", 2),
+        ("GraphProto", 1),
+        ("GraphProto", 5),
+        ("GraphProto", 15),
+        ("FunctionProto", 7),
+        ("FunctionProto", 11),
+        ("NodeProto", 5),
+        ("AttributeProto", 5),
+        ("AttributeProto", 6),
+        ("AttributeProto", 10),
+        ("AttributeProto", 11),
+        ("AttributeProto", 22),
+        ("AttributeProto", 23),
+        ("SparseTensorProto", 1),
+        ("SparseTensorProto", 2),
+    }
+    # nothing external: nothing found
+    plain = helper.make_model(
+        helper.make_graph(
+            [constant("c", value=tensor("t", external=False))],
+            "g",
+            [],
+            [],
+            initializer=[tensor("i", external=False)],
+        )
+    )
+    assert _external_tensors(plain.SerializeToString()) == []
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field (wire type 2)."""
+
+    def varint(n: int) -> bytes:
+        out = b""
+        while n >= 0x80:
+            out += bytes([n & 0x7F | 0x80])
+            n >>= 7
+        return out + bytes([n])
+
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def test_a_deeply_nested_or_malformed_graph_is_one_error(tmp_path):
+    from ordinalclip.runtime.onnx import _external_tensors, _refuse_external_data
+
+    # an external tensor (name, data_location = EXTERNAL) in a Constant 3000 subgraphs deep: found, and no
+    # RecursionError on the way
+    graph = _field(1, _field(5, _field(5, _field(8, b"deep") + bytes([14 << 3, 1]))))
+    for _ in range(3000):
+        graph = _field(1, _field(5, _field(6, graph)))
+    assert _external_tensors(_field(7, graph)) == [("deep", "")]
+    with pytest.raises(
+        ExportError, match=r": tensor 'deep' keeps its data in an external file; external data"
+    ):
+        _refuse_external_data(_field(7, graph), tmp_path)
+    for bad in (b"\x0f", _field(7, graph)[:-3], b"\x3a\x05ab"):  # wire type 7, truncated, length past the end
+        with pytest.raises(ExportError, match=rf"^{re.escape(str(tmp_path))}: not a readable ONNX graph"):
+            _refuse_external_data(bad, tmp_path)

@@ -173,3 +173,19 @@ def test_input_validation(logits: torch.Tensor, labels: torch.Tensor, error: typ
     for fn in (cross_entropy_loss, text_to_image_kl_loss, ordinalclip_loss):
         with pytest.raises(error, match=message):
             fn(logits, labels)
+
+
+def test_soft_label_settings_pass_through_and_unknown_names_fail() -> None:
+    from ordinalclip.losses import make_softmax_loss, soft_label_matrix, sord_targets
+
+    # SORD with alpha 2, hand-computed row 0 over 3 ranks: softmax(-2 * [0, 1, 2])
+    want = torch.softmax(torch.tensor([0.0, -2.0, -4.0], dtype=torch.float64), dim=0)
+    torch.testing.assert_close(soft_label_matrix("sord", 3, sord_alpha=2.0)[0], want)
+    torch.testing.assert_close(soft_label_matrix("sord", 3), sord_targets(3, 1.0))
+    logits, labels = torch.tensor([[2.0, 0.0, -1.0]]), torch.tensor([0])
+    got = make_softmax_loss("sord", 3, sord_alpha=2.0)(logits, labels)["loss"]
+    torch.testing.assert_close(got, -(want.float() * torch.log_softmax(logits[0], 0)).sum())
+    with pytest.raises(TypeError, match="sord_alfa"):
+        soft_label_matrix("sord", 3, sord_alfa=2.0)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="exp_q"):
+        make_softmax_loss("ordinalclip", 3, exp_q=1.0)  # type: ignore[call-arg]

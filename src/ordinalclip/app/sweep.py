@@ -63,7 +63,7 @@ from ordinalclip.app.sweep_results import (
     read_sweep,
     setting_text,
     short_keys,
-    status_counts,
+    status_text,
     summarize,
     summary_tables,
 )
@@ -454,7 +454,6 @@ def write_summary(result: SweepResult, grid_keys: Sequence[str], metric: str = "
     metric = sweep_metric(metric, run_dirs)
     shown = [key for key, _ in table_columns(prediction)]
     rows = summarize(result.cells)
-    short = short_keys(list(grid_keys))
     metrics = list(dict.fromkeys(k for r in rows for k in r.stats))
 
     def write_csv(tmp: Path) -> None:
@@ -486,7 +485,6 @@ def write_summary(result: SweepResult, grid_keys: Sequence[str], metric: str = "
                 )
 
     atomic_write(out / "summary.csv", write_csv)
-    counts = status_counts(result.cells)
     md = [
         "# Sweep summary",
         "",
@@ -495,27 +493,17 @@ def write_summary(result: SweepResult, grid_keys: Sequence[str], metric: str = "
         f"passed); the runs' headline prediction is the {prediction} (trainer.prediction): its metrics come "
         "first. summary.csv has every metric of `ordinalclip.metrics.ordinal_metrics` (AMAE, RPS, ...).",
         "",
-        f"Cells: {len(result.cells)} ({counts['trained']} trained now, {counts['skipped']} finished earlier, "
-        f"{counts['resumed']} resumed, {counts['restarted']} restarted, {counts['failed']} failed"
-        + (f", {counts['unfinished']} unfinished" if counts["unfinished"] else "")
-        + ").",
+        f"Cells: {len(result.cells)} ({status_text(result.cells)}).",
         "",
     ]
-    head = ["config", *(short[k] for k in grid_keys), "n", *shown]
-    for group_rows, tag, split, chosen in summary_tables(rows):
-        title = f"## {tag} checkpoint, {split}" + (", per group" if group_rows else "")
-        cols = head[:1] + (["group"] if group_rows else []) + head[1:]
-        table = [
-            [
-                r.config,
-                *([r.group] if group_rows else []),
-                *(setting_text(dict(r.settings)[k]) for k in grid_keys),
-                str(r.n),
-                *(_pm(r.stats, m) for m in shown),
-            ]
-            for r in chosen
+    for t in summary_tables(rows, grid_keys):
+        table = [[*cells, *(_pm(r.stats, m) for m in shown)] for cells, r in zip(t.cells, t.rows)]
+        md += [
+            f"## {t.title}",
+            "",
+            markdown_table([*(c.title for c in t.columns), *shown], table),
+            "",
         ]
-        md += [title, "", markdown_table(cols, table), ""]
     failed = result.failed
     if failed:
         md += (

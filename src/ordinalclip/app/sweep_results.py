@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ordinalclip.app.pagekit import Column
 from ordinalclip.errors import SweepError
 from ordinalclip.metrics import mean_std
 
@@ -171,24 +172,60 @@ def read_sweep(
     return SweepOnDisk(SweepResult(out, results), grid_keys, plan.get("metric", "auto"))
 
 
-def status_counts(cells: Sequence[CellResult]) -> dict[str, int]:
-    """How many cells have each status (every status a summary names, zeros included)."""
-    return {s: sum(r.status == s for r in cells) for s in STATUSES}
+STATUS_TEXT = {"trained": "trained now", "skipped": "finished earlier"}  # the others read as they are
 
 
-def summary_tables(rows: Sequence[SummaryRow]) -> Iterator[tuple[bool, str, str, list[SummaryRow]]]:
-    """The summary's tables in the order pages show them, as ``(per_group, checkpoint, split, rows)``: overall
-    before per group, best before last, test before val; empty tables left out."""
-    for group_rows in (False, True):
+def status_text(cells: Sequence[CellResult]) -> str:
+    """How many cells have each status, as the summaries say it: ``4 trained now, 0 finished earlier,
+    0 resumed, 0 restarted, 0 failed`` (``, N unfinished`` added where there are any)."""
+    counts = {s: sum(r.status == s for r in cells) for s in STATUSES}
+    return ", ".join(f"{n} {STATUS_TEXT.get(s, s)}" for s, n in counts.items() if n or s != "unfinished")
+
+
+@dataclass(frozen=True)
+class SummaryTable:
+    """One table of a sweep's summary as ``summary.md`` and the sweep page show it: the leading columns
+    (config, the group in a per-group table, one per grid key, n) with each row's cells in them, and the
+    summary rows whose ``stats`` fill the metric columns (each page formats mean ± std its own way)."""
+
+    title: str  # "best checkpoint, test", with ", per group" for a per-group table
+    columns: list[Column]
+    cells: list[list[str | int]]  # one per row: the leading columns' cells
+    rows: list[SummaryRow]
+    per_group: bool
+
+
+def summary_tables(rows: Sequence[SummaryRow], grid_keys: Sequence[str]) -> Iterator[SummaryTable]:
+    """The summary's tables in the order pages show them: overall before per group, best before last, test
+    before val; empty tables left out. Grid keys head their columns by :func:`short_keys`."""
+    short = short_keys(grid_keys)
+    for per_group in (False, True):
         for tag in ("best", "last"):
             for split in ("test", "val"):
                 chosen = [
                     r
                     for r in rows
-                    if r.checkpoint == tag and r.split == split and (r.group != "all") == group_rows
+                    if r.checkpoint == tag and r.split == split and (r.group != "all") == per_group
                 ]
-                if chosen:
-                    yield group_rows, tag, split, chosen
+                if not chosen:
+                    continue
+                columns = [
+                    Column("config"),
+                    *([Column("group")] if per_group else []),
+                    *(Column(short[k]) for k in grid_keys),
+                    Column("n", True),
+                ]
+                cells: list[list[str | int]] = [
+                    [
+                        r.config,
+                        *([r.group] if per_group else []),
+                        *(setting_text(dict(r.settings).get(k)) for k in grid_keys),
+                        r.n,
+                    ]
+                    for r in chosen
+                ]
+                title = f"{tag} checkpoint, {split}" + (", per group" if per_group else "")
+                yield SummaryTable(title, columns, cells, chosen, per_group)
 
 
 def short_keys(keys: Sequence[str]) -> dict[str, str]:

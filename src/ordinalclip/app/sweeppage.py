@@ -17,12 +17,12 @@ from ordinalclip.app.plots import REPORT_EXTRA, has_matplotlib, plot_few_shot
 from ordinalclip.app.runpage import make_run_page, runs_prediction, sweep_metric
 from ordinalclip.app.sweep_results import (
     FEW_SHOT_KEY,
+    STATUS_TEXT,
     SummaryRow,
     SweepResult,
     read_sweep,
     setting_text,
-    short_keys,
-    status_counts,
+    status_text,
     summarize,
     summary_tables,
 )
@@ -50,9 +50,6 @@ def make_sweep_page(sweep_dir: str | os.PathLike[str], metric: str = "auto") -> 
     return write_sweep_page(result, sweep.grid_keys, plot)
 
 
-STATUS_TEXT = {"skipped": "finished earlier", "trained": "trained now"}
-
-
 def write_sweep_page(
     result: SweepResult,
     grid_keys: Sequence[str],
@@ -64,43 +61,32 @@ def write_sweep_page(
     than the cell's metrics; not without matplotlib)."""
     out = result.out_dir
     page = Page(out, f"Sweep — {out.name}")
-    counts = status_counts(result.cells)
     prediction = runs_prediction([c.run_dir for c in result.cells])
     page.text(
-        f"{len(result.cells)} cells ({counts['trained']} trained in the last call, {counts['skipped']} "
-        f"finished earlier, {counts['resumed']} resumed, {counts['restarted']} restarted, {counts['failed']} "
-        "failed). Mean ± std over seeds and folds (population std; n = runs); the best mean of each column "
-        "is bold on green. exp: expectation prediction, max: argmax prediction; the runs' headline "
-        f"prediction is the {prediction} (trainer.prediction): its metrics come first."
+        f"{len(result.cells)} cells ({status_text(result.cells)}). Mean ± std over seeds and folds "
+        "(population std; n = runs); the best mean of each column is bold on green. exp: expectation "
+        "prediction, max: argmax prediction; the runs' headline prediction is the "
+        f"{prediction} (trainer.prediction): its metrics come first."
     )
-    short = short_keys(list(grid_keys))
-    for group_rows, tag, split, chosen in summary_tables(result.rows):
-        page.heading(f"{tag} checkpoint, {split}" + (", per group" if group_rows else ""))
-        cols = [
-            Column("config"),
-            *([Column("group")] if group_rows else []),
-            *(Column(short[k]) for k in grid_keys),
-            Column("n", True),
-            *metric_columns(prediction),
+    for t in summary_tables(result.rows, grid_keys):
+        page.heading(t.title)
+        table_rows = [
+            [
+                *cells,
+                *(
+                    mean_std_value(r.stats[m][0], r.stats[m][1] if r.n > 1 else None)
+                    if m in r.stats
+                    else None
+                    for m, _ in table_columns(prediction)
+                ),
+            ]
+            for cells, r in zip(t.cells, t.rows)
         ]
-        table_rows = []
-        for r in chosen:
-            settings = dict(r.settings)
-            table_rows.append(
-                [
-                    r.config,
-                    *([r.group] if group_rows else []),
-                    *(setting_text(settings.get(k)) for k in grid_keys),
-                    r.n,
-                    *(
-                        mean_std_value(r.stats[m][0], r.stats[m][1] if r.n > 1 else None)
-                        if m in r.stats
-                        else None
-                        for m, _ in table_columns(prediction)
-                    ),
-                ]
-            )
-        page.table(cols, table_rows, [r.group for r in chosen] if group_rows else None)
+        page.table(
+            [*t.columns, *metric_columns(prediction)],
+            table_rows,
+            [r.group for r in t.rows] if t.per_group else None,
+        )
     if few_shot_plot is not None and few_shot_plot.is_file():
         page.heading("Few-shot curves")
         page.images(
