@@ -212,7 +212,13 @@ def _evaluate_checkpoints(
                 res = res or {}
                 if out_dir is not None and is_rank_zero() and "predictions" in res:
                     where = out_dir / "predictions" / f"{split}_{tag}.csv"
-                    write_eval_predictions(where, res["predictions"], dm.eval_samples(split), module.ranks)
+                    write_eval_predictions(
+                        where,
+                        res["predictions"],
+                        dm.eval_samples(split),
+                        module.ranks,
+                        prediction=module.cfg.trainer.prediction,
+                    )
                 entry[split] = res.get("metrics")
                 if "groups" in res:
                     entry[f"{split}_groups"] = res["groups"]

@@ -2,8 +2,10 @@
 
 Torch-free for an ``.onnx`` export: images are decoded and preprocessed in PIL + numpy and run by the
 :class:`~ordinalclip.runtime.predictor.Predictor`'s backend (onnxruntime, or torch for checkpoints and
-safetensors exports). The CSV's columns are those of :mod:`ordinalclip.runtime.predictions`, each naming its
-unit (``exp_value`` / ``pred_value`` in label units, ``exp_rank`` / ``pred_rank`` in rank indices).
+safetensors exports). The CSV's columns are those of :mod:`ordinalclip.runtime.predictions`: the model's
+headline prediction first (``prediction``, ``value``, ``rank``, ``rank_name``), then both predictions, each
+column naming its unit (``exp_value`` / ``pred_value`` in label units, ``exp_rank`` / ``pred_rank`` in rank
+indices).
 """
 
 from __future__ import annotations
@@ -216,8 +218,10 @@ def predict(
     """Predict every image of ``inputs`` (see :func:`read_inputs`) and write ``out_csv``.
 
     Columns (:mod:`ordinalclip.runtime.predictions`): ``path``, ``label`` (only when the inputs have labels;
-    as written there), ``exp_value``, ``pred_value`` (label units), ``exp_rank``, ``pred_rank`` (rank
-    indices), and with ``probabilities`` also ``p_0 .. p_{C-1}``. Missing files are all reported at once
+    as written there), the headline prediction (:attr:`Predictor.prediction`): ``prediction`` (its name),
+    ``value`` (label units), ``rank`` (rank index), ``rank_name`` (when the model has rank names); then
+    ``exp_value``, ``pred_value`` (label units), ``exp_rank``, ``pred_rank`` (rank indices), and with
+    ``probabilities`` also ``p_0 .. p_{C-1}``. Missing files are all reported at once
     before anything runs; an unreadable image stops with its file and line, or is left out of the CSV (and
     logged) with ``on_error="skip"``. ``num_workers``: threads decoding images (0: one). The CSV is written
     atomically.
@@ -238,7 +242,12 @@ def predict(
         # streamed to the temporary file, so a million-image folder does not sit in memory
         with open(tmp, "w", encoding="utf-8", newline="") as fh:
             writer = PredictionsWriter(
-                fh, label=has_labels, values=True, num_probs=predictor.num_ranks if probabilities else 0
+                fh,
+                label=has_labels,
+                values=True,
+                num_probs=predictor.num_ranks if probabilities else 0,
+                prediction=predictor.prediction,
+                rank_names=predictor.rank_names,
             )
             for chunk, batch in _batches(items, predictor, batch_size, num_workers, on_error):
                 out = predictor.predict_arrays(batch)

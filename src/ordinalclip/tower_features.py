@@ -273,4 +273,5 @@ def export_onto_tower(
         return None
     loaded = image_model_from_features_run(checkpoint, tower)
     model_cfg = loaded[1]
-    return export_loaded(checkpoint, loaded, out, {"features_tower": model_cfg.image.kind}, format, quantize)
+    extra = {"features_tower": model_cfg.image.kind}
+    return export_loaded(checkpoint, loaded, out, extra, format, quantize, cfg.trainer.prediction)

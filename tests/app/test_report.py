@@ -71,9 +71,12 @@ def _predictions(n: int, num_ranks: int = C, seed: int = 0) -> tuple[np.ndarray,
     return labels, probs
 
 
-def make_run(root: Path, feature_only: bool = False, n: int = 10, num_ranks: int = C) -> tuple[Path, dict]:
+def make_run(
+    root: Path, feature_only: bool = False, n: int = 10, num_ranks: int = C, trainer: dict | None = None
+) -> tuple[Path, dict]:
     """A run folder as api.fit writes it, with real PNG images (200 x 150) for image runs; rank names when
-    ``num_ranks`` is that of NAMES."""
+    ``num_ranks`` is that of NAMES; ``trainer``: the config's trainer section (none: the default config's,
+    whose headline prediction is the expectation)."""
     run = root / ("features-run" if feature_only else "image-run")
     (run / "predictions").mkdir(parents=True)
     (run / "logs" / "csv" / "version_0").mkdir(parents=True)
@@ -147,6 +150,7 @@ def make_run(root: Path, feature_only: bool = False, n: int = 10, num_ranks: int
                 "name": "t",
                 "model": {"arch": "ordinalclip", "num_ranks": num_ranks},
                 "data": {"format": fmt, "rank_names": NAMES if num_ranks == C else None},
+                **({"trainer": trainer} if trainer is not None else {}),
             }
         )
     )
@@ -222,9 +226,10 @@ def test_run_report_shows_the_metrics_the_data_and_the_worst_errors(tmp_path):
     with Image.open(out / first_row_img) as im:
         assert np.abs(np.asarray(im.convert("RGB"))[36, 48].astype(int) - COLORS[0]).max() <= 8
 
-    # worst errors: largest argmax error first, then largest expectation error; wrong ones only
+    # worst errors: largest error of the headline prediction (the expectation) first, then the argmax's;
+    # wrong ones only
     y, pmax, pexp = truth["labels"], truth["pred_max"], truth["pred_exp"]
-    expected = sorted(range(len(y)), key=lambda i: (-abs(pmax[i] - y[i]), -abs(pexp[i] - y[i])))
+    expected = sorted(range(len(y)), key=lambda i: (-abs(pexp[i] - y[i]), -abs(pmax[i] - y[i])))
     expected = [i for i in expected if pmax[i] != y[i] or abs(pexp[i] - y[i]) >= 0.5]
     assert expected, "the fixture must have errors"
     errors = _errors_html(page)
@@ -258,6 +263,56 @@ def test_run_report_shows_the_metrics_the_data_and_the_worst_errors(tmp_path):
     assert not re.search(r'(src|href)="(https?:)?//', html_text)
     summary = (out / "summary.md").read_text()
     assert "| test | best | **0.610** | 0.500 |" in summary
+
+
+@pytest.mark.parametrize("prediction", ["expectation", "argmax"])
+def test_the_run_page_shows_the_runs_headline_prediction(tmp_path, monkeypatch, prediction):
+    from ordinalclip.app import runpage
+
+    confusion = {}
+    real = runpage.plot_confusion
+    monkeypatch.setattr(
+        runpage,
+        "plot_confusion",
+        lambda y, pred, *a, **kw: confusion.update(pred=pred) or real(y, pred, *a, **kw),
+    )
+    # an argmax run as a config written before trainer.prediction says it: by its monitor
+    trainer = {"monitor": "val_mae_max"} if prediction == "argmax" else {"prediction": "expectation"}
+    run, truth = make_run(tmp_path, n=40, trainer=trainer)
+    page = make_report(run)
+    y, pmax, pexp = truth["labels"], truth["pred_max"], truth["pred_exp"]
+    errors = {"expectation": np.abs(pexp - y), "argmax": np.abs(pmax - y)}
+    other = "argmax" if prediction == "expectation" else "expectation"
+    order = sorted(range(len(y)), key=lambda i: (-errors[prediction][i], -errors[other][i]))
+    wrong = [i for i in order if pmax[i] != y[i] or abs(pexp[i] - y[i]) >= 0.5][:12]
+    by_other = sorted(range(len(y)), key=lambda i: (-errors[other][i], -errors[prediction][i]))
+    assert wrong != [i for i in by_other if pmax[i] != y[i] or abs(pexp[i] - y[i]) >= 0.5][:12]
+    shown = re.findall(r'<img src="[^"]+" alt="test image (\d+)"', _errors_html(page))
+    assert [int(i) for i in shown] == wrong
+    # the confusion matrix of the headline rank: the expectation rounded to the nearest rank (half to even)
+    want = np.rint(pexp).astype(int) if prediction == "expectation" else pmax
+    assert np.array_equal(confusion["pred"], want)
+    text = page.read_text(encoding="utf-8")
+    assert f"Headline prediction: the {prediction}" in text
+    assert f"Largest {prediction} error first" in text
+    first = wrong[0]
+    if prediction == "expectation":
+        assert "confusion matrix, rows normalised (expectation, rounded to the nearest rank)" in text
+        assert (
+            f"expectation <b>{pexp[first]:.2f}</b> (nearest rank {want[first]} · {NAMES[want[first]]})"
+            in text
+        )
+    else:
+        assert "confusion matrix, rows normalised (argmax)" in text
+        assert f"argmax <b>{pmax[first]} · {NAMES[pmax[first]]}</b> (expectation {pexp[first]:.2f})" in text
+    # the metrics table leads with the headline's MAE and accuracy
+    metrics = next(t for t in tables_of(page) if t[0][0][0] == "split")
+    heads = [c[0] for c in metrics[0]][2:6]
+    assert heads == (
+        ["MAE exp", "MAE max", "acc exp", "acc max"]
+        if prediction == "expectation"
+        else ["MAE max", "MAE exp", "acc max", "acc exp"]
+    )
 
 
 def test_many_ranks_show_an_evenly_spaced_subset(tmp_path):
@@ -378,6 +433,33 @@ def test_sweep_page_from_a_sweep_folder(tmp_path):
     for link in links:
         assert (sweep / link.replace("%3D", "=")).exists()
     assert "failed: no metrics.json" in page.read_text()
+
+
+def test_sweep_metric_auto_is_the_mae_of_the_runs_headline(tmp_path):
+    from ordinalclip.app.runpage import runs_prediction, sweep_metric
+    from ordinalclip.app.tables import table_columns
+
+    runs = {}
+    for name, trainer in (
+        ("argmax", {"prediction": "argmax", "monitor": "val_mae_max"}),
+        ("old", {"monitor": "val_mae_max"}),  # written before trainer.prediction: its monitor says argmax
+        ("exp", {"prediction": "expectation", "monitor": "val_mae_exp"}),
+    ):
+        runs[name], _ = make_run(tmp_path / name, trainer=trainer)
+    assert runs_prediction([runs["old"]]) == "argmax" and runs_prediction([runs["exp"]]) == "expectation"
+    assert sweep_metric("auto", list(runs.values())) == "mae_max"  # two of three runs lead with the argmax
+    assert sweep_metric("auto", [runs["exp"], runs["argmax"]]) == "mae_exp"  # a tie: the default config's
+    assert sweep_metric("auto", []) == "mae_exp" and sweep_metric("qwk_max", [runs["old"]]) == "qwk_max"
+    assert [k for k, _ in table_columns("argmax")] == [
+        "mae_max",
+        "mae_exp",
+        "acc_max",
+        "acc_exp",
+        "off1_max",
+        "qwk_max",
+    ]
+    args = cli.build_parser().parse_args(["sweep", "-c", "a.yaml", "--out", str(tmp_path / "s")])
+    assert args.metric == "auto"
 
 
 def test_sweep_page_without_matplotlib_keeps_its_tables(tmp_path, monkeypatch):

@@ -33,6 +33,7 @@ from tests.helpers import PREP, REPO_ROOT, free_port, png_bytes, tiny_vit_config
 
 ROOT = REPO_ROOT
 NAMES = ["sharp", "soft", "blurred", "very blurred", "unreadable"]
+VALUES = [10.0, 20.0, 30.0, 40.0, 50.0]  # label values apart from the rank indices 0..4
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def export_path(tmp_path_factory) -> Path:
     cfg = tiny_vit_config()
     model = build_model(cfg).eval()
     out = tmp_path_factory.mktemp("serve") / "blur.safetensors"
-    return export_head(model, cfg, out, rank_values=[0, 1, 2, 3, 4], rank_names=NAMES, preprocess=PREP)
+    return export_head(model, cfg, out, rank_values=VALUES, rank_names=NAMES, preprocess=PREP)
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +85,14 @@ def test_health_and_predictions_match_the_predictor(server, predictor, tmp_path)
     for (name, data), p in zip(images, got):
         (tmp_path / name).write_bytes(data)
         want = predictor.predict(tmp_path / name)[0]
-        assert p["rank"] == want["rank"] and p["name"] == NAMES[want["rank"]] == want["name"]
+        assert list(p)[:5] == ["file", "prediction", "value", "rank", "name"]  # the headline first
+        probs = np.asarray(p["probabilities"])
+        expected, top = float(probs @ VALUES), int(probs.argmax())
+        assert p["prediction"] == "expectation"  # export_head's default
+        assert p["value"] == pytest.approx(expected, abs=1e-4) == p["expectation"]
+        assert p["rank"] == round(float(probs @ np.arange(5))) == want["rank"]
+        assert p["name"] == NAMES[p["rank"]] == want["name"]
+        assert (p["pred_rank"], p["pred_value"], p["pred_name"]) == (top, VALUES[top], NAMES[top])
         assert p["expectation"] == pytest.approx(want["expectation"], abs=1e-5)
         assert np.allclose(p["probabilities"], want["probabilities"], atol=1e-6)
         assert sum(p["probabilities"]) == pytest.approx(1.0, abs=1e-5)
@@ -225,7 +233,10 @@ def test_page_in_a_browser_shows_the_predicted_ranks(page, export_path, predicto
             bars = card.locator("svg rect")
             assert bars.count() == 5 and card.locator("svg rect.top").count() == 1
             heights = [float(bars.nth(i).get_attribute("height")) for i in range(5)]
-            assert int(np.argmax(heights)) == want["rank"]  # the tallest bar is the shown rank
+            assert int(np.argmax(heights)) == want["pred_rank"]  # the tallest bar is the argmax
+            tops = [bars.nth(i).get_attribute("class") for i in range(5)]
+            assert tops.index("bar top") == want["rank"]  # the headline's rank stands out
+            assert f"argmax {want['pred_name']}" in card.locator(".exp").inner_text()
         assert "3 images predicted" in page.inner_text("#status")
         assert page.problems == []
         shot = tmp_path / "serve.png"

@@ -22,13 +22,33 @@ FIVE = [
 ]
 
 
-def _serve(page, names: list[str], probs: list[list[float]]) -> None:
-    """Route the page, /health and /predict (answering one prediction per uploaded file, in order)."""
+def _answer(p: list[float], names: list[str] | None, prediction: str) -> dict:
+    """What the server answers for the probabilities ``p`` over rank values 0..C-1 (Predictor.predict's row)."""
+    top, expectation = int(np.argmax(p)), float(np.dot(p, range(len(p))))
+    rank = int(np.rint(expectation)) if prediction == "expectation" else top
+    return {
+        "prediction": prediction,
+        "value": expectation if prediction == "expectation" else float(top),
+        "rank": rank,
+        "name": names[rank] if names else None,
+        "expectation": expectation,
+        "exp_rank": expectation,
+        "pred_value": float(top),
+        "pred_rank": top,
+        "pred_name": names[top] if names else None,
+        "probabilities": p,
+    }
+
+
+def _serve(page, names: list[str], probs: list[list[float]], prediction: str = "argmax") -> None:
+    """Route the page, /health and /predict (answering one prediction per uploaded file, in order, with
+    ``prediction`` the headline)."""
     html = resources.files("ordinalclip.app").joinpath("serve_page.html").read_text(encoding="utf-8")
     health = {
         "model": "m",
         "num_ranks": len(names),
         "ranks": {"values": list(range(len(names))), "names": names},
+        "prediction": prediction,
     }
     page.route(BASE, lambda route: route.fulfill(body=html, content_type="text/html"))
     page.route(
@@ -37,11 +57,7 @@ def _serve(page, names: list[str], probs: list[list[float]]) -> None:
 
     def predict(route) -> None:
         n = route.request.post_data_buffer.count(b'name="files"')
-        preds = []
-        for k in range(n):
-            p = probs[k % len(probs)]
-            rank = int(np.argmax(p))
-            preds.append({"rank": rank, "expectation": float(np.dot(p, range(len(p)))), "probabilities": p})
+        preds = [_answer(probs[k % len(probs)], names, prediction) for k in range(n)]
         route.fulfill(body=json.dumps({"predictions": preds}), content_type="application/json")
 
     page.route(BASE + "predict", predict)
@@ -123,4 +139,18 @@ def test_many_ranks_show_first_predicted_and_last_name_without_overlap(page, tmp
         names[11],
     ]
     assert _overlaps([spans.nth(i).bounding_box() for i in range(3)]) == []
+    assert page.problems == []
+
+
+@pytest.mark.slow
+def test_the_headline_prediction_comes_first(page, tmp_path):
+    # expectation 0.4 * 0 + 0.6 * 4 = 2.4: its nearest rank is 2, while the argmax is 4
+    _serve(page, FIVE, [[0.4, 0.0, 0.0, 0.0, 0.6]], prediction="expectation")
+    assert "shows the expectation first" in page.inner_text("#model")
+    page.set_input_files("#files", [str(f) for f in _files(tmp_path, ["x.png"])])
+    page.wait_for_function("document.querySelectorAll('.card.done').length === 1")
+    card = page.locator(".card")
+    assert card.locator(".pred").inner_text() == "moderately compressed"
+    assert card.locator(".exp").inner_text() == "expectation 2.40 · argmax extremely compressed (60 %)"
+    assert card.locator(".ticks span.top").inner_text() == "moderately compressed"
     assert page.problems == []

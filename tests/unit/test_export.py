@@ -313,3 +313,68 @@ def test_export_model_from_a_checkpoint(tiny_model, tmp_path):
     assert loaded.rank_values == [16.0, 17.0, 18.0, 19.0, 20.0] and loaded.rank_names is None
     assert loaded.preprocess == PREP  # the run's eval transform: data.image_size / resize / mean / std
     assert loaded.metadata["extra"]["checkpoint"] == str(ckpt)
+
+
+# ------------------------------------------------------------------------------ the headline prediction
+
+
+def _probs(model, x):
+    with torch.no_grad():
+        return torch.softmax(model(x), dim=1)
+
+
+def test_the_sidecar_carries_the_headline_prediction(tiny_model, exported, tmp_path):
+    from ordinalclip.runtime.predictor import Predictor
+
+    model, cfg = tiny_model
+    assert json.loads(exported.with_suffix(".json").read_text())["prediction"] == "expectation"
+    x = _images(6)
+    probs = _probs(model, x)
+    got = Predictor(exported).predict_batch(x.numpy())
+    nearest = torch.round(probs @ torch.arange(5.0)).long()  # the expectation's nearest rank
+    assert got["rank"].tolist() == nearest.tolist()
+    assert got["value"].tolist() == pytest.approx((probs @ torch.arange(16.0, 21.0)).tolist(), abs=1e-4)
+    argmax = export_head(model, cfg, tmp_path / "a.safetensors", preprocess=PREP, prediction="argmax")
+    predictor = Predictor(argmax)
+    assert predictor.prediction == "argmax"
+    assert predictor.predict_batch(x.numpy())["rank"].tolist() == probs.argmax(1).tolist()
+    assert Predictor(argmax, prediction="expectation").prediction == "expectation"  # an override
+    with pytest.raises(ExportError, match="unknown headline prediction 'median'"):
+        export_head(model, cfg, tmp_path / "b.safetensors", preprocess=PREP, prediction="median")
+
+
+def test_a_sidecar_without_a_prediction_entry_leads_with_the_argmax(tiny_model, exported):
+    from ordinalclip.runtime.predictor import Predictor
+
+    model, _ = tiny_model
+    _edit_sidecar(exported, lambda meta: meta.pop("prediction"))  # as written before the entry existed
+    predictor = Predictor(exported)
+    assert predictor.prediction == "argmax"
+    x = _images(6)
+    rows = predictor.rows(predictor.predict_arrays(x.numpy()))
+    top = _probs(model, x).argmax(1).tolist()
+    assert [r["rank"] for r in rows] == [r["pred_rank"] for r in rows] == top
+    assert [r["value"] for r in rows] == [16.0 + r for r in top]
+    assert [r["name"] for r in rows] == ["abcde"[r] for r in top]
+
+
+def test_a_wrong_prediction_entry_names_it(exported):
+    _edit_sidecar(exported, lambda meta: meta.update(prediction="median"))
+    with pytest.raises(ExportError, match=r"entry 'prediction': expected one of \['expectation', 'argmax'\]"):
+        load_export(exported)
+
+
+@pytest.mark.parametrize(("trainer", "want"), [({}, "expectation"), ({"monitor": "val_mae_max"}, "argmax")])
+def test_a_checkpoint_and_its_export_lead_with_the_runs_headline(tiny_model, tmp_path, trainer, want):
+    from ordinalclip.config import TrainerConfig
+    from ordinalclip.exports.write import export_model
+    from ordinalclip.runtime.predictor import Predictor
+
+    model, cfg = tiny_model
+    run_cfg = run_config(cfg)
+    run_cfg.trainer = TrainerConfig(**trainer)
+    run_cfg.__post_init__()  # resolves trainer.prediction as loading a config does
+    ckpt = save_checkpoint(model, run_cfg, tmp_path / "last.ckpt")
+    path = export_model(ckpt, tmp_path / "exp" / "model.safetensors")
+    assert json.loads(path.with_suffix(".json").read_text())["prediction"] == want
+    assert Predictor(ckpt).prediction == Predictor(path).prediction == want

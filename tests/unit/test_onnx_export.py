@@ -164,12 +164,16 @@ def test_cli_export_onnx_then_predict_matches_torch(tmp_path, capsys):
         with open(csv_path) as fh:
             results[name] = list(csv.DictReader(fh))
     for a, b in zip(results["onnx"], results["ckpt"], strict=True):
-        assert a["path"] == b["path"] and a["pred_rank"] == b["pred_rank"]
+        assert a["path"] == b["path"] and a["pred_rank"] == b["pred_rank"] and a["rank"] == b["rank"]
+        assert a["prediction"] == b["prediction"] == "expectation"  # the run's headline, through the export
         assert abs(float(a["exp_value"]) - float(b["exp_value"])) <= 1e-4
     # and in Python, one line
     rows = oc.load(out).predict([photos / "0.png", photos / "1.png"])
-    assert [r["rank"] for r in rows] == [int(results["ckpt"][i]["pred_rank"]) for i in range(2)]
-    assert rows[0]["value"] == 16 + rows[0]["rank"]  # rank_offset 16 in run_config
+    ckpt_rows = results["ckpt"][:2]
+    assert [r["pred_rank"] for r in rows] == [int(r["pred_rank"]) for r in ckpt_rows]
+    assert [r["rank"] for r in rows] == [round(float(r["exp_rank"])) for r in ckpt_rows]
+    assert rows[0]["value"] == pytest.approx(float(ckpt_rows[0]["exp_value"]), abs=1e-4)
+    assert rows[0]["pred_value"] == 16 + rows[0]["pred_rank"]  # rank_offset 16 in run_config
     assert sum(rows[0]["probabilities"]) == pytest.approx(1.0, abs=1e-5)
     assert main(["export", str(ckpt), "--format", "onnx", "-o", str(tmp_path / "x.safetensors")]) == 2
     assert "error: the onnx format is written to a .onnx file" in capsys.readouterr().err

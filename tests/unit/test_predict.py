@@ -20,6 +20,8 @@ from tests.helpers import PREP, run_config, save_checkpoint, tiny_vit_model
 
 AGES = [16.0, 17.0, 18.0, 19.0, 20.0]
 NAMES = ["a.png", "b.png", "sub/c.png", "sub/deeper/d.png"]
+HEADLINE = ["prediction", "value", "rank"]  # the headline columns of a model without rank names
+BOTH = ["exp_value", "pred_value", "exp_rank", "pred_rank"]
 
 
 @pytest.fixture(scope="module")
@@ -70,10 +72,13 @@ def test_folder_predictions_match_the_model_by_hand(model_and_cfg, export_path, 
     model, _ = model_and_cfg
     out = predict(export_path, images, tmp_path / "out" / "pred.csv", batch_size=3)
     rows = _read(out)
-    assert list(rows[0]) == ["path", "exp_value", "pred_value", "exp_rank", "pred_rank"]
+    assert list(rows[0]) == ["path", *HEADLINE, *BOTH]
     assert [r["path"] for r in rows] == NAMES  # recursive, sorted, other files and hidden folders ignored
-    exp, top, rank, _ = _by_hand(model, images, NAMES, AGES)
-    for row, e, m, r in zip(rows, exp, top, rank):
+    exp, top, rank, probs = _by_hand(model, images, NAMES, AGES)
+    nearest = torch.round(probs @ torch.arange(5.0)).long()  # the expectation's nearest rank
+    for row, e, m, r, n in zip(rows, exp, top, rank, nearest):
+        assert row["prediction"] == "expectation"  # export_head's default headline
+        assert float(row["value"]) == pytest.approx(float(e), abs=1e-5) and int(row["rank"]) == int(n)
         assert float(row["exp_value"]) == pytest.approx(float(e), abs=1e-5)
         assert float(row["pred_value"]) == float(m) and int(row["pred_rank"]) == int(r)
         assert 16.0 <= float(row["exp_value"]) <= 20.0
@@ -95,10 +100,8 @@ def test_probability_columns(model_and_cfg, export_path, images, tmp_path):
     rows = _read(predict(export_path, images, tmp_path / "p.csv", probabilities=True))
     assert list(rows[0]) == [
         "path",
-        "exp_value",
-        "pred_value",
-        "exp_rank",
-        "pred_rank",
+        *HEADLINE,
+        *BOTH,
         "p_0",
         "p_1",
         "p_2",
@@ -115,7 +118,7 @@ def test_list_file_with_labels(model_and_cfg, export_path, images, tmp_path):
     listing = images / "list.txt"
     listing.write_text("# path age\nsub/c.png 18\n\na.png 20 21\n")  # paths relative to the list's folder
     rows = _read(predict(export_path, listing, tmp_path / "l.csv"))
-    assert list(rows[0]) == ["path", "label", "exp_value", "pred_value", "exp_rank", "pred_rank"]
+    assert list(rows[0]) == ["path", "label", *HEADLINE, *BOTH]
     assert [(r["path"], r["label"]) for r in rows] == [("sub/c.png", "18"), ("a.png", "20")]
     exp, _, _, _ = _by_hand(model, images, ["sub/c.png", "a.png"], AGES)
     assert [float(r["exp_value"]) for r in rows] == pytest.approx(exp.tolist(), abs=1e-5)
@@ -125,7 +128,7 @@ def test_list_file_of_paths_with_an_images_root(export_path, images, tmp_path):
     listing = tmp_path / "paths.lst"
     listing.write_text("b.png\nsub/deeper/d.png\n")
     rows = _read(predict(export_path, listing, tmp_path / "l.csv", root=images))
-    assert list(rows[0]) == ["path", "exp_value", "pred_value", "exp_rank", "pred_rank"]
+    assert list(rows[0]) == ["path", *HEADLINE, *BOTH]
     assert [r["path"] for r in rows] == ["b.png", "sub/deeper/d.png"]
     folder = {r["path"]: r for r in _read(predict(export_path, images, tmp_path / "all.csv"))}
     for r in rows:  # the same numbers as from the folder (up to batch composition)
@@ -140,10 +143,7 @@ def test_csv_inputs(export_path, images, tmp_path):
     other = tmp_path / "files.csv"
     other.write_text("file\nb.png\n")
     rows = _read(predict(export_path, other, tmp_path / "d.csv", root=images, path_column="file"))
-    assert (
-        list(rows[0]) == ["path", "exp_value", "pred_value", "exp_rank", "pred_rank"]
-        and rows[0]["path"] == "b.png"
-    )
+    assert list(rows[0]) == ["path", *HEADLINE, *BOTH] and rows[0]["path"] == "b.png"
     with pytest.raises(DataError, match=r"files\.csv:1: no column 'path'"):
         read_inputs(other)
 
@@ -176,7 +176,8 @@ def test_predictor_on_images_and_tensors(model_and_cfg, export_path, images, tmp
     predictor = Predictor(export_path)
     pil = [Image.open(images / n).convert("RGB") for n in NAMES]
     out = predictor.predict_images(pil, batch_size=3)
-    assert set(out) == {"logits", "probs", "pred_exp", "pred_max", "exp_rank", "pred_rank"}  # numpy arrays
+    # numpy arrays
+    assert set(out) == {"logits", "probs", "pred_exp", "pred_max", "exp_rank", "pred_rank", "value", "rank"}
     assert out["logits"].shape == (4, 5) and out["pred_rank"].dtype == np.int64
     exp, top, rank, probs = _by_hand(model, images, NAMES, AGES)
     torch.testing.assert_close(torch.from_numpy(out["pred_exp"]), exp, atol=1e-5, rtol=0)
@@ -233,3 +234,29 @@ def test_checkpoint_and_export_predict_the_same(model_and_cfg, export_path, imag
     from_ckpt = _read(predict(ckpt, images, tmp_path / "c.csv", probabilities=True))
     from_run = _read(predict(tmp_path / "run", images, tmp_path / "r.csv", probabilities=True))
     assert from_ckpt == from_export and from_run == from_export  # same weights, rank values and transform
+
+
+def test_rank_names_and_an_argmax_headline(model_and_cfg, images, tmp_path):
+    from ordinalclip.runtime.predictions import read_predictions_csv
+
+    model, cfg = model_and_cfg
+    ranks = ["teen", "twenty", "thirty", "forty", "fifty"]
+    path = export_head(
+        model, cfg, tmp_path / "m.safetensors", AGES, ranks, preprocess=PREP, prediction="argmax"
+    )
+    listing = images / "named.txt"
+    listing.write_text("a.png 18\nsub/c.png 20\nb.png 16\n")
+    out = predict(path, listing, tmp_path / "n.csv")
+    rows = _read(out)
+    assert list(rows[0]) == ["path", "label", "prediction", "value", "rank", "rank_name", *BOTH]
+    _, top, rank, _ = _by_hand(model, images, ["a.png", "sub/c.png", "b.png"], AGES)
+    for row, m, r in zip(rows, top, rank):
+        assert row["prediction"] == "argmax"
+        assert float(row["value"]) == float(row["pred_value"]) == float(m) == AGES[int(r)]
+        assert int(row["rank"]) == int(row["pred_rank"]) == int(r)  # ranks 0..4, values 16..20
+        assert row["rank_name"] == ranks[int(r)]
+    got = read_predictions_csv(out)
+    assert got["rank_name"].tolist() == [ranks[int(r)] for r in rank]
+    assert got["prediction"].tolist() == ["argmax"] * 3 and got["label"].tolist() == ["18", "20", "16"]
+    assert (got["pred_value"] - got["pred_rank"]).tolist() == [16.0] * 3
+    assert got["value"].tolist() == [float(m) for m in top]

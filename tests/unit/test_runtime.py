@@ -100,12 +100,19 @@ def test_oc_load_onnx_predicts_without_the_training_stack(exports, photos, model
     x = torch.stack([tf(Image.open(photos / f"{i}.png").convert("RGB")) for i in (0, 1)])
     with torch.no_grad():
         probs = torch.softmax(model(x), dim=1)
-    assert [r["rank"] for r in rows] == probs.argmax(1).tolist()
+    # export_head's default headline is the expectation: value = sum_i p_i v_i, rank = round(sum_i p_i i)
+    expected = (probs @ torch.tensor(AGES)).numpy()
+    nearest = torch.round(probs @ torch.arange(5.0)).long().tolist()
+    assert [r["prediction"] for r in rows] == ["expectation"] * 2
+    assert list(rows[0])[:4] == ["prediction", "value", "rank", "name"]  # the headline first
+    np.testing.assert_allclose([r["value"] for r in rows], expected, atol=1e-4, rtol=0)
+    assert [r["rank"] for r in rows] == nearest
+    assert [r["name"] for r in rows] == ["abcde"[r] for r in nearest]
+    assert [r["pred_rank"] for r in rows] == probs.argmax(1).tolist()
+    assert [r["pred_value"] for r in rows] == [AGES[r] for r in probs.argmax(1).tolist()]
+    assert [r["pred_name"] for r in rows] == ["abcde"[r] for r in probs.argmax(1).tolist()]
     np.testing.assert_allclose([r["probabilities"] for r in rows], probs.numpy(), atol=1e-4, rtol=0)
-    np.testing.assert_allclose(
-        [r["expectation"] for r in rows], (probs @ torch.tensor(AGES)).numpy(), atol=1e-4, rtol=0
-    )
-    assert [r["name"] for r in rows] == ["abcde"[r] for r in probs.argmax(1).tolist()]
+    np.testing.assert_allclose([r["expectation"] for r in rows], expected, atol=1e-4, rtol=0)
 
 
 def test_cli_predict_onnx_runs_without_the_training_stack(exports, photos, tmp_path):
@@ -118,14 +125,19 @@ def test_cli_predict_onnx_runs_without_the_training_stack(exports, photos, tmp_p
     assert "RC 0" in out and "LOADED []" in out and "ENGINE []" in out
     with open(csv_path, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert list(rows[0])[:5] == ["path", "exp_value", "pred_value", "exp_rank", "pred_rank"]
+    header = ",".join(list(rows[0])[:9])
+    assert header == "path,prediction,value,rank,rank_name,exp_value,pred_value,exp_rank,pred_rank"
     # the same numbers as the torch path (safetensors export of the same model), image by image
     torch_rows = oc.load(exports["safetensors"]).predict([photos / r["path"] for r in rows])
     for row, ref in zip(rows, torch_rows, strict=True):
-        assert int(row["pred_rank"]) == ref["rank"]
+        assert row["prediction"] == ref["prediction"] == "expectation"
+        assert float(row["value"]) == pytest.approx(ref["expectation"], abs=1e-4)
+        assert int(row["rank"]) == ref["rank"] == round(float(row["exp_rank"]))
+        assert row["rank_name"] == ref["name"] == "abcde"[ref["rank"]]
+        assert int(row["pred_rank"]) == ref["pred_rank"]
         assert float(row["exp_value"]) == pytest.approx(ref["expectation"], abs=1e-4)
         assert float(row["exp_rank"]) == pytest.approx(ref["expectation"] - 16.0, abs=1e-4)
-        assert float(row["pred_value"]) == ref["value"]
+        assert float(row["pred_value"]) == ref["pred_value"] == AGES[ref["pred_rank"]]
         np.testing.assert_allclose([float(row[f"p_{k}"]) for k in range(5)], ref["probabilities"], atol=1e-4)
 
 
@@ -280,3 +292,24 @@ def test_predictions_csv_reads_both_old_layouts(tmp_path):
     got = read_predictions_csv(old)
     assert got["exp_value"].tolist() == [16.75] and got["pred_value"].tolist() == [17.0]
     assert got["pred_rank"].tolist() == [1.0] and got["label"].tolist() == ["17"]
+
+
+def test_the_headline_rank_and_value(tmp_path):
+    from ordinalclip.runtime.predictions import PredictionsWriter, headline_rank, headline_value
+
+    exp_rank, pred_rank = [0.5, 1.5, 2.49, 2.51], [1, 1, 3, 3]
+    assert headline_rank("expectation", exp_rank, pred_rank).tolist() == [0, 2, 2, 3]  # half to even
+    assert headline_rank("argmax", exp_rank, pred_rank).tolist() == [1, 1, 3, 3]
+    assert headline_value("argmax", [16.5, 17.0], [17.0, 18.0]).tolist() == [17.0, 18.0]
+    assert headline_value("expectation", [16.5, 17.0], [17.0, 18.0]).tolist() == [16.5, 17.0]
+    with pytest.raises(ValueError, match="unknown headline prediction 'median'"):
+        PredictionsWriter(io.StringIO(), prediction="median")
+    out = io.StringIO()  # an evaluation's rows: true ranks, no label values, rank names
+    writer = PredictionsWriter(
+        out, label_rank=True, values=False, prediction="expectation", rank_names="abcd"
+    )
+    writer.write("x.png", label_rank=2, exp_rank=2.5, pred_rank=3)
+    assert out.getvalue().splitlines() == [
+        "path,label_rank,prediction,rank,rank_name,exp_rank,pred_rank",
+        "x.png,2,expectation,2,c,2.5,3",
+    ]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ordinalclip.app.tables import TABLE_COLUMNS
+from ordinalclip.app.tables import table_columns
 from ordinalclip.fileio import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -75,9 +75,10 @@ def metric_better(key: str) -> Better:
     return "min" if key.startswith("mae") else "max"
 
 
-def metric_columns() -> list[Column]:
-    """The app's metric columns (:data:`TABLE_COLUMNS`), numeric, with their direction."""
-    return [Column(title, True, metric_better(key)) for key, title in TABLE_COLUMNS]
+def metric_columns(prediction: str = "expectation") -> list[Column]:
+    """The app's metric columns (:func:`~ordinalclip.app.tables.table_columns`: the headline ``prediction``'s
+    first), numeric, with their direction."""
+    return [Column(title, True, metric_better(key)) for key, title in table_columns(prediction)]
 
 
 def mean_std_value(mean: float, std: float | None = None, pct: bool = False) -> Value:

@@ -29,10 +29,10 @@ from ordinalclip.app.plots import (
     plot_prototype_similarity,
     pyplot,
 )
-from ordinalclip.app.tables import TABLE_COLUMNS
+from ordinalclip.app.tables import config_prediction, headline_metric, table_columns
 from ordinalclip.fileio import atomic_write
 from ordinalclip.probe import read_probe
-from ordinalclip.runtime.predictions import read_predictions_csv
+from ordinalclip.runtime.predictions import headline_rank, read_predictions_csv
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ THUMB_PX = 96  # thumbnails are at most this wide/high: a few per rank fit on on
 SAMPLES_PER_RANK = 4
 MAX_SAMPLE_RANKS = 12  # with more ranks (ages) an evenly spaced subset is shown
 WORST_ERRORS = 12
+OTHER = {"expectation": "argmax", "argmax": "expectation"}
 
 
 ImageResolver = Callable[[str], "Path | None"]
@@ -134,7 +135,8 @@ def sample_images(
 
 
 def _distribution_svg(probs: np.ndarray, true: int, pred: int, width: int = 140, height: int = 40) -> str:
-    """A small bar chart of the (C,) predicted distribution: the true rank green, the argmax red."""
+    """A small bar chart of the (C,) predicted distribution: the true rank green, the predicted rank ``pred``
+    red."""
     c = len(probs)
     bw = width / c
     top = max(float(probs.max()), 1e-9)
@@ -169,16 +171,22 @@ def worst_errors(
     names: Sequence[str] | None,
     images: ImageResolver | None,
     count: int = WORST_ERRORS,
+    prediction: str = "expectation",
 ) -> list[int]:
-    """A gallery of the ``count`` worst predictions (largest argmax error, then expectation error): image,
-    true and predicted rank, predicted distribution. Returns the rows shown, worst first."""
+    """A gallery of the ``count`` worst predictions, ranked by the error of the headline ``prediction``
+    (``"expectation"`` or ``"argmax"``), then by the other one's: image, true rank, the headline (the
+    expectation with its nearest rank) and the other prediction, predicted distribution. Returns the rows
+    shown, worst first."""
     y = preds["label"].astype(int)
     pmax = preds["pred_max"].astype(int)
     pexp = preds["pred_exp"]
-    order = np.lexsort((-np.abs(pexp - y), -np.abs(pmax - y)))  # last key sorts first
-    chosen = [int(i) for i in order[:count] if pmax[i] != y[i] or abs(pexp[i] - y[i]) >= 0.5]
+    top = headline_rank(prediction, pexp, pmax)
+    errors = (np.abs(pexp - y), np.abs(pmax - y))
+    headline_error, other_error = errors if prediction == "expectation" else errors[::-1]
+    order = np.lexsort((-other_error, -headline_error))  # last key sorts first
+    chosen = [int(i) for i in order if pmax[i] != y[i] or abs(pexp[i] - y[i]) >= 0.5][:count]
     if not chosen:
-        page.text("No test errors: every argmax prediction is right.")
+        page.text("No test errors: every prediction is right.")
         return []
     probs = preds.get("probs")
     cards = []
@@ -192,18 +200,28 @@ def worst_errors(
             else f'<div class=ref title="{html.escape(path)}">{html.escape(_short_ref(path))}</div>'
         )
         dist = (
-            _distribution_svg(probs[i], y[i], pmax[i])
+            _distribution_svg(probs[i], y[i], top[i])
             if probs is not None and probs.shape[1] > 1
             else "<em>no probabilities recorded</em>"
         )
+        if prediction == "expectation":
+            shown = (
+                f"expectation <b>{pexp[i]:.2f}</b> (nearest rank {html.escape(_rank_label(top[i], names))})"
+                f"<br>argmax {html.escape(_rank_label(pmax[i], names))}"
+            )
+        else:
+            shown = f"argmax <b>{html.escape(_rank_label(pmax[i], names))}</b> (expectation {pexp[i]:.2f})"
         cards.append(
             f"<div class=card>{pic}<div>true <b>{html.escape(_rank_label(y[i], names))}</b><br>"
-            f"predicted <b>{html.escape(_rank_label(pmax[i], names))}</b> (expectation {pexp[i]:.2f})"
-            f"{dist}</div></div>"
+            f"{shown}{dist}</div></div>"
         )
     md = "\n".join(
-        f"- `{preds['path'][i] if 'path' in preds else i}`: true {y[i]}, predicted {pmax[i]} "
-        f"(expectation {pexp[i]:.2f})"
+        f"- `{preds['path'][i] if 'path' in preds else i}`: true {y[i]}, "
+        + (
+            f"expectation {pexp[i]:.2f} (nearest rank {top[i]}), argmax {pmax[i]}"
+            if prediction == "expectation"
+            else f"argmax {pmax[i]} (expectation {pexp[i]:.2f})"
+        )
         for i in chosen
     )
     page.raw('<div class="errors">' + "".join(cards) + "</div>", md)
@@ -236,6 +254,25 @@ def _run_config(run_dir: Path) -> tuple[dict[str, Any], str | None]:
     return (data if isinstance(data, dict) else {}), text
 
 
+def run_prediction(run_dir: str | os.PathLike[str]) -> str:
+    """The headline prediction (``"expectation"`` or ``"argmax"``) of a run folder, from its config.yaml
+    (:func:`ordinalclip.app.tables.config_prediction`)."""
+    return config_prediction(_run_config(Path(run_dir))[0])
+
+
+def runs_prediction(run_dirs: Sequence[str | os.PathLike[str]]) -> str:
+    """The headline prediction most of ``run_dirs`` share (a tie, or no runs: ``"expectation"``, the default
+    config's)."""
+    found = [run_prediction(d) for d in run_dirs if (Path(d) / "config.yaml").is_file()]
+    return "argmax" if found.count("argmax") > found.count("expectation") else "expectation"
+
+
+def sweep_metric(metric: str, run_dirs: Sequence[str | os.PathLike[str]]) -> str:
+    """``metric``, or for ``"auto"`` the MAE of the headline prediction of ``run_dirs``
+    (:func:`runs_prediction`): ``mae_exp`` or ``mae_max``."""
+    return headline_metric(runs_prediction(run_dirs)) if metric == "auto" else metric
+
+
 def _rank_names(cfg: Mapping[str, Any], num_ranks: int) -> list[str] | None:
     data = cfg.get("data") or {}
     names = data.get("rank_names")
@@ -253,22 +290,23 @@ PROBE_ROW = "logistic-regression probe"
 
 
 def _metrics_rows(
-    metrics: Mapping[str, Any], probe: Mapping[str, Any] | None = None
+    metrics: Mapping[str, Any], probe: Mapping[str, Any] | None = None, prediction: str = "expectation"
 ) -> tuple[list[list[Any]], list[str]]:
-    """Rows (split, checkpoint, TABLE_COLUMNS) of a run's metrics.json, and each row's split (the groups);
-    with ``probe`` (the run's probe.json) a row of the logistic-regression probe on the same frozen features
-    follows each split's rows."""
+    """Rows (split, checkpoint, :func:`~ordinalclip.app.tables.table_columns` of the headline ``prediction``)
+    of a run's metrics.json, and each row's split (the groups); with ``probe`` (the run's probe.json) a row of
+    the logistic-regression probe on the same frozen features follows each split's rows."""
+    columns = table_columns(prediction)
     rows, groups = [], []
     for split in ("test", "val"):
         for tag in ("best", "last"):
             entry = (metrics.get(tag) or {}).get(split)
             if not entry:
                 continue
-            rows.append([split, tag, *(entry.get(k) for k, _ in TABLE_COLUMNS)])
+            rows.append([split, tag, *(entry.get(k) for k, _ in columns)])
             groups.append(split)
         entry = (probe or {}).get(split)
         if entry:
-            rows.append([split, f"{PROBE_ROW} (C={probe['C']:g})", *(entry.get(k) for k, _ in TABLE_COLUMNS)])  # type: ignore[index]
+            rows.append([split, f"{PROBE_ROW} (C={probe['C']:g})", *(entry.get(k) for k, _ in columns)])  # type: ignore[index]
             groups.append(split)
     return rows, groups
 
@@ -305,6 +343,7 @@ def run_sections(
     if not num_ranks and preds is not None:
         num_ranks = int(max(preds["label"].max(), preds["pred_max"].max()) + 1)
     names = _rank_names(cfg, num_ranks)
+    prediction = config_prediction(cfg)
     feature_only = data.get("format") == "features"
     sizes = metrics.get("data") or {}
     facts = [
@@ -313,14 +352,17 @@ def run_sections(
         f"data format {data.get('format', '?')}",
     ]
     facts += [f"{k} {v}" for k, v in sizes.items() if k in ("train", "val", "test") and v is not None]
-    page.text(f"Run folder {run_dir.name}: " + ", ".join(facts) + ".")
+    page.text(
+        f"Run folder {run_dir.name}: " + ", ".join(facts) + f". Headline prediction: the {prediction} "
+        "(trainer.prediction): the tables lead with its metrics and the sections below show it."
+    )
 
     if metrics_table:
         probe = read_probe(run_dir)
-        rows, groups = _metrics_rows(metrics, probe)
+        rows, groups = _metrics_rows(metrics, probe, prediction)
         if rows:
             page.heading("Metrics", level)
-            cols = [Column("split"), Column("checkpoint"), *metric_columns()]
+            cols = [Column("split"), Column("checkpoint"), *metric_columns(prediction)]
             probe_note = (
                 f" The {PROBE_ROW}: {probe.get('method', 'logistic regression')} on {probe.get('features')}, "
                 "the same frozen features the model starts from: where the model does not beat it, the "
@@ -359,10 +401,11 @@ def run_sections(
             )
         page.heading(f"Worst {split} errors", level)
         page.text(
-            "Largest argmax error first. Bars: the predicted distribution over the ranks; green the true "
-            "rank, red the predicted one."
+            f"Largest {prediction} error first (the headline prediction), then the {OTHER[prediction]}'s. "
+            "Bars: the predicted distribution over the ranks; green the true rank, red the headline's rank"
+            + (" (the expectation rounded to the nearest rank)." if prediction == "expectation" else ".")
         )
-        worst_errors(page, preds, names, resolver if shown else None)
+        worst_errors(page, preds, names, resolver if shown else None, prediction=prediction)
 
         assert pred_file is not None  # preds were read from it
         page.heading(f"Error per rank and confusion matrix ({pred_file.stem})", level)
@@ -371,11 +414,13 @@ def run_sections(
         plot_error_per_rank(
             y, preds["pred_exp"], preds["pred_max"], num_ranks, out / f"{prefix}error_per_rank.png"
         )
-        plot_confusion(y, preds["pred_max"].astype(int), num_ranks, out / f"{prefix}confusion.png", "", names)
+        top = headline_rank(prediction, preds["pred_exp"], preds["pred_max"])
+        plot_confusion(y, top, num_ranks, out / f"{prefix}confusion.png", "", names)
+        shown_rank = "expectation, rounded to the nearest rank" if prediction == "expectation" else "argmax"
         page.images(
             [
                 (f"{prefix}error_per_rank.png", "mean absolute error by true rank (bars: examples)"),
-                (f"{prefix}confusion.png", "confusion matrix, rows normalised (argmax)"),
+                (f"{prefix}confusion.png", f"confusion matrix, rows normalised ({shown_rank})"),
             ]
         )
         rank_rows = [

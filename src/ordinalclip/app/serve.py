@@ -1,11 +1,13 @@
 """``ordinalclip serve``: a model behind HTTP, with a page a person can use.
 
 * ``POST /predict``: one or more images as ``multipart/form-data`` (any field name; ``files`` by convention)
-  -> ``{"predictions": [{"file", "expectation", "rank", "value", "name", "probabilities"}, ...]}`` in upload
-  order;
-* ``GET /health``: ``{"status": "ok", ...}`` with the model's ranks and the batcher's counters;
+  -> ``{"predictions": [{"file", "prediction", "value", "rank", "name", "expectation", ...}, ...]}`` in upload
+  order: the model's headline prediction first (``prediction`` says which, ``expectation`` or ``argmax``;
+  ``value`` / ``rank`` / ``name`` are its), then both predictions (see :meth:`Predictor.predict`);
+* ``GET /health``: ``{"status": "ok", ...}`` with the model's ranks, its headline ``prediction`` and the
+  batcher's counters;
 * ``GET /``: one self-contained page (no external scripts, styles or fonts) to drop images on and see, per
-  image, the predicted rank and a bar chart of the rank probabilities.
+  image, the headline prediction, the other one below it, and a bar chart of the rank probabilities.
 
 Built on FastAPI + uvicorn: plain ASGI in one process, multipart parsing from Starlette, and nothing to learn
 beyond an ``async`` function; the batching a model server needs is a few lines of asyncio here
@@ -369,6 +371,7 @@ def create_app(predictor: Predictor, options: ServeOptions | None = None, model_
             "model": model_name,
             "num_ranks": predictor.num_ranks,
             "ranks": ranks,
+            "prediction": predictor.prediction,
             "batches": batcher.batches,
             "images": batcher.images,
             "largest_batch": batcher.largest_batch,

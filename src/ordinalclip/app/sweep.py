@@ -48,7 +48,7 @@ from ordinalclip import api
 from ordinalclip.app.launchers import Launch, Task, run_tasks
 from ordinalclip.app.pagekit import markdown_table
 from ordinalclip.app.plots import has_matplotlib
-from ordinalclip.app.runpage import make_run_page
+from ordinalclip.app.runpage import make_run_page, runs_prediction, sweep_metric
 from ordinalclip.app.sweep_results import (
     CELL_FILE,
     FEW_SHOT_KEY,
@@ -68,7 +68,7 @@ from ordinalclip.app.sweep_results import (
     summary_tables,
 )
 from ordinalclip.app.sweeppage import few_shot_plot, write_sweep_page
-from ordinalclip.app.tables import TABLE_METRICS
+from ordinalclip.app.tables import table_columns
 from ordinalclip.config.builtin import config_path
 from ordinalclip.config.typed import ConfigError, parse_override
 from ordinalclip.engine.callbacks import EvaluateOnly
@@ -282,7 +282,7 @@ def run_sweep(
     overrides: Sequence[str] = (),
     out_dir: str | os.PathLike[str] = "runs/sweep",
     untrained: bool = False,
-    metric: str = "mae_max",
+    metric: str = "auto",
     dry_run: bool = False,
     callbacks: Sequence[L.Callback] = (),
     launch: Launch | None = None,
@@ -297,7 +297,8 @@ def run_sweep(
         overrides: ``key=value`` strings applied to every cell (before the grid, seed and fold).
         out_dir: the sweep folder; cells already finished there are not run again.
         untrained: evaluate the initial models instead of training (zero-shot cells always are).
-        metric: the metric of the few-shot plot.
+        metric: the metric of the few-shot plot; ``auto``: the MAE of the runs' headline prediction
+            (``mae_exp`` or ``mae_max``, see :func:`ordinalclip.app.runpage.sweep_metric`).
         dry_run: plan only (configs resolved and checked, nothing run or written).
         callbacks: extra Lightning callbacks for every run (picklable, for a launcher other than local x 1).
         launch: where the cells run (default: here, one after another); see :mod:`ordinalclip.app.launchers`.
@@ -319,7 +320,7 @@ def run_cells(
     launch: Launch | None = None,
     callbacks: Sequence[L.Callback] = (),
     grid_keys: Sequence[str] = (),
-    metric: str = "mae_max",
+    metric: str = "auto",
     progress: Callable[[CellResult], None] | None = None,
 ) -> SweepResult:
     """Run planned cells under ``out`` with ``launch`` and write the summary once all have finished (or
@@ -443,9 +444,15 @@ def _pm(stats: dict[str, tuple[float, float]], key: str) -> str:
     return f"{stats[key][0]:.3f} ± {stats[key][1]:.3f}" if key in stats else "-"
 
 
-def write_summary(result: SweepResult, grid_keys: Sequence[str], metric: str = "mae_max") -> SweepResult:
-    """Fill ``result.rows`` and write ``summary.md``, ``summary.csv`` (and ``few_shot.png``) in its folder."""
+def write_summary(result: SweepResult, grid_keys: Sequence[str], metric: str = "auto") -> SweepResult:
+    """Fill ``result.rows`` and write ``summary.md``, ``summary.csv`` (and ``few_shot.png`` of ``metric``;
+    ``auto``: the MAE of the runs' headline prediction) in its folder; the tables lead with the headline
+    prediction's metrics."""
     out = result.out_dir
+    run_dirs = [r.run_dir for r in result.cells]
+    prediction = runs_prediction(run_dirs)
+    metric = sweep_metric(metric, run_dirs)
+    shown = [key for key, _ in table_columns(prediction)]
     rows = summarize(result.cells)
     metrics = list(dict.fromkeys(k for r in rows for k in r.stats))
 
@@ -483,17 +490,18 @@ def write_summary(result: SweepResult, grid_keys: Sequence[str], metric: str = "
         "",
         "Mean ± std over seeds and folds (population std; n = runs) for each config and grid setting. "
         "`_exp`: expectation prediction, `_max`: argmax prediction (CORAL / CORN: the number of thresholds "
-        "passed). summary.csv has every metric of `ordinalclip.metrics.ordinal_metrics` (AMAE, RPS, ...).",
+        f"passed); the runs' headline prediction is the {prediction} (trainer.prediction): its metrics come "
+        "first. summary.csv has every metric of `ordinalclip.metrics.ordinal_metrics` (AMAE, RPS, ...).",
         "",
         f"Cells: {len(result.cells)} ({status_text(result.cells)}).",
         "",
     ]
     for t in summary_tables(rows, grid_keys):
-        table = [[*cells, *(_pm(r.stats, m) for m in TABLE_METRICS)] for cells, r in zip(t.cells, t.rows)]
+        table = [[*cells, *(_pm(r.stats, m) for m in shown)] for cells, r in zip(t.cells, t.rows)]
         md += [
             f"## {t.title}",
             "",
-            markdown_table([*(c.title for c in t.columns), *TABLE_METRICS], table),
+            markdown_table([*(c.title for c in t.columns), *shown], table),
             "",
         ]
     failed = result.failed

@@ -169,7 +169,7 @@ def read_sweep(
                 log=log_file if log_file.is_file() else None,
             )
         )
-    return SweepOnDisk(SweepResult(out, results), grid_keys, plan.get("metric", "mae_max"))
+    return SweepOnDisk(SweepResult(out, results), grid_keys, plan.get("metric", "auto"))
 
 
 STATUS_TEXT = {"trained": "trained now", "skipped": "finished earlier"}  # the others read as they are

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ordinalclip.app.pagekit import Column, Page, Value, mean_std_value, metric_columns, url
 from ordinalclip.app.plots import REPORT_EXTRA, has_matplotlib, plot_few_shot
-from ordinalclip.app.runpage import make_run_page
+from ordinalclip.app.runpage import make_run_page, runs_prediction, sweep_metric
 from ordinalclip.app.sweep_results import (
     FEW_SHOT_KEY,
     STATUS_TEXT,
@@ -26,7 +26,7 @@ from ordinalclip.app.sweep_results import (
     summarize,
     summary_tables,
 )
-from ordinalclip.app.tables import TABLE_COLUMNS
+from ordinalclip.app.tables import table_columns
 from ordinalclip.probe import read_probe
 
 log = logging.getLogger(__name__)
@@ -37,15 +37,16 @@ def is_sweep_dir(path: Path) -> bool:
     return path.is_dir() and any(path.glob("*/cell.json"))
 
 
-def make_sweep_page(sweep_dir: str | os.PathLike[str], metric: str = "mae_max") -> Path:
+def make_sweep_page(sweep_dir: str | os.PathLike[str], metric: str = "auto") -> Path:
     """Rebuild ``SWEEP_DIR/index.html`` from the cells on disk (``cell.json`` + ``metrics.json`` each); a cell
-    without metrics is shown as failed."""
+    without metrics is shown as failed. ``metric``: that of the few-shot curves (``auto``: the MAE of the
+    runs' headline prediction)."""
     sweep = read_sweep(sweep_dir, missing="failed", missing_error="no metrics.json (unfinished or failed)")
     result = sweep.result
     result.rows = summarize(result.cells)
     plot = None
     if FEW_SHOT_KEY in sweep.grid_keys:
-        plot = few_shot_plot(result, result.rows, metric)
+        plot = few_shot_plot(result, result.rows, sweep_metric(metric, [c.run_dir for c in result.cells]))
     return write_sweep_page(result, sweep.grid_keys, plot)
 
 
@@ -60,10 +61,12 @@ def write_sweep_page(
     than the cell's metrics; not without matplotlib)."""
     out = result.out_dir
     page = Page(out, f"Sweep — {out.name}")
+    prediction = runs_prediction([c.run_dir for c in result.cells])
     page.text(
         f"{len(result.cells)} cells ({status_text(result.cells)}). Mean ± std over seeds and folds "
         "(population std; n = runs); the best mean of each column is bold on green. exp: expectation "
-        "prediction, max: argmax prediction."
+        "prediction, max: argmax prediction; the runs' headline prediction is the "
+        f"{prediction} (trainer.prediction): its metrics come first."
     )
     for t in summary_tables(result.rows, grid_keys):
         page.heading(t.title)
@@ -74,13 +77,15 @@ def write_sweep_page(
                     mean_std_value(r.stats[m][0], r.stats[m][1] if r.n > 1 else None)
                     if m in r.stats
                     else None
-                    for m, _ in TABLE_COLUMNS
+                    for m, _ in table_columns(prediction)
                 ),
             ]
             for cells, r in zip(t.cells, t.rows)
         ]
         page.table(
-            [*t.columns, *metric_columns()], table_rows, [r.group for r in t.rows] if t.per_group else None
+            [*t.columns, *metric_columns(prediction)],
+            table_rows,
+            [r.group for r in t.rows] if t.per_group else None,
         )
     if few_shot_plot is not None and few_shot_plot.is_file():
         page.heading("Few-shot curves")

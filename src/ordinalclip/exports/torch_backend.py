@@ -16,7 +16,7 @@ from ordinalclip.checkpoint import head_from_checkpoint
 from ordinalclip.exports.load import load_export
 from ordinalclip.metrics import point_predictions
 from ordinalclip.modeling.ordinalclip import OrdinalCLIP
-from ordinalclip.runtime.sidecar import ExportError
+from ordinalclip.runtime.sidecar import ExportError, export_prediction
 
 __all__ = ["TorchBackend", "as_array", "as_tensors", "eval_transform", "tensor_transform", "torch_backend"]
 
@@ -55,7 +55,7 @@ def tensor_transform(preprocess: Mapping[str, Any]) -> Callable[[torch.Tensor], 
 
 class TorchBackend:
     """A module mapping (B, ...) inputs to (B, C) logits (B, C-1 for CORAL/CORN), with its rank values,
-    names and eval transform."""
+    names, eval transform and headline prediction (``"expectation"`` or ``"argmax"``)."""
 
     def __init__(
         self,
@@ -64,7 +64,9 @@ class TorchBackend:
         rank_values: list[float],
         rank_names: list[str] | None,
         preprocess: dict[str, Any],
+        prediction: str = "expectation",
     ):
+        self.prediction = prediction
         self.device = str(torch.device(device))
         self.module = module.to(self.device).eval()
         self.output_kind: str = getattr(module, "output_kind", "softmax")
@@ -85,7 +87,9 @@ def torch_backend(
 ) -> TorchBackend:
     """A model for inference from a safetensors export (or its ``.json``), a training checkpoint (``.ckpt``),
     a run folder (its best, else last, checkpoint) or a module. An OrdinalCLIP is frozen into its prototype
-    head, so the text tower never runs at inference."""
+    head, so the text tower never runs at inference. The headline prediction is a checkpoint's
+    ``trainer.prediction``, an export's sidecar entry, a module's ``prediction`` attribute, else
+    ``"expectation"``."""
     if isinstance(model, OrdinalCLIP):
         model = model.to_head()  # same logits, without running the text tower for every batch
     if isinstance(model, nn.Module):
@@ -95,16 +99,26 @@ def torch_backend(
         prep = getattr(model, "preprocess", None) or getattr(
             getattr(model, "image_tower", None), "preprocess", {}
         )
-        return TorchBackend(model, device, values, getattr(model, "rank_names", None), dict(prep or {}))
+        meta = getattr(model, "metadata", None)  # an ExportedModel keeps its sidecar
+        prediction = export_prediction(meta) if isinstance(meta, dict) else None
+        prediction = getattr(model, "prediction", None) or prediction or "expectation"
+        return TorchBackend(
+            model, device, values, getattr(model, "rank_names", None), dict(prep or {}), prediction
+        )
     path = Path(model)
     if path.suffix.lower() in (".safetensors", ".json"):
         exported = load_export(path, device)
         return TorchBackend(
-            exported, device, exported.rank_values, exported.rank_names, dict(exported.preprocess)
+            exported,
+            device,
+            exported.rank_values,
+            exported.rank_names,
+            dict(exported.preprocess),
+            export_prediction(exported.metadata),
         )
     if path.suffix == ".ckpt" or path.is_dir():  # a run folder means its best (else last) checkpoint
-        loaded, _cfg, values, names, prep = head_from_checkpoint(path, device)
-        return TorchBackend(loaded, device, values, names, prep)
+        loaded, cfg, values, names, prep = head_from_checkpoint(path, device)
+        return TorchBackend(loaded, device, values, names, prep, cfg.trainer.prediction)
     raise ExportError(
         f"cannot tell what {path} is: expected an export (.safetensors / .onnx / .json), a "
         "Lightning checkpoint (.ckpt) or a run folder"

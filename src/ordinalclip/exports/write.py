@@ -30,6 +30,7 @@ from ordinalclip.runtime.sidecar import (
     ONNX_INPUT,
     ONNX_OPSET,
     ONNX_OUTPUT,
+    PREDICTIONS,
     ExportError,
     check_preprocess,
     export_format,
@@ -163,6 +164,7 @@ def export_head(
     extra: Mapping[str, Any] | None = None,
     format: str | None = None,
     quantize: str | None = None,
+    prediction: str = "expectation",
 ) -> Path:
     """Write ``model`` as an export: ``out`` (safetensors or ONNX) and its sidecar (:func:`sidecar_path`).
 
@@ -179,6 +181,8 @@ def export_head(
         format: ``"safetensors"`` (tensors read by this package) or ``"onnx"`` (a graph ``images (B, 3, H,
             W) -> logits (B, C)`` for any ONNX runtime, dynamic B); default: from the suffix of ``out``.
         quantize: ``"int8"`` to store the ONNX graph's weights as int8 (:func:`quantize_int8`); ONNX only.
+        prediction: the headline prediction that ``predict`` and ``serve`` lead with, ``"expectation"`` or
+            ``"argmax"`` (a run's resolved ``trainer.prediction``; default: that of the default config).
 
     Returns:
         The path of the weights file (``out``).
@@ -193,6 +197,8 @@ def export_head(
     out = Path(out)
     kind = export_format(out, format)
     check_quantize(quantize, kind)
+    if prediction not in PREDICTIONS:
+        raise ExportError(f"unknown headline prediction {prediction!r}; expected one of {list(PREDICTIONS)}")
     num_ranks, embed_dim = (int(n) for n in model.weight.shape)
     if model_config.num_ranks != num_ranks:
         raise ExportError(
@@ -237,6 +243,7 @@ def export_head(
             "embed_dim": embed_dim,
             "rank_values": values,
             "rank_names": list(rank_names) if rank_names is not None else None,
+            "prediction": prediction,
             "preprocess": prep,
             "model": to_dict(model_config),
             "extra": dict(extra or {}),
@@ -268,7 +275,8 @@ def export_model(
     sidecar. This is ``ordinalclip.export(checkpoint, out)``."""
     check_quantize(quantize, export_format(out, format))  # a wrong name fails before the checkpoint loads
     head, cfg, values, names, prep = head_from_checkpoint(checkpoint)
-    return export_loaded(checkpoint, (head, cfg.model, values, names, prep), out, extra, format, quantize)
+    loaded = (head, cfg.model, values, names, prep)
+    return export_loaded(checkpoint, loaded, out, extra, format, quantize, cfg.trainer.prediction)
 
 
 def export_loaded(
@@ -278,9 +286,11 @@ def export_loaded(
     extra: Mapping[str, Any] | None = None,
     format: str | None = None,
     quantize: str | None = None,
+    prediction: str = "expectation",
 ) -> Path:
     """:func:`export_head` of ``loaded`` = ``(head, model config, rank values, rank names, preprocess)``, a
-    head loaded from ``checkpoint``; the sidecar's ``extra`` names the checkpoint first."""
+    head loaded from ``checkpoint`` whose run leads with ``prediction`` (its ``trainer.prediction``); the
+    sidecar's ``extra`` names the checkpoint first."""
     head, model_config, values, names, prep = loaded
     return export_head(
         head,
@@ -292,4 +302,5 @@ def export_loaded(
         extra={"checkpoint": str(checkpoint), **dict(extra or {})},
         format=format,
         quantize=quantize,
+        prediction=prediction,
     )

@@ -87,16 +87,20 @@ def prompt_names(cfg: PromptConfig, num_ranks: int, key: str) -> list[str] | Non
 def build_prompt_learner(cfg: PromptConfig, num_ranks: int, vocab) -> nn.Module:
     """The prompt learner of ``cfg`` over ``vocab`` (a text tower).
 
-    The rank learner (OrdinalCLIP) takes the C' ``base_rank_names``, the plain learner (CoOp) the C
-    ``rank_names``; names in the other key are checked too and never used (an error where they can only be a
-    mistake: base ranks for the plain learner, or rank names standing alone next to the rank learner, the
-    old spelling that :meth:`ModelConfig.upgrade_old_spellings` moves when a config is read).
+    The rank learner (OrdinalCLIP) takes the C' ``base_rank_names``, or, without them, C ``rank_names``
+    (one per rank: the base ranks are then the ranks, C' = C); the plain learner (CoOp) takes the C
+    ``rank_names``. Names in the other key are checked too and never used (an error where they can only be a
+    mistake: base ranks for the plain learner).
     """
     key, other = (
         ("base_rank_names", "rank_names") if cfg.learner == "rank" else ("rank_names", "base_rank_names")
     )
     names = prompt_names(cfg, num_ranks, key)
-    if prompt_names(cfg, num_ranks, other) is not None and (names is None or cfg.learner == "plain"):
+    others = prompt_names(cfg, num_ranks, other)  # checked even where they are not used
+    num_base_ranks = cfg.num_base_ranks
+    if names is None and others is not None and cfg.learner == "rank":  # C names, one per rank: C' = C
+        names, key, num_base_ranks = others, other, num_ranks
+    elif others is not None and cfg.learner == "plain":
         raise ValueError(
             f"model.prompts.{other}: the {cfg.learner} learner takes model.prompts.{key} "
             + ("(C' base-rank names)" if key == "base_rank_names" else "(C rank names; it has no base ranks)")
@@ -114,7 +118,7 @@ def build_prompt_learner(cfg: PromptConfig, num_ranks: int, vocab) -> nn.Module:
     try:
         if cfg.learner == "rank":
             return RankPromptLearner(
-                vocab, num_ranks, cfg.num_base_ranks, cfg.interpolation, base_rank_names=names, **common
+                vocab, num_ranks, num_base_ranks, cfg.interpolation, base_rank_names=names, **common
             )
         return PlainPromptLearner(vocab, num_ranks, rank_names=names, **common)
     except ValueError as err:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal, cast
 
 # The default context of every task is MORPH's age prompt because the reference code initialises it so for
@@ -146,13 +146,19 @@ class ModelConfig:
     def upgrade_old_spellings(
         cls, data: Mapping[str, Any], path: str, deprecated: Callable[[str], None]
     ) -> Mapping[str, Any]:
-        """``data`` (a model mapping, ``arch`` values already renamed) with the rank learner's base-rank names
-        moved from ``prompts.rank_names(_file)``, where configs and checkpoints wrote them before
-        ``base_rank_names`` existed, each move reported to ``deprecated``. Called by
+        """``data`` (a model mapping, ``arch`` values already renamed) with the rank learner's
+        ``prompts.rank_names(_file)`` resolved, each deprecated spelling reported to ``deprecated``. Called by
         :func:`ordinalclip.config.typed.from_dict` (which passes its deprecation warning).
 
-        The rank learner never reads C rank names, so a ``rank_names`` next to it can only be the old
-        spelling, unless ``base_rank_names`` or its file is given too (then both keep their meaning).
+        Next to the rank learner (without ``base_rank_names`` or its file, which keep both keys' meanings):
+
+        * C names (``num_ranks``, one per rank) name the ranks: the base ranks are the ranks
+          (``num_base_ranks`` becomes C), one prompt embedding initialised from each name; no warning;
+        * C' names (``num_base_ranks``) are the old spelling of ``base_rank_names`` (configs and checkpoints
+          wrote them there before that key existed): moved, with a deprecation warning;
+        * any other count stays where it is: building the learner
+          (:func:`ordinalclip.modeling.build.build_prompt_learner`) fails naming the key and both counts (a
+          names file loaded on its own, before the config that sets C, still reads).
         """
         prompts = data.get("prompts")
         if data.get("arch", "prompts") != "prompts" or not isinstance(prompts, Mapping):
@@ -161,8 +167,15 @@ class ModelConfig:
             return data
         if prompts.get("base_rank_names") is not None or prompts.get("base_rank_names_file") is not None:
             return data
-        moved = dict(prompts)
         where = f"{path}.prompts" if path else "prompts"
+        count = _names_given(prompts)
+        num_ranks = data.get("num_ranks", _default(cls, "num_ranks"))
+        if count is not None and count == num_ranks:
+            return {**data, "prompts": {**prompts, "num_base_ranks": num_ranks}}
+        base = prompts.get("num_base_ranks", _default(PromptConfig, "num_base_ranks"))
+        if count is not None and count != base:
+            return data  # neither: building the learner names the key and both counts
+        moved = dict(prompts)
         for old, new in (("rank_names", "base_rank_names"), ("rank_names_file", "base_rank_names_file")):
             if moved.get(old) is None:
                 continue
@@ -174,3 +187,24 @@ class ModelConfig:
         if moved.keys() == prompts.keys():
             return data
         return {**data, "prompts": moved}
+
+
+def _default(cls: type, name: str) -> Any:
+    """The default of the dataclass field ``name`` of ``cls``."""
+    return next(f.default for f in fields(cls) if f.name == name)
+
+
+def _names_given(prompts: Mapping[str, Any]) -> int | None:
+    """How many names ``rank_names`` lists, or its file holds (non-blank lines); None for no names, or a
+    file that is not there (yet)."""
+    names = prompts.get("rank_names")
+    if isinstance(names, list):
+        return len(names)
+    file = prompts.get("rank_names_file")
+    if not isinstance(file, str) or not file:
+        return None
+    try:
+        with open(file, encoding="utf-8") as fh:
+            return sum(1 for line in fh if line.strip())
+    except (OSError, UnicodeDecodeError):
+        return None

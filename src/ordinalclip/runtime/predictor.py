@@ -9,7 +9,9 @@ and name. The model itself is a *backend*: an ``.onnx`` export runs in onnxrunti
 Predictions are in label units: with rank values ``v`` (e.g. ages 16..77) and rank probabilities ``p``,
 ``pred_exp = sum_i p_i v_i`` (the expectation), ``pred_max = v[r]`` and ``pred_rank = r`` with ``r`` the point
 prediction (``argmax p``; for CORAL / CORN heads the number of thresholds passed, see
-:func:`ordinalclip.metrics.point_predictions`).
+:func:`ordinalclip.metrics.point_predictions`). A model has one headline prediction,
+:attr:`Predictor.prediction` (``"expectation"`` or ``"argmax"``: the run's ``trainer.prediction``, an export's
+sidecar entry), that ``value`` / ``rank`` / ``name`` give and every display leads with.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from PIL import Image
 
 from ordinalclip.runtime.decode import read_image, to_display_rgb
 from ordinalclip.runtime.onnx import OnnxModel, load_onnx_export, softmax
+from ordinalclip.runtime.predictions import headline_rank, headline_value
 from ordinalclip.runtime.preprocess import preprocess_image
-from ordinalclip.runtime.sidecar import ExportError
+from ordinalclip.runtime.sidecar import PREDICTIONS, ExportError, export_prediction
 
 __all__ = ["Backend", "Predictor", "is_onnx_path", "load"]
 
@@ -41,6 +44,7 @@ class Backend(Protocol):
     rank_values: list[float]
     rank_names: list[str] | None
     preprocess: dict[str, Any]
+    prediction: str  # the headline prediction: "expectation" or "argmax"
 
     def scores(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(B, ...) inputs -> (B, C) logits (B, C-1 for CORAL/CORN), (B, C) probabilities, (B,) ranks."""
@@ -57,6 +61,7 @@ class OnnxBackend:
         self.rank_names = model.rank_names
         self.preprocess = dict(model.preprocess)
         self.takes_images = model.takes_images
+        self.prediction = export_prediction(model.metadata)
 
     def scores(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         logits = self.module.run(batch)
@@ -106,7 +111,14 @@ class Predictor:
         device: where a torch model runs (an ONNX graph runs on the CPU).
         rank_values: override the label value of each rank (C floats).
         preprocess: override ``{"size", "resize", "mean", "std"}`` of the eval transform.
+        prediction: override the headline prediction, ``"expectation"`` or ``"argmax"`` (default: the
+            model's, see :attr:`prediction`).
         map_location: deprecated spelling of ``device``.
+
+    Attributes:
+        prediction: the headline prediction that :meth:`predict`'s ``value`` / ``rank`` / ``name`` give: a
+            checkpoint's ``trainer.prediction``, an export's sidecar ``prediction`` (``"argmax"`` for a
+            sidecar written without one), else ``"expectation"`` (the default config's).
     """
 
     def __init__(
@@ -115,6 +127,7 @@ class Predictor:
         device: Any = "cpu",
         rank_values: Sequence[float] | None = None,
         preprocess: Mapping[str, Any] | None = None,
+        prediction: str | None = None,
         *,
         map_location: Any = None,
     ):
@@ -128,6 +141,9 @@ class Predictor:
         names = backend.rank_names
         self.rank_names = list(names) if names is not None else None
         self.preprocess = dict(preprocess if preprocess is not None else backend.preprocess)
+        self.prediction = str(prediction if prediction is not None else backend.prediction)
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {list(PREDICTIONS)}, got {self.prediction!r}")
         num_ranks = getattr(backend.module, "num_ranks", None)
         if num_ranks is not None and len(self.rank_values) != int(num_ranks):
             raise ValueError(f"{len(self.rank_values)} rank values for a model with {num_ranks} ranks")
@@ -168,7 +184,8 @@ class Predictor:
         Returns ``logits`` (B, C) (B, C-1 for CORAL/CORN), ``probs`` (B, C), ``pred_exp`` (B,) expectation
         over the rank values, ``pred_max`` (B,) value of the predicted rank, ``exp_rank`` (B,) expectation
         over the rank indices, ``pred_rank`` (B,) predicted rank index (argmax; CORAL / CORN: number of
-        thresholds passed).
+        thresholds passed), and the headline (:attr:`prediction`): ``value`` (B,) in label units and
+        ``rank`` (B,) its rank index (the expectation: rounded to the nearest rank).
         """
         logits, probs, rank = self.backend.scores(np.asarray(batch, dtype=np.float32))
         if probs.shape[1] != self.num_ranks:
@@ -178,7 +195,7 @@ class Predictor:
             )
         rank = rank.astype(np.int64)
         probs = probs.astype(np.float32, copy=False)
-        return {
+        out = {
             "logits": logits,
             "probs": probs,
             "pred_exp": probs @ self._values,
@@ -186,6 +203,9 @@ class Predictor:
             "pred_max": self._values[rank],
             "pred_rank": rank,
         }
+        out["value"] = headline_value(self.prediction, out["pred_exp"], out["pred_max"]).astype(np.float32)
+        out["rank"] = headline_rank(self.prediction, out["exp_rank"], rank)
+        return out
 
     def predict_batch(self, batch: Any) -> dict[str, Any]:
         """:meth:`predict_arrays` for a numpy array or a torch tensor; a tensor in gives CPU tensors out."""
@@ -238,13 +258,18 @@ class Predictor:
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def predict(self, images: Any) -> list[dict[str, Any]]:
-        """Predictions for one image or a list of them, one plain dict per image (JSON-ready)::
+        """Predictions for one image or a list of them, one plain dict per image (JSON-ready), the headline
+        prediction (:attr:`prediction`) first::
 
-            {"expectation": 31.2, "rank": 15, "value": 31.0, "name": "31", "probabilities": [C floats]}
+            {"prediction": "expectation", "value": 31.2, "rank": 15, "name": "31",
+             "expectation": 31.2, "exp_rank": 15.2, "pred_value": 32.0, "pred_rank": 16, "pred_name": "32",
+             "probabilities": [C floats]}
 
-        ``expectation`` is ``sum_i p_i v_i`` over the rank values, ``rank`` the argmax index, ``value`` its
-        rank value and ``name`` its rank name (None without names). Images are file paths, PIL images or
-        (3, H, W) tensors in [0, 1]; features models take (F,) arrays or tensors.
+        ``value`` is the headline in label units, ``rank`` its rank index (the expectation: rounded to the
+        nearest rank) and ``name`` that rank's name (None without names); ``expectation`` is
+        ``sum_i p_i v_i`` over the rank values and ``exp_rank`` over the rank indices; ``pred_value``,
+        ``pred_rank`` and ``pred_name`` are the argmax's (CORAL / CORN: thresholds passed). Images are file
+        paths, PIL images or (3, H, W) tensors in [0, 1]; features models take (F,) arrays or tensors.
         """
         single = isinstance(images, (str, os.PathLike, Image.Image, np.ndarray)) or hasattr(images, "detach")
         items: list[Any] = [images] if single else list(images)
@@ -257,16 +282,30 @@ class Predictor:
 
     def rows(self, out: Mapping[str, Any]) -> list[dict[str, Any]]:
         """:meth:`predict_arrays` output as one JSON-ready dict per image (see :meth:`predict`)."""
+        names = self.rank_names
         rows = []
-        for exp, rank, value, probs in zip(
+        for value, rank, exp, exp_rank, top_value, top, probs in zip(
+            out["value"].tolist(),
+            out["rank"].tolist(),
             out["pred_exp"].tolist(),
-            out["pred_rank"].tolist(),
+            out["exp_rank"].tolist(),
             out["pred_max"].tolist(),
+            out["pred_rank"].tolist(),
             out["probs"].tolist(),
         ):
-            name = self.rank_names[rank] if self.rank_names is not None else None
             rows.append(
-                {"expectation": exp, "rank": rank, "value": value, "name": name, "probabilities": probs}
+                {
+                    "prediction": self.prediction,
+                    "value": value,
+                    "rank": rank,
+                    "name": names[rank] if names is not None else None,
+                    "expectation": exp,
+                    "exp_rank": exp_rank,
+                    "pred_value": top_value,
+                    "pred_rank": top,
+                    "pred_name": names[top] if names is not None else None,
+                    "probabilities": probs,
+                }
             )
         return rows
 

@@ -10,7 +10,16 @@ An export is two files side by side:
   rebuild the tower's architecture), C, the rank values and names, the preprocessing, the creation time, the
   sha256 of the weights file, and ``sidecar_sha256``: the sha256 of the sidecar's own content (every other
   entry, as JSON with sorted keys, ``separators=(",", ":")`` and ASCII escapes), so that an edited number (a
-  rank value, the crop size) cannot silently shift predictions.
+  rank value, the crop size) cannot silently shift predictions; and ``prediction``, the model's headline
+  prediction (``"expectation"`` or ``"argmax"``, the run's ``trainer.prediction``) that ``predict`` and
+  ``serve`` lead with.
+
+Format version rule: an entry added within a version is optional, and a reader gives a sidecar without it
+the entry's stated default, so every sidecar of that version keeps loading; older readers, which ignore
+entries they do not know, still load newer sidecars of the same version. A change an older reader would
+misread bumps :data:`FORMAT_VERSION`. ``prediction`` came within version 1; a sidecar without it reads as
+``"argmax"`` (:data:`OLD_EXPORT_PREDICTION`): what such exports showed first, and the prediction their
+checkpoints were chosen on (``trainer.monitor`` was ``val_mae_max`` then).
 
 Reading uses JSON only, never pickle, and checks every sidecar entry (types, ranges, lengths), naming the file
 and the entry of anything wrong. This module is part of the deploy runtime: it imports no torch.
@@ -36,8 +45,11 @@ __all__ = [
     "EXPORT_FORMATS",
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "OLD_EXPORT_PREDICTION",
+    "PREDICTIONS",
     "ExportError",
     "export_format",
+    "export_prediction",
     "read_export_metadata",
     "sidecar_digest",
     "sidecar_path",
@@ -47,6 +59,14 @@ log = logging.getLogger(__name__)
 
 FORMAT_NAME = "ordinalclip-export"
 FORMAT_VERSION = 1
+PREDICTIONS = ("expectation", "argmax")  # the values of a headline prediction (trainer.prediction resolved)
+OLD_EXPORT_PREDICTION = "argmax"  # the headline of a sidecar written without a 'prediction' entry
+
+
+def export_prediction(meta: Mapping[str, Any]) -> str:
+    """The headline prediction of a (checked) sidecar: its ``prediction`` entry, else
+    :data:`OLD_EXPORT_PREDICTION` (see the format version rule above)."""
+    return str(meta.get("prediction") or OLD_EXPORT_PREDICTION)
 
 
 def file_sha256(path: Path) -> str:
@@ -189,6 +209,8 @@ def _check_sidecar(meta: dict[str, Any], sidecar: Path) -> ModelConfig:
     for key in ("weights_file", "ordinalclip_version", "created"):
         if meta.get(key) is not None and not isinstance(meta[key], str):
             raise _field_error(sidecar, key, "a string", meta[key])
+    if "prediction" in meta and meta["prediction"] not in PREDICTIONS:
+        raise _field_error(sidecar, "prediction", f"one of {list(PREDICTIONS)}", meta["prediction"])
     if meta.get("extra") is not None and not isinstance(meta["extra"], dict):
         raise _field_error(sidecar, "extra", "a mapping", meta["extra"])
     if not isinstance(meta["model"], dict):

@@ -581,6 +581,48 @@ def test_rank_names_that_mean_rank_names_stay_without_a_warning(model: dict) -> 
     assert cfg.model.prompts.rank_names == ["a", "b"]
 
 
+def test_c_rank_names_name_the_rank_learners_ranks_without_a_warning(tmp_path: Path) -> None:
+    import warnings
+
+    from ordinalclip.config import RunConfig
+    from ordinalclip.modeling.build import build_prompt_learner
+
+    names = ["baby", "child", "teen", "adult"]
+    file = write(tmp_path / "ranks.txt", "".join(f"{n}\n" for n in names) + "\n")  # a blank line: not a name
+    for prompts in ({"rank_names": names}, {"rank_names_file": str(file)}):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # first-class: no deprecation warning
+            cfg = from_dict(RunConfig, _run({"num_ranks": 4, "prompts": prompts}))
+        p = cfg.model.prompts
+        assert (p.learner, p.num_base_ranks, p.base_rank_names, p.base_rank_names_file) == (
+            "rank",
+            4,
+            None,
+            None,
+        )
+        assert p.rank_names == prompts.get("rank_names") and p.rank_names_file == prompts.get(
+            "rank_names_file"
+        )
+    # C' = 3 names next to C = 4 ranks: the old spelling of base_rank_names, moved with a warning
+    with pytest.warns(typed.ConfigDeprecationWarning, match="holds the C' base-rank names"):
+        cfg = from_dict(RunConfig, _run({"num_ranks": 4, "prompts": {"rank_names": names[:3]}}))
+    assert (cfg.model.prompts.base_rank_names, cfg.model.prompts.num_base_ranks) == (names[:3], 3)
+    # neither C nor C': kept where it is (a names file on its own still reads); building the learner names
+    # the key and both counts
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cfg = from_dict(
+            RunConfig, _run({"num_ranks": 6, "prompts": {"num_base_ranks": 2, "rank_names": names}})
+        )
+    assert (cfg.model.prompts.rank_names, cfg.model.prompts.base_rank_names) == (names, None)
+    with pytest.raises(ValueError) as err:
+        build_prompt_learner(cfg.model.prompts, 6, vocab=None)
+    assert str(err.value) == (
+        "model.prompts.rank_names: 4 names, expected C=6 rank names (model.num_ranks); the rank learner's "
+        "C'=2 base-rank names go in model.prompts.base_rank_names"
+    )
+
+
 def test_an_old_and_a_new_spelling_together_is_an_error() -> None:
     from ordinalclip.modeling.config import ModelConfig
 

@@ -150,6 +150,17 @@ def test_each_learner_reads_its_own_names_key(tower, tmp_path):
     )
 
 
+def test_the_rank_learner_names_its_ranks_with_c_rank_names(tower):
+    names = ["baby", "child", "teen", "adult", "elder"]
+    learner = build_prompt_learner(PromptConfig(rank_names=names), 5, tower)  # num_base_ranks left at 3
+    assert isinstance(learner, RankPromptLearner) and learner.base_ranks.shape[0] == 5  # C' = C
+    # one base embedding per rank, each initialised from its name: what CoOp's learner gives those names
+    plain = PlainPromptLearner(tower, 5, rank_names=names)
+    torch.testing.assert_close(learner.base_ranks.data, plain.ranks.data, rtol=0, atol=0)
+    # mixed by the reference's linear interpolation: rank 0 weighs base k by 1 - k/4, normalised (sum 2.5)
+    torch.testing.assert_close(learner.interpolation[0], torch.tensor([0.4, 0.3, 0.2, 0.1, 0.0]))
+
+
 def test_prompt_name_errors_name_the_key_the_file_and_the_counts(tower, tmp_path):
     names = tmp_path / "ages.txt"
     names.write_text("".join(f"{i}\n" for i in range(5)))  # 5 names: neither C' = 3 nor C = 10
@@ -168,8 +179,9 @@ def test_prompt_name_errors_name_the_key_the_file_and_the_counts(tower, tmp_path
     # names the learner would ignore are a mistake, named by their key
     with pytest.raises(ValueError, match=r"^model\.prompts\.base_rank_names: the plain learner takes "):
         build_prompt_learner(PromptConfig(learner="plain", base_rank_names=BASE), 10, tower)
-    with pytest.raises(ValueError, match=r"^model\.prompts\.rank_names: the rank learner takes "):
-        build_prompt_learner(PromptConfig(rank_names=[f"r{i}" for i in range(10)]), 10, tower)
+    # the rank learner takes C rank names (one per rank) or C' base-rank names; 4 is neither
+    with pytest.raises(ValueError, match=r"^model\.prompts\.rank_names: 4 names, expected C=10 rank names"):
+        build_prompt_learner(PromptConfig(rank_names=[f"r{i}" for i in range(4)]), 10, tower)
     with pytest.raises(ValueError, match=r"^model\.prompts\.rank_names_file: rank names file not found"):
         build_prompt_learner(
             PromptConfig(learner="plain", rank_names_file=str(tmp_path / "no.txt")), 10, tower

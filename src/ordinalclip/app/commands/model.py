@@ -10,7 +10,7 @@ from typing import Any
 
 from ordinalclip.app.commands.common import add_command, add_configs, add_overrides, int_at_least
 from ordinalclip.app.pagekit import fixed_width_table
-from ordinalclip.app.tables import TABLE_METRICS
+from ordinalclip.app.tables import table_columns
 
 TRAIN_EXAMPLE = """\
 examples:
@@ -126,8 +126,9 @@ def add_commands(sub: Any) -> None:
         "predict",
         help="predict ranks of images with a checkpoint or an export",
         epilog=PREDICT_EXAMPLE,
-        description="Write a CSV with the expected rank, the argmax rank and optionally the "
-        "per-rank probabilities of every image.",
+        description="Write a CSV with the model's headline prediction of every image first (value, rank, "
+        "rank name; the 'prediction' column says which: expectation or argmax), then the expected and the "
+        "argmax rank, and optionally the per-rank probabilities.",
     )
     p.add_argument(
         "model",
@@ -224,11 +225,12 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(func=_configs, light=True)
 
 
-def _table(rows: Sequence[tuple[str, dict[str, Any] | None]], fmt: Any) -> str:
-    """The run summary: one line per (checkpoint, split) that has metrics, the app's table metrics."""
+def _table(rows: Sequence[tuple[str, dict[str, Any] | None]], fmt: Any, prediction: str) -> str:
+    """The run summary: one line per (checkpoint, split) that has metrics, the app's table metrics with those
+    of the run's headline ``prediction`` first."""
+    keys = [key for key, _ in table_columns(prediction)]
     return fixed_width_table(
-        ["", *TABLE_METRICS],
-        [[name, *(fmt(values.get(k)) for k in TABLE_METRICS)] for name, values in rows if values],
+        ["", *keys], [[name, *(fmt(values.get(k)) for k in keys)] for name, values in rows if values]
     )
 
 
@@ -236,7 +238,7 @@ def _num(v: Any) -> str:
     return "-" if v is None else f"{v:.4f}"
 
 
-def _print_run(metrics: dict[str, Any], run_dir: Any = None) -> None:
+def _print_run(metrics: dict[str, Any], run_dir: Any = None, prediction: str = "expectation") -> None:
     from ordinalclip.probe import read_probe
 
     rows = []
@@ -249,7 +251,8 @@ def _print_run(metrics: dict[str, Any], run_dir: Any = None) -> None:
     for split in ("val", "test"):
         if probe and probe.get(split):
             rows.append((f"probe {split}", probe[split]))  # logistic regression on the same frozen features
-    print(_table(rows, _num))
+    print(f"headline prediction: {prediction} (trainer.prediction)")
+    print(_table(rows, _num, prediction))
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -299,14 +302,16 @@ def _train(args: argparse.Namespace) -> int:
             for split in ("val", "test")
             if split in result.summary[tag]
         ]
-        print(_table(rows, lambda v: "-" if v is None else f"{v['mean']:.3f} ± {v['std']:.3f}"))
+        prediction = result.runs[0].config.trainer.prediction if result.runs else "expectation"
+        print(f"headline prediction: {prediction} (trainer.prediction)")
+        print(_table(rows, lambda v: "-" if v is None else f"{v['mean']:.3f} ± {v['std']:.3f}", prediction))
         return 0
     else:
         run = api.fit(args.config, overrides=args.overrides, run_dir=args.run_dir)
     if not api.is_rank_zero():
         return 0
     print(f"run folder: {run.run_dir}")
-    _print_run(run.metrics, run.run_dir)
+    _print_run(run.metrics, run.run_dir, run.config.trainer.prediction)
     return 0
 
 
@@ -379,6 +384,7 @@ def _features(args: argparse.Namespace) -> int:
 
 
 def _probe(args: argparse.Namespace) -> int:
+    from ordinalclip.app.runpage import run_prediction
     from ordinalclip.config.typed import ConfigError
     from ordinalclip.probe import write_probe
 
@@ -387,7 +393,7 @@ def _probe(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.run}: no probe (the log says why: no fixed features, or no scikit-learn)")
     rows = [(f"probe {s}", result[s]) for s in ("val", "test") if result.get(s)]
     print(f"probe.json written in {args.run} (C={result['C']:g}, {result['features']})")
-    print(_table(rows, _num))
+    print(_table(rows, _num, run_prediction(args.run)))
     return 0
 
 

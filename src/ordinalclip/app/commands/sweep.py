@@ -62,7 +62,12 @@ def add_commands(sub: Any) -> None:
     )
     p.add_argument("-o", "--out", default=None, help="the sweep folder (rerun with the same one to continue)")
     p.add_argument("--untrained", action="store_true", help="evaluate the initial models instead of training")
-    p.add_argument("--metric", default="mae_max", help="metric of the few-shot plot (default mae_max)")
+    p.add_argument(
+        "--metric",
+        default="auto",
+        help="metric of the few-shot plot (default auto: the MAE of the runs' headline prediction, "
+        "trainer.prediction: mae_exp or mae_max)",
+    )
     p.add_argument("--dry-run", action="store_true", help="list the cells (configs checked) and exit")
     p.add_argument(
         "--summarize-only",
