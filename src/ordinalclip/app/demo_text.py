@@ -393,9 +393,10 @@ def _fit_one(
 def _anchor(
     fit: Callable[[dict[str, Any]], dict[str, float]], cfg: dict[str, Any], run_dir: Path
 ) -> dict[str, float]:
-    """Test metrics of an anchor outside the engine, kept in ``run_dir/anchor.json`` with its config: a
-    later call with the same config reads them (the anchors are deterministic; a cross-validated one takes
-    minutes on the whole training split)."""
+    """Test metrics of an anchor outside the engine, kept in ``run_dir/anchor.json`` with its config and the
+    anchor's own settings (``fit.settings`` where it has them, e.g. the grid of C it chooses from): a later
+    call with the same config and settings reads them (the anchors are deterministic; a cross-validated one
+    takes minutes on the whole training split)."""
     import json
 
     from ordinalclip.api import resolve_config
@@ -403,14 +404,16 @@ def _anchor(
 
     wanted = to_dict(resolve_config(cfg))
     wanted.pop("output_dir", None)
+    settings = json.loads(json.dumps(getattr(fit, "settings", None)))
     saved = run_dir / "anchor.json"
     if saved.is_file():
         stored = json.loads(saved.read_text(encoding="utf-8"))
-        if stored.get("config") == json.loads(json.dumps(wanted)):
+        if stored.get("config") == json.loads(json.dumps(wanted)) and stored.get("settings") == settings:
             return {k: float(v) for k, v in stored["metrics"].items()}
     metrics = fit(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
-    saved.write_text(json.dumps({"config": wanted, "metrics": metrics}), encoding="utf-8")
+    record = {"config": wanted, "settings": settings, "metrics": metrics}
+    saved.write_text(json.dumps(record), encoding="utf-8")
     return metrics
 
 
