@@ -22,26 +22,36 @@ import numpy as np
 from ordinalclip.app import demo_text as dt
 from ordinalclip.data.lexicon import LEXICON_RANK_NAMES
 
-LR_TUNED = "Logistic regression (C tuned on val)"
-LR_CV = "Logistic regression (C by CV on the shots)"
-ZSLP = "ZS-LP (rank-name prototypes)"
-KGCOOP = "OrdinalCLIP + prior penalty"
-PRIOR = "Prior head (default recipe)"
-CLAP = "Prior head + CLAP constraint"
-CLAP_ALM = "Prior head + CLAP constraint (ALM updates)"
+# the benchmark's own methods: ids (code) and display names (tables, JSON rows, run folders)
+LR_TUNED = "lr_tuned"
+LR_CV = "lr_cv"
+ZSLP = "zslp"
+KGCOOP = "kgcoop"
+PRIOR = "prior"
+CLAP = "clap"
+CLAP_ALM = "clap_alm"
+NAMES = {
+    LR_TUNED: "Logistic regression (C tuned on val)",
+    LR_CV: "Logistic regression (C by CV on the shots)",
+    ZSLP: "ZS-LP (rank-name prototypes)",
+    KGCOOP: "OrdinalCLIP + prior penalty",
+    PRIOR: "Prior head (default recipe)",
+    CLAP: "Prior head + CLAP constraint",
+    CLAP_ALM: "Prior head + CLAP constraint (ALM updates)",
+}
 # the inverse L2 strengths the tuned anchors choose from, 10^-3 .. 10^6: on AFINN the val-tuned choice lies
 # inside from 2 shots on (10^3 .. 10^4 few-shot, 10^2 on the whole training split); at 1 shot it is the top,
 # where the regression is as good as unregularised (10^9 gives the same val MAE to 3 decimals)
 LR_C_GRID = tuple(10.0**k for k in range(-3, 7))
 
-# short names for command lines (the text task's and the benchmark's)
+# short names for command lines -> method ids (the text task's and the benchmark's)
 ALIASES = {
     "zero-shot": dt.ZERO_SHOT,
     "named": dt.NAMED,
     "random": dt.RANDOM,
     "coop": dt.COOP,
-    "linear": "Linear (CE)",
-    "coral": "CORAL",
+    "linear": dt.LINEAR_CE,
+    "coral": dt.CORAL,
     "lr": dt.LOGISTIC_REGRESSION,
     "lr-tuned": LR_TUNED,
     "lr-cv": LR_CV,
