@@ -76,7 +76,7 @@ def few_shot_steps(args: argparse.Namespace) -> int:
 def demo_task(args: argparse.Namespace, out: Path) -> Task:
     """The blur-level task of ``ordinalclip demo`` (6 levels), on its cached features and with its configs."""
     from ordinalclip.app import demo
-    from ordinalclip.configtools import merge
+    from ordinalclip.config.typed import merge
     from ordinalclip.data.blur import build_blur_dataset
 
     crops = 2 if args.tiny else 16
@@ -110,7 +110,7 @@ def afinn_task(args: argparse.Namespace, out: Path) -> Task:
     recipe (few-shot: learning rate 1e-4, identity features tower; full data: 2e-3, identity-initialised
     projection)."""
     from ordinalclip.app import demo_text as dt
-    from ordinalclip.configtools import merge
+    from ordinalclip.config.typed import merge
     from ordinalclip.data.lexicon import build_lexicon_dataset
     from ordinalclip.modeling.text_features import embed_sentences
 

@@ -28,7 +28,8 @@ MODULES = (
     "ordinalclip/py.typed",
     "ordinalclip/lazy.py",
     "ordinalclip/errors.py",
-    "ordinalclip/configtools.py",
+    "ordinalclip/config/__init__.py",
+    "ordinalclip/config/typed.py",
     "ordinalclip/fileio.py",
     "ordinalclip/predict.py",
     "ordinalclip/modeling/__init__.py",
@@ -77,8 +78,8 @@ ordinalclip = "ordinalclip.app.cli:main"
 
 [tool.setuptools]
 packages = [
-  "ordinalclip", "ordinalclip.app", "ordinalclip.app.commands", "ordinalclip.data", "ordinalclip.modeling",
-  "ordinalclip.runtime",
+  "ordinalclip", "ordinalclip.app", "ordinalclip.app.commands", "ordinalclip.config", "ordinalclip.data",
+  "ordinalclip.modeling", "ordinalclip.runtime",
 ]
 
 [tool.setuptools.package-data]

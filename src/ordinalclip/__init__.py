@@ -42,7 +42,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "build_model": ("ordinalclip.modeling.build", "build_model"),
     "features": ("ordinalclip.tower_features", "features"),
     "fit_image_folder": ("ordinalclip.image_folders", "fit_image_folder"),
-    "builtin_configs": ("ordinalclip.config_files", "builtin_configs"),
+    "builtin_configs": ("ordinalclip.config.builtin", "builtin_configs"),
     "RunConfig": ("ordinalclip.config", "RunConfig"),
     "DataConfig": ("ordinalclip.config", "DataConfig"),
     "OptimConfig": ("ordinalclip.config", "OptimConfig"),
@@ -111,7 +111,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; never run
         RunConfig,
         TrainerConfig,
     )
-    from ordinalclip.config_files import builtin_configs
+    from ordinalclip.config.builtin import builtin_configs
     from ordinalclip.exports.load import load_export
     from ordinalclip.exports.write import export_model as export
     from ordinalclip.factory import create_model

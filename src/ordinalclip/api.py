@@ -41,7 +41,7 @@ from ordinalclip.checkpoint import (
     save_prototypes,
 )
 from ordinalclip.config import RunConfig, apply_recipe, load_run_config
-from ordinalclip.configtools import ConfigError, apply_overrides, from_dict, load_yaml, save_yaml, to_dict
+from ordinalclip.config.typed import ConfigError, apply_overrides, from_dict, load_yaml, save_yaml, to_dict
 from ordinalclip.data import DataError, check_files
 from ordinalclip.engine.cache import FeatureCache, build_feature_cache
 from ordinalclip.engine.callbacks import EvaluateOnly

@@ -29,7 +29,7 @@ from torch import nn
 
 from ordinalclip import __version__
 from ordinalclip.config import RunConfig
-from ordinalclip.configtools import ConfigError, from_dict
+from ordinalclip.config.typed import ConfigError, from_dict
 from ordinalclip.modeling import build_model
 from ordinalclip.modeling.config import ModelConfig
 

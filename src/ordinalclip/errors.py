@@ -5,7 +5,7 @@ Each class also keeps the builtin base it had before the family existed (``Value
 ``RuntimeError`` for a run that cannot go on, ``ImportError`` for a missing extra), so ``except ValueError``
 still catches a :class:`ConfigError`. ``exit_code`` is what ``ordinalclip`` exits with when the error ends a
 command: 2 for a problem in what the user gave (a config, data, a checkpoint, a folder), 1 for a broken model
-or environment. The modules that raise them re-export them (``ordinalclip.configtools.ConfigError`` is this
+or environment. The modules that raise them re-export them (``ordinalclip.config.typed.ConfigError`` is this
 class).
 
 This module imports nothing of ordinalclip, so every layer (``modeling``, ``losses``, ``metrics``) may use it.

@@ -17,7 +17,7 @@ from typing import Any
 from torch import nn
 
 from ordinalclip.config import RunConfig, load_run_config
-from ordinalclip.configtools import apply_overrides, from_dict, to_dict
+from ordinalclip.config.typed import apply_overrides, from_dict, to_dict
 from ordinalclip.modeling.build import build_model
 from ordinalclip.modeling.config import ModelConfig
 from ordinalclip.run_settings import tower_preprocess, transform_settings

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ordinalclip.configtools import ConfigError
+from ordinalclip.config.typed import ConfigError
 from ordinalclip.data import DataError, RankSpace, read_folder_samples
 from ordinalclip.fileio import atomic_write_text
 
@@ -203,7 +203,7 @@ def fit_image_folder(
         the :class:`ordinalclip.api.Run`.
     """
     from ordinalclip import api
-    from ordinalclip.configtools import merge, to_dict
+    from ordinalclip.config.typed import merge, to_dict
     from ordinalclip.engine.run import make_run_dir
 
     features_file = Path(root).is_file() and Path(root).suffix.lower() == ".npz"

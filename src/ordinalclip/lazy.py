@@ -7,19 +7,20 @@ packages' ``__init__`` would otherwise import every model and dataset module (an
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 
 def lazy_attributes(
-    package: str, names: Mapping[str, str], namespace: dict[str, Any]
+    package: str, namespace: dict[str, Any], modules: Mapping[str, str]
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
-    """``(__getattr__, __dir__)`` for ``package``: ``names`` maps an attribute to the module defining it
-    (relative names start with a dot). A resolved attribute is cached in ``namespace`` (the package's
-    ``globals()``)."""
+    """``(__getattr__, __dir__)`` for ``package``: ``modules`` maps a module (relative names start with a dot)
+    to the attributes it defines, separated by spaces, as the package's ``TYPE_CHECKING`` imports list them. A
+    resolved attribute is cached in ``namespace`` (the package's ``globals()``)."""
+    where = {name: module for module, names in modules.items() for name in names.split()}
 
     def __getattr__(name: str) -> Any:
-        module = names.get(name)
+        module = where.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         value = getattr(importlib.import_module(module, package), name)
@@ -27,6 +28,39 @@ def lazy_attributes(
         return value
 
     def __dir__() -> list[str]:
-        return sorted(set(namespace) | set(names))
+        return sorted(set(namespace) | set(where))
+
+    return __getattr__, __dir__
+
+
+def lazy_exports(
+    package: str, namespace: dict[str, Any], modules: Sequence[str], extra: Mapping[str, str] | None = None
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """``(__getattr__, __dir__)`` for a package that re-exports whole modules: every name in the
+    ``__all__`` of ``modules`` (searched in order, each imported when a name is first looked up in it), and
+    the attributes of ``extra`` (module -> names, as :func:`lazy_attributes`). The package's ``__all__`` is
+    all of them: no list of names is written twice."""
+    table = dict(extra or {})
+    known, _ = lazy_attributes(package, namespace, table)
+    extra_names = {name for names in table.values() for name in names.split()}
+
+    def exported() -> list[str]:
+        return sorted({n for m in modules for n in importlib.import_module(m).__all__} | extra_names)
+
+    def __getattr__(name: str) -> Any:
+        if name == "__all__":
+            namespace[name] = exported()
+            return namespace[name]
+        if name.startswith("__"):  # tools probe dunders (__wrapped__, ...): no import for those
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        for module in modules:
+            found = importlib.import_module(module)
+            if name in found.__all__:
+                namespace[name] = value = getattr(found, name)
+                return value
+        return known(name)  # the extra attributes; AttributeError for an unknown name
+
+    def __dir__() -> list[str]:
+        return sorted(set(namespace) | set(exported()))
 
     return __getattr__, __dir__

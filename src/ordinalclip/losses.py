@@ -239,34 +239,34 @@ def coral_loss(logits: Tensor, labels: Tensor) -> Tensor:
         >>> round(coral_loss(torch.zeros(1, 2), torch.tensor([1])).item(), 4)
         1.3863
     """
-    _check_task_inputs(logits, labels, "coral_loss")
-    tasks = torch.arange(logits.shape[1], device=logits.device)
-    levels = (labels.long()[:, None] > tasks[None, :]).to(logits.dtype)
-    return F.binary_cross_entropy_with_logits(logits.float(), levels.float(), reduction="none").sum(1).mean()
+    bce, _ = _task_bce(logits, labels, "coral_loss")
+    return bce.sum(1).mean()
 
 
 def corn_loss(logits: Tensor, labels: Tensor) -> Tensor:
     """CORN loss (Shi et al., 2021): task k is trained only on the examples with rank >= k (the conditional
     subset), target "rank > k"; the binary cross-entropy is summed over all (example, task) pairs used and
-    divided by their count.
+    divided by their count. Inputs as :func:`coral_loss`: (B, C-1) task logits, (B,) integer ranks in [0, C).
 
-    Args:
-        logits: (B, C-1) task logits.
-        labels: (B,) integer ranks in [0, C).
-
-    Example:
+    Example (label 0 is in the subset of task 0 only, rank >= 0, so one BCE of ln 2):
         >>> import torch
-        >>> # label 0 is in the subset of task 0 only (rank >= 0), so one BCE of ln 2
         >>> round(corn_loss(torch.zeros(1, 2), torch.tensor([0])).item(), 4)
         0.6931
     """
-    _check_task_inputs(logits, labels, "corn_loss")
+    bce, subset = _task_bce(logits, labels, "corn_loss")
+    used = subset.float()
+    return (bce * used).sum() / used.sum()
+
+
+def _task_bce(logits: Tensor, labels: Tensor, where: str) -> tuple[Tensor, Tensor]:
+    """The (B, C-1) float32 binary cross-entropy of each task k, target "rank > k", and the (B, C-1) bool
+    mask "rank >= k" (the examples in task k's conditional subset). ``where`` names the caller in errors."""
+    _check_task_inputs(logits, labels, where)
     y = labels.long()[:, None]
     tasks = torch.arange(logits.shape[1], device=logits.device)[None, :]
-    used = (y >= tasks).float()
     target = (y > tasks).float()
     bce = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none")
-    return (bce * used).sum() / used.sum()
+    return bce, y >= tasks
 
 
 def _check_task_inputs(logits: Tensor, labels: Tensor, where: str) -> None:

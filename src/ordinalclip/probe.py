@@ -67,7 +67,7 @@ def run_features(run_dir: str | os.PathLike[str]) -> tuple[dict[str, tuple[np.nd
     (computed there if missing). Raises ``ValueError`` saying why for any other run.
     """
     from ordinalclip.config import RunConfig
-    from ordinalclip.configtools import from_dict, load_yaml
+    from ordinalclip.config.typed import from_dict, load_yaml
     from ordinalclip.engine.cache import FeatureCache, cache_folder, has_trunk, tower_cache_config
     from ordinalclip.engine.datamodule import OrdinalDataModule
     from ordinalclip.engine.splits import resolve_data
@@ -108,7 +108,7 @@ def write_probe(run_dir: str | os.PathLike[str], c_grid: Sequence[float] = C_GRI
     write ``probe.json`` in the run folder; None (logged) when the run has no fixed features or scikit-learn
     is missing."""
     from ordinalclip.config import RunConfig
-    from ordinalclip.configtools import from_dict, load_yaml
+    from ordinalclip.config.typed import from_dict, load_yaml
     from ordinalclip.fileio import write_json
 
     run = Path(run_dir)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ordinalclip.config import DataConfig, RunConfig
-from ordinalclip.configtools import ConfigError
+from ordinalclip.config.typed import ConfigError
 from ordinalclip.data.samples import DataError, RankSpace
 from ordinalclip.modeling.build import read_rank_names
 from ordinalclip.runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD

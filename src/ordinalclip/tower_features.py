@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ordinalclip.configtools import ConfigError
+from ordinalclip.config.typed import ConfigError
 
 __all__ = [
     "TOWERS",
@@ -198,7 +198,7 @@ def image_model_from_features_run(
     checkpoint: str | os.PathLike[str], tower: str | None = None
 ) -> tuple[nn.Module, Any, list[float], list[str] | None, dict[str, Any]]:
     """A features run's head on the image tower its features came from: ``(head, model config, rank values,
-    rank names, preprocess)``, what :func:`ordinalclip.exports.write.export_head` takes.
+    rank names, preprocess)``, what :func:`ordinalclip.exports.write.export_loaded` takes.
 
     ``tower`` names the tower (:data:`TOWERS`); default: the record in the run's features file
     (:func:`features` writes it). The trained projection of the features tower becomes the image tower's
@@ -255,7 +255,7 @@ def export_onto_tower(
     takes images; None (nothing written) when ``checkpoint`` is not a features run, or records no tower and
     none is named. ``tower="none"`` keeps the export on features."""
     from ordinalclip.checkpoint import config_of, read_checkpoint
-    from ordinalclip.exports.write import export_head
+    from ordinalclip.exports.write import export_loaded
     from ordinalclip.runtime.sidecar import export_format
 
     export_format(out, format)
@@ -271,16 +271,6 @@ def export_onto_tower(
         return None
     if tower is None and recorded_tower(cfg) is None:
         return None
-    head, model_cfg, values, names, prep = image_model_from_features_run(checkpoint, tower)
-    info = {"checkpoint": str(checkpoint), "features_tower": model_cfg.image.kind}
-    return export_head(
-        head,
-        model_cfg,
-        out,
-        rank_values=values,
-        rank_names=names,
-        preprocess=prep,
-        extra=info,
-        format=format,
-        quantize=quantize,
-    )
+    loaded = image_model_from_features_run(checkpoint, tower)
+    model_cfg = loaded[1]
+    return export_loaded(checkpoint, loaded, out, {"features_tower": model_cfg.image.kind}, format, quantize)

@@ -100,7 +100,7 @@ def test_split_is_stratified_seeded_and_complete(blur_folder):
 
 
 def test_rank_order_needs_names_unless_the_folders_are_numbers(blur_folder, tmp_path):
-    from ordinalclip.configtools import ConfigError
+    from ordinalclip.config.typed import ConfigError
     from ordinalclip.data import DataError
 
     with pytest.raises(ConfigError, match="--rank-names"):

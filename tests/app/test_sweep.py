@@ -21,7 +21,7 @@ import yaml
 from ordinalclip import api
 from ordinalclip.app import cli
 from ordinalclip.app.sweep import SweepError, parse_grid, plan_sweep, run_sweep
-from ordinalclip.configtools import ConfigError
+from ordinalclip.config.typed import ConfigError
 from ordinalclip.engine.errors import TrainingInterrupted
 from ordinalclip.modeling import build_model
 from tests.app.conftest import write_feature_config

@@ -20,7 +20,7 @@ import torch
 from ordinalclip.app import cli
 from ordinalclip.app.launchers import Launch, MissingExtraError, Task, run_tasks
 from ordinalclip.app.sweep import run_sweep, summarize_only
-from ordinalclip.configtools import ConfigError
+from ordinalclip.config.typed import ConfigError
 
 SEEDS = [1, 2]
 VICTIM = "cosine__seed1"

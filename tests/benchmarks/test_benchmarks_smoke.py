@@ -121,7 +121,7 @@ def test_losses_afinn_task_trains_named_base_ranks_with_each_loss(tmp_path):
     )
     import losses
     from ordinalclip.app.demo_text import TEXT_BASE_NAMES
-    from ordinalclip.configtools import load_yaml
+    from ordinalclip.config.typed import load_yaml
 
     out = tmp_path / "runs"
     figures = losses.main(["--tiny", "--tasks", "afinn", "--threads", "1", "--jobs", "1", "--out", str(out)])

@@ -22,7 +22,7 @@ def root(tmp_path_factory) -> Path:
 def trained_like(root, tmp_path_factory):
     """A tiny model and its run config (untrained: only shapes and formats matter here)."""
     from ordinalclip.config import RunConfig
-    from ordinalclip.configtools import from_dict
+    from ordinalclip.config.typed import from_dict
     from ordinalclip.modeling import build_model
     from tests.helpers import list_files, tiny_config
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from ordinalclip.config import RunConfig
-from ordinalclip.configtools import from_dict
+from ordinalclip.config.typed import from_dict
 from ordinalclip.data import DataError, RankSpace, read_csv_samples, read_list_file
 from ordinalclip.engine.splits import resolve_data
 from tests.helpers import (

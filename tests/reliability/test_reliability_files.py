@@ -14,7 +14,7 @@ import yaml
 import ordinalclip
 from ordinalclip import api
 from ordinalclip.config import RunConfig
-from ordinalclip.configtools import from_dict, to_dict
+from ordinalclip.config.typed import from_dict, to_dict
 from ordinalclip.modeling import build_model
 from tests.helpers import (
     NUM_RANKS,

@@ -16,7 +16,7 @@ import torch
 import ordinalclip
 from ordinalclip import api
 from ordinalclip.config import RunConfig
-from ordinalclip.configtools import from_dict, to_dict
+from ordinalclip.config.typed import from_dict, to_dict
 from ordinalclip.engine.checkpoint_io import AtomicCheckpointIO
 from ordinalclip.engine.trainer import build_trainer
 from ordinalclip.exports.write import export_head

@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 from PIL import Image, ImageCms
 
 from ordinalclip.config import RunConfig, load_run_config
-from ordinalclip.configtools import ConfigError, load_yaml, to_dict
+from ordinalclip.config.typed import ConfigError, load_yaml, to_dict
 from ordinalclip.data import DataError, RankSpace, read_csv_samples, read_list_file
 from ordinalclip.data.features import load_features
 from ordinalclip.data.images import ImageDataset, load_image

@@ -18,7 +18,7 @@ import yaml
 from ordinalclip import __version__
 from ordinalclip.api import CheckpointError, evaluate, fit, fit_folds, load_checkpoint, summarize_folds
 from ordinalclip.config import RunConfig
-from ordinalclip.configtools import from_dict
+from ordinalclip.config.typed import from_dict
 from ordinalclip.data import DataError, load_image
 from ordinalclip.engine.cache import FeatureCache
 from ordinalclip.engine.errors import NonFiniteLossError, TrainingInterrupted

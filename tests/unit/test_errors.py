@@ -10,7 +10,7 @@ from ordinalclip import errors
 
 # (module that raises it, class name, builtin base it had before the family, exit code of the CLI)
 FAMILY = [
-    ("ordinalclip.configtools", "ConfigError", ValueError, 2),
+    ("ordinalclip.config.typed", "ConfigError", ValueError, 2),
     ("ordinalclip.app.sweep", "SweepError", ValueError, 2),
     ("ordinalclip.app.launchers", "MissingExtraError", ValueError, 2),
     ("ordinalclip.data", "DataError", ValueError, 2),

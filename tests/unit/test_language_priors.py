@@ -19,7 +19,7 @@ from sklearn.metrics import mean_absolute_error
 from ordinalclip import api
 from ordinalclip.app import cli
 from ordinalclip.config import FEW_SHOT_MIN_STEPS, RunConfig
-from ordinalclip.configtools import from_dict
+from ordinalclip.config.typed import from_dict
 from ordinalclip.engine.trainer import apply_step_budget
 from ordinalclip.modeling import FeatureTower, ImageTowerConfig, build_image_tower, build_model
 from ordinalclip.modeling.backbones.clip import load_clip

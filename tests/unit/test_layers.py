@@ -187,7 +187,7 @@ TRAINING_STACK = ("torch", "torchvision", "lightning", "open_clip", "timm", "tra
 RUNTIME_ALLOWED = (
     "ordinalclip.runtime",
     "ordinalclip.errors",
-    "ordinalclip.configtools",
+    "ordinalclip.config.typed",
     "ordinalclip.fileio",
     "ordinalclip.lazy",
     "ordinalclip.modeling.config",

@@ -13,7 +13,7 @@ import torch
 from ordinalclip import api
 from ordinalclip.checkpoint import load_checkpoint
 from ordinalclip.config import RunConfig
-from ordinalclip.configtools import ConfigError, from_dict
+from ordinalclip.config.typed import ConfigError, from_dict
 from ordinalclip.engine.module import OrdinalModule
 from ordinalclip.exports.load import load_export
 from ordinalclip.exports.write import export_model
@@ -367,7 +367,7 @@ def test_full_data_run_takes_the_prior_recipe_with_an_identity_initialised_proje
 
 
 def to_dict_(cfg: RunConfig) -> dict:
-    from ordinalclip.configtools import to_dict
+    from ordinalclip.config.typed import to_dict
 
     return to_dict(cfg)
 

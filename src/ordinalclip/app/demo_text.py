@@ -25,7 +25,7 @@ import torch
 
 from ordinalclip.app.demo.common import TEXT_MODEL, DemoOptions, slug
 from ordinalclip.app.pagekit import markdown_table
-from ordinalclip.configtools import merge
+from ordinalclip.config.typed import merge
 from ordinalclip.data.lexicon import LEXICON_RANK_NAMES, LexiconDataset
 
 log = logging.getLogger(__name__)
@@ -416,7 +416,7 @@ def _anchor(
     import json
 
     from ordinalclip.api import resolve_config
-    from ordinalclip.configtools import to_dict
+    from ordinalclip.config.typed import to_dict
 
     wanted = to_dict(resolve_config(cfg))
     wanted.pop("output_dir", None)
@@ -438,7 +438,7 @@ def _same_config(run_dir: Path, cfg: dict[str, Any]) -> bool:
     import warnings
 
     from ordinalclip.api import resolve_config
-    from ordinalclip.configtools import load_yaml, to_dict
+    from ordinalclip.config.typed import load_yaml, to_dict
 
     try:
         with warnings.catch_warnings():  # a renamed key of an older run is read under its new name

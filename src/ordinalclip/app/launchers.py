@@ -42,7 +42,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
-from ordinalclip.configtools import ConfigError
+from ordinalclip.config.typed import ConfigError
 from ordinalclip.errors import MissingExtraError
 
 __all__ = ["LAUNCHERS", "Launch", "MissingExtraError", "Outcome", "Task", "cell_log", "run_tasks"]

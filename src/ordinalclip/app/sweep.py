@@ -69,8 +69,8 @@ from ordinalclip.app.sweep_results import (
 )
 from ordinalclip.app.sweeppage import few_shot_plot, write_sweep_page
 from ordinalclip.app.tables import TABLE_METRICS
-from ordinalclip.config_files import config_path
-from ordinalclip.configtools import ConfigError, parse_override
+from ordinalclip.config.builtin import config_path
+from ordinalclip.config.typed import ConfigError, parse_override
 from ordinalclip.engine.callbacks import EvaluateOnly
 from ordinalclip.engine.errors import TrainingInterrupted
 from ordinalclip.engine.run import run_dir_lock

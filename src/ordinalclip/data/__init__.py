@@ -10,42 +10,6 @@ from typing import TYPE_CHECKING
 
 from ordinalclip.lazy import lazy_attributes
 
-# attribute -> defining module, imported on first use (see ordinalclip.lazy)
-_WHERE = {
-    "ADIENCE_GROUPS": ".benchmarks",
-    "AESTHETICS_CATEGORIES": ".benchmarks",
-    "BENCHMARKS": ".benchmarks",
-    "HCI_DECADES": ".benchmarks",
-    "Benchmark": ".benchmarks",
-    "adience": ".benchmarks",
-    "aesthetics": ".benchmarks",
-    "hci": ".benchmarks",
-    "load_benchmark": ".benchmarks",
-    "morph2": ".benchmarks",
-    "SPLIT_CODES": ".features",
-    "FeatureDataset": ".features",
-    "load_features": ".features",
-    "IMAGENET_MEAN": ".images",
-    "IMAGENET_STD": ".images",
-    "ImageDataset": ".images",
-    "build_transforms": ".images",
-    "load_image": ".images",
-    "verify_images": ".images",
-    "few_shot": ".protocols",
-    "label_shift": ".protocols",
-    "load_split": ".protocols",
-    "save_split": ".protocols",
-    "IMAGE_EXTENSIONS": ".samples",
-    "DataError": ".samples",
-    "RankSpace": ".samples",
-    "Sample": ".samples",
-    "check_files": ".samples",
-    "read_csv_samples": ".samples",
-    "read_folder_samples": ".samples",
-    "read_list_file": ".samples",
-}
-__getattr__, __dir__ = lazy_attributes(__name__, _WHERE, globals())
-
 if TYPE_CHECKING:  # for type checkers; never run
     from .benchmarks import (
         ADIENCE_GROUPS,
@@ -106,3 +70,18 @@ __all__ = [
     "save_split",
     "verify_images",
 ]
+
+# module -> its attributes (as the TYPE_CHECKING imports above list them), imported on first use
+__getattr__, __dir__ = lazy_attributes(
+    __name__,
+    globals(),
+    {
+        ".benchmarks": "ADIENCE_GROUPS AESTHETICS_CATEGORIES BENCHMARKS HCI_DECADES Benchmark adience "
+        "aesthetics hci load_benchmark morph2",
+        ".features": "SPLIT_CODES FeatureDataset load_features",
+        ".images": "IMAGENET_MEAN IMAGENET_STD ImageDataset build_transforms load_image verify_images",
+        ".protocols": "few_shot label_shift load_split save_split",
+        ".samples": "IMAGE_EXTENSIONS DataError RankSpace Sample check_files read_csv_samples "
+        "read_folder_samples read_list_file",
+    },
+)

@@ -232,7 +232,7 @@ def cache_folder(cfg: Any) -> str:
 def tower_cache_config(model_cfg: Any) -> dict[str, Any]:
     """The part of a model config (a ModelConfig) that the cached features depend on: the image tower's
     settings without its projection's (which the trunk's features do not depend on), and CLIP's source."""
-    from ordinalclip.configtools import to_dict
+    from ordinalclip.config.typed import to_dict
 
     image = to_dict(model_cfg.image)
     return {

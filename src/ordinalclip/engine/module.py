@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from ordinalclip import __version__
 from ordinalclip.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_KEY, complete_state
 from ordinalclip.config import RunConfig
-from ordinalclip.configtools import ConfigError, to_dict
+from ordinalclip.config.typed import ConfigError, to_dict
 from ordinalclip.data import RankSpace
 from ordinalclip.engine.errors import NonFiniteLossError
 from ordinalclip.engine.optim import build_optimizer, build_scheduler, has_trainable

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ordinalclip.config import OptimConfig
-from ordinalclip.configtools import ConfigError
+from ordinalclip.config.typed import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from ordinalclip.config import RunConfig
-from ordinalclip.configtools import ConfigError
+from ordinalclip.config.typed import ConfigError
 from ordinalclip.data import (
     DataError,
     FeatureDataset,

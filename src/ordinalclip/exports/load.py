@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ordinalclip.checkpoint import state_mismatch
-from ordinalclip.configtools import from_dict
+from ordinalclip.config.typed import from_dict
 from ordinalclip.modeling.backbones.image import ClipImageTower, output_dim
 from ordinalclip.modeling.build import build_image_tower
 from ordinalclip.modeling.config import ModelConfig

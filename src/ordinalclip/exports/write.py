@@ -20,7 +20,7 @@ from torch import nn
 
 from ordinalclip import __version__
 from ordinalclip.checkpoint import head_from_checkpoint
-from ordinalclip.configtools import to_dict
+from ordinalclip.config.typed import to_dict
 from ordinalclip.fileio import publish, temp_beside
 from ordinalclip.modeling.config import ModelConfig
 from ordinalclip.modeling.ordinalclip import CosineClassifier, OrdinalCLIP
@@ -38,7 +38,14 @@ from ordinalclip.runtime.sidecar import (
     sidecar_path,
 )
 
-__all__ = ["QUANTIZE_MODES", "export_head", "export_model", "onnx_example_input", "quantize_int8"]
+__all__ = [
+    "QUANTIZE_MODES",
+    "export_head",
+    "export_loaded",
+    "export_model",
+    "onnx_example_input",
+    "quantize_int8",
+]
 
 QUANTIZE_MODES = ("int8",)
 
@@ -261,15 +268,28 @@ def export_model(
     sidecar. This is ``ordinalclip.export(checkpoint, out)``."""
     check_quantize(quantize, export_format(out, format))  # a wrong name fails before the checkpoint loads
     head, cfg, values, names, prep = head_from_checkpoint(checkpoint)
-    info = {"checkpoint": str(checkpoint), **dict(extra or {})}
+    return export_loaded(checkpoint, (head, cfg.model, values, names, prep), out, extra, format, quantize)
+
+
+def export_loaded(
+    checkpoint: str | os.PathLike[str],
+    loaded: tuple[nn.Module, ModelConfig, list[float], list[str] | None, Mapping[str, Any]],
+    out: str | os.PathLike[str],
+    extra: Mapping[str, Any] | None = None,
+    format: str | None = None,
+    quantize: str | None = None,
+) -> Path:
+    """:func:`export_head` of ``loaded`` = ``(head, model config, rank values, rank names, preprocess)``, a
+    head loaded from ``checkpoint``; the sidecar's ``extra`` names the checkpoint first."""
+    head, model_config, values, names, prep = loaded
     return export_head(
         head,
-        cfg.model,
+        model_config,
         out,
         rank_values=values,
         rank_names=names,
         preprocess=prep,
-        extra=info,
+        extra={"checkpoint": str(checkpoint), **dict(extra or {})},
         format=format,
         quantize=quantize,
     )

@@ -20,7 +20,7 @@ from ordinalclip.modeling.backbones.text import open_clip_text_tower
 from ordinalclip.modeling.config import ImageTowerConfig, ModelConfig, PromptConfig
 from ordinalclip.modeling.heads import LinearClassifier, OrdinalBinaryHead, zero_shot_prototypes
 from ordinalclip.modeling.ordinalclip import CosineClassifier, OrdinalCLIP, prior_head
-from ordinalclip.modeling.prompts import PlainPromptLearner, RankPromptLearner
+from ordinalclip.modeling.prompts import LearnerSettings, PlainPromptLearner, RankPromptLearner
 
 if TYPE_CHECKING:
     from ordinalclip.modeling.backbones.clip import ClipBundle
@@ -103,7 +103,7 @@ def build_prompt_learner(cfg: PromptConfig, num_ranks: int, vocab) -> nn.Module:
         )
     file = getattr(cfg, f"{key}_file")
     source = f"model.prompts.{key}_file ({file})" if file else f"model.prompts.{key}"
-    common: dict[str, Any] = dict(
+    common = LearnerSettings(
         context_init=cfg.context_init,
         num_context_tokens=cfg.num_context_tokens,
         rank_specific_context=cfg.rank_specific_context,

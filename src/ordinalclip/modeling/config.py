@@ -40,7 +40,7 @@ class ClipConfig:
 class ImageTowerConfig:
     """The image tower."""
 
-    # Old key -> new key; configtools.from_dict reads the old one (old YAMLs and checkpoints) with a warning.
+    # Old key -> new key; config.typed.from_dict reads the old one (old YAMLs and checkpoints) with a warning.
     RENAMED_KEYS: ClassVar[dict[str, str]] = {"pretrained": "imagenet_weights"}
 
     kind: Literal["clip", "vgg16", "resnet50", "efficientnet_lite0", "timm", "features"] = "clip"
@@ -119,7 +119,7 @@ class ModelConfig:
     no text tower after building). ``ordinalclip``, the old name of ``prompts``, still loads with a warning.
     """
 
-    # Old value -> new value of a field; configtools.from_dict reads the old one with a warning.
+    # Old value -> new value of a field; config.typed.from_dict reads the old one with a warning.
     RENAMED_VALUES: ClassVar[dict[str, dict[Any, Any]]] = {"arch": {"ordinalclip": "prompts"}}
 
     arch: Literal["prompts", "cosine", "linear", "coral", "corn", "zeroshot", "prior_head"] = "prompts"
@@ -149,7 +149,7 @@ class ModelConfig:
         """``data`` (a model mapping, ``arch`` values already renamed) with the rank learner's base-rank names
         moved from ``prompts.rank_names(_file)``, where configs and checkpoints wrote them before
         ``base_rank_names`` existed, each move reported to ``deprecated``. Called by
-        :func:`ordinalclip.configtools.from_dict` (which passes its deprecation warning).
+        :func:`ordinalclip.config.typed.from_dict` (which passes its deprecation warning).
 
         The rank learner never reads C rank names, so a ``rank_names`` next to it can only be the old
         spelling, unless ``base_rank_names`` or its file is given too (then both keep their meaning).

@@ -13,12 +13,15 @@ independent rank embeddings.
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, TypedDict
 
 import torch
 from torch import nn
 
 from ordinalclip.modeling.backbones.text import PromptEmbeddings
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 Interpolation = Literal["linear", "inv_prop", "local_linear"]
 RankPosition = Literal["tail", "front", "middle"]
@@ -97,8 +100,21 @@ def _embed_special(vocab: Vocabulary, ids: list[int]) -> torch.Tensor:
     return vocab.embed_ids(ids).clone()
 
 
+class LearnerSettings(TypedDict, total=False):
+    """The keyword arguments both learners take: see the Args of :class:`RankPromptLearner` (the defaults are
+    those of the learners' base class)."""
+
+    context_init: str | None
+    num_context_tokens: int
+    rank_specific_context: bool
+    tokens_per_rank: int
+    position: RankPosition
+    init_std: float
+
+
 class _PromptLearner(nn.Module):
-    """Context tokens, special-token embeddings and the layout shared by both learners."""
+    """Context tokens, special-token embeddings, the initial rank embeddings and the layout shared by both
+    learners."""
 
     # token embeddings of the fixed tokens (buffers)
     sot: torch.Tensor
@@ -110,17 +126,20 @@ class _PromptLearner(nn.Module):
         self,
         vocab: Vocabulary,
         num_ranks: int,
-        context_init: str | None,
-        num_context_tokens: int,
-        rank_specific_context: bool,
-        position: RankPosition,
-        init_std: float,
+        context_init: str | None = None,
+        num_context_tokens: int = 10,
+        rank_specific_context: bool = False,
+        tokens_per_rank: int = 1,
+        position: RankPosition = "tail",
+        init_std: float = 0.02,
     ):
         super().__init__()
         if position not in ("tail", "front", "middle"):
             raise ValueError(f"rank position must be tail, front or middle; got {position!r}")
         self.num_ranks = num_ranks
         self.position: RankPosition = position
+        self._tokens_per_rank = tokens_per_rank
+        self._init_std = init_std
         if context_init:
             ctx = vocab.embed_ids(vocab.encode_words(context_init)).clone()
             if ctx.shape[0] == 0:
@@ -134,6 +153,13 @@ class _PromptLearner(nn.Module):
         self.register_buffer("period", _embed_special(vocab, vocab.period_ids))
         self.register_buffer("eot", _embed_special(vocab, vocab.end_ids))
         self.register_buffer("pad", vocab.embed_ids([vocab.pad_id])[0].clone())
+
+    def _initial_ranks(self, vocab: Vocabulary, count: int, names: list[str] | None) -> torch.Tensor:
+        """(count, n_r, D) initial rank embeddings: the tokens of the names (n_r := the longest name), or
+        random ones without names (n_r := ``tokens_per_rank``)."""
+        if names is None:
+            return torch.randn(count, self._tokens_per_rank, vocab.width) * self._init_std
+        return _embed_names(vocab, names)
 
     @property
     def num_context_tokens(self) -> int:
@@ -184,15 +210,13 @@ class RankPromptLearner(_PromptLearner):
         num_ranks: C.
         num_base_ranks: C'.
         interpolation: see :func:`interpolation_matrix`.
-        context_init: a sentence whose tokens initialise the context (m := its token count), or None for
-            random.
-        num_context_tokens: m when the context is random.
-        rank_specific_context: one context per rank (C, m, D) instead of a shared one (m, D).
-        tokens_per_rank: n_r for random base ranks.
         base_rank_names: exactly C' names whose token embeddings initialise the base ranks (n_r := longest
             name).
-        position: where the rank tokens go.
-        init_std: std of the random initialisations (0.02, as the reference).
+        **settings: the :class:`LearnerSettings` both learners share: ``context_init`` (a sentence whose
+            tokens initialise the context, m := its token count; None for random), ``num_context_tokens`` (m
+            when the context is random), ``rank_specific_context`` (one context per rank (C, m, D) instead of
+            a shared one (m, D)), ``tokens_per_rank`` (n_r for random base ranks), ``position`` (where the
+            rank tokens go), ``init_std`` (std of the random initialisations, 0.02 as the reference).
     """
 
     def __init__(
@@ -201,32 +225,22 @@ class RankPromptLearner(_PromptLearner):
         num_ranks: int,
         num_base_ranks: int = 3,
         interpolation: Interpolation = "linear",
-        context_init: str | None = None,
-        num_context_tokens: int = 10,
-        rank_specific_context: bool = False,
-        tokens_per_rank: int = 1,
+        *,
         base_rank_names: list[str] | None = None,
-        position: RankPosition = "tail",
-        init_std: float = 0.02,
+        **settings: Unpack[LearnerSettings],
     ):
-        super().__init__(
-            vocab, num_ranks, context_init, num_context_tokens, rank_specific_context, position, init_std
-        )
-        if base_rank_names is not None:
-            if len(base_rank_names) != num_base_ranks:
-                raise ValueError(
-                    f"the rank learner needs exactly C'={num_base_ranks} "
-                    "base-rank names (one per base rank), got "
-                    f"{len(base_rank_names)}"
-                    + (
-                        f" (that is C={num_ranks}, the count the plain/CoOp learner takes)"
-                        if len(base_rank_names) == num_ranks
-                        else ""
-                    )
+        super().__init__(vocab, num_ranks, **settings)
+        if base_rank_names is not None and len(base_rank_names) != num_base_ranks:
+            raise ValueError(
+                f"the rank learner needs exactly C'={num_base_ranks} base-rank names (one per base rank), "
+                f"got {len(base_rank_names)}"
+                + (
+                    f" (that is C={num_ranks}, the count the plain/CoOp learner takes)"
+                    if len(base_rank_names) == num_ranks
+                    else ""
                 )
-            base = _embed_names(vocab, base_rank_names)
-        else:
-            base = torch.randn(num_base_ranks, tokens_per_rank, vocab.width) * init_std
+            )
+        base = self._initial_ranks(vocab, num_base_ranks, base_rank_names)
         self.base_ranks = nn.Parameter(base)  # (C', n_r, D)
         self.register_buffer("interpolation", interpolation_matrix(num_ranks, num_base_ranks, interpolation))
 
@@ -236,32 +250,23 @@ class RankPromptLearner(_PromptLearner):
 
 
 class PlainPromptLearner(_PromptLearner):
-    """CoOp's learner: C independent rank embeddings (random, or from exactly C rank names)."""
+    """CoOp's learner: C independent rank embeddings (random, or from exactly C ``rank_names``); the other
+    arguments are those of :class:`RankPromptLearner`."""
 
     def __init__(
         self,
         vocab: Vocabulary,
         num_ranks: int,
-        context_init: str | None = None,
-        num_context_tokens: int = 10,
-        rank_specific_context: bool = False,
-        tokens_per_rank: int = 1,
+        *,
         rank_names: list[str] | None = None,
-        position: RankPosition = "tail",
-        init_std: float = 0.02,
+        **settings: Unpack[LearnerSettings],
     ):
-        super().__init__(
-            vocab, num_ranks, context_init, num_context_tokens, rank_specific_context, position, init_std
-        )
-        if rank_names is not None:
-            if len(rank_names) != num_ranks:
-                raise ValueError(
-                    f"the plain (CoOp) learner needs exactly C={num_ranks} rank names, got {len(rank_names)}"
-                )
-            ranks = _embed_names(vocab, rank_names)
-        else:
-            ranks = torch.randn(num_ranks, tokens_per_rank, vocab.width) * init_std
-        self.ranks = nn.Parameter(ranks)  # (C, n_r, D)
+        super().__init__(vocab, num_ranks, **settings)
+        if rank_names is not None and len(rank_names) != num_ranks:
+            raise ValueError(
+                f"the plain (CoOp) learner needs exactly C={num_ranks} rank names, got {len(rank_names)}"
+            )
+        self.ranks = nn.Parameter(self._initial_ranks(vocab, num_ranks, rank_names))  # (C, n_r, D)
 
     def rank_embeddings(self) -> torch.Tensor:
         return self.ranks

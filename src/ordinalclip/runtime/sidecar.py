@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ordinalclip import __version__
-from ordinalclip.configtools import ConfigError, from_dict
+from ordinalclip.config.typed import ConfigError, from_dict
 from ordinalclip.errors import ExportError
 from ordinalclip.modeling.config import ModelConfig
 

@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ordinalclip import config_files
 from ordinalclip.app.cli import main
-from ordinalclip.config import load_run_config
-from ordinalclip.config_files import builtin_config_dir, builtin_configs, config_path
-from ordinalclip.configtools import ConfigError
+from ordinalclip.config import builtin, load_run_config
+from ordinalclip.config.builtin import builtin_config_dir, builtin_configs, config_path
+from ordinalclip.config.typed import ConfigError
 from tests.helpers import REPO_ROOT
 
 ROOT = REPO_ROOT
@@ -87,7 +86,7 @@ def test_base_chains_resolve_from_a_copy_elsewhere(tmp_path, monkeypatch):
     """As installed: the folder alone, somewhere else, with no repository around it."""
     copy = tmp_path / "site-packages" / "ordinalclip" / "configs"
     shutil.copytree(builtin_config_dir(), copy)
-    monkeypatch.setattr(config_files, "builtin_config_dir", lambda: copy)
+    monkeypatch.setattr(builtin, "builtin_config_dir", lambda: copy)
     monkeypatch.chdir(tmp_path)
     path = config_path("ablations/morph_inv_prop")
     assert path == copy / "ablations" / "morph_inv_prop.yaml"
@@ -119,11 +118,11 @@ def test_sweep_takes_names(tmp_path):
     ],
 )
 def test_a_renamed_built_in_is_found_under_its_old_name_and_path_with_a_warning(old, new, monkeypatch):
-    from ordinalclip.configtools import ConfigDeprecationWarning
+    from ordinalclip.config.typed import ConfigDeprecationWarning
 
     want = builtin_config_dir() / f"{new}.yaml"
     assert want.is_file() and not (builtin_config_dir() / f"{old}.yaml").exists()
-    assert config_files.RENAMED_CONFIGS[old] == new
+    assert builtin.RENAMED_CONFIGS[old] == new
     with pytest.warns(ConfigDeprecationWarning, match=f"built-in config '{old}' is now '{new}'"):
         assert config_path(old) == want
     # the old path through the repository's configs link, as the README and scripts wrote it

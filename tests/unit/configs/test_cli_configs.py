@@ -123,7 +123,7 @@ def test_tiny_config_trains_on_the_demo_data(tmp_path: Path, monkeypatch, capsys
 )
 def test_value_checks_name_the_key(data, message):
     from ordinalclip.config import RunConfig
-    from ordinalclip.configtools import ConfigError, from_dict
+    from ordinalclip.config.typed import ConfigError, from_dict
 
     with pytest.raises(ConfigError, match=message):
         from_dict(RunConfig, data)

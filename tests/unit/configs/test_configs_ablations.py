@@ -13,7 +13,7 @@ import torch
 
 from ordinalclip.app import cli
 from ordinalclip.config import RunConfig, load_run_config
-from ordinalclip.configtools import ConfigDeprecationWarning, to_dict
+from ordinalclip.config.typed import ConfigDeprecationWarning, to_dict
 from ordinalclip.data import ADIENCE_GROUPS, HCI_DECADES
 from ordinalclip.engine.optim import apply_freezing
 from ordinalclip.modeling import build_model

@@ -16,7 +16,7 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from PIL import Image
 
 from ordinalclip.config import RunConfig
-from ordinalclip.configtools import ConfigError, from_dict
+from ordinalclip.config.typed import ConfigError, from_dict
 from ordinalclip.data import IMAGENET_MEAN, IMAGENET_STD, DataError, ImageDataset, Sample, build_transforms
 from ordinalclip.engine.sampling import EpochSampler, ResumableLoader, SeededItems
 from ordinalclip.engine.splits import build_feature_rows, parse_feature_ref, resolve_data, save_splits

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ordinalclip.config import RunConfig
-from ordinalclip.configtools import from_dict
+from ordinalclip.config.typed import from_dict
 from ordinalclip.data import RankSpace
 from ordinalclip.engine.callbacks import InterruptCheckpoint
 from ordinalclip.engine.checkpoint_io import AtomicCheckpointIO, atomic_torch_save
@@ -194,7 +194,7 @@ def test_training_step_uses_the_configured_loss(feature_setup, name):
 
 
 def test_softmax_loss_is_refused_for_binary_task_heads():
-    from ordinalclip.configtools import ConfigError
+    from ordinalclip.config.typed import ConfigError
 
     with pytest.raises(
         ConfigError, match="loss.name: 'sord' is a loss of softmax outputs; model.arch 'coral'"

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ordinalclip.config import OptimConfig, RunConfig
-from ordinalclip.configtools import ConfigError, from_dict
+from ordinalclip.config.typed import ConfigError, from_dict
 from ordinalclip.engine.optim import (
     apply_freezing,
     build_optimizer,

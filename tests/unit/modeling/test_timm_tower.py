@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from ordinalclip.config import RunConfig
-from ordinalclip.configtools import from_dict
+from ordinalclip.config.typed import from_dict
 from ordinalclip.engine.transforms import tower_preprocess, transform_settings
 from ordinalclip.modeling import ModelConfig, build_model
 from ordinalclip.modeling.backbones.image import TimmTower

@@ -17,6 +17,11 @@ def add_command(sub: Any, name: str, **kwargs: Any) -> argparse.ArgumentParser:
     return sub.add_parser(name, formatter_class=formatter, **kwargs)
 
 
+def add_configs(p: argparse.ArgumentParser, help: str) -> None:
+    """``-c/--config CONFIG`` (repeatable: a built-in config's name or a .yaml file) into ``args.config``."""
+    p.add_argument("-c", "--config", action="append", default=[], metavar="CONFIG", help=help)
+
+
 def add_overrides(p: argparse.ArgumentParser, help: str) -> None:
     """``--set KEY=VALUE`` (repeatable) into ``args.overrides``."""
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides", help=help)

@@ -8,7 +8,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from ordinalclip.app.commands.common import add_command, add_overrides, int_at_least
+from ordinalclip.app.commands.common import add_command, add_configs, add_overrides, int_at_least
 from ordinalclip.app.pagekit import fixed_width_table
 from ordinalclip.app.tables import TABLE_METRICS
 
@@ -65,13 +65,9 @@ def add_commands(sub: Any) -> None:
         "environment, splits, logs, checkpoints (best, last) and metrics.json.",
         epilog=TRAIN_EXAMPLE,
     )
-    p.add_argument(
-        "-c",
-        "--config",
-        action="append",
-        default=[],
-        metavar="CONFIG",
-        help="a built-in config's name (see 'ordinalclip configs') or a .yaml file; repeat to "
+    add_configs(
+        p,
+        "a built-in config's name (see 'ordinalclip configs') or a .yaml file; repeat to "
         "merge several in order (later ones win)",
     )
     add_overrides(
@@ -258,7 +254,7 @@ def _print_run(metrics: dict[str, Any], run_dir: Any = None) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from ordinalclip import api
-    from ordinalclip.configtools import ConfigError
+    from ordinalclip.config.typed import ConfigError
 
     if args.data is None and (args.rank_names or args.few_shot is not None or args.context):
         raise ConfigError("--rank-names, --few-shot and --context go with --data DIR")
@@ -319,7 +315,7 @@ def _check_resume(run_dir: str, overrides: Sequence[str]) -> None:
     written."""
     from pathlib import Path
 
-    from ordinalclip.configtools import apply_overrides, load_yaml
+    from ordinalclip.config.typed import apply_overrides, load_yaml
     from ordinalclip.engine.run import check_resume_epochs
 
     path = Path(run_dir) / "config.yaml"
@@ -383,7 +379,7 @@ def _features(args: argparse.Namespace) -> int:
 
 
 def _probe(args: argparse.Namespace) -> int:
-    from ordinalclip.configtools import ConfigError
+    from ordinalclip.config.typed import ConfigError
     from ordinalclip.probe import write_probe
 
     result = write_probe(args.run)
@@ -396,8 +392,8 @@ def _probe(args: argparse.Namespace) -> int:
 
 
 def _configs(args: argparse.Namespace) -> int:
-    from ordinalclip.config_files import builtin_configs, config_path
-    from ordinalclip.configtools import ConfigError
+    from ordinalclip.config.builtin import builtin_configs, config_path
+    from ordinalclip.config.typed import ConfigError
 
     if args.action == "show":
         if not args.name:

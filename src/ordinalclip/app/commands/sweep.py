@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ordinalclip.app.commands.common import add_command, add_overrides
+from ordinalclip.app.commands.common import add_command, add_configs, add_overrides
 from ordinalclip.app.launchers import LAUNCHERS
 
 
@@ -36,13 +36,9 @@ def add_commands(sub: Any) -> None:
         "  ordinalclip sweep --summarize-only runs/m     # the summary of what has finished so far\n"
         "see docs/paper-rows.md for the command of every row of the paper's tables",
     )
-    p.add_argument(
-        "-c",
-        "--config",
-        action="append",
-        default=[],
-        metavar="CONFIG",
-        help="a config (built-in name or .yaml file) to compare; repeat for several (each is its "
+    add_configs(
+        p,
+        "a config (built-in name or .yaml file) to compare; repeat for several (each is its "
         "own row; compose files with base:)",
     )
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: each config's own)")
@@ -135,7 +131,7 @@ def add_commands(sub: Any) -> None:
 def _launch(args: argparse.Namespace) -> Any:
     """The launch settings: the --launch-config file, then the flags given on top."""
     from ordinalclip.app.launchers import Launch
-    from ordinalclip.configtools import ConfigError, from_dict, load_yaml, parse_override
+    from ordinalclip.config.typed import ConfigError, from_dict, load_yaml, parse_override
 
     launch = Launch()
     if args.launch_config:
@@ -156,7 +152,7 @@ def _launch(args: argparse.Namespace) -> Any:
 
 def _sweep(args: argparse.Namespace) -> int:
     from ordinalclip.app.sweep import parse_grid, run_sweep, summarize_only
-    from ordinalclip.configtools import ConfigError
+    from ordinalclip.config.typed import ConfigError
 
     if args.summarize_only:
         if args.config or args.out:

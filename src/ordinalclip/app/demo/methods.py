@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ordinalclip.app.demo.common import TEXT_MODEL, cpu_schedule
-from ordinalclip.configtools import merge
+from ordinalclip.config.typed import merge
 
 CONTEXT = "the sharpness of this photo is"
 BASE_NAMES = ["sharp", "blurred", "extremely blurred"]

@@ -46,7 +46,7 @@ from ordinalclip.app.demo.page import RunResult, summary_table, write_csv, write
 from ordinalclip.app.launchers import Launch
 from ordinalclip.app.sweep import run_cells
 from ordinalclip.app.sweep_results import FEW_SHOT_KEY, Cell, CellResult
-from ordinalclip.configtools import merge
+from ordinalclip.config.typed import merge
 from ordinalclip.fileio import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ TASKS: tuple[DemoTask, ...] = (DemoTask("blur", _prepare_blur),)
 def _cells(plan: TaskPlan, opts: DemoOptions) -> list[tuple[Cell, str]]:
     """The task's runs as sweep cells (one config file per method; setting, epochs and seed as overrides), in
     table order, each with its setting ("full" or "k-shot")."""
-    from ordinalclip.configtools import save_yaml
+    from ordinalclip.config.typed import save_yaml
 
     configs = {}
     for name, extra in plan.methods.items():

@@ -9,7 +9,7 @@ A run is described by one :class:`RunConfig`; YAML files map onto it key by key 
     trainer: {max_epochs: 100, precision: 16-mixed}
 
 :func:`load_run_config` merges YAML files in order, applies ``key.path=value`` overrides and checks every key
-and type (an unknown key is an error that names the closest valid key, see :mod:`ordinalclip.configtools`).
+and type (an unknown key is an error that names the closest valid key, see :mod:`ordinalclip.config.typed`).
 """
 
 from __future__ import annotations
@@ -19,11 +19,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ordinalclip.config_files import config_path
-from ordinalclip.configtools import ConfigError, load_config
+from ordinalclip.config.builtin import config_path
+from ordinalclip.config.typed import ConfigError, load_config
 from ordinalclip.modeling.config import ModelConfig
 
 __all__ = [
+    "FEW_SHOT_MIN_STEPS",
+    "MAX_SEED",
+    "MAX_TEXT_RANKS",
+    "PRIOR_LR",
+    "PRIOR_WEIGHT",
+    "PRIOR_WEIGHT_FULL",
     "CsvColumns",
     "DataConfig",
     "DemoDataConfig",
@@ -34,6 +40,7 @@ __all__ = [
     "RunConfig",
     "TrainerConfig",
     "apply_recipe",
+    "check_run_config",
     "headline",
     "load_run_config",
     "prior_applies",
@@ -391,6 +398,13 @@ def apply_recipe(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
+def _check_lower_bounds(*rows: tuple[str, float | None, float, bool]) -> None:
+    """Each ``(key, value, low, closed)``: ``value >= low`` (closed) or ``value > low``; None passes."""
+    for key, number, low, closed in rows:
+        if number is not None and (number < low if closed else number <= low):
+            raise ConfigError(f"{key}: expected a value {'>=' if closed else '>'} {low:g}, got {number}")
+
+
 def _positive(value: int | None, key: str, minimum: int = 1) -> None:
     if value is not None and value < minimum:
         raise ConfigError(f"{key}: expected an integer >= {minimum}, got {value}")
@@ -506,8 +520,8 @@ def check_run_config(cfg: RunConfig) -> None:
     ):
         if lr is not None and lr < 0:
             raise ConfigError(f"{key}: a learning rate must be >= 0, got {lr}")
-    # Every float option has a range (non-finite values are refused when the config is read, configtools).
-    for key, number, low, closed in (
+    # Every float option has a range (non-finite values are refused when the config is read, config.typed).
+    _check_lower_bounds(
         ("optim.weight_decay", o.weight_decay, 0.0, True),
         ("optim.eps", o.eps, 0.0, False),
         ("optim.momentum", o.momentum, 0.0, True),
@@ -520,9 +534,7 @@ def check_run_config(cfg: RunConfig) -> None:
         ("trainer.gradient_clip_val", t.gradient_clip_val, 0.0, True),
         ("model.prompts.init_std", cfg.model.prompts.init_std, 0.0, True),
         ("model.logit_scale", cfg.model.logit_scale, 0.0, False),
-    ):
-        if number is not None and (number < low if closed else number <= low):
-            raise ConfigError(f"{key}: expected a value {'>=' if closed else '>'} {low:g}, got {number}")
+    )
     for i, beta in enumerate(o.betas):
         if not 0.0 <= beta < 1.0:
             raise ConfigError(f"optim.betas[{i}]: expected a value in [0, 1), got {beta}")
@@ -537,14 +549,12 @@ def _check_loss(cfg: RunConfig) -> None:
             f"loss.name: {lc.name!r} is a loss of softmax outputs; model.arch {cfg.model.arch!r} "
             "trains with its own loss (leave loss.name at 'ordinalclip')"
         )
-    for key, value in (
-        ("loss.sord_alpha", lc.sord_alpha),
-        ("loss.exp_tau", lc.exp_tau),
-        ("loss.exp_p", lc.exp_p),
-        ("loss.cdw_alpha", lc.cdw_alpha),
-    ):
-        if value <= 0:
-            raise ConfigError(f"{key}: expected a value > 0, got {value}")
+    _check_lower_bounds(
+        ("loss.sord_alpha", lc.sord_alpha, 0.0, False),
+        ("loss.exp_tau", lc.exp_tau, 0.0, False),
+        ("loss.exp_p", lc.exp_p, 0.0, False),
+        ("loss.cdw_alpha", lc.cdw_alpha, 0.0, False),
+    )
     if not 0.0 <= lc.eta <= 1.0:
         raise ConfigError(f"loss.eta: expected a value in [0, 1], got {lc.eta}")
     if lc.name == "beta" and lc.beta_params == "standard" and not 3 <= cfg.model.num_ranks <= 14:
@@ -561,7 +571,7 @@ def load_run_config(paths: Sequence[str | os.PathLike[str]], overrides: Iterable
     """Merge the YAML files in order, apply ``key.path=value`` overrides, and check the result.
 
     Each entry is a YAML file or the name of a built-in config (``"tiny"``, ``"morph"``; see
-    :func:`ordinalclip.config_files.config_path`).
+    :func:`ordinalclip.config.builtin.config_path`).
     """
     if not paths:
         raise ConfigError("no config file given (e.g. -c tiny, or -c my_config.yaml)")

@@ -1,4 +1,4 @@
-"""Tests for the generic typed-config machinery (ordinalclip.configtools)."""
+"""Tests for the generic typed-config machinery (ordinalclip.config.typed)."""
 
 from __future__ import annotations  # on purpose: annotations are strings and must still resolve
 
@@ -12,8 +12,8 @@ from typing import Literal, Optional
 import pytest
 import yaml
 
-from ordinalclip import configtools
-from ordinalclip.configtools import (
+from ordinalclip.config import typed
+from ordinalclip.config.typed import (
     ConfigError,
     apply_overrides,
     from_dict,
@@ -456,7 +456,7 @@ def test_save_yaml_is_atomic_when_serialisation_fails_midway(
         stream.write("optim:\n  lr: ")  # type: ignore[attr-defined]
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(configtools.yaml, "dump", half_then_fail)
+    monkeypatch.setattr(typed.yaml, "dump", half_then_fail)
     with pytest.raises(RuntimeError, match="disk full"):
         save_yaml(from_dict(Run, FULL), target)
     assert target.read_text(encoding="utf-8") == "seed: 1\n"
@@ -515,7 +515,7 @@ def test_old_spellings_of_model_keys_and_values_load_with_a_deprecation_warning(
         "model:\n  arch: ordinalclip\n  text:\n    path: naive\n  prompts:\n"
         "    rank_names: [young, adult, old]\n",
     )
-    with pytest.warns(configtools.ConfigDeprecationWarning) as seen:
+    with pytest.warns(typed.ConfigDeprecationWarning) as seen:
         cfg = load_config(RunConfig, [old])
     messages = sorted(str(w.message) for w in seen)
     assert messages == [
@@ -536,7 +536,7 @@ def test_old_spellings_of_model_keys_and_values_load_with_a_deprecation_warning(
     new = to_dict(cfg)["model"]  # written back (run folders, checkpoints) under the new names only
     assert new["arch"] == "prompts" and "path" not in new["text"] and new["prompts"]["rank_names"] is None
     # the same through --set overrides, and a name file
-    with pytest.warns(configtools.ConfigDeprecationWarning, match="base_rank_names_file"):
+    with pytest.warns(typed.ConfigDeprecationWarning, match="base_rank_names_file"):
         cfg = load_config(RunConfig, [], ["model.prompts.rank_names_file=names.txt"])
     assert (cfg.model.prompts.base_rank_names_file, cfg.model.prompts.rank_names_file) == ("names.txt", None)
 
@@ -595,7 +595,7 @@ def test_the_deprecation_warning_is_shown_by_default() -> None:
     import sys
 
     code = (
-        "from ordinalclip.configtools import from_dict\n"
+        "from ordinalclip.config.typed import from_dict\n"
         "from ordinalclip.modeling.config import ModelConfig\n"
         "from_dict(ModelConfig, {'arch': 'ordinalclip'}, path='model')\n"
     )
