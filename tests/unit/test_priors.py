@@ -357,11 +357,11 @@ def test_prior_recipe_with_clap_weights_takes_a_unit_prior_weight():
 
 
 def test_full_data_run_takes_the_prior_recipe_with_an_identity_initialised_projection():
-    from ordinalclip.config import PRIOR_LR, PRIOR_WEIGHT_FULL
+    from ordinalclip.config import PRIOR_LR, PRIOR_LR_FULL, PRIOR_WEIGHT_FULL
 
     cfg = api.resolve_config(_user_config(data={"few_shot": {"shots": None}}))
     assert cfg.recipe == "prior" and cfg.model.arch == "prior_head"
-    assert cfg.loss.prior_weight == PRIOR_WEIGHT_FULL
+    assert cfg.loss.prior_weight == PRIOR_WEIGHT_FULL and cfg.optim.lr_prototypes == PRIOR_LR_FULL
     assert cfg.model.image.project == "identity_init" and cfg.optim.lr_image == PRIOR_LR
     assert api.resolve_config(to_dict_(cfg)) == cfg
 
