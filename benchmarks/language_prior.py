@@ -40,11 +40,13 @@ from ordinalclip.app.demo_text import (  # noqa: E402
     few_shot_curves,
     run_text_task,
     summarize_text,
+    text_display_name,
     text_table,
 )
 from prior_methods import (  # noqa: E402
     ALIASES,
     DEFAULT_METHODS,
+    NAMES,
     anchors,
     prior_method_overrides,
     protocol_results,
@@ -128,6 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
             m: (lambda full, m=m: prior_method_overrides(full)[m]) for m in prior_method_overrides(False)
         },
         extra_anchors=anchors(),
+        names=NAMES,
         keep=full_cells(args.full_seeds, args.full_methods),
     )
     if args.tiny:
@@ -138,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.time()
     results, ds = run_text_task(opts)
     summaries = {p: summarize_text(protocol_results(results, p)) for p in ("A", "B")}
-    tables = {p: text_table(summaries[p]) for p in ("A", "B")}
+    tables = {p: text_table(summaries[p], NAMES) for p in ("A", "B")}
     figures_t = targets(summaries["A"], summaries["B"])
     seconds = time.time() - t0
     print(
@@ -157,11 +160,13 @@ def main(argv: list[str] | None = None) -> dict:
     plot = Path(args.plot) if args.plot else Path(args.out) / "few_shot.png"
     from ordinalclip.app.report import plot_few_shot
 
-    plot_few_shot(few_shot_curves(protocol_results(results, "A")), plot, metric="test MAE (expectation)")
+    plot_few_shot(
+        few_shot_curves(protocol_results(results, "A"), NAMES), plot, metric="test MAE (expectation)"
+    )
     figures = {
         "cells": [
             {
-                "method": r.method,
+                "method": text_display_name(r.method, NAMES),  # rows keep the display names
                 "setting": r.setting,
                 "seed": r.seed,
                 "mae_exp": r.metrics["mae_exp"],
@@ -174,8 +179,10 @@ def main(argv: list[str] | None = None) -> dict:
             }
             for r in results
         ],
-        "summary_protocol_a": summaries["A"],
-        "summary_protocol_b": summaries["B"],
+        **{
+            f"summary_protocol_{p.lower()}": {text_display_name(m, NAMES): v for m, v in summaries[p].items()}
+            for p in ("A", "B")
+        },
         "table_protocol_a": tables["A"],
         "table_protocol_b": tables["B"],
         **figures_t,

@@ -17,7 +17,12 @@ from ordinalclip.config.typed import ConfigError, from_dict
 from ordinalclip.engine.module import OrdinalModule
 from ordinalclip.exports.load import load_export
 from ordinalclip.exports.write import export_model
-from ordinalclip.losses import projection_prior_penalty, prototype_prior_penalty
+from ordinalclip.losses import (
+    augmented_lagrangian_step,
+    clap_multipliers,
+    projection_prior_penalty,
+    prototype_prior_penalty,
+)
 from ordinalclip.modeling import build_model
 from ordinalclip.modeling.ordinalclip import CosineClassifier, OrdinalCLIP
 from tests.helpers import COUNTS, NUM_RANKS, REPO_ROOT, make_features, tiny_clip_custom, tiny_config
@@ -53,6 +58,31 @@ def test_projection_prior_penalty_against_numpy():
     assert projection_prior_penalty(torch.eye(4)).item() == 0.0
     with pytest.raises(ValueError, match="square"):
         projection_prior_penalty(torch.zeros(3, 4))
+
+
+def test_clap_multipliers_are_the_mean_zero_shot_probability_of_the_true_rank():
+    # 3 ranks, 4 support samples; logits = log p + a per-row constant (softmax gives p back)
+    p = np.array([[0.5, 0.3, 0.2], [0.1, 0.6, 0.3], [0.2, 0.2, 0.6], [0.7, 0.2, 0.1]])
+    labels = torch.tensor([0, 1, 1, 0])
+    logits = torch.tensor(np.log(p) + np.array([[1.0], [-2.0], [0.5], [3.0]]))
+    got = clap_multipliers(logits, labels)
+    # rank 0: (0.5 + 0.7) / 2; rank 1: (0.6 + 0.2) / 2; rank 2 has no sample: the mean of the others
+    torch.testing.assert_close(got, torch.tensor([0.6, 0.4, 0.5], dtype=got.dtype))
+    with pytest.raises(ValueError, match=r"\(N, C\) logits"):
+        clap_multipliers(torch.zeros(4, 3), torch.zeros(3))
+
+
+def test_augmented_lagrangian_step_by_hand():
+    h = torch.tensor([0.5, 0.0, -0.5])  # moved, unmoved, inside the constraint by 0.5
+    lam, rho = torch.tensor([0.1, 0.3, 0.2]), torch.tensor([2.0, 2.0, 1.0])
+    new_lam, new_rho = augmented_lagrangian_step(h, lam, rho)
+    # max(0, lambda + rho h): 0.1 + 1.0; 0.3 + 0; 0.2 - 0.5 < 0 -> 0
+    torch.testing.assert_close(new_lam, torch.tensor([1.1, 0.3, 0.0]))
+    torch.testing.assert_close(new_rho, h)  # the penalty parameter follows the constraint
+    # from rho = 0 (the start) the multipliers stay as initialised
+    torch.testing.assert_close(augmented_lagrangian_step(h.abs(), lam, torch.zeros(3))[0], lam)
+    with pytest.raises(ValueError, match=r"\(C,\)"):
+        augmented_lagrangian_step(torch.zeros(3), torch.zeros(2), torch.zeros(3))
 
 
 # ------------------------------------------------------------------------------ the penalties in training
@@ -116,6 +146,63 @@ def test_training_loss_adds_the_projection_penalty():
     ce = np.mean(np.log(np.exp(logits).sum(1)) - logits[np.arange(5), y.numpy()])
     expected = ce + 4.0 * ((w - np.eye(8)) ** 2).mean()
     assert module.training_step((x, y), 0).item() == pytest.approx(expected, rel=1e-5)
+
+
+def _moved(model: torch.nn.Module, scale: float = 0.3) -> None:
+    """Move every trainable parameter of ``model`` (as training would)."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(scale * torch.randn_like(p))
+
+
+def test_clap_constraint_weights_each_rank_and_its_alm_steps_follow_the_moves():
+    cfg = _run_cfg({"prior_weight": 2.0, "prior_constraint": "clap_alm", "kl_weight": 0.0})
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    built = model.prototypes().detach().numpy().copy()
+    module = OrdinalModule(model, cfg, features_input=True)
+    lam0 = torch.tensor([0.2, 0.4, 0.1, 0.8])
+    module._multipliers, module._penalty = lam0.clone(), torch.zeros(NUM_RANKS)
+    _moved(model)
+    x, y = torch.randn(6, 8), torch.tensor([0, 1, 2, 3, 0, 2])
+    now = model.prototypes().detach().numpy()
+    moved = ((_unit(now) - _unit(built)) ** 2).sum(1)
+    logits = 20.0 * _unit(x.numpy()) @ _unit(now).T
+    ce = np.mean(np.log(np.exp(logits).sum(1)) - logits[np.arange(6), y.numpy()])
+    expected = ce + 2.0 * (lam0.numpy() * moved).mean()
+    assert module.training_step((x, y), 0).item() == pytest.approx(expected, rel=1e-5)
+    # first outer step (rho = 0): multipliers kept, rho = how far each rank moved
+    module.on_train_epoch_end()
+    torch.testing.assert_close(module._multipliers, lam0)
+    np.testing.assert_allclose(module._penalty.numpy(), moved, rtol=1e-5)
+    # second: lambda + rho h with the new moves
+    _moved(model)
+    moved2 = ((_unit(model.prototypes().detach().numpy()) - _unit(built)) ** 2).sum(1)
+    module.on_train_epoch_end()
+    np.testing.assert_allclose(module._multipliers.numpy(), lam0.numpy() + moved * moved2, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_clap_run_starts_from_the_zero_shot_confidence_on_its_training_samples(tmp_path: Path):
+    features = make_features(tmp_path / "f.npz", dim=8)
+    cfg = tiny_config(
+        tmp_path,
+        {"format": "features", "train": features, "columns": {"split": "split"}},
+        model=_model_dict(),
+        loss={"prior_weight": 1.0, "prior_constraint": "clap", "kl_weight": 0.0},
+        trainer={"max_epochs": 2, "monitor": "val_mae_exp"},
+    )
+    data = np.load(features)
+    train = data["split"] == "train"
+    with torch.no_grad():
+        probs = _built(cfg).forward_features(torch.tensor(data["features"][train])).softmax(-1).numpy()
+    y = data["labels"][train]
+    expected = [probs[y == k, k].mean() for k in range(NUM_RANKS)]
+    run = api.fit(cfg, run_dir=tmp_path / "run")
+    saved = torch.load(run.last_checkpoint, map_location="cpu", weights_only=False)["prior_constraint"]
+    np.testing.assert_allclose(saved["multipliers"].numpy(), expected, rtol=1e-5)  # kept: no ALM steps
+    assert run.metrics["training"]["steps"] > 0
 
 
 def test_penalties_on_models_without_what_they_hold_are_config_errors():
@@ -261,12 +348,20 @@ def test_few_shot_run_with_towers_names_and_shots_takes_the_prior_recipe():
     assert isinstance(model, CosineClassifier) and model.weight.requires_grad
 
 
+def test_prior_recipe_with_clap_weights_takes_a_unit_prior_weight():
+    # CLAP's multipliers (each in [0, 1]) are the weights; a weight the user sets is kept
+    cfg = api.resolve_config(_user_config(loss={"prior_constraint": "clap"}))
+    assert (cfg.recipe, cfg.loss.prior_weight, cfg.loss.prior_constraint) == ("prior", 1.0, "clap")
+    cfg = api.resolve_config(_user_config(loss={"prior_constraint": "clap_alm", "prior_weight": 3.0}))
+    assert cfg.loss.prior_weight == 3.0
+
+
 def test_full_data_run_takes_the_prior_recipe_with_an_identity_initialised_projection():
-    from ordinalclip.config import PRIOR_LR, PRIOR_WEIGHT_FULL
+    from ordinalclip.config import PRIOR_LR, PRIOR_LR_FULL, PRIOR_WEIGHT_FULL
 
     cfg = api.resolve_config(_user_config(data={"few_shot": {"shots": None}}))
     assert cfg.recipe == "prior" and cfg.model.arch == "prior_head"
-    assert cfg.loss.prior_weight == PRIOR_WEIGHT_FULL
+    assert cfg.loss.prior_weight == PRIOR_WEIGHT_FULL and cfg.optim.lr_prototypes == PRIOR_LR_FULL
     assert cfg.model.image.project == "identity_init" and cfg.optim.lr_image == PRIOR_LR
     assert api.resolve_config(to_dict_(cfg)) == cfg
 

@@ -33,20 +33,31 @@ log = logging.getLogger(__name__)
 TEXT_CONTEXT = "the sentiment of this word is"
 TEXT_BASE_NAMES = ["extremely negative", "neutral", "extremely positive"]
 ZERO_SHOT_TEMPLATES = [TEXT_CONTEXT + " {}."]
-LOGISTIC_REGRESSION = "Logistic regression (sklearn)"
-ZERO_SHOT = "Zero-shot (rank names)"
-NAMED = "OrdinalCLIP (named base ranks)"
-RANDOM = "OrdinalCLIP (random base ranks)"
-COOP = "CoOp (rank names)"
-TEXT_METHODS = (
-    ZERO_SHOT,
-    NAMED,
-    RANDOM,
-    COOP,
-    "Linear (CE)",
-    "CORAL",
-    LOGISTIC_REGRESSION,
-)
+# Each method's id (options, configs, code) and its display name (tables, JSON rows, plot legends and run
+# folders: a folder is named after the display name, so the runs of earlier calls are found again)
+ZERO_SHOT = "zero_shot"
+NAMED = "ordinalclip_named"
+RANDOM = "ordinalclip_random"
+COOP = "coop"
+LINEAR_CE = "linear_ce"
+CORAL = "coral"
+LOGISTIC_REGRESSION = "logistic_regression"
+TEXT_METHOD_NAMES: dict[str, str] = {
+    ZERO_SHOT: "Zero-shot (rank names)",
+    NAMED: "OrdinalCLIP (named base ranks)",
+    RANDOM: "OrdinalCLIP (random base ranks)",
+    COOP: "CoOp (rank names)",
+    LINEAR_CE: "Linear (CE)",
+    CORAL: "CORAL",
+    LOGISTIC_REGRESSION: "Logistic regression (sklearn)",
+}
+TEXT_METHODS = tuple(TEXT_METHOD_NAMES)
+
+
+def text_display_name(method: str, names: Mapping[str, str] | None = None) -> str:
+    """What tables, JSON rows and run folders call ``method`` (an id): ``names`` (a caller's own methods),
+    else :data:`TEXT_METHOD_NAMES`, else the id itself."""
+    return (names or {}).get(method) or TEXT_METHOD_NAMES.get(method, method)
 
 
 # The recipe (see the README's language-prior section for the evidence): prompt models keep the prior with a
@@ -105,8 +116,8 @@ def text_method_overrides(full: bool = False) -> dict[str, dict[str, Any]]:
                 }
             },
         ),
-        "Linear (CE)": merge(head, {"model": {"arch": "linear"}, "loss": {"kl_weight": 0.0}}),
-        "CORAL": merge(head, {"model": {"arch": "coral"}}),
+        LINEAR_CE: merge(head, {"model": {"arch": "linear"}, "loss": {"kl_weight": 0.0}}),
+        CORAL: merge(head, {"model": {"arch": "coral"}}),
     }
 
 
@@ -232,17 +243,18 @@ class TextTaskOptions:
     lexicon: Path | None = None  # another word<TAB>valence file instead of AFINN-en-165
     jobs: int = 2  # runs trained side by side, one single-threaded process each
     progress: bool = True
-    # methods defined by the caller (benchmarks/): engine methods as name -> (full data?) -> config overrides,
-    # anchors outside the engine as name -> (run config) -> test metrics
+    # methods defined by the caller (benchmarks/), by id: engine methods as id -> (full data?) -> config
+    # overrides, anchors outside the engine as id -> (run config) -> test metrics; their display names
     extra_methods: Mapping[str, Callable[[bool], dict[str, Any]]] = field(default_factory=dict)
     extra_anchors: Mapping[str, Callable[[dict[str, Any]], dict[str, float]]] = field(default_factory=dict)
+    names: Mapping[str, str] = field(default_factory=dict)
     # (method, shots or None, seed) -> run this cell? (None: every cell)
     keep: Callable[[str, int | None, int], bool] | None = None
 
 
 @dataclass
 class TextResult:
-    method: str
+    method: str  # the id (text_display_name: its display name)
     shots: int | None  # None = full data
     seed: int
     metrics: dict[str, float]
@@ -276,6 +288,10 @@ def run_text_task(opts: TextTaskOptions) -> tuple[list[TextResult], LexiconDatas
         **opts.extra_anchors,
     }
     settings: list[int | None] = [*opts.shots, *([None] if opts.full else [])]
+
+    def name(method: str) -> str:
+        return text_display_name(method, opts.names)
+
     jobs: list[tuple[str, int | None, int, dict[str, Any], Path]] = []
     for method, shots, seed in text_cells(list(opts.methods), settings, list(opts.seeds)):
         if opts.keep is not None and not opts.keep(method, shots, seed):
@@ -295,7 +311,7 @@ def run_text_task(opts: TextTaskOptions) -> tuple[list[TextResult], LexiconDatas
                 shots,
                 seed,
                 cfg,
-                out / "runs" / f"{'full' if full else f'{shots}shot'}-{slug(method)}-s{seed}",
+                out / "runs" / f"{'full' if full else f'{shots}shot'}-{slug(name(method))}-s{seed}",
             )
         )
     engine = [j for j in jobs if j[0] not in anchors]
@@ -315,7 +331,7 @@ def run_text_task(opts: TextTaskOptions) -> tuple[list[TextResult], LexiconDatas
             scores = ordinality_score(torch.from_numpy(np.load(protos)))
             res.ordinality = scores[max(scores)]
         results.append(res)
-        bar.set_postfix_str(f"{res.setting} {method} seed {seed}")
+        bar.set_postfix_str(f"{res.setting} {name(method)} seed {seed}")
         bar.update()
     if hasattr(outcomes, "close"):
         outcomes.close()
@@ -393,9 +409,10 @@ def _fit_one(
 def _anchor(
     fit: Callable[[dict[str, Any]], dict[str, float]], cfg: dict[str, Any], run_dir: Path
 ) -> dict[str, float]:
-    """Test metrics of an anchor outside the engine, kept in ``run_dir/anchor.json`` with its config: a
-    later call with the same config reads them (the anchors are deterministic; a cross-validated one takes
-    minutes on the whole training split)."""
+    """Test metrics of an anchor outside the engine, kept in ``run_dir/anchor.json`` with its config and the
+    anchor's own settings (``fit.settings`` where it has them, e.g. the grid of C it chooses from): a later
+    call with the same config and settings reads them (the anchors are deterministic; a cross-validated one
+    takes minutes on the whole training split)."""
     import json
 
     from ordinalclip.api import resolve_config
@@ -403,14 +420,16 @@ def _anchor(
 
     wanted = to_dict(resolve_config(cfg))
     wanted.pop("output_dir", None)
+    settings = json.loads(json.dumps(getattr(fit, "settings", None)))
     saved = run_dir / "anchor.json"
     if saved.is_file():
         stored = json.loads(saved.read_text(encoding="utf-8"))
-        if stored.get("config") == json.loads(json.dumps(wanted)):
+        if stored.get("config") == json.loads(json.dumps(wanted)) and stored.get("settings") == settings:
             return {k: float(v) for k, v in stored["metrics"].items()}
     metrics = fit(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
-    saved.write_text(json.dumps({"config": wanted, "metrics": metrics}), encoding="utf-8")
+    record = {"config": wanted, "settings": settings, "metrics": metrics}
+    saved.write_text(json.dumps(record), encoding="utf-8")
     return metrics
 
 
@@ -440,7 +459,7 @@ def _same_config(run_dir: Path, cfg: dict[str, Any]) -> bool:
 
 
 def summarize_text(results: Sequence[TextResult]) -> dict[str, dict[str, dict[str, Any]]]:
-    """``{method: {setting: {"mae_exp": [mean, std], "mae_max": [...], "ordinality": [...] | None, "n"}}}``
+    """``{method id: {setting: {"mae_exp": [mean, std], "mae_max": [...], "ordinality": [...] | None, "n"}}}``
     over seeds; the zero-shot row (one run) is reported in every setting."""
     from ordinalclip.metrics import mean_std
 
@@ -480,9 +499,9 @@ def gains_vs(
     return out
 
 
-def text_table(summary: dict[str, dict[str, dict[str, Any]]]) -> str:
+def text_table(summary: dict[str, dict[str, dict[str, Any]]], names: Mapping[str, str] | None = None) -> str:
     """Markdown table: one row per (setting, method), test MAE (expectation, argmax) and ordinality, mean ±
-    std."""
+    std; methods (ids) under their display names (:func:`text_display_name` with ``names``)."""
 
     def fmt(stat: list[float] | None, n: int, pct: bool = False) -> str:
         if stat is None:
@@ -496,7 +515,7 @@ def text_table(summary: dict[str, dict[str, dict[str, Any]]]) -> str:
     rows = [
         [
             setting,
-            method,
+            text_display_name(method, names),
             fmt(cell["mae_exp"], cell["n"]),
             fmt(cell["mae_max"], cell["n"]),
             fmt(cell["ordinality"], cell["n"], pct=True),
@@ -509,16 +528,20 @@ def text_table(summary: dict[str, dict[str, dict[str, Any]]]) -> str:
     return markdown_table(["setting", "method", "MAE (exp)", "MAE (argmax)", "ordinality", "steps"], rows)
 
 
-def few_shot_curves(results: Sequence[TextResult]) -> dict[str, dict[int, list[float]]]:
-    """``curves[method][shots]`` = test MAE (expectation) per seed, for :func:`report.plot_few_shot`."""
+def few_shot_curves(
+    results: Sequence[TextResult], names: Mapping[str, str] | None = None
+) -> dict[str, dict[int, list[float]]]:
+    """``curves[display name][shots]`` = test MAE (expectation) per seed, for :func:`report.plot_few_shot`
+    (display names: :func:`text_display_name` with ``names``)."""
     curves: dict[str, dict[int, list[float]]] = {}
     shots = sorted({r.shots for r in results if r.shots is not None})
     for r in results:
+        label = text_display_name(r.method, names)
         if r.method == ZERO_SHOT:
             for k in shots:
-                curves.setdefault(r.method, {}).setdefault(k, []).append(r.metrics["mae_exp"])
+                curves.setdefault(label, {}).setdefault(k, []).append(r.metrics["mae_exp"])
         elif r.shots is not None:
-            curves.setdefault(r.method, {}).setdefault(r.shots, []).append(r.metrics["mae_exp"])
+            curves.setdefault(label, {}).setdefault(r.shots, []).append(r.metrics["mae_exp"])
     return curves
 
 

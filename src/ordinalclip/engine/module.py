@@ -19,9 +19,12 @@ from ordinalclip.data import RankSpace
 from ordinalclip.engine.errors import NonFiniteLossError
 from ordinalclip.engine.optim import build_optimizer, build_scheduler, has_trainable
 from ordinalclip.losses import (
+    augmented_lagrangian_step,
+    clap_multipliers,
     make_softmax_loss,
     model_loss,
     projection_prior_penalty,
+    prototype_distances,
     prototype_prior_penalty,
 )
 from ordinalclip.metrics import (
@@ -30,7 +33,9 @@ from ordinalclip.metrics import (
     point_predictions,
 )
 
-PRIOR_KEYS = ("prior_weight", "projection_weight")  # LossConfig's penalties toward the model as built
+# LossConfig's penalties toward the model as built
+PRIOR_KEYS = ("prior_weight", "prior_constraint", "projection_weight")
+CONSTRAINT_KEY = "prior_constraint"  # the checkpoint's entry of the class-wise penalty weights (CLAP)
 
 
 def rank_info(ranks: RankSpace | None) -> dict[str, Any] | None:
@@ -86,6 +91,10 @@ class OrdinalModule(L.LightningModule):
             )
         self._has_prior = False
         self._projection: nn.Parameter | None = None
+        # CLAP's class-wise weights of the prototype penalty and the augmented Lagrangian's penalty parameters
+        # (C,): set from the training samples when training starts, kept in checkpoints
+        self._multipliers: Tensor | None = None
+        self._penalty: Tensor | None = None
         self._init_priors(model, cfg)
 
     def _init_priors(self, model: nn.Module, cfg: RunConfig) -> None:
@@ -121,7 +130,14 @@ class OrdinalModule(L.LightningModule):
         if self._has_prior:
             protos = self.model.prototypes() if prototypes is None else prototypes
             prior = cast(Tensor, self.prior_prototypes)
-            out["prior"] = lc.prior_weight * prototype_prior_penalty(protos, prior)
+            weights = None
+            if lc.prior_constraint != "fixed":
+                if self._multipliers is None:
+                    raise RuntimeError(
+                        "loss.prior_constraint: the class-wise weights are set when training starts"
+                    )
+                weights = self._multipliers
+            out["prior"] = lc.prior_weight * prototype_prior_penalty(protos, prior, weights)
         if self._projection is not None:
             out["projection"] = lc.projection_weight * projection_prior_penalty(self._projection)
         return out
@@ -182,6 +198,9 @@ class OrdinalModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
     def on_train_start(self) -> None:
+        if self._has_prior and self.cfg.loss.prior_constraint != "fixed" and self._multipliers is None:
+            self._multipliers = self._zero_shot_multipliers()
+            self._penalty = torch.zeros_like(self._multipliers)
         # The learning rate is a function of the epoch: recompute it from the (possibly resumed) scheduler
         # state, so that resuming with a longer trainer.max_epochs follows the new schedule from where it is.
         for sched_cfg in self.trainer.lr_scheduler_configs:
@@ -189,6 +208,41 @@ class OrdinalModule(L.LightningModule):
             if isinstance(sched, torch.optim.lr_scheduler.LambdaLR):
                 for group, base, fn in zip(sched.optimizer.param_groups, sched.base_lrs, sched.lr_lambdas):
                     group["lr"] = base * fn(sched.last_epoch)
+
+    def _zero_shot_multipliers(self) -> Tensor:
+        """CLAP's initial weights (:func:`~ordinalclip.losses.clap_multipliers`): the model as it starts
+        (the prior) scores every training sample once, in order, with the global random state left as it was
+        (a training view's augmentation draws from it)."""
+        from torch.utils.data import DataLoader
+
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is None or not hasattr(dm, "dataset"):
+            raise ConfigError(
+                "loss.prior_constraint: clap needs the run's data module (its training samples)"
+            )
+        loader = DataLoader(dm.dataset("train"), batch_size=self.cfg.data.batch_size, shuffle=False)
+        logits, labels = [], []
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad(), torch.random.fork_rng(devices=[]):
+                protos = self.model.prototypes()
+                for batch in loader:
+                    logits.append(self(batch[0].to(self.device), protos).float())
+                    labels.append(torch.as_tensor(batch[1]).to(self.device))
+        finally:
+            self.train(was_training)
+        return clap_multipliers(torch.cat(logits), torch.cat(labels))
+
+    def on_train_epoch_end(self) -> None:
+        # the augmented Lagrangian's outer step: the weights follow how far each rank's prototype has moved
+        if self.cfg.loss.prior_constraint == "clap_alm" and self._multipliers is not None:
+            assert self._penalty is not None
+            with torch.no_grad():
+                moved = prototype_distances(self.model.prototypes(), cast(Tensor, self.prior_prototypes))
+            self._multipliers, self._penalty = augmented_lagrangian_step(
+                moved, self._multipliers, self._penalty
+            )
 
     # -- evaluation ------------------------------------------------------------------------------------------
     def _eval_step(self, batch: tuple[Tensor, Tensor, Tensor]) -> None:
@@ -321,9 +375,18 @@ class OrdinalModule(L.LightningModule):
             "ranks": rank_info(self.ranks),
             "omitted": omitted,
         }
+        if self._multipliers is not None and self._penalty is not None:
+            checkpoint[CONSTRAINT_KEY] = {
+                "multipliers": self._multipliers.detach().cpu(),
+                "penalty": self._penalty.detach().cpu(),
+            }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["state_dict"] = complete_state(checkpoint, self.state_dict())
+        saved = checkpoint.get(CONSTRAINT_KEY)
+        if saved is not None:  # a resumed run goes on with its weights, not the trained model's confidence
+            self._multipliers = saved["multipliers"].to(self.device)
+            self._penalty = saved["penalty"].to(self.device)
 
 
 def _rebuildable(cfg: RunConfig, tower: str) -> bool:

@@ -160,6 +160,7 @@ def test_language_prior_benchmark_on_a_tiny_lexicon(tmp_path: Path):
             "lr-cv",
             "zslp",
             "prior",
+            "clap",
         ]
     )
     saved = json.loads(out.read_text())
@@ -183,9 +184,22 @@ def test_language_prior_benchmark_on_a_tiny_lexicon(tmp_path: Path):
     assert named["steps"] == 2 and zero_shot["steps"] == 0 and prior["steps"] == 2
     # the default recipe's run: only the rank names were set, recipe auto chose the prior head
     config = yaml.safe_load(
-        next((tmp_path / "runs" / "runs").glob("1shot-prior-head*/config.yaml")).read_text()
+        next((tmp_path / "runs" / "runs").glob("1shot-prior-head-default-recipe-s0/config.yaml")).read_text()
     )
     assert config["recipe"] == "prior" and config["model"]["arch"] == "prior_head"
+    # CLAP: the same recipe with class-wise weights (a unit prior weight, CLAP's multipliers)
+    clap = yaml.safe_load(
+        next(
+            (tmp_path / "runs" / "runs").glob("1shot-prior-head--clap-constraint-s0/config.yaml")
+        ).read_text()
+    )
+    assert (clap["recipe"], clap["loss"]["prior_constraint"], clap["loss"]["prior_weight"]) == (
+        "prior",
+        "clap",
+        1.0,
+    )
+    assert cells["Prior head + CLAP constraint"]["steps"] == 2
+    assert "| 1-shot | Prior head + CLAP constraint |" in saved["table_protocol_a"]
     assert (
         0 <= named["ordinality"] <= 1
         and 0 <= prior["ordinality"] <= 1
