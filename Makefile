@@ -23,7 +23,7 @@ browser:
 	  echo "warning: could not install chromium (not root?): browser tests will be skipped outside CI"
 
 # modules whose docstring examples are executed (doctests)
-DOCTESTS := src/ordinalclip/losses.py src/ordinalclip/metrics.py src/ordinalclip/fileio.py src/ordinalclip/config/run.py
+DOCTESTS := src/ordinalclip/losses.py src/ordinalclip/penalties.py src/ordinalclip/metrics.py src/ordinalclip/fileio.py src/ordinalclip/config/run.py
 
 ## run the whole test suite (slow tests included), as CI does: lint, format, types, doctests, the wheel check, tests
 test: $(STAMP) browser

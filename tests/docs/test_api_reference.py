@@ -1,4 +1,4 @@
-"""Every public name of the ``oc`` facade and of ``ordinalclip.losses`` / ``ordinalclip.metrics`` has an entry in
+"""Every public name of the ``oc`` facade and of ``ordinalclip.losses`` / ``metrics`` / ``penalties`` has an entry in
 the built API reference (mkdocstrings gives each documented object an anchor named by its full path)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import re
 import pytest
 
 import ordinalclip
-from ordinalclip import losses, metrics
+from ordinalclip import losses, metrics, penalties
 from tests.docs.site import build_site
 
 pytestmark = pytest.mark.slow
@@ -46,7 +46,7 @@ def test_every_facade_name_is_in_the_api_reference(api_ids: set[str]) -> None:
     assert missing == {}
 
 
-@pytest.mark.parametrize("module", [losses, metrics], ids=["losses", "metrics"])
+@pytest.mark.parametrize("module", [losses, metrics, penalties], ids=["losses", "metrics", "penalties"])
 def test_every_public_name_of_losses_and_metrics_is_in_the_api_reference(module, api_ids: set[str]) -> None:
     missing = [name for name in module.__all__ if f"{module.__name__}.{name}" not in api_ids]
     assert missing == []

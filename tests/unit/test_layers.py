@@ -81,7 +81,7 @@ def test_the_library_never_imports_the_app(path: Path) -> None:
     assert not app, f"{path.relative_to(SRC)} imports the app layer: {app}"
 
 
-@pytest.mark.parametrize("name", ["losses.py", "metrics.py"])
+@pytest.mark.parametrize("name", ["losses.py", "metrics.py", "penalties.py"])
 def test_losses_and_metrics_are_pure(name: str) -> None:
     found = {m for m in _imported_modules(SRC / name) if not _is_leaf(m)}
     assert found == set(), f"{name} must depend on nothing of ordinalclip but its leaves {LEAVES}: {found}"

@@ -17,14 +17,14 @@ from ordinalclip.config.typed import ConfigError, from_dict
 from ordinalclip.engine.module import OrdinalModule
 from ordinalclip.exports.load import load_export
 from ordinalclip.exports.write import export_model
-from ordinalclip.losses import (
+from ordinalclip.modeling import build_model
+from ordinalclip.modeling.ordinalclip import CosineClassifier, OrdinalCLIP
+from ordinalclip.penalties import (
     augmented_lagrangian_step,
     clap_multipliers,
     projection_prior_penalty,
     prototype_prior_penalty,
 )
-from ordinalclip.modeling import build_model
-from ordinalclip.modeling.ordinalclip import CosineClassifier, OrdinalCLIP
 from tests.helpers import COUNTS, NUM_RANKS, REPO_ROOT, make_features, tiny_clip_custom, tiny_config
 
 

@@ -208,14 +208,14 @@ class LossConfig:
     cdw_alpha: float = 1.0  # cdw_ce: distance exponent
     wk_penalty: Literal["linear", "quadratic"] = "quadratic"  # wk
     wk_log: bool = False  # wk: log of the ratio (de la Torre et al.'s original form)
-    # Priors to stay near (any loss above; see losses.prototype_prior_penalty / projection_prior_penalty):
+    # Priors to stay near (any loss above; see penalties.prototype_prior_penalty / projection_prior_penalty):
     # prototype models (OrdinalCLIP, CoOp, prior_head, cosine): weight of the mean squared distance of the
     # normalised prototypes from those of the model as built (KgCoOp's penalty; CLAP's for a prior_head)
     prior_weight: float = 0.0
     # class-wise weights of that penalty: "fixed" (1 for every rank), "clap" (CLAP's: each rank's mean
-    # zero-shot probability of the true rank on the training samples, losses.clap_multipliers; no validation
-    # split needed), "clap_alm" (the same, then updated after every epoch by the augmented-Lagrangian rule,
-    # losses.augmented_lagrangian_step)
+    # zero-shot probability of the true rank on the training samples, penalties.clap_multipliers; no
+    # validation split needed), "clap_alm" (the same, then updated after every epoch by the
+    # augmented-Lagrangian rule, penalties.augmented_lagrangian_step)
     prior_constraint: Literal["fixed", "clap", "clap_alm"] = "fixed"
     # features tower with a learnable identity-initialised projection: weight of the mean squared entry of
     # P - I (ProLIP's penalty toward the pretrained projection)

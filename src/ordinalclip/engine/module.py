@@ -18,19 +18,18 @@ from ordinalclip.config.typed import ConfigError, to_dict
 from ordinalclip.data import RankSpace
 from ordinalclip.engine.errors import NonFiniteLossError
 from ordinalclip.engine.optim import build_optimizer, build_scheduler, has_trainable
-from ordinalclip.losses import (
-    augmented_lagrangian_step,
-    clap_multipliers,
-    make_softmax_loss,
-    model_loss,
-    projection_prior_penalty,
-    prototype_distances,
-    prototype_prior_penalty,
-)
+from ordinalclip.losses import make_softmax_loss, model_loss
 from ordinalclip.metrics import (
     NonFiniteOutputError,
     ordinal_metrics,
     point_predictions,
+)
+from ordinalclip.penalties import (
+    augmented_lagrangian_step,
+    clap_multipliers,
+    projection_prior_penalty,
+    prototype_distances,
+    prototype_prior_penalty,
 )
 
 # LossConfig's penalties toward the model as built
@@ -210,7 +209,7 @@ class OrdinalModule(L.LightningModule):
                     group["lr"] = base * fn(sched.last_epoch)
 
     def _zero_shot_multipliers(self) -> Tensor:
-        """CLAP's initial weights (:func:`~ordinalclip.losses.clap_multipliers`): the model as it starts
+        """CLAP's initial weights (:func:`~ordinalclip.penalties.clap_multipliers`): the model as it starts
         (the prior) scores every training sample once, in order, with the global random state left as it was
         (a training view's augmentation draws from it)."""
         from torch.utils.data import DataLoader

@@ -33,7 +33,7 @@ class DemoOptions:
     progress: bool = True
     quick: bool = False
     text_task: bool = True  # also run the text task (app.demo_text): where language priors help
-    text_options: Any = None  # a demo_text.TextTaskOptions instead of demo_text_options(self) (tests)
+    text_options: Any = None  # a demo_text.TextTaskOptions instead of demo.text.demo_text_options
 
 
 def cpu_schedule(max_epochs: int) -> dict[str, Any]:

@@ -198,7 +198,7 @@ def run_demo(opts: DemoOptions, tasks: Sequence[DemoTask] = TASKS) -> tuple[str,
     elapsed = time.time() - t0
     text = None
     if opts.text_task:  # the language-prior task: its own grid and anchor (app.demo_text), same report page
-        from ordinalclip.app.demo_text import demo_section, demo_text_options
+        from ordinalclip.app.demo.text import demo_section, demo_text_options
 
         text = demo_section(opts.text_options or demo_text_options(opts), plans[0].out / "report")
     tables, pages = [], []
