@@ -108,6 +108,9 @@ def test_predictions_csv_holds_the_rank_probabilities(straight):
     assert list(rows[0]) == [
         "path",
         "label_rank",
+        "prediction",  # the headline prediction first: which one, its value and its rank
+        "value",
+        "rank",
         "exp_value",
         "pred_value",
         "exp_rank",
@@ -122,6 +125,9 @@ def test_predictions_csv_holds_the_rank_probabilities(straight):
     np.testing.assert_allclose(probs, expected, atol=1e-5)
     assert [int(r["pred_rank"]) for r in rows] == probs.argmax(1).tolist()
     np.testing.assert_allclose([float(r["exp_rank"]) for r in rows], probs @ np.arange(NUM_RANKS), atol=1e-4)
+    assert {r["prediction"] for r in rows} == {"expectation"}  # the default headline
+    np.testing.assert_allclose([float(r["value"]) for r in rows], [float(r["exp_value"]) for r in rows])
+    assert [int(r["rank"]) for r in rows] == np.rint(probs @ np.arange(NUM_RANKS)).astype(int).tolist()
     values = np.arange(NUM_RANKS) + cfg.data.rank_offset  # label units
     np.testing.assert_allclose([float(r["exp_value"]) for r in rows], probs @ values, atol=1e-4)
     assert [float(r["pred_value"]) for r in rows] == values[probs.argmax(1)].tolist()
@@ -165,6 +171,8 @@ class _SendSignal(L.Callback):
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_run_killed_mid_epoch_and_resumed_equals_the_uninterrupted_run(list_cfg, straight, signum):
+    # the handler before the run (default_int_handler, or SIG_IGN in a background job of a shell)
+    sigint_before = signal.getsignal(signal.SIGINT)
     with pytest.raises(TrainingInterrupted) as info:
         fit(list_cfg, callbacks=[_SendSignal(epoch=0, batch=1, signum=signum)])
     err = info.value
@@ -173,7 +181,7 @@ def test_run_killed_mid_epoch_and_resumed_equals_the_uninterrupted_run(list_cfg,
     assert (
         ckpt["global_step"] == 2 and ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"] == 0
     )
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers put back
+    assert signal.getsignal(signal.SIGINT) is sigint_before  # handlers put back
     resumed = fit(resume=err.run_dir)  # type: ignore[attr-defined]
     assert resumed.run_dir == err.run_dir  # type: ignore[attr-defined]
     _assert_same_weights(straight.last_checkpoint, resumed.last_checkpoint)
