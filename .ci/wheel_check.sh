@@ -85,8 +85,11 @@ diff = max(abs(float(x[k]) - float(y[k])) for x, y in zip(a, b) for k in x if k.
 assert diff <= 1e-4, diff
 print(f"{len(a)} images: onnx vs safetensors, max |difference| of expectation and probabilities = {diff:.1e}")
 row = oc.load("model.onnx").predict(os.path.join(os.environ["IMAGES"], b[0]["path"]))[0]
-assert row["rank"] == int(b[0]["pred_rank"]) and abs(row["expectation"] - float(b[0]["exp_value"])) < 1e-5
-print(f"oc.load('model.onnx').predict: rank {row['rank']}, expectation {row['expectation']:.3f}, as the CSV says")
+# the headline prediction (rank, and which one it is) and the argmax, as the CSV says
+assert row["prediction"] == b[0]["prediction"] and row["rank"] == int(b[0]["rank"]), (row, b[0])
+assert row["pred_rank"] == int(b[0]["pred_rank"]) and abs(row["expectation"] - float(b[0]["exp_value"])) < 1e-5
+print(f"oc.load('model.onnx').predict: {row['prediction']} rank {row['rank']}, argmax rank {row['pred_rank']}, "
+      f"expectation {row['expectation']:.3f}, as the CSV says")
 page = resources.files("ordinalclip.app").joinpath("serve_page.html").read_text(encoding="utf-8")
 assert 'id="drop"' in page
 PYEOF
@@ -133,8 +136,10 @@ body = (b"--x\r\nContent-Disposition: form-data; name=\"files\"; filename=\"a.pn
         b"Content-Type: image/png\r\n\r\n" + data + b"\r\n--x--\r\n")
 request = urllib.request.Request(url + "/predict", body, {"Content-Type": "multipart/form-data; boundary=x"})
 row = json.load(urllib.request.urlopen(request, timeout=30))["predictions"][0]
-assert row["rank"] == int(first["pred_rank"]) and abs(row["expectation"] - float(first["exp_value"])) < 1e-5
-print(f"ordinalclip serve on the runtime: {health['num_ranks']} ranks; /predict gives rank {row['rank']} as the CSV")
+assert row["prediction"] == first["prediction"] == health["prediction"] and row["rank"] == int(first["rank"])
+assert row["pred_rank"] == int(first["pred_rank"]) and abs(row["expectation"] - float(first["exp_value"])) < 1e-5
+print(f"ordinalclip serve on the runtime: {health['num_ranks']} ranks; /predict gives the {row['prediction']} "
+      f"rank {row['rank']} (argmax {row['pred_rank']}) as the CSV")
 PYEOF
 kill "$SERVER"
 wait "$SERVER" 2>/dev/null || true
