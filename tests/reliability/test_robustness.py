@@ -47,7 +47,6 @@ from ordinalclip.modeling import ClipConfig, ImageTowerConfig, ModelConfig, Prom
 from ordinalclip.predict import read_inputs
 from ordinalclip.runtime.sidecar import ExportError, read_export_metadata
 from tests.helpers import (
-    PREP,
     reseal,
     run_cli,
     run_config,
@@ -169,14 +168,6 @@ def test_decompression_bomb_warning_names_the_file(tmp_path, monkeypatch):
     assert bombs and all(
         m.startswith(f"train.txt:3: {tmp_path / 'big.png'}: Image size (144 pixels)") for m in bombs
     ), bombs
-
-
-@pytest.fixture(scope="module")
-def image_export(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    cfg = tiny_vit_config()
-    folder = tmp_path_factory.mktemp("export")
-    return export_head(build_model(cfg).eval(), cfg, folder / "m.safetensors", preprocess=PREP)
 
 
 def test_predict_sees_16_bit_and_rotated_files_as_their_8_bit_twins(image_export, tmp_path, capsys):
