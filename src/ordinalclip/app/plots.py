@@ -191,7 +191,7 @@ def plot_few_shot(
     ``curves[method][shots]`` holds one value per seed.
     """
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    fig, ax = plt.subplots(figsize=(9.0, 3.8))
     for method, by_shot in curves.items():
         shots = sorted(by_shot)
         mean = np.array([np.mean(by_shot[s]) for s in shots])
@@ -201,7 +201,8 @@ def plot_few_shot(
     ax.set_xlabel("shots per rank")
     ax.set_ylabel(metric)
     ax.set_title(f"few-shot {metric}")
-    ax.legend(fontsize=8)
+    # beside the axes: inside, the legend hid the lowest curves (the ones a reader looks for) at few shots
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     _save(fig, out)
 
 
