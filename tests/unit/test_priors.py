@@ -398,6 +398,39 @@ def test_other_runs_keep_the_reference_recipe(over, why):
     assert cfg.model.arch == raw["model"].get("arch", "prompts") and cfg.loss.prior_weight == 0
 
 
+@pytest.mark.parametrize(
+    ("over", "expected", "why"),
+    [
+        ({}, True, "the prior recipe: a prior_head at its zero-shot prototypes"),
+        ({"recipe": "reference"}, True, "prompts with rank names on features in the text tower's space"),
+        ({"model": {"image": {"kind": "clip"}}}, True, "rank names with a CLIP image tower: zero-shot CLIP"),
+        (
+            {"model": {"image": {"kind": "features", "input_dim": 8, "project": "linear"}}},
+            False,
+            "a random projection",
+        ),
+        ({"model": {"image": {"kind": "features", "input_dim": 6}}}, False, "another tower's features"),
+        ({"model": {"prompts": {"base_rank_names": None}}}, False, "random base ranks"),
+        ({"model": {"arch": "linear"}}, False, "a randomly initialised head"),
+        ({"trainer": {"validate_at_start": False}}, False, "turned off by name"),
+        ({"model": {"arch": "linear"}, "trainer": {"validate_at_start": True}}, True, "turned on by name"),
+    ],
+)
+def test_validate_at_start_auto_keeps_step_0_only_when_it_is_a_zero_shot_model(over, expected, why):
+    raw = _user_config(**{k: v for k, v in over.items() if isinstance(v, dict) and k != "model"})
+    raw["model"] = {**raw["model"], **over.get("model", {})}
+    raw.update({k: v for k, v in over.items() if not isinstance(v, dict)})
+    cfg = api.resolve_config(raw)
+    assert cfg.trainer.validate_at_start is expected, why  # resolved, so the run folder's config says it
+    assert api.resolve_config(to_dict_(cfg)) == cfg
+
+
+def test_paper_configs_select_among_epoch_ends_as_the_reference_did():
+    # their base ranks start random (reference notes §3.3): step 0 is no zero-shot model, so no candidate
+    for name in ("morph", "adience"):
+        assert api.resolve_config(name).trainer.validate_at_start is False, name
+
+
 def test_prior_recipe_on_a_model_without_prompts_is_a_config_error():
     raw = _user_config(model={"arch": "linear"})
     raw["recipe"] = "prior"
@@ -506,3 +539,5 @@ def test_demo_image_task_keeps_the_reference_recipe_and_its_selection(tmp_path: 
             assert cfg.recipe == "reference", method
             assert cfg.model.arch == model["arch"] and cfg.loss.prior_weight == 0
             assert (cfg.trainer.prediction, cfg.trainer.monitor) == ("expectation", "val_mae_exp")
+            # a random projection at step 0: no candidate, so the table keeps its numbers
+            assert cfg.trainer.validate_at_start is False, method

@@ -163,7 +163,9 @@ def text_run_config(
     return merge(
         merge(base, over),
         {
-            "trainer": {"seed": seed, "min_steps": min_steps},
+            # every engine method keeps its model as built among the checkpoint candidates, random starts
+            # too (protocol A of benchmarks/language_prior.py): the same selection for all
+            "trainer": {"seed": seed, "min_steps": min_steps, "validate_at_start": True},
             "data": {"few_shot": {"shots": shots, "seed": seed}},
         },
     )

@@ -45,7 +45,9 @@ __all__ = [
     "headline",
     "load_run_config",
     "prior_applies",
+    "starts_zero_shot",
     "text_width",
+    "validates_at_start",
 ]
 
 
@@ -256,8 +258,10 @@ class TrainerConfig:
     log_every_n_steps: int = 50
     check_val_every_n_epoch: int = 1
     # validate the model as built before the first step, as a candidate for best.ckpt: a run never ends worse
-    # on validation than it started (the zero-shot start of a language prior)
-    validate_at_start: bool = True
+    # on validation than it started (the zero-shot start of a language prior). auto: true where the model as
+    # built is a zero-shot model (starts_zero_shot), false where step 0 is a random start (a learned
+    # projection, random rank embeddings), which a small validation split can prefer by chance
+    validate_at_start: bool | Literal["auto"] = "auto"
     # false (default): checkpoints leave out frozen towers and trunks that their pretrained source rebuilds
     # (e.g. a 90 MB text tower, an installed EfficientNet-Lite0 trunk); they are rebuilt from it
     # (model.clip / model.text / model.image) when the checkpoint is loaded. true: store them too.
@@ -340,21 +344,46 @@ def text_width(model: ModelConfig) -> int | None:
     return None
 
 
-def prior_applies(cfg: RunConfig) -> bool:
-    """Whether ``recipe: auto`` chooses the prior recipe for ``cfg``: a run (few-shot or on the whole
-    training split) of the prompt model (``model.arch: prompts``) with rank names, on features already in
-    the text tower's space (``model.image.kind: features`` kept as they are: ``project: identity``, or
-    ``auto`` with features as wide as the text tower, :func:`text_width`). CLIP image towers (the paper's
-    settings) and features that need a learned projection (another tower's: the demo's image task) keep the
-    reference recipe."""
-    m = cfg.model
-    if m.arch != "prompts" or m.image.kind != "features":
-        return False
-    if not _rank_name_count(cfg):
+def _features_in_text_space(m: ModelConfig) -> bool:
+    """Whether ``m`` takes precomputed features as they are, in the text tower's space (``model.image.kind:
+    features`` with ``project: identity``, or ``auto`` with features as wide as the text tower,
+    :func:`text_width`)."""
+    if m.image.kind != "features":
         return False
     if m.image.project in ("identity", False):
         return True
     return m.image.project == "auto" and m.image.input_dim is not None and m.image.input_dim == text_width(m)
+
+
+def prior_applies(cfg: RunConfig) -> bool:
+    """Whether ``recipe: auto`` chooses the prior recipe for ``cfg``: a run (few-shot or on the whole
+    training split) of the prompt model (``model.arch: prompts``) with rank names, on features already in
+    the text tower's space (:func:`_features_in_text_space`). CLIP image towers (the paper's settings) and
+    features that need a learned projection (another tower's: the demo's image task) keep the reference
+    recipe."""
+    m = cfg.model
+    return m.arch == "prompts" and bool(_rank_name_count(cfg)) and _features_in_text_space(m)
+
+
+def starts_zero_shot(cfg: RunConfig) -> bool:
+    """Whether the model of ``cfg`` as built is a zero-shot model, the start ``trainer.validate_at_start:
+    auto`` keeps among the checkpoint candidates: a ``prior_head`` (the prior recipe), or a prompt model with
+    rank names whose images are in the text tower's space (features kept as they are, or a CLIP image tower
+    next to a CLIP text tower). A learned projection of another tower's features (the demo's image task),
+    random base ranks and the baselines' heads start at random: a small validation split can prefer that start
+    by chance, so it is no candidate."""
+    m = cfg.model
+    if m.arch == "prior_head":
+        return True
+    if m.arch != "prompts" or not _rank_name_count(cfg):
+        return False
+    return _features_in_text_space(m) or (m.image.kind == "clip" and m.text.kind == "clip")
+
+
+def validates_at_start(cfg: RunConfig) -> bool:
+    """``trainer.validate_at_start`` of ``cfg`` with ``auto`` resolved (:func:`starts_zero_shot`)."""
+    flag = cfg.trainer.validate_at_start
+    return starts_zero_shot(cfg) if flag == "auto" else bool(flag)
 
 
 def apply_recipe(cfg: RunConfig) -> RunConfig:
@@ -369,14 +398,22 @@ def apply_recipe(cfg: RunConfig) -> RunConfig:
     whole training split (no ``data.few_shot.shots``) features kept as they are also get a learnable
     projection that starts as the identity (``model.image.project: identity_init``, ``optim.lr_image`` =
     PRIOR_LR unless set): the prior at step 0, the capacity that plenty of labels can use.
-    ``reference``: nothing changes. ``auto``: prior where :func:`prior_applies`, else reference.
+    ``reference``: nothing changes. ``auto``: prior where :func:`prior_applies`, else reference. Either
+    way ``trainer.validate_at_start: auto`` is resolved for the model the recipe builds
+    (:func:`validates_at_start`).
     """
     recipe = cfg.recipe
     if recipe == "auto":
         recipe = "prior" if prior_applies(cfg) else "reference"
     cfg.recipe = recipe
-    if recipe != "prior":
-        return cfg
+    if recipe == "prior":
+        _apply_prior(cfg)
+    cfg.trainer.validate_at_start = validates_at_start(cfg)  # of the model the recipe builds
+    return cfg
+
+
+def _apply_prior(cfg: RunConfig) -> None:
+    """The prior recipe's settings (:func:`apply_recipe`)."""
     m = cfg.model
     if m.arch not in ("prompts", "prior_head"):
         raise ConfigError(
@@ -398,7 +435,6 @@ def apply_recipe(cfg: RunConfig) -> RunConfig:
         m.image.project = "identity_init"
         if cfg.optim.lr_image is None:
             cfg.optim.lr_image = PRIOR_LR
-    return cfg
 
 
 def _check_lower_bounds(*rows: tuple[str, float | None, float, bool]) -> None:

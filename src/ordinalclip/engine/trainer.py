@@ -14,7 +14,7 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
-from ordinalclip.config import FEW_SHOT_MIN_STEPS, RunConfig
+from ordinalclip.config import FEW_SHOT_MIN_STEPS, RunConfig, validates_at_start
 from ordinalclip.engine.callbacks import InterruptCheckpoint, ValidateAtStart
 from ordinalclip.engine.checkpoint_io import AtomicCheckpointIO
 
@@ -166,7 +166,7 @@ def build_trainer(
         enable_version_counter=False,
     )
     interrupt = InterruptCheckpoint(ckpt_dir / "last.ckpt")
-    start = [ValidateAtStart(best)] if has_val and t.validate_at_start else []
+    start = [ValidateAtStart(best)] if has_val and validates_at_start(cfg) else []
     loggers = build_loggers(cfg, run_dir)
     trainer = L.Trainer(
         **_common(cfg),
