@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import sys
+import warnings
 from html.parser import HTMLParser
 from pathlib import Path
 from types import SimpleNamespace
@@ -580,6 +581,15 @@ def test_few_shot_plot(tmp_path, monkeypatch):
         ends = np.array([seg[:, 1] for seg in bars.get_segments()])  # (shots, [low, high])
         np.testing.assert_allclose(ends, np.stack([np.subtract(mean, std), np.add(mean, std)], 1))
     assert len(ax.containers) == 2
+
+
+def test_few_shot_plot_without_curves_draws_empty_axes_without_a_legend_warning(tmp_path):
+    # a full-data-only benchmark run has no few-shot curve: matplotlib warned "No artists with labels"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plot_few_shot({}, tmp_path / "fs.png", metric="MAE")
+    with Image.open(tmp_path / "fs.png") as im:
+        assert im.size[0] > 200
 
 
 def test_markdown_and_fixed_width_tables_by_hand():

@@ -202,7 +202,8 @@ def plot_few_shot(
     ax.set_ylabel(metric)
     ax.set_title(f"few-shot {metric}")
     # beside the axes: inside, the legend hid the lowest curves (the ones a reader looks for) at few shots
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    if curves:  # a run without few-shot settings (full data only) draws empty axes, with nothing to label
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     _save(fig, out)
 
 
