@@ -199,6 +199,11 @@ def tiny_model_dict(**extra: Any) -> dict[str, Any]:
     }
 
 
+def features_data(path: str | Path, **extra: Any) -> dict[str, Any]:
+    """The ``data`` section of a run on a :func:`make_features` file (its split array gives the splits)."""
+    return {"format": "features", "train": str(path), "columns": {"split": "split"}, **extra}
+
+
 def tiny_config(
     tmp_path: Path, data: dict[str, Any], model: dict[str, Any] | None = None, **sections: Any
 ) -> dict[str, Any]:

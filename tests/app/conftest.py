@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import NUM_RANKS, make_features, tiny_config
+from tests.helpers import NUM_RANKS, features_data, make_features, tiny_config
 
 FEATURE_MODEL = {"num_ranks": NUM_RANKS, "embed_dim": 8, "image": {"kind": "features", "input_dim": 8}}
 
@@ -15,7 +15,7 @@ FEATURE_MODEL = {"num_ranks": NUM_RANKS, "embed_dim": 8, "image": {"kind": "feat
 def write_feature_config(folder: Path, name: str, arch: str, features: str, **sections) -> Path:
     cfg = tiny_config(
         folder,
-        {"format": "features", "train": features, "columns": {"split": "split"}},
+        features_data(features),
         model={**FEATURE_MODEL, "arch": arch},
         trainer={"progress_bar": False},
         **sections,

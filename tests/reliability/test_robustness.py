@@ -47,6 +47,7 @@ from ordinalclip.modeling import ClipConfig, ImageTowerConfig, ModelConfig, Prom
 from ordinalclip.predict import read_inputs
 from ordinalclip.runtime.sidecar import ExportError, read_export_metadata
 from tests.helpers import (
+    features_data,
     reseal,
     run_cli,
     run_config,
@@ -223,7 +224,7 @@ def features_root(tmp_path_factory) -> Path:
 def _features_config(tmp_path: Path, features: Path, **sections) -> str:
     cfg = tiny_config(
         tmp_path,
-        {"format": "features", "train": str(features), "columns": {"split": "split"}},
+        features_data(features),
         dict(COSINE),
         **sections,
     )

@@ -23,7 +23,7 @@ from ordinalclip.config.typed import from_dict
 from ordinalclip.engine.trainer import apply_step_budget
 from ordinalclip.modeling import FeatureTower, ImageTowerConfig, build_image_tower, build_model
 from ordinalclip.modeling.backbones.clip import load_clip
-from tests.helpers import COUNTS, NUM_RANKS, make_features, tiny_clip_custom, tiny_config
+from tests.helpers import COUNTS, NUM_RANKS, features_data, make_features, tiny_clip_custom, tiny_config
 
 # --------------------------------------------------------------------------------------- projection modes
 
@@ -103,7 +103,7 @@ def _zero_shot_config(folder: Path) -> Path:
     }
     cfg = tiny_config(
         folder,
-        {"format": "features", "train": features, "columns": {"split": "split"}},
+        features_data(features),
         model=model,
         trainer={"progress_bar": False, "seed": 5},
     )
@@ -198,7 +198,7 @@ def test_few_shot_run_trains_its_step_budget(tmp_path: Path):
     features = make_features(tmp_path / "f.npz")
     cfg = tiny_config(
         tmp_path,
-        {"format": "features", "train": features, "columns": {"split": "split"}, "few_shot": {"shots": 1}},
+        features_data(features, few_shot={"shots": 1}),
         model={"arch": "linear", "num_ranks": NUM_RANKS, "image": {"kind": "features", "input_dim": 8}},
         trainer={"max_epochs": 2, "min_steps": 7, "progress_bar": False},
     )

@@ -25,7 +25,15 @@ from ordinalclip.penalties import (
     projection_prior_penalty,
     prototype_prior_penalty,
 )
-from tests.helpers import COUNTS, NUM_RANKS, REPO_ROOT, make_features, tiny_clip_custom, tiny_config
+from tests.helpers import (
+    COUNTS,
+    NUM_RANKS,
+    REPO_ROOT,
+    features_data,
+    make_features,
+    tiny_clip_custom,
+    tiny_config,
+)
 
 
 def _unit(a: np.ndarray) -> np.ndarray:
@@ -183,13 +191,17 @@ def test_clap_constraint_weights_each_rank_and_its_alm_steps_follow_the_moves():
     np.testing.assert_allclose(module._multipliers.numpy(), lam0.numpy() + moved * moved2, rtol=1e-5)
 
 
+def _features_run(tmp_path: Path, model: dict, dim: int = 8, **sections) -> tuple[str, dict]:
+    """A :func:`make_features` file of width ``dim`` and a tiny run config on it (``sections``: loss, trainer...)."""
+    features = make_features(tmp_path / "f.npz", dim=dim)
+    return features, tiny_config(tmp_path, features_data(features), model=model, **sections)
+
+
 @pytest.mark.slow
 def test_clap_run_starts_from_the_zero_shot_confidence_on_its_training_samples(tmp_path: Path):
-    features = make_features(tmp_path / "f.npz", dim=8)
-    cfg = tiny_config(
+    features, cfg = _features_run(
         tmp_path,
-        {"format": "features", "train": features, "columns": {"split": "split"}},
-        model=_model_dict(),
+        _model_dict(),
         loss={"prior_weight": 1.0, "prior_constraint": "clap", "kl_weight": 0.0},
         trainer={"max_epochs": 2, "monitor": "val_mae_exp"},
     )
@@ -252,7 +264,7 @@ def _fit_reversed(tmp_path: Path, validate_at_start: bool) -> tuple[api.Run, flo
     path = tmp_path / "f.npz"
     cfg = tiny_config(
         tmp_path,
-        {"format": "features", "train": str(path), "columns": {"split": "split"}},
+        features_data(path),
         model=_model_dict(),
         optim={"name": "adam", "lr": 0.2, "scheduler": "none"},
         loss={"kl_weight": 0.0},
@@ -294,11 +306,9 @@ def test_a_run_whose_training_only_hurts_keeps_its_step_0_weights_as_best(tmp_pa
 
 @pytest.mark.slow
 def test_exported_prior_head_gives_the_trained_models_logits(tmp_path: Path):
-    features = make_features(tmp_path / "f.npz", dim=8)
-    cfg = tiny_config(
+    _, cfg = _features_run(
         tmp_path,
-        {"format": "features", "train": features, "columns": {"split": "split"}},
-        model=_model_dict(image={"kind": "features", "input_dim": 8, "project": "identity_init"}),
+        _model_dict(image={"kind": "features", "input_dim": 8, "project": "identity_init"}),
         loss={"prior_weight": 1.0, "projection_weight": 1.0},
         trainer={"max_epochs": 2, "monitor": "val_mae_exp", "validate_at_start": False},
     )
@@ -510,7 +520,7 @@ def test_the_step_0_validation_leaves_training_unchanged(tmp_path: Path):
     for flag in (True, False):
         cfg = tiny_config(
             tmp_path,
-            {"format": "features", "train": features, "columns": {"split": "split"}},
+            features_data(features),
             model=model,
             trainer={"max_epochs": 2, "validate_at_start": flag},
         )
