@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -189,6 +190,28 @@ def test_clap_constraint_weights_each_rank_and_its_alm_steps_follow_the_moves():
     moved2 = ((_unit(model.prototypes().detach().numpy()) - _unit(built)) ** 2).sum(1)
     module.on_train_epoch_end()
     np.testing.assert_allclose(module._multipliers.numpy(), lam0.numpy() + moved * moved2, rtol=1e-5)
+
+
+def test_clap_weights_restored_from_a_checkpoint_follow_the_module_and_are_kept_at_train_start():
+    """Lightning restores a checkpoint before the strategy moves the module to its device: the restored weights
+    must move with it (a resumed GPU run added CPU weights to CUDA moves), and the start of the resumed run
+    must not replace them with the trained model's confidence."""
+    cfg = _run_cfg({"prior_weight": 1.0, "prior_constraint": "clap_alm", "kl_weight": 0.0})
+    module = OrdinalModule(build_model(cfg.model), cfg, features_input=True)
+    lam, rho = torch.tensor([0.2, 0.4, 0.1, 0.8]), torch.tensor([0.0, 0.5, 0.25, 1.0])
+    checkpoint = {"state_dict": module.state_dict(), "prior_constraint": {"multipliers": lam, "penalty": rho}}
+    module.on_load_checkpoint(checkpoint)
+    assert "_multipliers" not in module.state_dict()  # the checkpoint keeps them in their own entry
+    module.to(torch.float64)  # as .to(device): every buffer follows the module
+    assert module._multipliers.dtype == module._penalty.dtype == torch.float64
+    module.to(torch.float32)
+    module._trainer = SimpleNamespace(lr_scheduler_configs=[])  # no scheduler to re-step
+    module.on_train_start()
+    torch.testing.assert_close(module._multipliers, lam)
+    torch.testing.assert_close(module._penalty, rho)
+    saved: dict = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(saved)
+    torch.testing.assert_close(saved["prior_constraint"]["multipliers"], lam)
 
 
 def _features_run(tmp_path: Path, model: dict, dim: int = 8, **sections) -> tuple[str, dict]:

@@ -91,9 +91,13 @@ class OrdinalModule(L.LightningModule):
         self._has_prior = False
         self._projection: nn.Parameter | None = None
         # CLAP's class-wise weights of the prototype penalty and the augmented Lagrangian's penalty parameters
-        # (C,): set from the training samples when training starts, kept in checkpoints
-        self._multipliers: Tensor | None = None
-        self._penalty: Tensor | None = None
+        # (C,): set from the training samples when training starts, kept in checkpoints (CONSTRAINT_KEY).
+        # Buffers, so that they follow the module to its device: Lightning restores a checkpoint before the
+        # strategy moves the module. Not persistent: the state_dict stays that of the model.
+        self._multipliers: Tensor | None
+        self._penalty: Tensor | None
+        self.register_buffer("_multipliers", None, persistent=False)
+        self.register_buffer("_penalty", None, persistent=False)
         self._init_priors(model, cfg)
 
     def _init_priors(self, model: nn.Module, cfg: RunConfig) -> None:
@@ -384,8 +388,8 @@ class OrdinalModule(L.LightningModule):
         checkpoint["state_dict"] = complete_state(checkpoint, self.state_dict())
         saved = checkpoint.get(CONSTRAINT_KEY)
         if saved is not None:  # a resumed run goes on with its weights, not the trained model's confidence
-            self._multipliers = saved["multipliers"].to(self.device)
-            self._penalty = saved["penalty"].to(self.device)
+            self._multipliers = saved["multipliers"]
+            self._penalty = saved["penalty"]
 
 
 def _rebuildable(cfg: RunConfig, tower: str) -> bool:
