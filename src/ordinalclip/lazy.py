@@ -7,7 +7,7 @@ packages' ``__init__`` would otherwise import every model and dataset module (an
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 
@@ -37,15 +37,27 @@ def lazy_exports(
     package: str, namespace: dict[str, Any], modules: Sequence[str], extra: Mapping[str, str] | None = None
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """``(__getattr__, __dir__)`` for a package that re-exports whole modules: every name in the
-    ``__all__`` of ``modules`` (searched in order, each imported when a name is first looked up in it), and
+    ``__all__`` of ``modules`` (searched in order, each imported when a name is first looked up; a module
+    that is not installed is skipped), and
     the attributes of ``extra`` (module -> names, as :func:`lazy_attributes`). The package's ``__all__`` is
     all of them: no list of names is written twice."""
     table = dict(extra or {})
     known, _ = lazy_attributes(package, namespace, table)
     extra_names = {name for names in table.values() for name in names.split()}
 
+    def present() -> Iterator[Any]:
+        """The modules that are there, imported one at a time as the search reaches them: an install may leave
+        some out (the deploy runtime's wheel ships ``config.typed`` without the run config), and their names
+        are then simply not exported."""
+        for module in modules:
+            try:
+                yield importlib.import_module(module)
+            except ModuleNotFoundError as exc:
+                if exc.name != module:  # the module is there but an import inside it failed: say so
+                    raise
+
     def exported() -> list[str]:
-        return sorted({n for m in modules for n in importlib.import_module(m).__all__} | extra_names)
+        return sorted({n for m in present() for n in m.__all__} | extra_names)
 
     def __getattr__(name: str) -> Any:
         if name == "__all__":
@@ -53,8 +65,7 @@ def lazy_exports(
             return namespace[name]
         if name.startswith("__"):  # tools probe dunders (__wrapped__, ...): no import for those
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        for module in modules:
-            found = importlib.import_module(module)
+        for found in present():
             if name in found.__all__:
                 namespace[name] = value = getattr(found, name)
                 return value

@@ -36,7 +36,8 @@ from ordinalclip.lazy import lazy_exports
 __getattr__, __dir__ = lazy_exports(
     __name__,
     globals(),
-    ("ordinalclip.config.run", "ordinalclip.config.typed", "ordinalclip.config.builtin"),
+    # typed first: the names the torch-free runtime looks up are found without importing the run config
+    ("ordinalclip.config.typed", "ordinalclip.config.run", "ordinalclip.config.builtin"),
     {"ordinalclip.modeling.config": "ClipConfig ImageTowerConfig ModelConfig PromptConfig TextTowerConfig"},
 )
 

@@ -117,3 +117,31 @@ def test_the_typed_machinery_loads_without_the_run_config() -> None:
     assert not {"ordinalclip.config.run", "ordinalclip.config.builtin", "ordinalclip.modeling.config"} & set(
         loaded
     )
+
+
+def test_the_config_package_without_the_run_config_still_gives_the_typed_tools(tmp_path):
+    """The deploy runtime's wheel ships ``config/__init__`` and ``config/typed`` only: a name of ``typed`` looked
+    up through the package must not import the run config first (it failed with ModuleNotFoundError)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "sys.modules['ordinalclip.config.run'] = None\n"  # as if not installed
+        "sys.modules['ordinalclip.config.builtin'] = None\n"
+        "from ordinalclip.config import ConfigError, from_dict\n"
+        "import ordinalclip.config as c\n"
+        "assert 'from_dict' in c.__all__ and 'RunConfig' not in c.__all__\n"
+        "try:\n"
+        "    c.RunConfig\n"
+        "except AttributeError as e:\n"
+        "    print('no RunConfig:', e)\n"
+        "assert 'torch' not in sys.modules\n"
+        "print(from_dict.__module__, ConfigError.__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "no RunConfig: module 'ordinalclip.config' has no attribute 'RunConfig'",
+        "ordinalclip.config.typed ConfigError",
+    ]
