@@ -8,8 +8,6 @@ never pickle, so an export from anywhere cannot run code.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import os
 import warnings
@@ -26,7 +24,7 @@ from ordinalclip.modeling.backbones.image import ClipImageTower, output_dim
 from ordinalclip.modeling.build import build_image_tower
 from ordinalclip.modeling.config import ModelConfig
 from ordinalclip.modeling.ordinalclip import CosineClassifier
-from ordinalclip.runtime.sidecar import ExportError, export_paths, read_export_metadata
+from ordinalclip.runtime.sidecar import ExportError, export_paths, read_export_metadata, read_sealed
 
 __all__ = ["ExportedModel", "build_export_tower", "load_export"]
 
@@ -112,26 +110,11 @@ def _check_tower_fits(
         )
 
 
-def _header_shapes(data: bytes, weights: Path) -> dict[str, tuple[int, ...]]:
-    """Every tensor's shape from the header of safetensors ``data`` (the bytes of ``weights``): 8 bytes of
-    little-endian header length, then a JSON header mapping each tensor to its dtype, shape and offsets."""
-    try:
-        size = int.from_bytes(data[:8], "little")
-        if len(data) < 8 or size > len(data) - 8:
-            raise ValueError(f"a header of {size} bytes in a file of {len(data)}")
-        header = json.loads(data[8 : 8 + size])
-        return {k: tuple(int(d) for d in v["shape"]) for k, v in header.items() if k != "__metadata__"}
-    except (ValueError, TypeError, KeyError, AttributeError) as err:
-        raise ExportError(
-            f"{weights}: not a readable safetensors file ({type(err).__name__}: {err})"
-        ) from None
-
-
 def _check_described_tower(
     cfg: ModelConfig, shapes: Mapping[str, tuple[int, ...]], preprocess: Mapping[str, Any], weights: Path
 ) -> None:
-    """The tower the sidecar describes, built on the meta device (no memory), against the weights file's
-    header: a re-sealed sidecar describing a huge tower fails here instead of allocating it."""
+    """The tower the sidecar describes, built on the meta device (no memory), against the shapes of the
+    weights file's tensors: a re-sealed sidecar describing a huge tower fails here, before it is allocated."""
     prefix = "image_tower."
     state = {
         k[len(prefix) :]: torch.empty(shape, device="meta")
@@ -168,22 +151,17 @@ def load_export(
     meta = read_export_metadata(path)
     if not weights.is_file():
         raise ExportError(f"export weights not found: {weights} (sidecar {sidecar} exists)")
-    # read once: the bytes whose hash is checked are the bytes loaded (no file swap between check and load)
-    data = weights.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != meta["sha256"]:
-        raise ExportError(
-            f"{weights}: sha256 {digest} does not match {meta['sha256']} recorded in {sidecar}; the "
-            "file was modified, truncated, or belongs to another export"
-        )
-    cfg = from_dict(ModelConfig, meta["model"], path="model")  # checked by read_export_metadata
-    _check_described_tower(cfg, _header_shapes(data, weights), meta.get("preprocess") or {}, weights)
+    data = read_sealed(weights, meta, sidecar)  # the checked bytes are the bytes loaded
     try:
         tensors = load_bytes(data)
     except Exception as err:  # safetensors raises its own error types for a damaged or truncated file
         raise ExportError(
             f"{weights}: not a readable safetensors file ({type(err).__name__}: {err})"
         ) from None
+    del data  # the tensors own their memory: no third copy while the tower is built
+    cfg = from_dict(ModelConfig, meta["model"], path="model")  # checked by read_export_metadata
+    shapes = {k: tuple(tensors[k].shape) for k in sorted(tensors)}  # sorted, as the file's header lists them
+    _check_described_tower(cfg, shapes, meta.get("preprocess") or {}, weights)
     for key in ("prototypes", "log_logit_scale"):
         if key not in tensors:
             raise ExportError(f"{weights}: no {key!r} tensor")

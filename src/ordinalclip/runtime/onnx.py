@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +13,7 @@ from ordinalclip.runtime.sidecar import (
     ONNX_INPUT,
     ExportError,
     read_export_metadata,
+    read_sealed,
     sidecar_path,
     stored_model_config,
 )
@@ -251,12 +251,6 @@ def load_onnx_export(
         raise ExportError(
             f"{sidecar}: this sidecar describes a {meta.get('weights_file')!r} export, not an ONNX graph"
         )
-    graph = path.read_bytes()  # read once: these bytes are hashed, checked and handed to onnxruntime
-    digest = hashlib.sha256(graph).hexdigest()
-    if digest != meta["sha256"]:
-        raise ExportError(
-            f"{path}: sha256 {digest} does not match {meta['sha256']} recorded in {sidecar}; "
-            "the file was modified, truncated, or belongs to another export"
-        )
+    graph = read_sealed(path, meta, sidecar)  # these checked bytes are what onnxruntime runs
     _refuse_external_data(graph, path)
     return OnnxModel(path, graph, meta, stored_model_config(meta, sidecar), providers, threads)

@@ -51,6 +51,7 @@ __all__ = [
     "export_format",
     "export_prediction",
     "read_export_metadata",
+    "read_sealed",
     "sidecar_digest",
     "sidecar_path",
 ]
@@ -67,6 +68,20 @@ def export_prediction(meta: Mapping[str, Any]) -> str:
     """The headline prediction of a (checked) sidecar: its ``prediction`` entry, else
     :data:`OLD_EXPORT_PREDICTION` (see the format version rule above)."""
     return str(meta.get("prediction") or OLD_EXPORT_PREDICTION)
+
+
+def read_sealed(path: Path, meta: Mapping[str, Any], sidecar: Path) -> bytes:
+    """The bytes of an export's weights or graph file ``path``, read once and checked against the sha256 that
+    its (checked) sidecar ``meta`` records: the bytes checked are the bytes a loader uses, so a file swapped
+    between the check and the load cannot slip through."""
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != meta["sha256"]:
+        raise ExportError(
+            f"{path}: sha256 {digest} does not match {meta['sha256']} recorded in {sidecar}; the file was "
+            "modified, truncated, or belongs to another export"
+        )
+    return data
 
 
 def file_sha256(path: Path) -> str:
