@@ -85,6 +85,9 @@ def prior_method_overrides(full: bool) -> dict[str, dict[str, Any]]:
     names = list(LEXICON_RANK_NAMES)
     context = {"context_init": dt.TEXT_CONTEXT}
     named = dt.text_method_overrides(full)[dt.NAMED]
+    default = {
+        "model": {"prompts": {**context, "base_rank_names": names}}
+    }  # towers, names, shots: recipe auto
     return {
         ZSLP: {
             "recipe": "reference",
@@ -92,15 +95,9 @@ def prior_method_overrides(full: bool) -> dict[str, dict[str, Any]]:
             "optim": {"lr_prototypes": PRIOR_LR},
         },
         KGCOOP: {**named, "loss": {"prior_weight": PRIOR_WEIGHT_FULL}},
-        PRIOR: {"model": {"prompts": {**context, "base_rank_names": names}}},
-        CLAP: {
-            "model": {"prompts": {**context, "base_rank_names": names}},
-            "loss": {"prior_constraint": "clap"},
-        },
-        CLAP_ALM: {
-            "model": {"prompts": {**context, "base_rank_names": names}},
-            "loss": {"prior_constraint": "clap_alm"},
-        },
+        PRIOR: default,
+        CLAP: {**default, "loss": {"prior_constraint": "clap"}},
+        CLAP_ALM: {**default, "loss": {"prior_constraint": "clap_alm"}},
     }
 
 

@@ -448,9 +448,14 @@ def test_sweep_metric_auto_is_the_mae_of_the_runs_headline(tmp_path):
     ):
         runs[name], _ = make_run(tmp_path / name, trainer=trainer)
     assert runs_prediction([runs["old"]]) == "argmax" and runs_prediction([runs["exp"]]) == "expectation"
-    assert sweep_metric("auto", list(runs.values())) == "mae_max"  # two of three runs lead with the argmax
-    assert sweep_metric("auto", [runs["exp"], runs["argmax"]]) == "mae_exp"  # a tie: the default config's
-    assert sweep_metric("auto", []) == "mae_exp" and sweep_metric("qwk_max", [runs["old"]]) == "qwk_max"
+    assert (
+        sweep_metric("auto", runs_prediction(list(runs.values()))) == "mae_max"
+    )  # two of three runs lead with the argmax
+    assert (
+        sweep_metric("auto", runs_prediction([runs["exp"], runs["argmax"]])) == "mae_exp"
+    )  # a tie: the default config's
+    assert sweep_metric("auto", runs_prediction([])) == "mae_exp"
+    assert sweep_metric("qwk_max", runs_prediction([runs["old"]])) == "qwk_max"
     assert [k for k, _ in table_columns("argmax")] == [
         "mae_max",
         "mae_exp",

@@ -267,10 +267,10 @@ def runs_prediction(run_dirs: Sequence[str | os.PathLike[str]]) -> str:
     return "argmax" if found.count("argmax") > found.count("expectation") else "expectation"
 
 
-def sweep_metric(metric: str, run_dirs: Sequence[str | os.PathLike[str]]) -> str:
-    """``metric``, or for ``"auto"`` the MAE of the headline prediction of ``run_dirs``
-    (:func:`runs_prediction`): ``mae_exp`` or ``mae_max``."""
-    return headline_metric(runs_prediction(run_dirs)) if metric == "auto" else metric
+def sweep_metric(metric: str, prediction: str) -> str:
+    """``metric``, or for ``"auto"`` the MAE of the runs' headline ``prediction`` (:func:`runs_prediction`):
+    ``mae_exp`` or ``mae_max``."""
+    return headline_metric(prediction) if metric == "auto" else metric
 
 
 def _rank_names(cfg: Mapping[str, Any], num_ranks: int) -> list[str] | None:

@@ -451,7 +451,7 @@ def write_summary(result: SweepResult, grid_keys: Sequence[str], metric: str = "
     out = result.out_dir
     run_dirs = [r.run_dir for r in result.cells]
     prediction = runs_prediction(run_dirs)
-    metric = sweep_metric(metric, run_dirs)
+    metric = sweep_metric(metric, prediction)
     shown = [key for key, _ in table_columns(prediction)]
     rows = summarize(result.cells)
     metrics = list(dict.fromkeys(k for r in rows for k in r.stats))
@@ -525,5 +525,6 @@ def write_summary(result: SweepResult, grid_keys: Sequence[str], metric: str = "
         out / "summary.csv",
         plot,
     )
-    write_sweep_page(result, grid_keys, plot)  # index.html: these tables, the curves, links to cell reports
+    # index.html: these tables, the curves, links to cell reports
+    write_sweep_page(result, grid_keys, plot, prediction=prediction)
     return result

@@ -44,10 +44,11 @@ def make_sweep_page(sweep_dir: str | os.PathLike[str], metric: str = "auto") -> 
     sweep = read_sweep(sweep_dir, missing="failed", missing_error="no metrics.json (unfinished or failed)")
     result = sweep.result
     result.rows = summarize(result.cells)
+    prediction = runs_prediction([c.run_dir for c in result.cells])
     plot = None
     if FEW_SHOT_KEY in sweep.grid_keys:
-        plot = few_shot_plot(result, result.rows, sweep_metric(metric, [c.run_dir for c in result.cells]))
-    return write_sweep_page(result, sweep.grid_keys, plot)
+        plot = few_shot_plot(result, result.rows, sweep_metric(metric, prediction))
+    return write_sweep_page(result, sweep.grid_keys, plot, prediction=prediction)
 
 
 def write_sweep_page(
@@ -55,13 +56,15 @@ def write_sweep_page(
     grid_keys: Sequence[str],
     few_shot_plot: Path | None = None,
     cell_reports: bool = True,
+    prediction: str | None = None,
 ) -> Path:
     """Write ``index.html`` in the sweep folder: the summary tables (mean ± std, best marked per column), the
     few-shot curves, and a table of the cells linking to each cell's report (made here where missing or older
     than the cell's metrics; not without matplotlib)."""
     out = result.out_dir
     page = Page(out, f"Sweep — {out.name}")
-    prediction = runs_prediction([c.run_dir for c in result.cells])
+    if prediction is None:  # the runs' headline prediction, unless the caller has read it already
+        prediction = runs_prediction([c.run_dir for c in result.cells])
     page.text(
         f"{len(result.cells)} cells ({status_text(result.cells)}). Mean ± std over seeds and folds "
         "(population std; n = runs); the best mean of each column is bold on green. exp: expectation "
