@@ -24,7 +24,13 @@ from ordinalclip.modeling.backbones.image import ClipImageTower, output_dim
 from ordinalclip.modeling.build import build_image_tower
 from ordinalclip.modeling.config import ModelConfig
 from ordinalclip.modeling.ordinalclip import CosineClassifier
-from ordinalclip.runtime.sidecar import ExportError, export_paths, read_export_metadata, read_sealed
+from ordinalclip.runtime.sidecar import (
+    ExportError,
+    export_paths,
+    export_prediction,
+    read_export_metadata,
+    read_sealed,
+)
 
 __all__ = ["ExportedModel", "build_export_tower", "load_export"]
 
@@ -66,6 +72,12 @@ class ExportedModel(CosineClassifier):
     def takes_images(self) -> bool:
         """False for a precomputed-features tower (its inputs are (B, F) vectors, not images)."""
         return self.model_config.image.kind != "features"
+
+    @property
+    def prediction(self) -> str:
+        """The headline prediction the sidecar records (``"expectation"`` or ``"argmax"``; see
+        :func:`~ordinalclip.runtime.sidecar.export_prediction`)."""
+        return export_prediction(self.metadata)
 
 
 def build_export_tower(

@@ -16,7 +16,7 @@ from ordinalclip.checkpoint import head_from_checkpoint
 from ordinalclip.exports.load import load_export
 from ordinalclip.metrics import point_predictions
 from ordinalclip.modeling.ordinalclip import OrdinalCLIP
-from ordinalclip.runtime.sidecar import ExportError, export_prediction
+from ordinalclip.runtime.sidecar import ExportError
 
 __all__ = ["TorchBackend", "as_array", "as_tensors", "eval_transform", "tensor_transform", "torch_backend"]
 
@@ -99,23 +99,13 @@ def torch_backend(
         prep = getattr(model, "preprocess", None) or getattr(
             getattr(model, "image_tower", None), "preprocess", {}
         )
-        meta = getattr(model, "metadata", None)  # an ExportedModel keeps its sidecar
-        prediction = export_prediction(meta) if isinstance(meta, dict) else None
-        prediction = getattr(model, "prediction", None) or prediction or "expectation"
+        prediction = getattr(model, "prediction", None) or "expectation"  # an ExportedModel: its sidecar's
         return TorchBackend(
             model, device, values, getattr(model, "rank_names", None), dict(prep or {}), prediction
         )
     path = Path(model)
     if path.suffix.lower() in (".safetensors", ".json"):
-        exported = load_export(path, device)
-        return TorchBackend(
-            exported,
-            device,
-            exported.rank_values,
-            exported.rank_names,
-            dict(exported.preprocess),
-            export_prediction(exported.metadata),
-        )
+        return torch_backend(load_export(path, device), device)
     if path.suffix == ".ckpt" or path.is_dir():  # a run folder means its best (else last) checkpoint
         loaded, cfg, values, names, prep = head_from_checkpoint(path, device)
         return TorchBackend(loaded, device, values, names, prep, cfg.trainer.prediction)

@@ -12,6 +12,7 @@ import numpy as np
 from ordinalclip.runtime.sidecar import (
     ONNX_INPUT,
     ExportError,
+    export_prediction,
     read_export_metadata,
     read_sealed,
     sidecar_path,
@@ -213,6 +214,12 @@ class OnnxModel:
     def takes_images(self) -> bool:
         """False for a precomputed-features tower (its inputs are (B, F) vectors, not images)."""
         return bool(self.model_config.image.kind != "features")
+
+    @property
+    def prediction(self) -> str:
+        """The headline prediction the sidecar records (``"expectation"`` or ``"argmax"``; see
+        :func:`~ordinalclip.runtime.sidecar.export_prediction`)."""
+        return export_prediction(self.metadata)
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """(B, 3, H, W) images or (B, F) features -> (B, C) float32 logits."""

@@ -29,7 +29,7 @@ from ordinalclip.runtime.decode import read_image, to_display_rgb
 from ordinalclip.runtime.onnx import OnnxModel, load_onnx_export, softmax
 from ordinalclip.runtime.predictions import headline_rank, headline_value
 from ordinalclip.runtime.preprocess import preprocess_image
-from ordinalclip.runtime.sidecar import PREDICTIONS, ExportError, export_prediction
+from ordinalclip.runtime.sidecar import PREDICTIONS, ExportError
 
 __all__ = ["Backend", "Predictor", "is_onnx_path", "load"]
 
@@ -61,7 +61,7 @@ class OnnxBackend:
         self.rank_names = model.rank_names
         self.preprocess = dict(model.preprocess)
         self.takes_images = model.takes_images
-        self.prediction = export_prediction(model.metadata)
+        self.prediction = model.prediction
 
     def scores(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         logits = self.module.run(batch)
