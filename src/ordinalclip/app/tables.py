@@ -26,16 +26,22 @@ def table_columns(prediction: str = "expectation") -> tuple[tuple[str, str], ...
     """:data:`TABLE_COLUMNS` with the MAE and accuracy of the headline ``prediction`` (``"expectation"`` or
     ``"argmax"``) before the other prediction's.
 
-    >>> [key for key, _ in table_columns("argmax")][:4]
-    ['mae_max', 'mae_exp', 'acc_max', 'acc_exp']
+    >>> [key for key, _ in table_columns("argmax")]
+    ['mae_max', 'mae_exp', 'acc_max', 'acc_exp', 'off1_max', 'qwk_max']
     """
     if prediction not in SUFFIX:
         raise ValueError(f"unknown headline prediction {prediction!r}; expected one of {list(SUFFIX)}")
     if prediction == "expectation":
         return TABLE_COLUMNS
-    swapped = {"mae_exp": 1, "mae_max": 0, "acc_exp": 3, "acc_max": 2}
-    order = sorted(range(len(TABLE_COLUMNS)), key=lambda i: swapped.get(TABLE_COLUMNS[i][0], i))
-    return tuple(TABLE_COLUMNS[i] for i in order)
+    # each metric shown for both predictions trades places with its twin; the others stay where they are
+    out = list(TABLE_COLUMNS)
+    keys = [key for key, _ in TABLE_COLUMNS]
+    for i, key in enumerate(keys):
+        twin = key.removesuffix(SUFFIX["expectation"]) + SUFFIX["argmax"]
+        if key.endswith(SUFFIX["expectation"]) and twin in keys:
+            j = keys.index(twin)
+            out[i], out[j] = TABLE_COLUMNS[j], TABLE_COLUMNS[i]
+    return tuple(out)
 
 
 def headline_metric(prediction: str) -> str:
