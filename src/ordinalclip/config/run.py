@@ -21,7 +21,7 @@ from typing import Literal
 
 from ordinalclip.config.builtin import config_path
 from ordinalclip.config.typed import ConfigError, load_config
-from ordinalclip.modeling.config import ModelConfig
+from ordinalclip.modeling.config import ModelConfig, count_rank_names
 
 __all__ = [
     "FEW_SHOT_MIN_STEPS",
@@ -306,11 +306,9 @@ def _rank_name_count(cfg: RunConfig) -> int | None:
     ``rank_names``, as a list or a file; None when neither is given."""
     p = cfg.model.prompts
     for names, file in ((p.base_rank_names, p.base_rank_names_file), (p.rank_names, p.rank_names_file)):
-        if names is not None:
-            return len(names)
-        if file and os.path.isfile(file):
-            with open(file, encoding="utf-8") as f:
-                return sum(1 for line in f if line.strip())
+        count = count_rank_names(names, file)
+        if count is not None:
+            return count
     return None
 
 

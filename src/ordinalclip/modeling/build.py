@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from torch import nn
@@ -17,7 +16,7 @@ from ordinalclip.modeling.backbones.image import (
     output_dim,
 )
 from ordinalclip.modeling.backbones.text import open_clip_text_tower
-from ordinalclip.modeling.config import ImageTowerConfig, ModelConfig, PromptConfig
+from ordinalclip.modeling.config import ImageTowerConfig, ModelConfig, PromptConfig, read_rank_names
 from ordinalclip.modeling.heads import LinearClassifier, OrdinalBinaryHead, zero_shot_prototypes
 from ordinalclip.modeling.ordinalclip import CosineClassifier, OrdinalCLIP, prior_head
 from ordinalclip.modeling.prompts import LearnerSettings, PlainPromptLearner, RankPromptLearner
@@ -26,25 +25,6 @@ if TYPE_CHECKING:
     from ordinalclip.modeling.backbones.clip import ClipBundle
 
 log = logging.getLogger(__name__)
-
-
-def read_rank_names(path: str | Path) -> list[str]:
-    """Rank names, one per non-empty line (underscores read as spaces when tokenised).
-
-    The one reader of rank-names files. Raises ``FileNotFoundError`` (no such file) or ``ValueError`` (not
-    UTF-8, or no names), both naming the file; callers that know the config key re-raise with it.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"rank names file not found: {path}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
-    names = [line.strip() for line in text.splitlines() if line.strip()]
-    if not names:
-        raise ValueError(f"{path}: no rank names (expected one name per line)")
-    return names
 
 
 def prompt_names(cfg: PromptConfig, num_ranks: int, key: str) -> list[str] | None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, ClassVar, Literal, cast
 
 # The default context of every task is MORPH's age prompt because the reference code initialises it so for
@@ -194,17 +195,42 @@ def _default(cls: type, name: str) -> Any:
     return next(f.default for f in fields(cls) if f.name == name)
 
 
-def _names_given(prompts: Mapping[str, Any]) -> int | None:
-    """How many names ``rank_names`` lists, or its file holds (non-blank lines); None for no names, or a
-    file that is not there (yet)."""
-    names = prompts.get("rank_names")
-    if isinstance(names, list):
+def read_rank_names(path: str | Path) -> list[str]:
+    """Rank names, one per non-empty line (underscores read as spaces when tokenised).
+
+    The one reader of rank-names files. Raises ``FileNotFoundError`` (no such file) or ``ValueError`` (not
+    UTF-8, or no names), both naming the file; callers that know the config key re-raise with it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"rank names file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    names = [line.strip() for line in text.splitlines() if line.strip()]
+    if not names:
+        raise ValueError(f"{path}: no rank names (expected one name per line)")
+    return names
+
+
+def count_rank_names(names: Sequence[str] | None, file: str | Path | None) -> int | None:
+    """How many names a list (``names``) or a names file holds: None for neither, or a file that is not there
+    (yet); 0 for a file with no readable names (:func:`read_rank_names` says why when the names are read)."""
+    if names is not None:
         return len(names)
-    file = prompts.get("rank_names_file")
-    if not isinstance(file, str) or not file:
+    if not file:
         return None
     try:
-        with open(file, encoding="utf-8") as fh:
-            return sum(1 for line in fh if line.strip())
-    except (OSError, UnicodeDecodeError):
+        return len(read_rank_names(file))
+    except FileNotFoundError:
         return None
+    except ValueError:
+        return 0
+
+
+def _names_given(prompts: Mapping[str, Any]) -> int | None:
+    """How many names ``rank_names`` lists, or its file holds (:func:`count_rank_names`)."""
+    names, file = prompts.get("rank_names"), prompts.get("rank_names_file")
+    listed = names if isinstance(names, list) else None
+    return count_rank_names(listed, file if isinstance(file, str) else None)
